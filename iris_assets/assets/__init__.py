@@ -1,0 +1,1 @@
+"""Dagster definitions of the graph: assets, checks, jobs, the approval sensor and the schedule."""

@@ -1,0 +1,87 @@
+"""The real-time endpoint: serves the champion, with a round-trip check on every deploy."""
+
+import dagster as dg
+
+from iris_assets.assets.promotion import PROMOTION_GROUP, champion_alias
+from iris_assets.resources import ModelRegistryResource, ServingBackend
+
+# One real flower per species (from the Iris data) for the smoke test.
+SMOKE_FLOWERS = [
+    (
+        {
+            "sepal_length_cm": 5.1,
+            "sepal_width_cm": 3.5,
+            "petal_length_cm": 1.4,
+            "petal_width_cm": 0.2,
+        },
+        0,
+    ),
+    (
+        {
+            "sepal_length_cm": 6.4,
+            "sepal_width_cm": 3.2,
+            "petal_length_cm": 4.5,
+            "petal_width_cm": 1.5,
+        },
+        1,
+    ),
+    (
+        {
+            "sepal_length_cm": 6.3,
+            "sepal_width_cm": 3.3,
+            "petal_length_cm": 6.0,
+            "petal_width_cm": 2.5,
+        },
+        2,
+    ),
+]
+
+
+@dg.asset(group_name=PROMOTION_GROUP, kinds={"mlflow"}, deps=[champion_alias])
+def serving_endpoint(
+    context: dg.AssetExecutionContext, registry: ModelRegistryResource, serving: ServingBackend
+) -> dg.MaterializeResult:
+    """The endpoint serving the champion version; waits until it answers with that version."""
+    models = registry.get()
+    champion = models.champion()
+    if champion is None:
+        raise dg.Failure(
+            description=f"{models.name} has no champion to serve: approve a challenger "
+            "(`iris approve N --by NAME`) and materialize champion_alias"
+        )
+    deployment = serving.deploy(models.name, champion.version)
+    context.log.info(f"{deployment.url} serves {models.name} version {deployment.version}")
+    return dg.MaterializeResult(
+        metadata={
+            "url": dg.MetadataValue.url(deployment.url),
+            "model_name": models.name,
+            "version": deployment.version,
+        },
+        data_version=dg.DataVersion(deployment.version),
+    )
+
+
+@dg.asset_check(
+    asset=serving_endpoint, blocking=True, description="One real prediction per species."
+)
+def endpoint_round_trip(serving: ServingBackend) -> dg.AssetCheckResult:
+    from iris_assets.serving.client import ServingError
+
+    records = [flower for flower, _ in SMOKE_FLOWERS]
+    expected = [label for _, label in SMOKE_FLOWERS]
+    try:
+        answer = serving.predict(records)
+    except (ServingError, OSError) as error:
+        return dg.AssetCheckResult(
+            passed=False, metadata={"url": serving.url(), "error": str(error)}
+        )
+    predictions = [int(p) for p in answer.get("predictions", [])]
+    return dg.AssetCheckResult(
+        passed=predictions == expected,
+        metadata={
+            "url": serving.url(),
+            "served_version": serving.served_version() or "unknown",
+            "predictions": predictions,
+            "expected": expected,
+        },
+    )

@@ -1,0 +1,241 @@
+"""The `iris` command: run the demo, inspect, approve or reject, predict, serve, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from iris_assets.settings import SettingsError, load_settings
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def cmd_demo(args) -> int:
+    from iris_assets.demo import DemoError, run_demo, summary_table
+
+    settings = load_settings()
+    try:
+        status = run_demo(settings, rows=args.rows)
+    except DemoError as error:
+        raise CliError(str(error)) from None
+    print("\n" + summary_table(status))
+    print("\nThe server keeps running: `iris predict` to query it, `iris stop` to stop it.")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from iris_assets.status import collect_status, status_lines
+
+    status = collect_status(load_settings())
+    print(json.dumps(status, indent=2) if args.json else "\n".join(status_lines(status)))
+    return 0
+
+
+def cmd_approve(args) -> int:
+    from iris_assets.core.registry import ModelRegistry, RegistryError
+
+    try:
+        version = ModelRegistry(load_settings()).approve(args.version, by=args.by)
+    except RegistryError as error:
+        raise CliError(str(error)) from None
+    print(
+        f"{version.name} version {version.version} approved by {args.by}; "
+        "champion_approval_sensor will promote it if its evaluation passed"
+    )
+    return 0
+
+
+def cmd_reject(args) -> int:
+    from iris_assets.core.registry import ModelRegistry, RegistryError
+
+    try:
+        version = ModelRegistry(load_settings()).reject(
+            args.version, by=args.by, reason=args.reason
+        )
+    except RegistryError as error:
+        raise CliError(str(error)) from None
+    print(f"{version.name} version {version.version} rejected by {args.by}: {args.reason}")
+    return 0
+
+
+def read_payload(args) -> object:
+    text = (
+        args.data
+        if args.data is not None
+        else (Path(args.file).read_text() if args.file else sys.stdin.read())
+    )
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CliError(
+            f"the input is not valid JSON ({error.msg} at line {error.lineno})"
+        ) from None
+    if isinstance(payload, dict) and not (
+        {"dataframe_split", "dataframe_records", "instances", "inputs"} & payload.keys()
+    ):
+        payload = [payload]  # one flower given as a plain record
+    return payload
+
+
+def cmd_predict(args) -> int:
+    from iris_assets.serving.client import ServingError, predict
+
+    url = args.url or load_settings().serving_url + "/invocations"
+    try:
+        answer = predict(url, read_payload(args))
+    except ServingError as error:
+        raise CliError(f"{url}: {error}") from None
+    except OSError as error:
+        raise CliError(
+            f"{url} is not answering ({error}); is it running? (`iris status`)"
+        ) from None
+    print(json.dumps(answer))
+    return 0
+
+
+def champion_version() -> tuple[str, str]:
+    from iris_assets.core.registry import ModelRegistry
+
+    settings = load_settings()
+    models = ModelRegistry(settings)
+    champion = models.champion()
+    if champion is None:
+        raise CliError(
+            f"{models.name} has no champion yet: run `iris demo`, or approve a challenger "
+            "(`iris approve N --by NAME`) and let the sensor promote it"
+        )
+    return models.name, champion.version
+
+
+def cmd_serve(args) -> int:
+    settings = load_settings()
+    name, version = champion_version()
+    os.environ.update(settings.step_env())
+    command = [
+        sys.executable, "-m", "iris_assets.serving.server",
+        "--model-name", name, "--version", version,
+        "--host", args.host or settings.serving_host,
+        "--port", str(args.port or settings.serving_port),
+        "--state-dir", str(settings.serving_dir),
+    ]  # fmt: skip
+    os.execv(sys.executable, command)
+    return 0  # not reached
+
+
+def cmd_stop(args) -> int:
+    from iris_assets.serving.process import ServingProcess
+
+    settings = load_settings()
+    process = ServingProcess(settings.serving_dir, settings.serving_host, settings.serving_port)
+    stopped = process.stop()
+    print(f"stopped the server at {settings.serving_url}" if stopped else "no server was running")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from iris_assets.core.landing import LandingArea, simulate_flowers
+
+    settings = load_settings()
+    day = args.date or datetime.now(UTC).date().isoformat()
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        raise CliError(f"--date {day!r} is not a date like 2026-11-26") from None
+    if args.rows < 0:
+        raise CliError("--rows must be zero or more")
+    frame = simulate_flowers(args.rows, day, seed=args.seed, drift=args.drift)
+    path = LandingArea(settings.landing_dir).write_batch(frame, day)
+    print(f"{args.rows} flowers observed on {day} -> {path}")
+    return 0
+
+
+def cmd_dev(args) -> int:
+    """Start `dagster dev` on this env's Dagster home, so demo runs appear in the UI."""
+    settings = load_settings()
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    workspace = Path(args.workspace).resolve()
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster), "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
+    os.execv(command[0], command)
+    return 0  # not reached
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="iris",
+        description="Operate the Iris classifier: IRIS_ENV (dev|prod), IRIS_TARGET, IRIS_HOME.",
+    )
+    sub = root.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the whole lifecycle locally and print a summary")
+    demo.add_argument("--rows", type=int, default=200, help="new flowers to score (default 200)")
+    demo.set_defaults(func=cmd_demo)
+
+    status = sub.add_parser("status", help="tables, model versions and the endpoint")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+    approve = sub.add_parser("approve", help="tag a model version approval=approved")
+    approve.add_argument("version")
+    approve.add_argument("--by", required=True, help="who approves (recorded on the version)")
+    approve.set_defaults(func=cmd_approve)
+
+    reject = sub.add_parser("reject", help="tag a model version approval=rejected")
+    reject.add_argument("version")
+    reject.add_argument("--by", required=True)
+    reject.add_argument("--reason", required=True)
+    reject.set_defaults(func=cmd_reject)
+
+    predict = sub.add_parser("predict", help="send JSON to the endpoint, print the predictions")
+    predict.add_argument(
+        "data",
+        nargs="?",
+        help="JSON (a record, a list of records, or a "
+        "scoring-protocol body); default: read --file or stdin",
+    )
+    predict.add_argument("--file", help="read the JSON from this file")
+    predict.add_argument("--url", help="scoring URL (default: this env's local endpoint)")
+    predict.set_defaults(func=cmd_predict)
+
+    serve = sub.add_parser("serve", help="serve the champion in the foreground")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    stop = sub.add_parser("stop", help="stop this IRIS_HOME's background server")
+    stop.set_defaults(func=cmd_stop)
+
+    simulate = sub.add_parser("simulate", help="append unlabelled flowers to the landing area")
+    simulate.add_argument("--rows", type=int, default=100)
+    simulate.add_argument("--date", help="observed date YYYY-MM-DD (default: today, UTC)")
+    simulate.add_argument("--seed", type=int)
+    simulate.add_argument("--drift", action="store_true", help="shift the measurements")
+    simulate.set_defaults(func=cmd_simulate)
+
+    dev = sub.add_parser("dev", help="start the Dagster UI (dagster dev) for this env")
+    dev.add_argument("--workspace", default="workspace.yaml")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(func=cmd_dev)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CliError, SettingsError) as error:
+        print(f"iris {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure domain logic: data contracts, validation, training, metrics, scoring, table storage."""

@@ -1,0 +1,203 @@
+"""The landing area for newly collected, unidentified flowers, and a simulator that fills it.
+
+Collectors drop batch files, one folder per observed day::
+
+    root/observed_date=YYYY-MM-DD/batch-<UTC timestamp>-<8 hex>.parquet   (or .csv)
+
+A batch appears whole or not at all (written under a hidden temporary name, then renamed).
+Reading is deliberately loose: CSV values stay text, a column missing from one batch is null
+there, extra columns are kept, so that validation, not the reader, decides what is scoreable.
+The one column normalised on read is ``observed_at`` (UTC timestamps; unparsable text becomes
+missing), which validation does not check and batches of mixed formats would otherwise disagree on.
+
+Simulated flower ids are ``date.toordinal() * 10**10 + a random block start + row number``: unique
+within a batch, disjoint between days, below 2**53 so exact wherever they pass through a float,
+and two batches of the same day collide only if their random blocks overlap (probability about
+(rows1 + rows2) / 10**10).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from iris_assets.core.schema import FEATURE_COLUMNS, LANDING_COLUMNS, PRIMARY_KEY
+
+FORMATS = ("parquet", "csv")
+IDS_PER_DAY = 10**10
+# Drifted flowers have petals this much longer and wider than the training data's.
+PETAL_DRIFT = 1.3
+
+_DAY_FOLDER = re.compile(r"^observed_date=(\d{4}-\d{2}-\d{2})$")
+_BATCH_NAME = re.compile(r"^batch-.+\.(parquet|csv)$")
+_MICROS_PER_DAY = 86_400 * 1_000_000
+OBSERVED_AT_DTYPE = "datetime64[us, UTC]"
+
+
+def iso_day(day: dt.date | str) -> str:
+    """``day`` as YYYY-MM-DD; a ValueError for anything that is not a calendar date."""
+    if isinstance(day, dt.datetime):
+        return day.date().isoformat()
+    if isinstance(day, dt.date):
+        return day.isoformat()
+    text = str(day).strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise ValueError(f"{day!r} is not a date (YYYY-MM-DD)")
+    return dt.date.fromisoformat(text).isoformat()
+
+
+@lru_cache(maxsize=1)
+def iris_class_statistics() -> tuple[np.ndarray, np.ndarray]:
+    """Per-species means and standard deviations (3 x 4) of the Iris data bundled with sklearn."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    data, target = iris.data, iris.target
+    means = np.stack([data[target == k].mean(axis=0) for k in range(3)])
+    stds = np.stack([data[target == k].std(axis=0, ddof=1) for k in range(3)])
+    return means, stds
+
+
+def simulate_flowers(
+    rows: int, date: dt.date | str, *, seed: int | None = None, drift: bool = False
+) -> pd.DataFrame:
+    """``rows`` unidentified flowers observed on ``date`` (columns ``LANDING_COLUMNS``).
+
+    Each flower is drawn from one species, chosen uniformly, with that species' Iris means and
+    standard deviations; the species is not in the output. Measurements are rounded to 0.1 cm and
+    never below 0.1 cm. ``drift`` makes petals 30% longer and wider.
+    """
+    if rows < 0 or rows > IDS_PER_DAY:
+        raise ValueError(f"rows must be between 0 and {IDS_PER_DAY}, got {rows}")
+    day = dt.date.fromisoformat(iso_day(date))
+    rng = np.random.default_rng(seed)
+    means, stds = iris_class_statistics()
+    species = rng.integers(0, 3, size=rows)
+    values = rng.standard_normal((rows, len(FEATURE_COLUMNS)))
+    values *= stds[species]
+    values += means[species]
+    if drift:
+        petals = [FEATURE_COLUMNS.index(c) for c in FEATURE_COLUMNS if c.startswith("petal")]
+        values[:, petals] *= PETAL_DRIFT
+    values = np.maximum(np.round(values, 1), 0.1)
+    start = day.toordinal() * IDS_PER_DAY + int(rng.integers(0, IDS_PER_DAY - rows + 1))
+    midnight = np.datetime64(day.isoformat(), "us").astype(np.int64)
+    micros = midnight + rng.integers(0, _MICROS_PER_DAY, size=rows)
+    observed_at = pd.DatetimeIndex(micros.astype("datetime64[us]")).tz_localize("UTC")
+    frame = pd.DataFrame(
+        {
+            PRIMARY_KEY: np.arange(start, start + rows, dtype=np.int64),
+            **{c: values[:, i] for i, c in enumerate(FEATURE_COLUMNS)},
+            "observed_at": observed_at,
+        }
+    )
+    return frame[list(LANDING_COLUMNS)]
+
+
+def _empty_landing() -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series([], dtype=object) for c in LANDING_COLUMNS})
+    frame["observed_at"] = pd.Series([], dtype=OBSERVED_AT_DTYPE)
+    return frame
+
+
+class LandingArea:
+    """Batch files of observed flowers under ``root``, one folder per observed day."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def day_dir(self, date: dt.date | str) -> Path:
+        return self.root / f"observed_date={iso_day(date)}"
+
+    def write_batch(self, df: pd.DataFrame, date: dt.date | str, fmt: str = "parquet") -> Path:
+        """Write one batch file for ``date`` atomically; returns its path."""
+        if fmt not in FORMATS:
+            raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        folder = self.day_dir(date)
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        final = folder / f"batch-{stamp}-{secrets.token_hex(4)}.{fmt}"
+        # Hidden and without the batch suffix, so readers never pick up a half-written file.
+        temporary = folder / f".{final.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            if fmt == "parquet":
+                pq.write_table(pa.Table.from_pandas(df, preserve_index=False), temporary)
+            else:
+                df.to_csv(temporary, index=False)
+            with open(temporary, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(temporary, final)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return final
+
+    def days(self) -> list[str]:
+        """ISO dates that have at least one batch, oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for entry in self.root.iterdir():
+            match = _DAY_FOLDER.match(entry.name)
+            if match and entry.is_dir() and self.batch_files(match.group(1)):
+                found.append(match.group(1))
+        return sorted(found)
+
+    def batch_files(self, date: dt.date | str) -> list[Path]:
+        """The day's batch files in the order they were written."""
+        folder = self.day_dir(date)
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if _BATCH_NAME.match(p.name) and p.is_file())
+
+    def read_day(self, date: dt.date | str) -> pd.DataFrame:
+        """All batches of ``date`` in one frame: ``LANDING_COLUMNS`` first, then any extras."""
+        frames = [_read_batch(path) for path in self.batch_files(date)]
+        frames = [f for f in frames if len(f.columns)]
+        if not frames:
+            return _empty_landing()
+        day = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        day = day.reset_index(drop=True)
+        for column in LANDING_COLUMNS:
+            if column not in day.columns:
+                day[column] = None
+        day["observed_at"] = _utc_timestamps(day["observed_at"])
+        extras = [c for c in day.columns if c not in LANDING_COLUMNS]
+        return day[[*LANDING_COLUMNS, *extras]]
+
+    def count(self, date: dt.date | str) -> int:
+        """Rows in the day's batches (Parquet from the footer, CSV by reading it)."""
+        total = 0
+        for path in self.batch_files(date):
+            if path.suffix == ".parquet":
+                total += pq.ParquetFile(path).metadata.num_rows
+            else:
+                total += len(_read_csv(path))
+        return total
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def _read_batch(path: Path) -> pd.DataFrame:
+    if path.suffix == ".csv":
+        return _read_csv(path)
+    return pq.read_table(path, use_threads=False).to_pandas()
+
+
+def _utc_timestamps(values: pd.Series) -> pd.Series:
+    if not isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+    return values.dt.tz_convert("UTC").astype(OBSERVED_AT_DTYPE)

@@ -1,0 +1,38 @@
+"""Quarantine: rows that failed validation, kept with their reason in the rejects table.
+
+Each stage owns its slice of the table (``stage`` + ``partition``), so re-running a stage for the
+same partition replaces its rejects instead of piling them up.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from iris_assets.core.schema import PRIMARY_KEY, REJECTS_TABLE_SCHEMA
+
+
+def sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def rejects_slice(stage: str, partition: str) -> str:
+    """The predicate that selects one stage's rejects for one partition."""
+    return f"stage = {sql_literal(stage)} AND partition = {sql_literal(partition)}"
+
+
+def rejects_rows(rejects: pd.DataFrame, stage: str, partition: str) -> pd.DataFrame:
+    """Shape validation rejects as rows of the rejects table."""
+    frame = pd.DataFrame(
+        {
+            "stage": stage,
+            "partition": partition,
+            PRIMARY_KEY: rejects[PRIMARY_KEY].astype("object"),
+            "reason": rejects["reason"],
+            "record": rejects["record"],
+            "rejected_at": pd.Timestamp(datetime.now(UTC)),
+        },
+        index=rejects.index,
+    )
+    return frame[REJECTS_TABLE_SCHEMA.names].reset_index(drop=True)

@@ -1,0 +1,75 @@
+"""Data contracts: the columns, types and value rules of every table the pipeline owns.
+
+One definition is shared by ingestion, training, scoring, serving and the checks, so a column
+renamed here is renamed everywhere. Arrow schemas are the source of truth for the Delta tables
+(NOT NULL comes from ``nullable=False``).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "sepal_length_cm",
+    "sepal_width_cm",
+    "petal_length_cm",
+    "petal_width_cm",
+)
+SPECIES_NAMES: tuple[str, ...] = ("setosa", "versicolor", "virginica")
+PRIMARY_KEY = "flower_id"
+LABEL = "species"
+
+# A measurement outside (0, MAX_MEASUREMENT_CM] is not an iris flower: the largest recorded
+# petal is under 7 cm and sepals under 8 cm; 50 cm leaves room for unusual specimens.
+MAX_MEASUREMENT_CM = 50.0
+
+TRAIN, TEST = "train", "test"
+
+UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+FEATURE_TABLE_SCHEMA = pa.schema(
+    [
+        pa.field(PRIMARY_KEY, pa.int64(), nullable=False),
+        *(pa.field(c, pa.float64(), nullable=False) for c in FEATURE_COLUMNS),
+        pa.field(LABEL, pa.int64(), nullable=False),
+        pa.field("species_name", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("ingested_at", UTC_TIMESTAMP, nullable=False),
+    ]
+)
+
+# What collectors drop in the landing area, one batch file at a time. Read loosely (any column may
+# be missing, extra, null or text); validation decides what is scoreable.
+LANDING_COLUMNS: tuple[str, ...] = (PRIMARY_KEY, *FEATURE_COLUMNS, "observed_at")
+
+INFERENCE_TABLE_SCHEMA = pa.schema(
+    [
+        pa.field(PRIMARY_KEY, pa.int64(), nullable=False),
+        pa.field("observed_date", pa.string(), nullable=False),
+        pa.field("observed_at", UTC_TIMESTAMP, nullable=True),
+        *(pa.field(c, pa.float64(), nullable=False) for c in FEATURE_COLUMNS),
+        pa.field("prediction", pa.int64(), nullable=False),
+        pa.field("species_name", pa.string(), nullable=False),
+        pa.field("probability", pa.float64(), nullable=False),
+        pa.field("model_name", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("predicted_at", UTC_TIMESTAMP, nullable=False),
+    ]
+)
+
+# Quarantine for rows that failed validation, whichever stage found them. ``partition`` is the
+# observed date for inference and the source name for ingestion, so a re-run replaces its own rows.
+REJECTS_TABLE_SCHEMA = pa.schema(
+    [
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("partition", pa.string(), nullable=False),
+        pa.field(PRIMARY_KEY, pa.string(), nullable=True),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("record", pa.string(), nullable=False),
+        pa.field("rejected_at", UTC_TIMESTAMP, nullable=False),
+    ]
+)
+
+
+def species_name(label: int) -> str:
+    return SPECIES_NAMES[int(label)]

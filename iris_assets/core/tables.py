@@ -1,0 +1,413 @@
+"""The table store: named Delta tables, created from the Arrow contracts, written idempotently.
+
+``TableStore`` is what the steps program against; ``DeltaTableStore`` keeps the tables as local
+Delta tables (``deltalake``) under ``warehouse/<catalog>/<schema>/<table>``, the layout of
+``Settings.table_path``. Data handed in is cast to the table's schema first, so callers may pass
+pandas frames with loose dtypes (nanosecond or naive timestamps, pandas strings, nullable ints).
+
+Reads go through deltalake's own engine (DataFusion) rather than a threaded pyarrow dataset scan,
+which can abort a short-lived process at exit.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable, QueryBuilder, write_deltalake
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
+TableData = pd.DataFrame | pa.Table
+
+_NAME_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
+_CONSTRAINT_KEY = "delta.constraints."
+# One DataFusion partition keeps reads in file order, so the same table version reads the same.
+_READ_CONFIG = {"datafusion.execution.target_partitions": "1"}
+
+
+class TableError(RuntimeError):
+    """A table operation failed: missing table, data that does not fit, or a rejected write."""
+
+
+@runtime_checkable
+class TableStore(Protocol):
+    """Named tables ("catalog.schema.table") with upsert, partition replace and plain reads."""
+
+    def exists(self, name: str) -> bool: ...
+
+    def ensure_table(
+        self,
+        name: str,
+        schema: pa.Schema,
+        *,
+        partition_by: list[str] | None = None,
+        constraints: dict[str, str] | None = None,
+    ) -> None: ...
+
+    def merge_upsert(self, name: str, data: TableData, key: str) -> dict[str, int]: ...
+
+    def replace_where(self, name: str, data: TableData, predicate: str) -> int: ...
+
+    def replace_partition(self, name: str, data: TableData, column: str, value: str) -> int: ...
+
+    def append(self, name: str, data: TableData) -> int: ...
+
+    def read(
+        self,
+        name: str,
+        columns: list[str] | None = None,
+        predicate: str | None = None,
+        *,
+        order_by: str | list[str] | None = None,
+    ) -> pd.DataFrame: ...
+
+    def version(self, name: str) -> int: ...
+
+    def count(self, name: str, predicate: str | None = None) -> int: ...
+
+    def distinct(self, name: str, column: str) -> list[str]: ...
+
+    def compact(self, name: str) -> dict[str, Any]: ...
+
+
+def sql_string(value: str) -> str:
+    """``value`` as a SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_identifier(name: str) -> str:
+    """``name`` as a quoted SQL identifier (case-sensitive, any characters)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _column_array(data: pd.Series, field: pa.Field) -> pa.Array:
+    array = pa.array(data, from_pandas=True)
+    return _cast(array, field)
+
+
+def _cast(array: pa.Array | pa.ChunkedArray, field: pa.Field) -> pa.Array | pa.ChunkedArray:
+    if array.type == field.type:
+        return array
+    # Timestamps arrive in nanoseconds from pandas: sub-microsecond digits are dropped, not refused.
+    safe = not pa.types.is_timestamp(field.type)
+    if (
+        pa.types.is_timestamp(array.type)
+        and pa.types.is_timestamp(field.type)
+        and array.type.tz is None
+        and field.type.tz is not None
+    ):
+        # A naive timestamp is taken to be UTC, the only zone the tables use.
+        array = pc.assume_timezone(array, "UTC")
+    return pc.cast(array, field.type, safe=safe)
+
+
+def _constraints(table: DeltaTable) -> dict[str, str]:
+    """The table's CHECK constraints, name -> SQL expression."""
+    return {
+        key[len(_CONSTRAINT_KEY) :]: value
+        for key, value in table.metadata().configuration.items()
+        if key.startswith(_CONSTRAINT_KEY) and value is not None
+    }
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+    )
+
+
+def _cast_for_pandas(array: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
+    # The engine returns string views; pandas converts those faster than it converts plain strings.
+    if _is_text(array.type) and _is_text(field.type):
+        return array
+    return _cast(array, field)
+
+
+class DeltaTableStore:
+    """Delta tables under ``warehouse/<catalog>/<schema>/<table>``."""
+
+    def __init__(self, warehouse: Path | str):
+        self.warehouse = Path(warehouse)
+
+    # --- names and handles -----------------------------------------------------------------
+    def path(self, name: str) -> Path:
+        parts = name.split(".")
+        if len(parts) != 3 or not all(_NAME_PART.match(p) for p in parts):
+            raise TableError(
+                f"table name {name!r} is not catalog.schema.table "
+                "(letters, digits, '_' and '-' in each part)"
+            )
+        return self.warehouse.joinpath(*parts)
+
+    def exists(self, name: str) -> bool:
+        return DeltaTable.is_deltatable(str(self.path(name)))
+
+    def _table(self, name: str) -> DeltaTable:
+        path = self.path(name)
+        try:
+            return DeltaTable(str(path))
+        except TableNotFoundError:
+            raise TableError(
+                f"table {name} does not exist (no Delta table at {path}); "
+                "create it with ensure_table first"
+            ) from None
+
+    @staticmethod
+    def _schema(table: DeltaTable) -> pa.Schema:
+        return pa.schema(table.schema().to_arrow())
+
+    # --- creating --------------------------------------------------------------------------
+    def ensure_table(
+        self,
+        name: str,
+        schema: pa.Schema,
+        *,
+        partition_by: list[str] | None = None,
+        constraints: dict[str, str] | None = None,
+    ) -> None:
+        """Create the table if missing; add any CHECK constraint it does not have yet."""
+        partition_by = list(partition_by or [])
+        unknown = [c for c in partition_by if c not in schema.names]
+        if unknown:
+            raise TableError(f"{name}: partition columns {unknown} are not in the schema")
+        path = self.path(name)
+        if self.exists(name):
+            table = DeltaTable(str(path))
+            self._check_layout(name, table, schema, partition_by)
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            table = DeltaTable.create(
+                str(path), schema, mode="ignore", partition_by=partition_by or None, name=name
+            )
+        present = {k.lower(): v for k, v in _constraints(table).items()}
+        for constraint, expression in (constraints or {}).items():
+            existing = present.get(constraint.lower())
+            if existing is not None:
+                if " ".join(existing.split()) != " ".join(expression.split()):
+                    raise TableError(
+                        f"{name}: constraint {constraint} is {existing!r}, expected "
+                        f"{expression!r}; drop it (DeltaTable.alter.drop_constraint) to change it"
+                    )
+                continue
+            try:
+                table.alter.add_constraint({constraint: expression})
+            except DeltaError as exc:
+                raise TableError(f"{name}: cannot add constraint {constraint} ({exc})") from exc
+
+    def _check_layout(
+        self, name: str, table: DeltaTable, schema: pa.Schema, partition_by: list[str]
+    ) -> None:
+        existing = self._schema(table)
+        differences = []
+        for field in schema:
+            if field.name not in existing.names:
+                differences.append(f"missing column {field.name}")
+                continue
+            have = existing.field(field.name)
+            if have.type != field.type or have.nullable != field.nullable:
+                differences.append(
+                    f"{field.name} is {have.type}{'' if have.nullable else ' NOT NULL'}, "
+                    f"expected {field.type}{'' if field.nullable else ' NOT NULL'}"
+                )
+        extra = [n for n in existing.names if n not in schema.names]
+        if extra:
+            differences.append(f"unexpected columns {extra}")
+        if partition_by and list(table.metadata().partition_columns) != partition_by:
+            differences.append(
+                f"partitioned by {list(table.metadata().partition_columns)}, "
+                f"expected {partition_by}"
+            )
+        if differences:
+            raise TableError(
+                f"table {name} exists with a different layout: {'; '.join(differences)}"
+            )
+
+    # --- writing ---------------------------------------------------------------------------
+    def _conform(self, name: str, schema: pa.Schema, data: TableData) -> pa.Table:
+        """``data`` as an Arrow table of exactly ``schema``, or a TableError saying why not."""
+        if isinstance(data, pd.DataFrame):
+            present = {str(c) for c in data.columns}
+            columns = {c: data[c] for c in schema.names if c in present}
+            rows = len(data)
+            convert = _column_array
+        elif isinstance(data, pa.Table | pa.RecordBatch):
+            data = pa.table(data)
+            columns = {c: data.column(c) for c in schema.names if c in data.column_names}
+            rows = data.num_rows
+            convert = _cast
+        else:
+            raise TableError(f"{name}: cannot write {type(data).__name__}, give a DataFrame")
+        arrays = []
+        for field in schema:
+            if field.name not in columns:
+                if not field.nullable:
+                    raise TableError(f"{name}: data has no column {field.name} (NOT NULL)")
+                arrays.append(pa.nulls(rows, field.type))
+                continue
+            try:
+                array = convert(columns[field.name], field)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+                raise TableError(
+                    f"{name}: column {field.name} cannot be stored as {field.type}: {exc}"
+                ) from exc
+            if not field.nullable and array.null_count:
+                raise TableError(
+                    f"{name}: column {field.name} is NOT NULL but {array.null_count} of "
+                    f"{rows} rows are null"
+                )
+            arrays.append(array)
+        arrays = [pa.chunked_array([a]) if isinstance(a, pa.Array) else a for a in arrays]
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def _rejected(self, name: str, action: str, table: DeltaTable, exc: Exception) -> TableError:
+        rules = "; ".join(f"{k}: {v}" for k, v in _constraints(table).items()) or "none"
+        return TableError(f"{action} into {name} was rejected (CHECK constraints: {rules}): {exc}")
+
+    def _write(self, name: str, action: str, table: DeltaTable, write) -> None:
+        try:
+            write()
+        except DeltaError as exc:
+            raise self._rejected(name, action, table, exc) from exc
+
+    def merge_upsert(self, name: str, data: TableData, key: str) -> dict[str, int]:
+        """MERGE on ``key``: update matched rows that changed, insert the others.
+
+        Delta has no primary key, so the source is first reduced to one row per key (the last
+        occurrence wins). Returns inserted, updated, deduplicated (source rows dropped) and the
+        table version after the merge.
+        """
+        table = self._table(name)
+        schema = self._schema(table)
+        if key not in schema.names:
+            raise TableError(f"{name}: merge key {key} is not a column of the table")
+        source = self._conform(name, schema, data)
+        if source.column(key).null_count:
+            raise TableError(f"{name}: {source.column(key).null_count} rows have a null {key}")
+        keys = source.column(key).to_pandas()
+        last = ~keys.duplicated(keep="last").to_numpy()
+        deduplicated = int(len(last) - last.sum())
+        if deduplicated:
+            source = source.filter(pa.array(last))
+        if source.num_rows == 0:
+            return {"inserted": 0, "updated": 0, "deduplicated": 0, "version": table.version()}
+        k = sql_identifier(key)
+        changed = " OR ".join(
+            f"(t.{c} IS DISTINCT FROM s.{c})"
+            for c in (sql_identifier(n) for n in schema.names if n != key)
+        )
+        merger = table.merge(source, predicate=f"t.{k} = s.{k}", source_alias="s", target_alias="t")
+        if changed:
+            # Unchanged rows are left alone, so a re-run writes nothing and counts 0 updated.
+            merger = merger.when_matched_update_all(predicate=changed)
+        merger = merger.when_not_matched_insert_all()
+        try:
+            metrics = merger.execute()
+        except DeltaError as exc:
+            raise self._rejected(name, "merge", table, exc) from exc
+        return {
+            "inserted": int(metrics.get("num_target_rows_inserted", 0)),
+            "updated": int(metrics.get("num_target_rows_updated", 0)),
+            "deduplicated": deduplicated,
+            "version": self.version(name),
+        }
+
+    def replace_where(self, name: str, data: TableData, predicate: str) -> int:
+        """Atomically replace the rows matching ``predicate`` with ``data`` (one commit).
+
+        Every row of ``data`` must match the predicate; rows outside it are untouched.
+        """
+        table = self._table(name)
+        source = self._conform(name, self._schema(table), data)
+        self._write(
+            name,
+            f"replace where {predicate}",
+            table,
+            lambda: write_deltalake(table, source, mode="overwrite", predicate=predicate),
+        )
+        return self.version(name)
+
+    def replace_partition(self, name: str, data: TableData, column: str, value: str) -> int:
+        """Replace the rows whose ``column`` equals ``value`` (a partition, typically)."""
+        predicate = f"{sql_identifier(column)} = {sql_string(value)}"
+        return self.replace_where(name, data, predicate)
+
+    def append(self, name: str, data: TableData) -> int:
+        table = self._table(name)
+        source = self._conform(name, self._schema(table), data)
+        if source.num_rows == 0:
+            return table.version()
+        self._write(name, "append", table, lambda: write_deltalake(table, source, mode="append"))
+        return self.version(name)
+
+    # --- reading ---------------------------------------------------------------------------
+    def _query(self, name: str, sql: str) -> pa.Table:
+        table = self._table(name)
+        try:
+            reader = QueryBuilder(_READ_CONFIG).register("tbl", table).execute(sql)
+            return pa.table(reader)
+        except Exception as exc:
+            # DataFusion planning errors (unknown column, bad predicate) are not DeltaErrors.
+            raise TableError(f"query on {name} failed: {exc}") from exc
+
+    def read(
+        self,
+        name: str,
+        columns: list[str] | None = None,
+        predicate: str | None = None,
+        *,
+        order_by: str | list[str] | None = None,
+    ) -> pd.DataFrame:
+        """Rows of the table (optionally only ``columns``, rows matching ``predicate``).
+
+        Without ``order_by`` rows come in storage order, which is stable for one table version
+        but changes when the table is rewritten.
+        """
+        schema = self._schema(self._table(name))
+        columns = list(schema.names if columns is None else columns)
+        keys = [order_by] if isinstance(order_by, str) else list(order_by or [])
+        unknown = [c for c in [*columns, *keys] if c not in schema.names]
+        if unknown:
+            raise TableError(f"{name} has no columns {unknown}; it has {schema.names}")
+        select = ", ".join(sql_identifier(c) for c in columns) or "1 AS _unused"
+        sql = f"SELECT {select} FROM tbl"
+        if predicate:
+            sql += f" WHERE {predicate}"
+        if keys:
+            sql += " ORDER BY " + ", ".join(sql_identifier(k) for k in keys)
+        result = self._query(name, sql)
+        if not columns:
+            return pd.DataFrame(index=pd.RangeIndex(result.num_rows))
+        arrays = [
+            _cast_for_pandas(result.column(i), schema.field(c)) for i, c in enumerate(columns)
+        ]
+        return pa.Table.from_arrays(arrays, names=columns).to_pandas()
+
+    def version(self, name: str) -> int:
+        return int(self._table(name).version())
+
+    def count(self, name: str, predicate: str | None = None) -> int:
+        sql = "SELECT COUNT(*) AS n FROM tbl"
+        if predicate:
+            sql += f" WHERE {predicate}"
+        return int(self._query(name, sql).column("n")[0].as_py())
+
+    def distinct(self, name: str, column: str) -> list[str]:
+        """The distinct non-null values of ``column``, sorted, as text (partition listing)."""
+        schema = self._schema(self._table(name))
+        if column not in schema.names:
+            raise TableError(f"{name} has no column {column}")
+        c = sql_identifier(column)
+        values = self._query(name, f"SELECT DISTINCT {c} AS v FROM tbl WHERE {c} IS NOT NULL")
+        return [str(v) for v in sorted(values.column("v").to_pylist())]
+
+    def compact(self, name: str) -> dict[str, Any]:
+        """Rewrite small files into larger ones (no vacuum); deltalake's metrics."""
+        table = self._table(name)
+        try:
+            return dict(table.optimize.compact())
+        except DeltaError as exc:
+            raise TableError(f"compacting {name} failed: {exc}") from exc

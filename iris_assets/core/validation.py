@@ -1,0 +1,458 @@
+"""Measurement validation: which raw rows are scoreable flowers, and why the others are not.
+
+Every input row ends in exactly one of two frames: ``valid`` (typed, ready for training or scoring)
+or ``rejects`` (the raw id, every reason the row failed, and the row as it arrived, as JSON). Rows
+are checked column by column with vectorised numpy/pandas/arrow operations; Python touches single
+values only to describe the rejected rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandas.api import types as ptypes
+
+from iris_assets.core.schema import (
+    FEATURE_COLUMNS,
+    LABEL,
+    MAX_MEASUREMENT_CM,
+    PRIMARY_KEY,
+    SPECIES_NAMES,
+)
+
+REJECT_COLUMNS: tuple[str, ...] = (PRIMARY_KEY, "reason", "record")
+
+_INT64_MAX = np.iinfo(np.int64).max
+_INT64_MAX_TEXT = str(_INT64_MAX)
+# Integers above 2**53 are not exact as floats: only digit text may carry them.
+_FLOAT_EXACT_INT = 2.0**53
+_DIGITS = r"^\s*\+?0*(?P<digits>\d+)(?:\.0*)?\s*$"
+_NAN_TEXT = ("nan", "+nan", "-nan")
+_LABEL_TEXT = pa.array([*SPECIES_NAMES, *(str(i) for i in range(len(SPECIES_NAMES)))])
+_LABEL_VALUE = np.array([*range(len(SPECIES_NAMES)), *range(len(SPECIES_NAMES))], dtype=np.int64)
+_SPECIES_NAME = np.array(SPECIES_NAMES, dtype=object)
+_LABEL_CHOICES = ", ".join([*(str(i) for i in range(len(SPECIES_NAMES))), *SPECIES_NAMES])
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """``valid``: typed rows in input order. ``rejects``: flower_id (raw text), reason, record."""
+
+    valid: pd.DataFrame
+    rejects: pd.DataFrame
+
+
+class _Failures:
+    """One boolean mask per reason that at least one row has, in the order reasons are reported."""
+
+    def __init__(self, rows: int):
+        self.rows = rows
+        self.any = np.zeros(rows, dtype=bool)
+        self.masks: list[tuple[np.ndarray, str]] = []
+
+    def add(self, mask: np.ndarray, reason: str) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any():
+            self.masks.append((mask, reason))
+            self.any |= mask
+
+    def add_all(self, reason: str) -> None:
+        self.add(np.ones(self.rows, dtype=bool), reason)
+
+    def reasons(self, rows: np.ndarray) -> np.ndarray:
+        """The reasons of the given rows, joined with "; " in the order they were added."""
+        none = pa.scalar(None, pa.string())
+        parts = [pc.if_else(pa.array(mask[rows]), reason, none) for mask, reason in self.masks]
+        if not parts:
+            return np.full(len(rows), "", dtype=object)
+        joined = pc.binary_join_element_wise(*parts, "; ", null_handling="skip")
+        return joined.to_numpy(zero_copy_only=False)
+
+
+def _column(raw: pd.DataFrame, name: str) -> pd.Series | None:
+    """The first column called ``name`` (frames built by hand may repeat a name), or None."""
+    positions = np.flatnonzero(raw.columns == name)
+    return raw.iloc[:, positions[0]] if len(positions) else None
+
+
+def _is_number_dtype(series: pd.Series) -> bool:
+    dtype = series.dtype
+    return ptypes.is_numeric_dtype(dtype) and not ptypes.is_bool_dtype(dtype)
+
+
+def _is_never_number(series: pd.Series) -> bool:
+    dtype = series.dtype
+    return (
+        ptypes.is_bool_dtype(dtype)
+        or ptypes.is_datetime64_any_dtype(dtype)
+        or ptypes.is_timedelta64_dtype(dtype)
+        or isinstance(dtype, pd.PeriodDtype | pd.IntervalDtype)
+    )
+
+
+def _text_array(series: pd.Series, missing: np.ndarray) -> pa.Array:
+    """The column as an arrow string array, null where missing; non-text values via ``str``."""
+    try:
+        array = pa.array(series, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        array = None
+    if array is not None and (
+        pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+    ):
+        return array
+    text = series.astype(object).astype(str).to_numpy(dtype=object)
+    return pa.array(text, type=pa.large_string(), mask=missing)
+
+
+def _unparsed_text(series: pd.Series, rows: np.ndarray) -> pd.Series:
+    return series.iloc[rows].astype(object).astype(str).str.strip().str.lower()
+
+
+def _parse_measurement(series: pd.Series):
+    """(values, missing, not_number, not_finite) for one measurement column."""
+    missing = series.isna().to_numpy(dtype=bool, copy=True)
+    rows = len(series)
+    not_number = np.zeros(rows, dtype=bool)
+    nan_text = np.zeros(rows, dtype=bool)
+    if _is_never_number(series):
+        values = np.full(rows, np.nan)
+        not_number = ~missing
+    elif _is_number_dtype(series):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        parsed = pd.to_numeric(series, errors="coerce")
+        values = np.asarray(parsed.to_numpy(dtype=np.float64, na_value=np.nan))
+        unparsed = np.flatnonzero(np.isnan(values) & ~missing)
+        if len(unparsed):
+            text = _unparsed_text(series, unparsed)
+            blank = (text == "").to_numpy()
+            is_nan = text.isin(_NAN_TEXT).to_numpy()
+            missing[unparsed[blank]] = True
+            nan_text[unparsed[is_nan]] = True
+            not_number[unparsed[~blank & ~is_nan]] = True
+    not_finite = np.isinf(values) | nan_text
+    return values, missing, not_number, not_finite
+
+
+def _parse_ids_from_text(series: pd.Series, missing: np.ndarray):
+    """(ids, missing, invalid) for a text/object id column, exact for every int64 digit string."""
+    text = _text_array(series, missing)
+    matched = pc.extract_regex(text, _DIGITS)
+    digits = pc.struct_field(matched, "digits")
+    length = pc.utf8_length(digits)
+    fits = pc.or_(
+        pc.less(length, 19),
+        pc.and_(pc.equal(length, 19), pc.less_equal(digits, _INT64_MAX_TEXT)),
+    )
+    ok = pc.fill_null(fits, False).to_numpy(zero_copy_only=False)
+    ids = pc.cast(pc.if_else(ok, digits, "0"), pa.int64()).to_numpy(zero_copy_only=False)
+    ids = np.array(ids, dtype=np.int64)
+    invalid = np.zeros(len(series), dtype=bool)
+    rest = np.flatnonzero(~ok & ~missing)
+    if len(rest):
+        # Rare spellings such as "1e3": accepted when the float value is an exact integer.
+        text_rest = _unparsed_text(series, rest)
+        blank = (text_rest == "").to_numpy()
+        values = pd.to_numeric(series.iloc[rest], errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+        with np.errstate(invalid="ignore"):
+            whole = (
+                np.isfinite(values)
+                & (values >= 0)
+                & (values == np.floor(values))
+                & (values < _FLOAT_EXACT_INT)
+            )
+        ids[rest[whole]] = values[whole].astype(np.int64)
+        missing = missing.copy()
+        missing[rest[blank]] = True
+        invalid[rest[~blank & ~whole]] = True
+    return ids, missing, invalid
+
+
+def _parse_ids(series: pd.Series):
+    """(ids, missing, invalid): ids are int64, 0 wherever missing or invalid."""
+    missing = series.isna().to_numpy(dtype=bool, copy=True)
+    rows = len(series)
+    if _is_never_number(series):
+        return np.zeros(rows, dtype=np.int64), missing, ~missing
+    if ptypes.is_unsigned_integer_dtype(series.dtype):
+        raw = series.to_numpy(dtype=np.uint64, na_value=0)
+        invalid = raw > np.uint64(_INT64_MAX)
+        return np.where(invalid, 0, raw).astype(np.int64), missing, invalid
+    if ptypes.is_integer_dtype(series.dtype):
+        ids = series.to_numpy(dtype=np.int64, na_value=0)
+        invalid = ids < 0
+        return np.where(invalid, 0, ids), missing, invalid
+    if _is_number_dtype(series):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            whole = (
+                np.isfinite(values)
+                & (values >= 0)
+                & (values == np.floor(values))
+                & (values < 2.0**63)
+            )
+        ids = np.where(whole, values, 0).astype(np.int64)
+        return ids, missing, ~whole & ~missing
+    return _parse_ids_from_text(series, missing)
+
+
+def _parse_species(series: pd.Series):
+    """(labels, missing, invalid): labels are int64 0..2, -1 wherever missing or invalid."""
+    missing = series.isna().to_numpy(dtype=bool, copy=True)
+    rows = len(series)
+    labels = np.full(rows, -1, dtype=np.int64)
+    if _is_never_number(series):
+        return labels, missing, ~missing
+    if _is_number_dtype(series):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        known = np.isin(values, np.arange(len(SPECIES_NAMES), dtype=np.float64))
+        labels[known] = values[known].astype(np.int64)
+        return labels, missing, ~known & ~missing
+    text = pc.utf8_lower(pc.utf8_trim_whitespace(_text_array(series, missing)))
+    position = pc.fill_null(pc.index_in(text, value_set=_LABEL_TEXT), -1).to_numpy()
+    found = position >= 0
+    labels[found] = _LABEL_VALUE[position[found]]
+    invalid = np.zeros(rows, dtype=bool)
+    rest = np.flatnonzero(~found & ~missing)
+    if len(rest):
+        # Numbers written as text in another spelling, such as "1.0".
+        blank = (_unparsed_text(series, rest) == "").to_numpy()
+        values = pd.to_numeric(series.iloc[rest], errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+        known = np.isin(values, np.arange(len(SPECIES_NAMES), dtype=np.float64))
+        labels[rest[known]] = values[known].astype(np.int64)
+        missing = missing.copy()
+        missing[rest[blank]] = True
+        invalid[rest[~blank & ~known]] = True
+    return labels, missing, invalid
+
+
+def _text(value: str) -> pa.Scalar:
+    return pa.scalar(value, pa.large_string())
+
+
+def _plain(value: object) -> object:
+    """One raw value as something ``json.dumps`` writes: text for what JSON has no type for."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        if np.isnan(value):
+            return None
+        if np.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, str | int | bool):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _arrow_values(series: pd.Series) -> pa.Array | None:
+    """The column as an arrow array of one plain type, or None for mixed or exotic values."""
+    try:
+        array = pa.array(series, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    kind = array.type
+    plain = (
+        pa.types.is_boolean(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_timestamp(kind)
+        or pa.types.is_date(kind)
+    )
+    return array if plain else None
+
+
+def _json_strings(array: pa.Array) -> pa.Array:
+    """JSON string literals for an arrow string array (nulls stay null)."""
+    array = pc.cast(array, pa.large_string())
+    escaped = pc.replace_substring(pc.replace_substring(array, "\\", "\\\\"), '"', '\\"')
+    quoted = pc.binary_join_element_wise(_text('"'), escaped, _text('"'), _text(""))
+    control = pc.fill_null(pc.match_substring_regex(array, r"[\x00-\x1f]"), False)
+    if pc.any(control).as_py():
+        # Control characters need \u escapes; they are rare enough to leave to the json module.
+        odd = array.filter(control).to_pylist()
+        quoted = pc.replace_with_mask(
+            quoted,
+            control,
+            pa.array([json.dumps(v, ensure_ascii=False) for v in odd], type=pa.large_string()),
+        )
+    return quoted
+
+
+def _json_fragments(series: pd.Series) -> pa.Array:
+    """The JSON text of every value in one column, ``null`` for missing values."""
+    array = _arrow_values(series)
+    if array is None:
+        return pa.array(
+            [json.dumps(_plain(v), ensure_ascii=False, default=str) for v in series],
+            type=pa.large_string(),
+        )
+    kind = array.type
+    if pa.types.is_boolean(kind):
+        text = pc.if_else(array, "true", "false")
+    elif pa.types.is_integer(kind):
+        text = pc.cast(array, pa.string())
+    elif pa.types.is_floating(kind):
+        # JSON has no infinity or NaN: infinity stays readable as text, NaN is missing.
+        array = pc.if_else(pc.is_nan(array), pa.scalar(None, kind), array)
+        infinite = pc.fill_null(pc.is_inf(array), False)
+        sign = pc.if_else(pc.greater(array, 0), '"inf"', '"-inf"')
+        text = pc.if_else(infinite, sign, pc.cast(array, pa.string()))
+    elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        text = _json_strings(pc.cast(array, pa.string()))
+    else:
+        text = _json_strings(array)
+    return pc.fill_null(pc.cast(text, pa.large_string()), _text("null"))
+
+
+def _json_records(frame: pd.DataFrame) -> np.ndarray:
+    """Each row of ``frame`` as a JSON object of its values as they arrived."""
+    if frame.shape[1] == 0:
+        return np.full(len(frame), "{}", dtype=object)
+    parts: list[pa.Array | str] = []
+    for position, name in enumerate(frame.columns):
+        key = json.dumps(str(name), ensure_ascii=False)
+        parts.append(_text(("{" if position == 0 else ",") + key + ":"))
+        parts.append(_json_fragments(frame.iloc[:, position]))
+    parts.append(_text("}"))
+    joined = pc.binary_join_element_wise(*parts, _text(""))
+    return joined.to_numpy(zero_copy_only=False)
+
+
+def _id_texts(series: pd.Series) -> np.ndarray:
+    """The raw ``flower_id`` of each row as text, None where it is missing or blank."""
+    array = _arrow_values(series)
+    if array is None:
+        texts = [_plain(v) for v in series]
+        return np.array(
+            [None if t is None or not str(t).strip() else str(t) for t in texts], dtype=object
+        )
+    kind = array.type
+    if pa.types.is_floating(kind):
+        array = pc.if_else(pc.is_nan(array), pa.scalar(None, kind), array)
+        whole = pc.and_(pc.is_finite(array), pc.equal(array, pc.floor(array)))
+        whole = pc.and_(whole, pc.less(pc.abs(array), 2.0**63))
+        as_int = pc.cast(pc.if_else(whole, array, 0.0), pa.int64())
+        text = pc.if_else(whole, pc.cast(as_int, pa.string()), pc.cast(array, pa.string()))
+    else:
+        text = pc.cast(array, pa.string())
+    blank = pc.equal(pc.utf8_trim_whitespace(text), "")
+    text = pc.if_else(blank, pa.scalar(None, text.type), text)
+    return text.to_numpy(zero_copy_only=False)
+
+
+def _empty_rejects() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            PRIMARY_KEY: pd.Series([], dtype=object),
+            "reason": pd.Series([], dtype=object),
+            "record": pd.Series([], dtype=object),
+        }
+    )
+
+
+def validate_measurements(
+    raw: pd.DataFrame, *, require_label: bool = False, passthrough: Sequence[str] = ()
+) -> ValidationResult:
+    """Split ``raw`` into typed valid rows and rejected rows with every reason they failed.
+
+    Valid rows have ``flower_id`` (int64), the four measurements (float64), with
+    ``require_label`` also ``species`` (int64 0..2) and ``species_name``, then the
+    ``passthrough`` columns that exist in ``raw``, unchanged. Rows keep their input order.
+    """
+    rows = len(raw)
+    failures = _Failures(rows)
+    required = [PRIMARY_KEY, *FEATURE_COLUMNS, *([LABEL] if require_label else [])]
+    columns = {name: _column(raw, name) for name in required}
+    for name in required:
+        if columns[name] is None:
+            failures.add_all(f"missing column: {name}")
+
+    ids = np.zeros(rows, dtype=np.int64)
+    if columns[PRIMARY_KEY] is not None:
+        ids, missing, invalid = _parse_ids(columns[PRIMARY_KEY])
+        failures.add(missing, f"{PRIMARY_KEY} is missing")
+        failures.add(invalid, f"{PRIMARY_KEY} is not a non-negative integer")
+
+    measurements: dict[str, np.ndarray] = {}
+    for name in FEATURE_COLUMNS:
+        if columns[name] is None:
+            measurements[name] = np.full(rows, np.nan)
+            continue
+        values, missing, not_number, not_finite = _parse_measurement(columns[name])
+        finite = np.isfinite(values)
+        with np.errstate(invalid="ignore"):
+            failures.add(missing, f"{name} is missing")
+            failures.add(not_number, f"{name} is not a number")
+            failures.add(not_finite, f"{name} is not finite")
+            failures.add(finite & (values <= 0), f"{name} must be positive")
+            failures.add(
+                finite & (values > MAX_MEASUREMENT_CM), f"{name} exceeds {MAX_MEASUREMENT_CM:g} cm"
+            )
+        measurements[name] = values
+
+    labels = np.full(rows, -1, dtype=np.int64)
+    if require_label and columns[LABEL] is not None:
+        labels, missing, invalid = _parse_species(columns[LABEL])
+        failures.add(missing, f"{LABEL} is missing")
+        failures.add(invalid, f"{LABEL} is not one of {_LABEL_CHOICES}")
+
+    if columns[PRIMARY_KEY] is not None:
+        candidates = np.flatnonzero(~failures.any)
+        repeated = pd.Series(ids[candidates]).duplicated(keep="first").to_numpy()
+        duplicate = np.zeros(rows, dtype=bool)
+        duplicate[candidates[repeated]] = True
+        failures.add(duplicate, f"duplicate {PRIMARY_KEY}")
+
+    keep = np.flatnonzero(~failures.any)
+    valid = pd.DataFrame(
+        {
+            PRIMARY_KEY: ids[keep],
+            **{name: measurements[name][keep] for name in FEATURE_COLUMNS},
+        }
+    )
+    if require_label:
+        valid[LABEL] = labels[keep]
+        valid["species_name"] = _SPECIES_NAME[labels[keep]]
+    for name in passthrough:
+        column = _column(raw, name)
+        if column is not None and name not in valid.columns:
+            valid[name] = column.iloc[keep].reset_index(drop=True)
+
+    rejected = np.flatnonzero(failures.any)
+    if not len(rejected):
+        return ValidationResult(valid=valid, rejects=_empty_rejects())
+    raw_ids = columns[PRIMARY_KEY]
+    rejects = pd.DataFrame(
+        {
+            PRIMARY_KEY: pd.Series(
+                np.full(len(rejected), None, dtype=object)
+                if raw_ids is None
+                else _id_texts(raw_ids.iloc[rejected]),
+                dtype=object,
+            ),
+            "reason": pd.Series(failures.reasons(rejected), dtype=object),
+            "record": pd.Series(_json_records(raw.iloc[rejected]), dtype=object),
+        }
+    )
+    return ValidationResult(valid=valid, rejects=rejects)

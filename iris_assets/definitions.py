@@ -1,0 +1,68 @@
+"""The Dagster definitions: the only place that picks the local or the Databricks implementation.
+
+Importing this module must stay light (no mlflow, sklearn, pyspark or dagster_databricks), so the
+UI, the daemon and the sensor start fast; resources import those lazily when they run.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from iris_assets.assets.inference import (
+    daily_inference_schedule,
+    inference_job,
+    inference_table,
+    new_flowers,
+)
+from iris_assets.assets.promotion import champion_alias, champion_approval_sensor, promotion_job
+from iris_assets.assets.serving import endpoint_round_trip, serving_endpoint
+from iris_assets.assets.training import challenger_model, evaluation_report, iris_features
+from iris_assets.resources import (
+    LocalServingBackend,
+    LocalStepRunner,
+    ModelRegistryResource,
+    SettingsResource,
+)
+from iris_assets.settings import Settings, load_settings
+
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=dg.AssetSelection.assets(iris_features, challenger_model, evaluation_report),
+    description="Ingest, train a challenger and evaluate it against the champion.",
+)
+
+
+def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    if settings.is_databricks:
+        raise NotImplementedError(
+            "IRIS_TARGET=databricks is not available yet; unset it to run locally"
+        )
+    settings_resource = SettingsResource.from_settings(settings)
+    return {
+        "step_runner": LocalStepRunner(settings=settings_resource),
+        "registry": ModelRegistryResource(settings=settings_resource),
+        "serving": LocalServingBackend(settings=settings_resource),
+    }
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or load_settings()
+    return dg.Definitions(
+        assets=[
+            new_flowers,
+            iris_features,
+            challenger_model,
+            evaluation_report,
+            champion_alias,
+            serving_endpoint,
+            inference_table,
+        ],
+        asset_checks=[endpoint_round_trip],
+        jobs=[training_job, promotion_job, inference_job],
+        sensors=[champion_approval_sensor],
+        schedules=[daily_inference_schedule],
+        resources=resources_for(settings),
+    )
+
+
+defs = build_definitions()

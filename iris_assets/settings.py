@@ -1,0 +1,176 @@
+"""Settings: the environment turned into names and paths.
+
+Every table, model, alias, endpoint, volume and local folder name is derived here and only here,
+so the local target, the Databricks target and `databricks.yml` agree on one name for one thing.
+This module is imported by the orchestrator and by Pipes steps: it must stay dependency-free.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ENVS = ("dev", "prod")
+TARGETS = ("local", "databricks")
+
+CHALLENGER_ALIAS = "challenger"
+CHAMPION_ALIAS = "champion"
+APPROVAL_TAG = "approval"
+DEFAULT_SERVING_PORT = {"dev": 5115, "prod": 5116}
+
+# The environment variables a Pipes step needs to rebuild the same Settings on its side.
+SETTINGS_ENV_VARS = (
+    "IRIS_ENV",
+    "IRIS_TARGET",
+    "IRIS_HOME",
+    "IRIS_CATALOG",
+    "IRIS_SCHEMA",
+    "IRIS_SERVING_HOST",
+    "IRIS_SERVING_PORT",
+)
+
+
+class SettingsError(ValueError):
+    """A setting in the environment has a value this project cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    target: str
+    home: Path
+    catalog: str
+    schema: str
+    serving_host: str
+    serving_port: int
+
+    # --- Unity Catalog style three-level names -------------------------------------------------
+    def table_name(self, table: str) -> str:
+        return f"{self.catalog}.{self.schema}.{table}"
+
+    @property
+    def feature_table(self) -> str:
+        return self.table_name("iris_features")
+
+    @property
+    def landing_table(self) -> str:
+        return self.table_name("new_flowers")
+
+    @property
+    def inference_table(self) -> str:
+        return self.table_name("iris_inferences")
+
+    @property
+    def rejects_table(self) -> str:
+        return self.table_name("iris_rejects")
+
+    @property
+    def model_name(self) -> str:
+        return self.table_name("iris_model")
+
+    @property
+    def endpoint_name(self) -> str:
+        return f"iris-{self.env}"
+
+    @property
+    def experiment_name(self) -> str:
+        return f"/Shared/iris-assets-{self.env}" if self.is_databricks else f"iris-{self.env}"
+
+    @property
+    def pipes_volume(self) -> str:
+        return f"/Volumes/{self.catalog}/{self.schema}/pipes"
+
+    @property
+    def landing_volume(self) -> str:
+        return f"/Volumes/{self.catalog}/{self.schema}/landing"
+
+    @property
+    def is_databricks(self) -> bool:
+        return self.target == "databricks"
+
+    # --- local state under IRIS_HOME/<env> -----------------------------------------------------
+    @property
+    def env_home(self) -> Path:
+        return self.home / self.env
+
+    @property
+    def warehouse(self) -> Path:
+        return self.env_home / "warehouse"
+
+    def table_path(self, full_name: str) -> Path:
+        """Where a local Delta table lives: warehouse/<catalog>/<schema>/<table>."""
+        return self.warehouse.joinpath(*full_name.split("."))
+
+    @property
+    def landing_dir(self) -> Path:
+        """The landing area of ``new_flowers``: one folder per observed day of batch files."""
+        return self.env_home / "landing" / "new_flowers"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.env_home / "mlflow.db"
+
+    @property
+    def tracking_uri(self) -> str:
+        return "databricks" if self.is_databricks else f"sqlite:///{self.mlflow_db}"
+
+    @property
+    def registry_uri(self) -> str:
+        return "databricks-uc" if self.is_databricks else self.tracking_uri
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.env_home / "mlartifacts"
+
+    @property
+    def serving_dir(self) -> Path:
+        return self.env_home / "serving"
+
+    @property
+    def serving_url(self) -> str:
+        return f"http://{self.serving_host}:{self.serving_port}"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.env_home / "dagster"
+
+    def step_env(self) -> dict[str, str]:
+        """Environment for a Pipes step so that it derives exactly these settings."""
+        return {
+            "IRIS_ENV": self.env,
+            "IRIS_TARGET": self.target,
+            "IRIS_HOME": str(self.home),
+            "IRIS_CATALOG": self.catalog,
+            "IRIS_SCHEMA": self.schema,
+            "IRIS_SERVING_HOST": self.serving_host,
+            "IRIS_SERVING_PORT": str(self.serving_port),
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_REGISTRY_URI": self.registry_uri,
+        }
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from environment variables (``os.environ`` by default)."""
+    environ = os.environ if environ is None else environ
+    env = environ.get("IRIS_ENV", "dev").strip().lower()
+    if env not in ENVS:
+        raise SettingsError(f"IRIS_ENV={env!r} is not one of {', '.join(ENVS)}")
+    target = environ.get("IRIS_TARGET", "local").strip().lower()
+    if target not in TARGETS:
+        raise SettingsError(f"IRIS_TARGET={target!r} is not one of {', '.join(TARGETS)}")
+    port_text = environ.get("IRIS_SERVING_PORT", str(DEFAULT_SERVING_PORT[env]))
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise SettingsError(f"IRIS_SERVING_PORT={port_text!r} is not a port number") from None
+    return Settings(
+        env=env,
+        target=target,
+        home=Path(environ.get("IRIS_HOME", ".iris")).expanduser().resolve(),
+        catalog=environ.get("IRIS_CATALOG", f"iris_{env}"),
+        schema=environ.get("IRIS_SCHEMA", "ml"),
+        serving_host=environ.get("IRIS_SERVING_HOST", "127.0.0.1"),
+        serving_port=port,
+    )

@@ -1,0 +1,66 @@
+"""Status: one read-only snapshot of an environment (tables, registry, endpoint) for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from iris_assets.settings import Settings
+
+
+def collect_status(settings: Settings) -> dict[str, Any]:
+    from iris_assets.core.registry import ModelRegistry
+    from iris_assets.serving.client import health, version
+    from iris_assets.steps.stores import table_store
+
+    store = table_store(settings)
+    models = ModelRegistry(settings)
+    champion, challenger = models.champion(), models.challenger()
+    served = version(settings.serving_url)
+    inference_rows, partitions = 0, []
+    if store.exists(settings.inference_table):
+        inference_rows = store.count(settings.inference_table)
+        partitions = store.distinct(settings.inference_table, "observed_date")
+    return {
+        "env": settings.env,
+        "target": settings.target,
+        "home": str(settings.env_home),
+        "feature_table": {
+            "name": settings.feature_table,
+            "rows": store.count(settings.feature_table)
+            if store.exists(settings.feature_table)
+            else 0,
+        },
+        "model": {
+            "name": settings.model_name,
+            "champion": champion.version if champion else None,
+            "challenger": challenger.version if challenger else None,
+            "challenger_approval": challenger.approval if challenger else None,
+            "challenger_evaluation": challenger.evaluation if challenger else None,
+        },
+        "serving": {
+            "url": settings.serving_url + "/invocations",
+            "version": str(served["version"]) if served else None,
+            "healthy": health(settings.serving_url) is not None,
+        },
+        "inference_table": {
+            "name": settings.inference_table,
+            "rows": inference_rows,
+            "partitions": partitions,
+        },
+    }
+
+
+def status_lines(status: dict[str, Any]) -> list[str]:
+    model, serving, inference = status["model"], status["serving"], status["inference_table"]
+    served = f"v{serving['version']}" if serving["version"] else "not running"
+    return [
+        f"env {status['env']} ({status['target']}) at {status['home']}",
+        f"feature table  {status['feature_table']['name']}: {status['feature_table']['rows']} rows",
+        f"model          {model['name']}: champion {model['champion'] or '-'}, "
+        f"challenger {model['challenger'] or '-'} "
+        f"(approval {model['challenger_approval'] or 'pending'}, "
+        f"evaluation {model['challenger_evaluation'] or 'pending'})",
+        f"serving        {serving['url']}: {served}",
+        f"inference      {inference['name']}: {inference['rows']} rows in "
+        f"{len(inference['partitions'])} partitions",
+    ]

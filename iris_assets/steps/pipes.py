@@ -1,0 +1,78 @@
+"""Pipes bootstrap shared by every step: where the step runs decides how it talks to Dagster.
+
+On Databricks the context comes from a Unity Catalog volume and the parameters from the task's
+command-line arguments; locally the defaults of ``open_dagster_pipes`` (env vars, temp files) apply.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from dagster_pipes import PipesContext, open_dagster_pipes
+
+from iris_assets.settings import Settings, load_settings
+
+
+def on_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def _open() -> PipesContext:
+    if on_databricks():
+        from dagster_pipes import (
+            PipesCliArgsParamsLoader,
+            PipesUnityCatalogVolumesContextLoader,
+            PipesUnityCatalogVolumesMessageWriter,
+        )
+
+        return open_dagster_pipes(
+            context_loader=PipesUnityCatalogVolumesContextLoader(),
+            message_writer=PipesUnityCatalogVolumesMessageWriter(),
+            params_loader=PipesCliArgsParamsLoader(),
+        )
+    return open_dagster_pipes()
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a step receives: the Pipes context, this environment's settings and its config."""
+
+    pipes: PipesContext
+    settings: Settings
+    config: Mapping[str, Any]
+
+    @property
+    def run_id(self) -> str:
+        return self.pipes.run_id
+
+    def log(self, message: str) -> None:
+        self.pipes.log.info(message)
+
+
+@contextmanager
+def open_step() -> Iterator[Step]:
+    """Open Pipes; an error is also sent as a custom message so the asset can show its text."""
+    with _open() as pipes:
+        try:
+            extras = pipes.extras
+            settings = load_settings(extras.get("settings") or os.environ)
+            yield Step(pipes=pipes, settings=settings, config=extras.get("config") or {})
+        except Exception as error:
+            pipes.report_custom_message({"error": str(error), "error_type": type(error).__name__})
+            raise
+
+
+def md(text: str) -> dict[str, str]:
+    return {"raw_value": text, "type": "md"}
+
+
+def json_value(value: Any) -> dict[str, Any]:
+    return {"raw_value": value, "type": "json"}
+
+
+def path_value(value: str) -> dict[str, str]:
+    return {"raw_value": value, "type": "path"}

@@ -1,0 +1,119 @@
+"""Batch inference as an asset: quarantine, counts that add up, partition replacement, drift."""
+
+import pandas as pd
+import pytest
+from iris_assets.core.landing import LandingArea, simulate_flowers
+
+from iris_assets.core.quarantine import rejects_slice
+from iris_assets.core.registry import ModelRegistry
+from iris_assets.settings import CHAMPION_ALIAS
+from iris_assets.steps.stores import table_store
+from tests.assets.helpers import (
+    check_results,
+    materialization_metadata,
+    materialize,
+    run_job,
+    step_failure_messages,
+)
+
+DAY = "2026-11-21"
+
+
+@pytest.fixture
+def champion(settings, graph):
+    """A trained model (through the real steps) aliased champion directly."""
+    defs, instance = graph
+    result = materialize(defs, instance, "iris_features", "challenger_model")
+    assert result.success, step_failure_messages(result)
+    ModelRegistry(settings).set_alias(CHAMPION_ALIAS, "1")
+    return "1"
+
+
+def score_day(graph, day=DAY):
+    defs, instance = graph
+    result = run_job(defs, instance, "inference_job", partition_key=day)
+    assert result.success, step_failure_messages(result)
+    return result
+
+
+def bad_batch() -> pd.DataFrame:
+    good = simulate_flowers(3, DAY, seed=3).astype(str)
+    rows = [
+        {**good.iloc[0].to_dict()},
+        {**good.iloc[1].to_dict(), "petal_length_cm": ""},
+        {**good.iloc[2].to_dict(), "sepal_width_cm": "wide"},
+        {**good.iloc[0].to_dict()},  # the same flower twice
+        {**good.iloc[2].to_dict(), "flower_id": "77", "petal_width_cm": "-2"},
+        {**good.iloc[2].to_dict(), "flower_id": "78", "sepal_length_cm": "900"},
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_bad_rows_are_quarantined_and_every_row_is_accounted_for(settings, graph, champion):
+    landing = LandingArea(settings.landing_dir)
+    landing.write_batch(simulate_flowers(50, DAY, seed=1), DAY)
+    landing.write_batch(bad_batch(), DAY, fmt="csv")
+
+    result = score_day(graph)
+    metadata = materialization_metadata(result, "inference_table")
+    assert (metadata["landing_rows"], metadata["rows_scored"], metadata["rows_rejected"]) == (
+        56,
+        51,
+        5,
+    )
+    assert check_results(result)["inference_output_valid"] is True
+    rejects = table_store(settings).read(
+        settings.rejects_table, predicate=rejects_slice("inference", DAY)
+    )
+    assert sorted(rejects["reason"]) == [
+        "duplicate flower_id",
+        "petal_length_cm is missing",
+        "petal_width_cm must be positive",
+        "sepal_length_cm exceeds 50 cm",
+        "sepal_width_cm is not a number",
+    ]
+    scored = table_store(settings).read(settings.inference_table)
+    assert len(scored) == 51 and set(scored["model_version"]) == {champion}
+    assert scored["probability"].between(0, 1).all()
+
+
+def test_rerunning_a_day_replaces_it(settings, graph, champion):
+    landing = LandingArea(settings.landing_dir)
+    landing.write_batch(simulate_flowers(40, DAY, seed=1), DAY)
+    landing.write_batch(simulate_flowers(30, "2026-11-22", seed=2), "2026-11-22")
+    score_day(graph)
+    score_day(graph, "2026-11-22")
+    score_day(graph)
+    store = table_store(settings)
+    assert store.count(settings.inference_table, predicate=f"observed_date = '{DAY}'") == 40
+    assert store.count(settings.inference_table) == 70
+
+    landing.write_batch(simulate_flowers(5, DAY, seed=9), DAY)
+    score_day(graph)
+    assert store.count(settings.inference_table, predicate=f"observed_date = '{DAY}'") == 45
+    assert store.distinct(settings.inference_table, "observed_date") == [DAY, "2026-11-22"]
+
+
+def test_a_drifted_day_warns_without_failing_the_run(settings, graph, champion):
+    LandingArea(settings.landing_dir).write_batch(
+        simulate_flowers(300, DAY, seed=4, drift=True), DAY
+    )
+    result = score_day(graph)
+    assert check_results(result) == {"inference_output_valid": True, "feature_drift": False}
+    [drift] = [e for e in result.get_asset_check_evaluations() if e.check_name == "feature_drift"]
+    assert drift.severity.value == "WARN"
+    assert "drift in" in drift.metadata["summary"].value
+
+
+def test_an_empty_day_writes_an_empty_partition(settings, graph, champion):
+    result = score_day(graph)
+    assert materialization_metadata(result, "inference_table")["rows_scored"] == 0
+    assert check_results(result)["inference_output_valid"] is True
+
+
+def test_scoring_without_a_champion_says_how_to_get_one(settings, graph):
+    defs, instance = graph
+    assert materialize(defs, instance, "iris_features", "challenger_model").success
+    result = run_job(defs, instance, "inference_job", partition_key=DAY)
+    assert not result.success
+    assert "iris approve" in step_failure_messages(result)

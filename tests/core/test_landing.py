@@ -1,0 +1,156 @@
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from iris_assets.core.landing import LandingArea, iso_day, simulate_flowers
+from iris_assets.core.schema import FEATURE_COLUMNS, LANDING_COLUMNS
+from iris_assets.core.validation import validate_measurements
+
+DAY = "2026-03-14"
+
+
+@pytest.fixture
+def area(tmp_path) -> LandingArea:
+    return LandingArea(tmp_path / "landing")
+
+
+def test_simulate_shape_types_and_ranges():
+    flowers = simulate_flowers(5_000, DAY, seed=1)
+    assert list(flowers.columns) == list(LANDING_COLUMNS)
+    assert len(flowers) == 5_000 and flowers["flower_id"].is_unique
+    assert flowers["flower_id"].dtype == np.int64
+    assert flowers["flower_id"].max() < 2**53
+    assert str(flowers["observed_at"].dtype) == "datetime64[us, UTC]"
+    assert (flowers["observed_at"].dt.date == dt.date.fromisoformat(DAY)).all()
+    measurements = flowers[list(FEATURE_COLUMNS)]
+    assert (measurements > 0).all().all()
+    assert np.allclose(measurements, measurements.round(1))
+    assert "species" not in flowers.columns
+    # Unidentified flowers from the three species: petal lengths are spread over all of them.
+    assert flowers["petal_length_cm"].min() < 2.0 and flowers["petal_length_cm"].max() > 5.5
+    assert validate_measurements(flowers).rejects.empty
+
+
+def test_simulate_is_deterministic_with_a_seed():
+    first = simulate_flowers(1_000, DAY, seed=42)
+    pd.testing.assert_frame_equal(first, simulate_flowers(1_000, DAY, seed=42))
+    assert not first.equals(simulate_flowers(1_000, DAY, seed=43))
+
+
+def test_simulated_ids_do_not_repeat_across_days():
+    days = [simulate_flowers(2_000, f"2026-03-{d:02d}", seed=5) for d in (1, 2, 3)]
+    ids = pd.concat([d["flower_id"] for d in days])
+    assert ids.is_unique
+
+
+def test_drift_moves_petals():
+    normal = simulate_flowers(20_000, DAY, seed=3).mean(numeric_only=True)
+    drifted = simulate_flowers(20_000, DAY, seed=3, drift=True).mean(numeric_only=True)
+    assert drifted["petal_length_cm"] > normal["petal_length_cm"] * 1.2
+    assert drifted["petal_width_cm"] > normal["petal_width_cm"] * 1.2
+    assert abs(drifted["sepal_length_cm"] - normal["sepal_length_cm"]) < 0.05
+
+
+def test_simulate_zero_rows_and_bad_dates():
+    assert list(simulate_flowers(0, DAY).columns) == list(LANDING_COLUMNS)
+    with pytest.raises(ValueError):
+        simulate_flowers(1, "14/03/2026")
+    assert iso_day(dt.date(2026, 3, 14)) == iso_day(dt.datetime(2026, 3, 14, 5)) == DAY
+
+
+def test_parquet_and_csv_round_trip(area):
+    flowers = simulate_flowers(100, DAY, seed=9)
+    first = area.write_batch(flowers.iloc[:60], DAY)
+    second = area.write_batch(flowers.iloc[60:], dt.date.fromisoformat(DAY), fmt="csv")
+    assert first.parent.name == f"observed_date={DAY}"
+    assert first.name.startswith("batch-") and first.suffix == ".parquet"
+    assert second.suffix == ".csv"
+    assert area.batch_files(DAY) == [first, second]
+    assert area.days() == [DAY]
+    assert area.count(DAY) == 100
+
+    day = area.read_day(DAY)
+    assert list(day.columns) == list(LANDING_COLUMNS) and len(day) == 100
+    assert str(day["observed_at"].dtype) == "datetime64[us, UTC]"
+    assert day["observed_at"].tolist() == flowers["observed_at"].tolist()
+    result = validate_measurements(day, passthrough=["observed_at"])
+    assert result.rejects.empty
+    pd.testing.assert_frame_equal(result.valid, flowers, check_dtype=True)
+
+
+def test_csv_text_survives_to_validation(area, tmp_path):
+    (area.day_dir(DAY)).mkdir(parents=True)
+    text = (
+        "flower_id,sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm,observed_at,note\n"
+        "1,5.1,3.5,1.4,0.2,2026-03-14T08:00:00Z,ok\n"
+        "2,abc,3.5,,0.2,not a time,NA\n"
+        "3,NaN,3.5,1.4,0.2,,\n"
+    )
+    (area.day_dir(DAY) / "batch-20260314T080000000000Z-0123abcd.csv").write_text(text)
+    day = area.read_day(DAY)
+    assert day["sepal_length_cm"].tolist() == ["5.1", "abc", "NaN"]
+    assert day["petal_length_cm"].tolist() == ["1.4", "", "1.4"]
+    assert day["note"].tolist() == ["ok", "NA", ""]
+    assert day["observed_at"].isna().tolist() == [False, True, True]
+    result = validate_measurements(day)
+    assert result.rejects["reason"].tolist() == [
+        "sepal_length_cm is not a number; petal_length_cm is missing",
+        "sepal_length_cm is not finite",
+    ]
+
+
+def test_batches_with_different_columns(area):
+    flowers = simulate_flowers(4, DAY, seed=2)
+    area.write_batch(flowers.iloc[:2].drop(columns=["observed_at"]), DAY)
+    area.write_batch(flowers.iloc[2:].assign(collector="kew"), DAY)
+    day = area.read_day(DAY)
+    assert list(day.columns) == [*LANDING_COLUMNS, "collector"]
+    assert day["observed_at"].isna().tolist() == [True, True, False, False]
+    assert day["collector"].tolist()[2:] == ["kew", "kew"]
+
+
+def test_atomic_write_leaves_no_temporary_files(area, monkeypatch):
+    area.write_batch(simulate_flowers(10, DAY, seed=1), DAY)
+    area.write_batch(simulate_flowers(10, DAY, seed=2), DAY, fmt="csv")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("iris_assets.core.landing.os.replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        area.write_batch(simulate_flowers(10, DAY, seed=3), DAY)
+    names = sorted(p.name for p in area.day_dir(DAY).iterdir())
+    assert len(names) == 2 and all(n.startswith("batch-") for n in names)
+    assert area.count(DAY) == 20
+
+
+def test_half_written_files_are_not_batches(area):
+    area.day_dir(DAY).mkdir(parents=True)
+    (area.day_dir(DAY) / ".batch-x.parquet.1234.tmp").write_bytes(b"partial")
+    (area.day_dir(DAY) / "notes.txt").write_text("hello")
+    assert area.batch_files(DAY) == [] and area.days() == []
+
+
+def test_empty_and_absent_days(area):
+    for day in (area.read_day(DAY), area.read_day("2030-01-01")):
+        assert list(day.columns) == list(LANDING_COLUMNS) and day.empty
+    assert area.count(DAY) == 0 and area.days() == []
+    area.day_dir(DAY).mkdir(parents=True)
+    (area.day_dir(DAY) / "batch-20260314T000000000000Z-00000000.csv").write_text("")
+    assert area.read_day(DAY).empty and area.count(DAY) == 0
+    result = validate_measurements(area.read_day(DAY), passthrough=["observed_at"])
+    assert result.valid.empty and result.rejects.empty
+
+
+def test_observed_at_is_always_utc_microseconds(area):
+    flowers = simulate_flowers(3, DAY, seed=4)
+    area.write_batch(flowers.drop(columns=["observed_at"]), DAY, fmt="csv")
+    assert str(area.read_day(DAY)["observed_at"].dtype) == "datetime64[us, UTC]"
+    assert str(area.read_day("2030-01-01")["observed_at"].dtype) == "datetime64[us, UTC]"
+    local = flowers.assign(observed_at=flowers["observed_at"].dt.tz_convert("Europe/Paris"))
+    area.write_batch(local, "2026-03-15")
+    back = area.read_day("2026-03-15")["observed_at"]
+    assert str(back.dtype) == "datetime64[us, UTC]"
+    assert back.tolist() == flowers["observed_at"].tolist()

@@ -1,0 +1,268 @@
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from iris_assets.core.schema import (
+    FEATURE_COLUMNS,
+    FEATURE_TABLE_SCHEMA,
+    INFERENCE_TABLE_SCHEMA,
+)
+from iris_assets.core.tables import DeltaTableStore, TableError, TableStore, sql_string
+from iris_assets.settings import load_settings
+
+FEATURES = "iris_dev.ml.iris_features"
+INFERENCES = "iris_dev.ml.iris_inferences"
+CONSTRAINTS = {"species_known": "species >= 0 AND species <= 2"}
+
+
+@pytest.fixture
+def store(tmp_path) -> DeltaTableStore:
+    return DeltaTableStore(tmp_path / "warehouse")
+
+
+def features(ids, length=5.0, **overrides) -> pd.DataFrame:
+    ids = list(ids)
+    return pd.DataFrame(
+        {
+            "flower_id": ids,
+            **{c: length for c in FEATURE_COLUMNS},
+            "species": [i % 3 for i in ids],
+            "species_name": "setosa",
+            "split": "train",
+            # Nanoseconds from pandas: the store truncates them to the table's microseconds.
+            "ingested_at": pd.Timestamp.now(tz="UTC"),
+            **overrides,
+        }
+    )
+
+
+def inferences(day: str, ids) -> pd.DataFrame:
+    ids = list(ids)
+    return pd.DataFrame(
+        {
+            "flower_id": ids,
+            "observed_date": day,
+            "observed_at": pd.Timestamp(f"{day}T12:00:00Z"),
+            **{c: 1.0 for c in FEATURE_COLUMNS},
+            "prediction": 0,
+            "species_name": "setosa",
+            "probability": 0.9,
+            "model_name": "iris_dev.ml.iris_model",
+            "model_version": "1",
+            "predicted_at": datetime.now(UTC),
+        }
+    )
+
+
+def test_store_is_a_table_store_at_the_settings_path(store, tmp_path):
+    assert isinstance(store, TableStore)
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    assert DeltaTableStore(settings.warehouse).path(FEATURES) == settings.table_path(FEATURES)
+    with pytest.raises(TableError, match="catalog.schema.table"):
+        store.path("just_a_table")
+    with pytest.raises(TableError, match="catalog.schema.table"):
+        store.path("a.b/../c.d")
+
+
+def test_ensure_table_creates_once(store):
+    assert not store.exists(FEATURES)
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA, constraints=CONSTRAINTS)
+    assert store.exists(FEATURES)
+    version = store.version(FEATURES)
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA, constraints=CONSTRAINTS)
+    assert store.version(FEATURES) == version
+    assert store.count(FEATURES) == 0
+    empty = store.read(FEATURES)
+    assert list(empty.columns) == FEATURE_TABLE_SCHEMA.names and empty.empty
+
+
+def test_ensure_table_refuses_a_different_layout(store):
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA, constraints=CONSTRAINTS)
+    with pytest.raises(TableError, match="different layout"):
+        store.ensure_table(FEATURES, INFERENCE_TABLE_SCHEMA)
+    with pytest.raises(TableError, match="species_known"):
+        store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA, constraints={"species_known": "1 = 1"})
+
+
+def test_not_null_is_enforced_with_a_clear_error(store):
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
+    rows = features([1, 2])
+    rows["flower_id"] = [1, None]
+    with pytest.raises(TableError, match="flower_id is NOT NULL but 1 of 2 rows are null"):
+        store.append(FEATURES, rows)
+    with pytest.raises(TableError, match="no column split"):
+        store.append(FEATURES, features([1]).drop(columns=["split"]))
+    assert store.count(FEATURES) == 0
+
+
+def test_check_constraint_is_enforced(store):
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA, constraints=CONSTRAINTS)
+    with pytest.raises(TableError, match="species_known"):
+        store.append(FEATURES, features([1], species=7))
+    with pytest.raises(TableError, match="rejected"):
+        store.merge_upsert(FEATURES, features([1], species=7), key="flower_id")
+    assert store.count(FEATURES) == 0
+
+
+def test_merge_is_idempotent_and_updates_changed_rows(store):
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA, constraints=CONSTRAINTS)
+    batch = features(range(1, 151))
+    first = store.merge_upsert(FEATURES, batch, key="flower_id")
+    assert (first["inserted"], first["updated"]) == (150, 0)
+    again = store.merge_upsert(FEATURES, batch, key="flower_id")
+    assert (again["inserted"], again["updated"]) == (0, 0)
+    assert again["version"] == first["version"]  # nothing changed, nothing committed
+    assert store.count(FEATURES) == 150
+
+    changed = batch.copy()
+    changed.loc[changed["flower_id"] == 7, "petal_width_cm"] = 2.5
+    third = store.merge_upsert(FEATURES, changed, key="flower_id")
+    assert (third["inserted"], third["updated"]) == (0, 1)
+    assert third["version"] > first["version"]
+    table = store.read(FEATURES, order_by="flower_id")
+    assert table["flower_id"].tolist() == list(range(1, 151))
+    assert table.loc[table["flower_id"] == 7, "petal_width_cm"].item() == 2.5
+
+
+def test_merge_deduplicates_the_source_last_wins(store):
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
+    source = pd.concat([features([1, 2], length=1.0), features([2, 3], length=2.0)])
+    result = store.merge_upsert(FEATURES, pa.Table.from_pandas(source), key="flower_id")
+    assert (result["inserted"], result["deduplicated"]) == (3, 1)
+    table = store.read(FEATURES, order_by="flower_id")
+    assert table["flower_id"].tolist() == [1, 2, 3]
+    assert table["sepal_length_cm"].tolist() == [1.0, 2.0, 2.0]
+
+
+def test_replace_partition_touches_only_its_partition(store):
+    store.ensure_table(INFERENCES, INFERENCE_TABLE_SCHEMA, partition_by=["observed_date"])
+    store.replace_partition(
+        INFERENCES, inferences("2026-01-01", range(10)), "observed_date", "2026-01-01"
+    )
+    store.replace_partition(
+        INFERENCES, inferences("2026-01-02", range(10, 15)), "observed_date", "2026-01-02"
+    )
+    for _ in range(2):
+        store.replace_partition(
+            INFERENCES, inferences("2026-01-01", range(100, 104)), "observed_date", "2026-01-01"
+        )
+    assert store.distinct(INFERENCES, "observed_date") == ["2026-01-01", "2026-01-02"]
+    assert store.count(INFERENCES, "observed_date = '2026-01-01'") == 4
+    assert store.count(INFERENCES, "observed_date = '2026-01-02'") == 5
+    day = store.read(INFERENCES, predicate="observed_date = '2026-01-01'", order_by="flower_id")
+    assert day["flower_id"].tolist() == [100, 101, 102, 103]
+    # An empty replacement empties the partition.
+    store.replace_partition(INFERENCES, inferences("2026-01-02", []), "observed_date", "2026-01-02")
+    assert store.distinct(INFERENCES, "observed_date") == ["2026-01-01"]
+
+
+def test_replace_where_refuses_rows_outside_the_predicate(store):
+    store.ensure_table(INFERENCES, INFERENCE_TABLE_SCHEMA, partition_by=["observed_date"])
+    store.append(INFERENCES, inferences("2026-01-01", range(3)))
+    with pytest.raises(TableError):
+        store.replace_where(
+            INFERENCES, inferences("2026-01-02", [9]), "observed_date = '2026-01-01'"
+        )
+    assert store.count(INFERENCES) == 3
+
+
+def test_replace_partition_escapes_the_value(store):
+    schema = pa.schema([pa.field("source", pa.string(), nullable=False), pa.field("n", pa.int64())])
+    store.ensure_table("c.s.odd", schema, partition_by=["source"])
+    value = "it's /tmp/a b.csv"
+    store.replace_partition("c.s.odd", pd.DataFrame({"source": [value], "n": [1]}), "source", value)
+    store.replace_partition("c.s.odd", pd.DataFrame({"source": [value], "n": [2]}), "source", value)
+    assert store.read("c.s.odd").to_dict("records") == [{"source": value, "n": 2}]
+    assert sql_string(value) == "'it''s /tmp/a b.csv'"
+
+
+def test_read_columns_predicate_types_and_versions(store):
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
+    versions = [store.version(FEATURES)]
+    versions.append(store.append(FEATURES, features([1, 2, 3])))
+    versions.append(store.append(FEATURES, features([4, 5], split="test")))
+    assert versions == sorted(versions) and len(set(versions)) == 3
+    assert store.append(FEATURES, features([])) == versions[-1]
+
+    test = store.read(FEATURES, columns=["flower_id", "split"], predicate="split = 'test'")
+    assert list(test.columns) == ["flower_id", "split"]
+    assert sorted(test["flower_id"]) == [4, 5]
+    everything = store.read(FEATURES)
+    assert str(everything["ingested_at"].dtype) == "datetime64[us, UTC]"
+    assert everything["flower_id"].dtype == "int64"
+    assert store.count(FEATURES, "flower_id > 2") == 3
+    assert store.distinct(FEATURES, "split") == ["test", "train"]
+    with pytest.raises(TableError, match="no columns"):
+        store.read(FEATURES, columns=["nope"])
+    with pytest.raises(TableError, match="query on"):
+        store.read(FEATURES, predicate="nope = 1")
+
+
+def test_missing_table_errors(store):
+    for call in (
+        lambda: store.read("a.b.missing"),
+        lambda: store.version("a.b.missing"),
+        lambda: store.append("a.b.missing", features([1])),
+        lambda: store.merge_upsert("a.b.missing", features([1]), key="flower_id"),
+    ):
+        with pytest.raises(TableError, match="a.b.missing does not exist"):
+            call()
+
+
+def test_compact_merges_small_files(store):
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
+    for i in range(4):
+        store.append(FEATURES, features([i]))
+    metrics = store.compact(FEATURES)
+    assert metrics["numFilesRemoved"] == 4 and metrics["numFilesAdded"] == 1
+    assert sorted(store.read(FEATURES)["flower_id"]) == [0, 1, 2, 3]
+
+
+def test_short_lived_reader_processes_exit_cleanly(store):
+    """A threaded pyarrow scan aborts some short-lived processes at exit (rc 134): reads must not.
+
+    The abort is intermittent (roughly one process in ten to one in four on a table like this
+    one), so this guards the read path rather than proving the abort can never happen.
+    """
+    schema = pa.schema(
+        [
+            pa.field("id", pa.int64(), nullable=False),
+            pa.field("day", pa.string(), nullable=False),
+            pa.field("x", pa.float64()),
+        ]
+    )
+    store.ensure_table("c.s.many_files", schema, partition_by=["day"])
+    for batch in range(10):
+        ids = np.arange(batch * 20_000, (batch + 1) * 20_000)
+        store.append("c.s.many_files", pd.DataFrame({"id": ids, "day": f"d{batch % 4}", "x": 0.5}))
+    script = textwrap.dedent(
+        f"""
+        from iris_assets.core.tables import DeltaTableStore
+        store = DeltaTableStore({str(store.warehouse)!r})
+        assert len(store.read("c.s.many_files")) == 200_000
+        assert store.count("c.s.many_files", "day = 'd1'") == 60_000
+        print(len(store.distinct("c.s.many_files", "day")))
+        """
+    )
+    for _ in range(5):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "4"
+
+
+def test_arrow_input_is_cast_and_missing_nullable_columns_are_null(store):
+    store.ensure_table(INFERENCES, INFERENCE_TABLE_SCHEMA, partition_by=["observed_date"])
+    rows = inferences("2026-01-01", [1, 2]).drop(columns=["observed_at"])
+    rows["prediction"] = rows["prediction"].astype("int32")
+    rows["predicted_at"] = pd.Timestamp("2026-01-01T10:00:00")  # naive: taken as UTC
+    store.append(INFERENCES, pa.Table.from_pandas(rows, preserve_index=False))
+    back = store.read(INFERENCES, order_by="flower_id")
+    assert back["observed_at"].isna().all()
+    assert back["prediction"].dtype == "int64"
+    assert back["predicted_at"].iloc[0] == pd.Timestamp("2026-01-01T10:00:00Z")

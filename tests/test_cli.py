@@ -1,0 +1,88 @@
+"""The `iris` command as a user runs it: a fresh IRIS_HOME, real subprocesses."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+IRIS = str(Path(sys.executable).with_name("iris"))
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IRIS_", "MLFLOW_"))}
+    env.update(IRIS_HOME=str(tmp_path / "home"), IRIS_SERVING_PORT=str(free_port()))
+    return env
+
+
+def iris(env, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [IRIS, *args], env=env, capture_output=True, text=True, input=input, timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_lifecycle_in_a_fresh_home(env):
+    try:
+        demo = iris(env, "demo", "--rows", "60")
+        assert demo.returncode == 0, demo.stderr[-3000:]
+        out = demo.stdout
+        assert "as user 'demo'" in out
+        for label in ("feature table", "challenger", "champion", "serving", "live prediction"):
+            assert label in out
+        assert "150 rows" in out and "60 rows" in out and "serves v1" in out
+
+        status = json.loads(iris(env, "status", "--json").stdout)
+        assert status["env"] == "dev" and status["target"] == "local"
+        assert status["feature_table"]["rows"] == 150
+        assert status["model"]["champion"] == status["model"]["challenger"] == "1"
+        assert status["serving"]["healthy"] and status["serving"]["version"] == "1"
+        assert status["inference_table"]["rows"] == 60
+        assert len(status["inference_table"]["partitions"]) == 1
+
+        flower = {"sepal_length_cm": 5.0, "sepal_width_cm": 3.4, "petal_length_cm": 1.5}
+        predicted = iris(env, "predict", json.dumps({**flower, "petal_width_cm": 0.2}))
+        assert predicted.returncode == 0, predicted.stderr
+        assert json.loads(predicted.stdout)["predictions"] == [0]
+        bad = iris(env, "predict", '{"sepal_length_cm": 5.0}')
+        assert bad.returncode == 2 and "petal" in bad.stderr and "Traceback" not in bad.stderr
+    finally:
+        stopped = iris(env, "stop")
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert iris(env, "stop").stdout.strip() == "no server was running"
+
+
+def test_approving_a_missing_version_is_a_clear_error(env):
+    out = iris(env, "approve", "7", "--by", "ana")
+    assert out.returncode == 2
+    assert "has no version 7" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_simulate_appends_flowers_to_the_landing_area(env):
+    first = iris(env, "simulate", "--rows", "25", "--date", "2026-11-02", "--seed", "1")
+    assert first.returncode == 0, first.stderr
+    iris(env, "simulate", "--rows", "5", "--date", "2026-11-02")
+    from iris_assets.core.landing import LandingArea
+
+    landing = LandingArea(Path(env["IRIS_HOME"]) / "dev" / "landing" / "new_flowers")
+    assert landing.count("2026-11-02") == 30
+
+
+def test_simulate_rejects_a_bad_date(env):
+    out = iris(env, "simulate", "--date", "26/11/2026")
+    assert out.returncode == 2 and "is not a date like" in out.stderr
+
+
+def test_predict_rejects_input_that_is_not_json(env):
+    out = iris(env, "predict", "{sepal: 5")
+    assert out.returncode == 2 and "not valid JSON" in out.stderr
+
+
+def test_an_unknown_env_is_named(env):
+    out = iris({**env, "IRIS_ENV": "staging"}, "status")
+    assert out.returncode == 2 and "IRIS_ENV='staging'" in out.stderr

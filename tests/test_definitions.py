@@ -1,0 +1,127 @@
+"""The code location as Dagster loads it: validation, a light import, and the UI's API."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+GRAPH_ASSETS = {
+    "new_flowers",
+    "iris_features",
+    "challenger_model",
+    "evaluation_report",
+    "champion_alias",
+    "serving_endpoint",
+    "inference_table",
+}
+
+
+def clean_env(tmp_path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IRIS_", "MLFLOW_"))}
+    env.update(IRIS_HOME=str(tmp_path / "iris"), DAGSTER_HOME=str(tmp_path / "dagster"))
+    (tmp_path / "dagster").mkdir()
+    return env
+
+
+def test_importing_the_definitions_loads_no_heavy_library(tmp_path):
+    code = (
+        "import sys, time; t = time.perf_counter(); import iris_assets.definitions; "
+        "print(round(time.perf_counter() - t, 3)); "
+        "print([m for m in ('mlflow', 'sklearn', 'pyspark', 'dagster_databricks') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=clean_env(tmp_path), capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    seconds, loaded = out.stdout.strip().splitlines()
+    print(f"import iris_assets.definitions: {seconds} s")
+    assert loaded == "[]"
+
+
+def test_dagster_definitions_validate_passes(tmp_path):
+    out = subprocess.run(
+        [str(BIN / "dagster"), "definitions", "validate", "-w", str(ROOT / "workspace.yaml")],
+        cwd=ROOT,
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "All code locations passed validation" in out.stderr + out.stdout
+
+
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["data"]
+
+
+REPOSITORY_QUERY = """
+{ repositoriesOrError { ... on RepositoryConnection { nodes {
+    assetNodes { assetKey { path } hasAssetChecks dependencyKeys { path } }
+    sensors { name sensorState { status } }
+    schedules { name scheduleState { status } }
+} } } }
+"""
+
+
+@pytest.mark.slow
+def test_dagster_dev_serves_the_graph_with_its_sensor_and_schedule(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [str(BIN / "dagster"), "dev", "-w", str(ROOT / "workspace.yaml"), "-p", str(port)],
+        cwd=ROOT,
+        env=clean_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "dagster-dev.log", "w"),  # noqa: SIM115
+        start_new_session=True,  # `dagster dev` ignores SIGTERM without its own process group
+    )
+    try:
+        deadline, repository = time.monotonic() + 120, None
+        while time.monotonic() < deadline and repository is None:
+            assert process.poll() is None, (tmp_path / "dagster-dev.log").read_text()[-2000:]
+            try:
+                repository = graphql(port, REPOSITORY_QUERY)["repositoriesOrError"]["nodes"][0]
+            except (OSError, KeyError, TypeError, IndexError):
+                time.sleep(1)
+        assert repository, "dagster dev did not answer within 120 s"
+        nodes = {"/".join(n["assetKey"]["path"]): n for n in repository["assetNodes"]}
+        assert set(nodes) == GRAPH_ASSETS
+        assert {"/".join(d["path"]) for d in nodes["inference_table"]["dependencyKeys"]} == {
+            "new_flowers",
+            "champion_alias",
+        }
+        with_checks = {name for name, node in nodes.items() if node["hasAssetChecks"]}
+        assert with_checks == {
+            "iris_features",
+            "evaluation_report",
+            "serving_endpoint",
+            "inference_table",
+        }
+        assert [(s["name"], s["sensorState"]["status"]) for s in repository["sensors"]] == [
+            ("champion_approval_sensor", "RUNNING")
+        ]
+        assert [s["name"] for s in repository["schedules"]] == ["daily_inference_schedule"]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
