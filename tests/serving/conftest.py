@@ -1,0 +1,199 @@
+"""Fixtures for the serving tests: a real sqlite MLflow registry with two versions of a real model,
+and real server subprocesses on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from iris_assets.core.schema import FEATURE_COLUMNS
+
+MODEL_NAME = "iris_test.ml.iris_model"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+@dataclass(frozen=True)
+class Registry:
+    tracking_uri: str
+    model_name: str
+    estimators: dict[str, Pipeline]  # registered version -> the estimator that was logged
+    X: pd.DataFrame
+
+    def env(self) -> dict[str, str]:
+        return {"MLFLOW_TRACKING_URI": self.tracking_uri, "MLFLOW_REGISTRY_URI": self.tracking_uri}
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    root = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    iris = load_iris()
+    X = pd.DataFrame(iris.data, columns=list(FEATURE_COLUMNS))
+    y = iris.target
+    estimators: dict[str, Pipeline] = {}
+    # The environment is set only while building, so other test folders never see this registry.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_URI", uri)
+        env.setenv("MLFLOW_REGISTRY_URI", uri)
+        experiment_id = mlflow.create_experiment(
+            "serving-tests", artifact_location=(root / "artifacts").as_uri()
+        )
+        # A strongly regularised second version disagrees with the first on some rows.
+        for C in (1.0, 0.01):
+            model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=500))
+            model.fit(X, y)
+            with mlflow.start_run(experiment_id=experiment_id):
+                info = mlflow.sklearn.log_model(
+                    model,
+                    name="model",
+                    signature=infer_signature(X, model.predict(X)),
+                    input_example=X.head(2),
+                    pip_requirements=["scikit-learn"],
+                    registered_model_name=MODEL_NAME,
+                    serialization_format="skops",
+                )
+            estimators[str(info.registered_model_version)] = model
+    return Registry(tracking_uri=uri, model_name=MODEL_NAME, estimators=estimators, X=X)
+
+
+@pytest.fixture
+def mlflow_env(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Registry:
+    for name, value in registry.env().items():
+        monkeypatch.setenv(name, value)
+    return registry
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_env(registry: Registry, token: str | None = ADMIN_TOKEN) -> dict[str, str]:
+    env = {**os.environ, **registry.env()}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    env.pop("IRIS_SERVING_ADMIN_TOKEN", None)
+    if token is not None:
+        env["IRIS_SERVING_ADMIN_TOKEN"] = token
+    return env
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _start_server(
+    registry: Registry,
+    workdir: Path,
+    version: str = "1",
+    token: str | None = ADMIN_TOKEN,
+    extra_args: tuple[str, ...] = (),
+) -> RunningServer:
+    port = free_port()
+    log = workdir / f"server-{port}.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "iris_assets.serving.server",
+                "--model-name",
+                registry.model_name,
+                "--version",
+                version,
+                "--port",
+                str(port),
+                "--state-dir",
+                str(workdir),
+                *extra_args,
+            ],
+            cwd=workdir,
+            env=server_env(registry, token),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = RunningServer(process, port, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited {process.returncode}:\n{server.log_text()}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/health", timeout=1) as response:
+                if response.status == 200:
+                    return server
+        except OSError:
+            pass
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"server did not become healthy:\n{server.log_text()}")
+
+
+def _stop_server(server: RunningServer) -> None:
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server for the read-only HTTP tests; tests that swap or stop start their own."""
+    running = _start_server(registry, tmp_path_factory.mktemp("server"))
+    yield running
+    _stop_server(running)
+
+
+@pytest.fixture
+def start_server(registry: Registry, tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+    """A factory of private servers (for swaps and shutdowns); all are stopped afterwards."""
+    started: list[RunningServer] = []
+
+    def start(
+        version: str = "1", token: str | None = ADMIN_TOKEN, extra_args: tuple[str, ...] = ()
+    ) -> RunningServer:
+        running = _start_server(registry, tmp_path, version, token, extra_args)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        _stop_server(running)
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A port nothing listens on (free a moment ago)."""
+    return free_port()
