@@ -2,8 +2,8 @@
 
 import pandas as pd
 import pytest
-from iris_assets.core.landing import LandingArea, simulate_flowers
 
+from iris_assets.core.landing import LandingArea, simulate_flowers
 from iris_assets.core.quarantine import rejects_slice
 from iris_assets.core.registry import ModelRegistry
 from iris_assets.settings import CHAMPION_ALIAS

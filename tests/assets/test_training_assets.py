@@ -1,10 +1,10 @@
 """Ingestion and evaluation as assets: idempotent upserts, quarantine, and the blocking bar."""
 
 import pandas as pd
-from iris_assets.core.source import load_source
 
 from iris_assets.core.quarantine import rejects_slice
 from iris_assets.core.registry import ModelRegistry
+from iris_assets.core.source import load_source
 from iris_assets.steps.stores import table_store
 from tests.assets.helpers import (
     check_results,
