@@ -53,29 +53,28 @@ class RegistryError(RuntimeError):
 
 
 def configure_mlflow(settings: Settings) -> None:
-    """Point MLflow at this environment's registry explicitly.
+    """Point this process's MLflow at the environment's registry, through environment variables.
 
     MLflow's default silently creates ``./mlflow.db``, so the URI is always set, never inherited.
+    Environment variables rather than ``mlflow.set_tracking_uri``: they reach child processes
+    and leave no module-global state behind. Steps call this once when they open.
     """
-    import mlflow
-
     if not settings.is_databricks:
         settings.env_home.mkdir(parents=True, exist_ok=True)
     os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
     os.environ["MLFLOW_REGISTRY_URI"] = settings.registry_uri
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.registry_uri)
 
 
 def ensure_experiment(settings: Settings) -> str:
     """The experiment training runs log to; local artifacts live under IRIS_HOME."""
-    import mlflow
+    from mlflow import MlflowClient
 
-    experiment = mlflow.get_experiment_by_name(settings.experiment_name)
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.experiment_name)
     if experiment is not None:
         return experiment.experiment_id
     location = None if settings.is_databricks else settings.artifact_root.as_uri()
-    return mlflow.create_experiment(settings.experiment_name, artifact_location=location)
+    return client.create_experiment(settings.experiment_name, artifact_location=location)
 
 
 class ModelRegistry:
@@ -84,7 +83,8 @@ class ModelRegistry:
     def __init__(self, settings: Settings):
         from mlflow import MlflowClient
 
-        configure_mlflow(settings)
+        if not settings.is_databricks:
+            settings.env_home.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.name = settings.model_name
         self.client = MlflowClient(

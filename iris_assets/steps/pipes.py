@@ -14,6 +14,7 @@ from typing import Any
 
 from dagster_pipes import PipesContext, open_dagster_pipes
 
+from iris_assets.core.registry import configure_mlflow
 from iris_assets.settings import Settings, load_settings
 
 
@@ -60,6 +61,7 @@ def open_step() -> Iterator[Step]:
         try:
             extras = pipes.extras
             settings = load_settings(extras.get("settings") or os.environ)
+            configure_mlflow(settings)
             yield Step(pipes=pipes, settings=settings, config=extras.get("config") or {})
         except Exception as error:
             pipes.report_custom_message({"error": str(error), "error_type": type(error).__name__})

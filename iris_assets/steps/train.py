@@ -12,7 +12,6 @@ from pathlib import Path
 
 from iris_assets.core.registry import (
     ModelRegistry,
-    configure_mlflow,
     ensure_experiment,
     utc_now_iso,
 )
@@ -60,7 +59,6 @@ def train(step: Step) -> None:
     rows = train_rows(features)
     model = train_classifier(features, params)
 
-    configure_mlflow(settings)
     experiment_id = ensure_experiment(settings)
     lineage = {
         "feature_table": settings.feature_table,

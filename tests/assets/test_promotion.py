@@ -10,7 +10,6 @@ from iris_assets.core.registry import (
     EVALUATION_REASON_TAG,
     EVALUATION_TAG,
     ModelRegistry,
-    configure_mlflow,
     ensure_experiment,
 )
 from iris_assets.core.schema import FEATURE_COLUMNS
@@ -29,7 +28,6 @@ def register(settings, models):
     import mlflow
     import mlflow.sklearn
 
-    configure_mlflow(settings)
     experiment = ensure_experiment(settings)
     data = load_iris(as_frame=True)
     features = data.data.set_axis(list(FEATURE_COLUMNS), axis=1)
