@@ -105,7 +105,12 @@ class Settings:
 
     @property
     def landing_dir(self) -> Path:
-        """The landing area of ``new_flowers``: one folder per observed day of batch files."""
+        """The landing area of ``new_flowers``: one folder per observed day of batch files.
+
+        On Databricks it is the landing volume, which steps see as an ordinary folder.
+        """
+        if self.is_databricks:
+            return Path(self.landing_volume) / "new_flowers"
         return self.env_home / "landing" / "new_flowers"
 
     @property

@@ -45,3 +45,9 @@ def test_bad_settings_are_named(environ, message):
 def test_step_env_round_trips_to_the_same_settings():
     settings = load_settings({"IRIS_ENV": "prod", "IRIS_HOME": "/tmp/x", "IRIS_SERVING_PORT": "9"})
     assert load_settings(settings.step_env()) == settings
+
+
+def test_on_databricks_the_landing_area_is_the_landing_volume():
+    settings = load_settings({"IRIS_TARGET": "databricks", "IRIS_ENV": "prod"})
+    assert settings.landing_dir == Path("/Volumes/iris_prod/ml/landing/new_flowers")
+    assert settings.registry_uri == "databricks-uc"

@@ -7,6 +7,9 @@ renamed here is renamed everywhere. Arrow schemas are the source of truth for th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 import pyarrow as pa
 
 FEATURE_COLUMNS: tuple[str, ...] = (
@@ -73,3 +76,42 @@ REJECTS_TABLE_SCHEMA = pa.schema(
 
 def species_name(label: int) -> str:
     return SPECIES_NAMES[int(label)]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How a table is created: its schema plus the layout every table store applies."""
+
+    schema: pa.Schema
+    partition_by: tuple[str, ...] = ()
+    primary_key: str | None = None
+    constraints: Mapping[str, str] = field(default_factory=dict)
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+    def ensure(self, store, name: str) -> None:
+        """Create ``name`` in ``store`` (any ``TableStore``) if missing."""
+        store.ensure_table(
+            name,
+            self.schema,
+            partition_by=list(self.partition_by) or None,
+            constraints=dict(self.constraints) or None,
+            primary_key=self.primary_key,
+            properties=dict(self.properties) or None,
+        )
+
+
+FEATURE_TABLE = TableSpec(
+    FEATURE_TABLE_SCHEMA,
+    primary_key=PRIMARY_KEY,
+    constraints={
+        "species_known": "species >= 0 AND species <= 2",
+        "measurements_positive": " AND ".join(f"{c} > 0" for c in FEATURE_COLUMNS),
+    },
+)
+# Change Data Feed lets downstream consumers read what each daily re-run replaced.
+INFERENCE_TABLE = TableSpec(
+    INFERENCE_TABLE_SCHEMA,
+    partition_by=("observed_date",),
+    properties={"delta.enableChangeDataFeed": "true"},
+)
+REJECTS_TABLE = TableSpec(REJECTS_TABLE_SCHEMA, partition_by=("stage",))

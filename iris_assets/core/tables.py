@@ -46,6 +46,8 @@ class TableStore(Protocol):
         *,
         partition_by: list[str] | None = None,
         constraints: dict[str, str] | None = None,
+        primary_key: str | None = None,
+        properties: dict[str, str] | None = None,
     ) -> None: ...
 
     def merge_upsert(self, name: str, data: TableData, key: str) -> dict[str, int]: ...
@@ -168,8 +170,16 @@ class DeltaTableStore:
         *,
         partition_by: list[str] | None = None,
         constraints: dict[str, str] | None = None,
+        primary_key: str | None = None,
+        properties: dict[str, str] | None = None,
     ) -> None:
-        """Create the table if missing; add any CHECK constraint it does not have yet."""
+        """Create the table if missing; add any CHECK constraint it does not have yet.
+
+        deltalake has no primary-key constraint: the key must be NOT NULL in the schema, and
+        ``merge_upsert`` keeps it unique. ``properties`` (e.g. Change Data Feed) apply on creation.
+        """
+        if primary_key and schema.field(primary_key).nullable:
+            raise TableError(f"{name}: primary key {primary_key} must be NOT NULL in the schema")
         partition_by = list(partition_by or [])
         unknown = [c for c in partition_by if c not in schema.names]
         if unknown:
@@ -181,7 +191,12 @@ class DeltaTableStore:
         else:
             path.mkdir(parents=True, exist_ok=True)
             table = DeltaTable.create(
-                str(path), schema, mode="ignore", partition_by=partition_by or None, name=name
+                str(path),
+                schema,
+                mode="ignore",
+                partition_by=partition_by or None,
+                name=name,
+                configuration=properties or None,
             )
         present = {k.lower(): v for k, v in _constraints(table).items()}
         for constraint, expression in (constraints or {}).items():

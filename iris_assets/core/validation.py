@@ -372,14 +372,26 @@ def _empty_rejects() -> pd.DataFrame:
 
 
 def validate_measurements(
-    raw: pd.DataFrame, *, require_label: bool = False, passthrough: Sequence[str] = ()
+    raw: pd.DataFrame,
+    *,
+    require_label: bool = False,
+    passthrough: Sequence[str] = (),
+    seen_column: str | None = None,
 ) -> ValidationResult:
     """Split ``raw`` into typed valid rows and rejected rows with every reason they failed.
 
     Valid rows have ``flower_id`` (int64), the four measurements (float64), with
     ``require_label`` also ``species`` (int64 0..2) and ``species_name``, then the
     ``passthrough`` columns that exist in ``raw``, unchanged. Rows keep their input order.
+
+    When ``raw`` is one batch of a larger partition, the caller can name a boolean
+    ``seen_column`` marking rows whose flower_id already appeared in an earlier batch: those are
+    duplicates too. The column itself is not part of the rejected ``record``.
     """
+    seen = None
+    if seen_column is not None and seen_column in raw.columns:
+        seen = raw[seen_column].fillna(False).to_numpy(dtype=bool)
+        raw = raw.drop(columns=[seen_column])
     rows = len(raw)
     failures = _Failures(rows)
     required = [PRIMARY_KEY, *FEATURE_COLUMNS, *([LABEL] if require_label else [])]
@@ -422,6 +434,8 @@ def validate_measurements(
         repeated = pd.Series(ids[candidates]).duplicated(keep="first").to_numpy()
         duplicate = np.zeros(rows, dtype=bool)
         duplicate[candidates[repeated]] = True
+        if seen is not None:
+            duplicate |= seen & ~failures.any
         failures.add(duplicate, f"duplicate {PRIMARY_KEY}")
 
     keep = np.flatnonzero(~failures.any)

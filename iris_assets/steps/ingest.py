@@ -11,9 +11,10 @@ import pandas as pd
 
 from iris_assets.core.quarantine import rejects_rows, rejects_slice
 from iris_assets.core.schema import (
+    FEATURE_TABLE,
     FEATURE_TABLE_SCHEMA,
     PRIMARY_KEY,
-    REJECTS_TABLE_SCHEMA,
+    REJECTS_TABLE,
     SPECIES_NAMES,
     TEST,
     TRAIN,
@@ -23,13 +24,6 @@ from iris_assets.core.split import assign_split
 from iris_assets.core.validation import validate_measurements
 from iris_assets.steps.pipes import Step, json_value, open_step, path_value
 from iris_assets.steps.stores import table_store
-
-FEATURE_CONSTRAINTS = {
-    "species_known": "species >= 0 AND species <= 2",
-    "measurements_positive": (
-        "sepal_length_cm > 0 AND sepal_width_cm > 0 AND petal_length_cm > 0 AND petal_width_cm > 0"
-    ),
-}
 
 
 def ingest(step: Step) -> None:
@@ -45,10 +39,8 @@ def ingest(step: Step) -> None:
     features["ingested_at"] = pd.Timestamp(datetime.now(UTC))
     features = features[FEATURE_TABLE_SCHEMA.names]
 
-    store.ensure_table(
-        settings.feature_table, FEATURE_TABLE_SCHEMA, constraints=FEATURE_CONSTRAINTS
-    )
-    store.ensure_table(settings.rejects_table, REJECTS_TABLE_SCHEMA, partition_by=["stage"])
+    FEATURE_TABLE.ensure(store, settings.feature_table)
+    REJECTS_TABLE.ensure(store, settings.rejects_table)
     merged = store.merge_upsert(settings.feature_table, features, key=PRIMARY_KEY)
     store.replace_where(
         settings.rejects_table,

@@ -1,31 +1,51 @@
 """Score step: one day of newly collected flowers -> predictions by the champion.
 
 Every landing row ends in exactly one place: the inference table (scored) or the rejects table
-(with a reason). Re-running a day replaces that day's rows in both.
+(with a reason). Re-running a day replaces that day's rows in both. Locally the day is scored in
+pandas; on Databricks with Spark (``steps/spark_scoring.py``), with the same batch function.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import pandas as pd
 
+from iris_assets.core.batch_scoring import score_batch
 from iris_assets.core.drift import feature_drift
 from iris_assets.core.landing import LandingArea
 from iris_assets.core.quarantine import rejects_rows, rejects_slice
-from iris_assets.core.registry import ModelRegistry, RegistryError
-from iris_assets.core.schema import (
-    FEATURE_COLUMNS,
-    INFERENCE_TABLE_SCHEMA,
-    PRIMARY_KEY,
-    REJECTS_TABLE_SCHEMA,
-    TRAIN,
-)
-from iris_assets.core.scoring import predict_frame
-from iris_assets.core.validation import validate_measurements
-from iris_assets.settings import CHAMPION_ALIAS
+from iris_assets.core.registry import ModelRegistry, RegistryError, VersionInfo
+from iris_assets.core.schema import INFERENCE_TABLE, PRIMARY_KEY, REJECTS_TABLE, TRAIN
+from iris_assets.core.tables import TableStore
+from iris_assets.settings import CHAMPION_ALIAS, Settings
 from iris_assets.steps.pipes import Step, json_value, open_step
 from iris_assets.steps.stores import table_store
+
+DRIFT_SAMPLE_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class PartitionStats:
+    """What the written partition holds, as the output check sees it."""
+
+    rows: int
+    duplicate_ids: int
+    probabilities_out_of_range: int
+    null_predictions: int
+
+
+@dataclass(frozen=True)
+class ScoredDay:
+    landing_rows: int
+    rows_scored: int
+    rows_rejected: int
+    table_version: int
+    prediction_counts: dict[str, int]
+    reject_reasons: dict[str, int]
+    features_sample: pd.DataFrame  # scored measurements (sampled when large), for drift
+    written: PartitionStats
 
 
 def partition_day(step: Step) -> str:
@@ -35,102 +55,123 @@ def partition_day(step: Step) -> str:
     return date.fromisoformat(day).isoformat()
 
 
-def score(step: Step) -> None:
-    import mlflow.sklearn
-
-    settings = step.settings
-    day = partition_day(step)
-    registry = ModelRegistry(settings)
-    champion = registry.champion()
+def require_champion(settings: Settings) -> VersionInfo:
+    champion = ModelRegistry(settings).champion()
     if champion is None:
         raise RegistryError(
             f"{settings.model_name} has no {CHAMPION_ALIAS!r} version yet: approve a challenger "
             "(`iris approve N --by NAME`) and let champion_approval_sensor promote it"
         )
-    model = mlflow.sklearn.load_model(champion.uri)
+    return champion
 
-    raw = LandingArea(settings.landing_dir).read_day(day)
-    checked = validate_measurements(raw, passthrough=["observed_at"])
-    valid = checked.valid
-    predictions = predict_frame(model, valid)
-    scored = pd.DataFrame(
-        {
-            PRIMARY_KEY: valid[PRIMARY_KEY].astype("int64"),
-            "observed_date": day,
-            "observed_at": pd.to_datetime(valid.get("observed_at"), utc=True, errors="coerce")
-            if "observed_at" in valid
-            else pd.NaT,
-            **{c: valid[c] for c in FEATURE_COLUMNS},
-            **{c: predictions[c] for c in predictions.columns},
-            "model_name": settings.model_name,
-            "model_version": champion.version,
-            "predicted_at": pd.Timestamp(datetime.now(UTC)),
-        },
-        index=valid.index,
-    )[INFERENCE_TABLE_SCHEMA.names]
 
-    store = table_store(settings)
-    store.ensure_table(
-        settings.inference_table, INFERENCE_TABLE_SCHEMA, partition_by=["observed_date"]
+def partition_stats(store: TableStore, settings: Settings, day: str) -> PartitionStats:
+    written = store.read(
+        settings.inference_table,
+        columns=[PRIMARY_KEY, "prediction", "species_name", "probability", "model_version"],
+        predicate=f"observed_date = '{day}'",
     )
-    store.ensure_table(settings.rejects_table, REJECTS_TABLE_SCHEMA, partition_by=["stage"])
-    version = store.replace_partition(settings.inference_table, scored, "observed_date", day)
+    return PartitionStats(
+        rows=len(written),
+        duplicate_ids=int(written[PRIMARY_KEY].duplicated().sum()),
+        probabilities_out_of_range=int((~written["probability"].between(0, 1)).sum()),
+        null_predictions=int(written.drop(columns=[PRIMARY_KEY]).isna().any(axis=1).sum()),
+    )
+
+
+def score_day_locally(settings: Settings, day: str, champion: VersionInfo, model) -> ScoredDay:
+    raw = LandingArea(settings.landing_dir).read_day(day)
+    batch = score_batch(
+        raw,
+        model,
+        day=day,
+        model_name=settings.model_name,
+        model_version=champion.version,
+        predicted_at=pd.Timestamp(datetime.now(UTC)),
+    )
+    store = table_store(settings)
+    INFERENCE_TABLE.ensure(store, settings.inference_table)
+    REJECTS_TABLE.ensure(store, settings.rejects_table)
+    version = store.replace_partition(settings.inference_table, batch.scored, "observed_date", day)
     store.replace_where(
         settings.rejects_table,
-        rejects_rows(checked.rejects, "inference", day),
+        rejects_rows(batch.rejects, "inference", day),
         rejects_slice("inference", day),
     )
-    step.log(
-        f"{day}: {len(raw)} landing rows -> {len(scored)} scored by v{champion.version}, "
-        f"{len(checked.rejects)} rejected"
+    sample = batch.scored
+    if len(sample) > DRIFT_SAMPLE_ROWS:
+        sample = sample.sample(DRIFT_SAMPLE_ROWS, random_state=0)
+    return ScoredDay(
+        landing_rows=len(raw),
+        rows_scored=len(batch.scored),
+        rows_rejected=len(batch.rejects),
+        table_version=version,
+        prediction_counts=batch.scored["species_name"].value_counts().to_dict(),
+        reject_reasons=batch.rejects["reason"].value_counts().head(10).to_dict(),
+        features_sample=sample,
+        written=partition_stats(store, settings, day),
     )
 
-    written = store.read(settings.inference_table, predicate=f"observed_date = '{day}'")
-    report_inference_checks(step, raw_rows=len(raw), written=written, rejected=len(checked.rejects))
-    training = store.read(settings.feature_table, predicate=f"split = '{TRAIN}'")
-    report_drift_check(step, training, valid)
 
+def score(step: Step) -> None:
+    import mlflow.sklearn
+
+    settings = step.settings
+    day = partition_day(step)
+    champion = require_champion(settings)
+    model = mlflow.sklearn.load_model(champion.uri)
+    if settings.is_databricks:
+        from iris_assets.steps.spark_scoring import score_day_with_spark
+
+        result = score_day_with_spark(settings, day, champion, model)
+    else:
+        result = score_day_locally(settings, day, champion, model)
+    step.log(
+        f"{day}: {result.landing_rows} landing rows -> {result.rows_scored} scored by "
+        f"v{champion.version}, {result.rows_rejected} rejected"
+    )
+
+    report_inference_checks(step, result)
+    training = table_store(settings).read(settings.feature_table, predicate=f"split = '{TRAIN}'")
+    report_drift_check(step, training, result.features_sample)
     step.pipes.report_asset_materialization(
         metadata={
             "table": settings.inference_table,
             "partition": day,
-            "landing_rows": len(raw),
-            "rows_scored": len(scored),
-            "rows_rejected": len(checked.rejects),
-            "dagster/row_count": len(scored),
+            "landing_rows": result.landing_rows,
+            "rows_scored": result.rows_scored,
+            "rows_rejected": result.rows_rejected,
+            "dagster/row_count": result.rows_scored,
             "model_version": champion.version,
-            "delta_version": version,
-            "prediction_counts": json_value(
-                scored["species_name"].value_counts().to_dict() if len(scored) else {}
-            ),
-            "reject_reasons": json_value(
-                checked.rejects["reason"].value_counts().head(10).to_dict()
-                if len(checked.rejects)
-                else {}
-            ),
+            "delta_version": result.table_version,
+            "prediction_counts": json_value(result.prediction_counts),
+            "reject_reasons": json_value(result.reject_reasons),
         },
-        data_version=f"{day}-v{champion.version}-{version}",
+        data_version=f"{day}-v{champion.version}-{result.table_version}",
     )
 
 
-def report_inference_checks(step: Step, raw_rows: int, written: pd.DataFrame, rejected: int):
-    problems = []
-    if len(written) + rejected != raw_rows:
-        problems.append(f"{len(written)} scored + {rejected} rejected != {raw_rows} landing rows")
-    if written[PRIMARY_KEY].duplicated().any():
-        problems.append("duplicate flower_id in the partition")
-    if not written["probability"].between(0, 1).all():
-        problems.append("probability outside [0, 1]")
-    if written[["prediction", "species_name", "model_version"]].isna().any().any():
-        problems.append("null predictions")
+def report_inference_checks(step: Step, result: ScoredDay) -> None:
+    written, problems = result.written, []
+    if written.rows + result.rows_rejected != result.landing_rows:
+        problems.append(
+            f"{written.rows} scored + {result.rows_rejected} rejected != "
+            f"{result.landing_rows} landing rows"
+        )
+    if written.duplicate_ids:
+        problems.append(f"{written.duplicate_ids} duplicate flower_id in the partition")
+    if written.probabilities_out_of_range:
+        problems.append(f"{written.probabilities_out_of_range} probabilities outside [0, 1]")
+    if written.null_predictions:
+        problems.append(f"{written.null_predictions} rows with null predictions")
     step.pipes.report_asset_check(
         "inference_output_valid",
         passed=not problems,
         severity="ERROR",
         metadata={
-            "rows_scored": len(written),
-            "rows_rejected": rejected,
-            "landing_rows": raw_rows,
+            "rows_scored": written.rows,
+            "rows_rejected": result.rows_rejected,
+            "landing_rows": result.landing_rows,
             "problems": json_value(problems),
         },
     )

@@ -1,4 +1,4 @@
-"""Picks the table store for the target: Delta files via deltalake locally."""
+"""Picks the table store for the target: deltalake files locally, Spark SQL on Databricks."""
 
 from __future__ import annotations
 
@@ -6,10 +6,16 @@ from iris_assets.core.tables import DeltaTableStore, TableStore
 from iris_assets.settings import Settings
 
 
+def spark_session():
+    """The session Databricks serverless provides to a task (pyspark is not a local dependency)."""
+    from pyspark.sql import SparkSession
+
+    return SparkSession.builder.getOrCreate()
+
+
 def table_store(settings: Settings) -> TableStore:
     if settings.is_databricks:
-        raise NotImplementedError(
-            "the Spark table store for IRIS_TARGET=databricks is not built yet; "
-            "use IRIS_TARGET=local"
-        )
+        from iris_assets.core.spark_tables import SparkTableStore
+
+        return SparkTableStore(spark_session())
     return DeltaTableStore(settings.warehouse)

@@ -1,0 +1,232 @@
+"""The table store on Databricks: Unity Catalog Delta tables written with Spark SQL.
+
+Same contract as ``DeltaTableStore`` (``core.tables.TableStore``), so steps never know which one
+they got. Every write is one SQL statement over a temporary view of the data (MERGE, INSERT ...
+REPLACE WHERE, INSERT), which keeps each write a single atomic Delta commit and lets data stay a
+distributed Spark DataFrame: nothing is collected to the driver except ``read``.
+Unity Catalog has what deltalake lacks: a real (informational) PRIMARY KEY constraint and
+Change Data Feed on the inference table.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from iris_assets.core.tables import TableError, sql_string
+
+_VIEW_IDS = itertools.count(1)
+
+_SPARK_TYPES = {
+    pa.int64(): "BIGINT",
+    pa.int32(): "INT",
+    pa.float64(): "DOUBLE",
+    pa.float32(): "FLOAT",
+    pa.string(): "STRING",
+    pa.large_string(): "STRING",
+    pa.bool_(): "BOOLEAN",
+    pa.date32(): "DATE",
+}
+
+
+def quote(identifier: str) -> str:
+    return "`" + identifier.replace("`", "``") + "`"
+
+
+def table_ref(name: str) -> str:
+    """``catalog.schema.table`` with each part quoted."""
+    parts = name.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise TableError(f"{name!r} is not a three-level name catalog.schema.table")
+    return ".".join(quote(p) for p in parts)
+
+
+def spark_type(field: pa.Field) -> str:
+    if pa.types.is_timestamp(field.type):
+        return "TIMESTAMP"
+    try:
+        return _SPARK_TYPES[field.type]
+    except KeyError:
+        raise TableError(f"column {field.name}: no Spark type for {field.type}") from None
+
+
+def create_table_sql(
+    name: str,
+    schema: pa.Schema,
+    *,
+    partition_by: list[str] | None = None,
+    primary_key: str | None = None,
+    properties: dict[str, str] | None = None,
+) -> str:
+    columns = [
+        f"  {quote(f.name)} {spark_type(f)}{'' if f.nullable else ' NOT NULL'}" for f in schema
+    ]
+    if primary_key:
+        if schema.field(primary_key).nullable:
+            raise TableError(f"{name}: primary key {primary_key} must be NOT NULL in the schema")
+        pk_name = quote(name.split(".")[-1] + "_pk")
+        columns.append(f"  CONSTRAINT {pk_name} PRIMARY KEY ({quote(primary_key)})")
+    sql = (
+        f"CREATE TABLE IF NOT EXISTS {table_ref(name)} (\n"
+        + ",\n".join(columns)
+        + "\n) USING DELTA"
+    )
+    if partition_by:
+        sql += " PARTITIONED BY (" + ", ".join(quote(c) for c in partition_by) + ")"
+    if properties:
+        pairs = ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in properties.items())
+        sql += f" TBLPROPERTIES ({pairs})"
+    return sql
+
+
+def merge_sql(name: str, view: str, key: str) -> str:
+    return (
+        f"MERGE INTO {table_ref(name)} AS target USING {quote(view)} AS source "
+        f"ON target.{quote(key)} = source.{quote(key)} "
+        "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+    )
+
+
+def replace_where_sql(name: str, view: str, predicate: str) -> str:
+    return f"INSERT INTO {table_ref(name)} REPLACE WHERE {predicate} SELECT * FROM {quote(view)}"
+
+
+def append_sql(name: str, view: str) -> str:
+    return f"INSERT INTO {table_ref(name)} SELECT * FROM {quote(view)}"
+
+
+def select_sql(
+    name: str,
+    columns: list[str] | None = None,
+    predicate: str | None = None,
+    order_by: str | list[str] | None = None,
+) -> str:
+    selected = ", ".join(quote(c) for c in columns) if columns else "*"
+    sql = f"SELECT {selected} FROM {table_ref(name)}"
+    if predicate:
+        sql += f" WHERE {predicate}"
+    if order_by:
+        keys = [order_by] if isinstance(order_by, str) else order_by
+        sql += " ORDER BY " + ", ".join(quote(k) for k in keys)
+    return sql
+
+
+class SparkTableStore:
+    """Unity Catalog tables through a SparkSession (``spark`` on Databricks serverless)."""
+
+    def __init__(self, spark: Any):
+        self.spark = spark
+
+    def _view(self, data: Any, schema_names: list[str] | None = None, key: str | None = None):
+        """Register ``data`` (pandas, Arrow or a Spark DataFrame) as a temporary view."""
+        if isinstance(data, pa.Table):
+            data = data.to_pandas()
+        if isinstance(data, pd.DataFrame):
+            if key:  # Delta has no primary key: the last occurrence of a key wins
+                data = data.drop_duplicates(key, keep="last")
+            frame = self.spark.createDataFrame(data)
+        else:
+            frame = data.dropDuplicates([key]) if key else data
+        if schema_names:
+            frame = frame.select(*schema_names)
+        view = f"iris_source_{next(_VIEW_IDS)}"
+        frame.createOrReplaceTempView(view)
+        return view
+
+    def _columns(self, name: str) -> list[str]:
+        return list(self.spark.table(name).columns)
+
+    def _last_commit(self, name: str) -> dict[str, Any]:
+        [row] = self.spark.sql(f"DESCRIBE HISTORY {table_ref(name)} LIMIT 1").collect()
+        return row.asDict()
+
+    def exists(self, name: str) -> bool:
+        return bool(self.spark.catalog.tableExists(name))
+
+    def ensure_table(
+        self,
+        name: str,
+        schema: pa.Schema,
+        *,
+        partition_by: list[str] | None = None,
+        constraints: dict[str, str] | None = None,
+        primary_key: str | None = None,
+        properties: dict[str, str] | None = None,
+    ) -> None:
+        self.spark.sql(
+            create_table_sql(
+                name,
+                schema,
+                partition_by=partition_by,
+                primary_key=primary_key,
+                properties=properties,
+            )
+        )
+        existing = {
+            row.asDict()["key"].removeprefix("delta.constraints.").lower()
+            for row in self.spark.sql(f"SHOW TBLPROPERTIES {table_ref(name)}").collect()
+            if row.asDict()["key"].startswith("delta.constraints.")
+        }
+        for constraint, expression in (constraints or {}).items():
+            if constraint.lower() not in existing:
+                self.spark.sql(
+                    f"ALTER TABLE {table_ref(name)} ADD CONSTRAINT {quote(constraint)} "
+                    f"CHECK ({expression})"
+                )
+
+    def merge_upsert(self, name: str, data: Any, key: str) -> dict[str, int]:
+        view = self._view(data, self._columns(name), key=key)
+        self.spark.sql(merge_sql(name, view, key))
+        commit = self._last_commit(name)
+        metrics = commit.get("operationMetrics") or {}
+        return {
+            "inserted": int(metrics.get("numTargetRowsInserted", 0)),
+            "updated": int(metrics.get("numTargetRowsUpdated", 0)),
+            "version": int(commit["version"]),
+        }
+
+    def replace_where(self, name: str, data: Any, predicate: str) -> int:
+        view = self._view(data, self._columns(name))
+        self.spark.sql(replace_where_sql(name, view, predicate))
+        return int(self._last_commit(name)["version"])
+
+    def replace_partition(self, name: str, data: Any, column: str, value: str) -> int:
+        return self.replace_where(name, data, f"{quote(column)} = {sql_string(value)}")
+
+    def append(self, name: str, data: Any) -> int:
+        view = self._view(data, self._columns(name))
+        self.spark.sql(append_sql(name, view))
+        return int(self._last_commit(name)["version"])
+
+    def read(
+        self,
+        name: str,
+        columns: list[str] | None = None,
+        predicate: str | None = None,
+        *,
+        order_by: str | list[str] | None = None,
+    ) -> pd.DataFrame:
+        if not self.exists(name):
+            raise TableError(f"table {name} does not exist")
+        return self.spark.sql(select_sql(name, columns, predicate, order_by)).toPandas()
+
+    def version(self, name: str) -> int:
+        return int(self._last_commit(name)["version"])
+
+    def count(self, name: str, predicate: str | None = None) -> int:
+        where = f" WHERE {predicate}" if predicate else ""
+        [row] = self.spark.sql(f"SELECT COUNT(*) AS n FROM {table_ref(name)}{where}").collect()
+        return int(row.asDict()["n"])
+
+    def distinct(self, name: str, column: str) -> list[str]:
+        rows = self.spark.sql(
+            f"SELECT DISTINCT {quote(column)} AS value FROM {table_ref(name)} ORDER BY value"
+        ).collect()
+        return [str(row.asDict()["value"]) for row in rows]
+
+    def compact(self, name: str) -> dict[str, Any]:
+        rows = self.spark.sql(f"OPTIMIZE {table_ref(name)}").collect()
+        return rows[0].asDict() if rows else {}

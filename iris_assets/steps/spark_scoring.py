@@ -1,0 +1,218 @@
+"""Scoring a day with Spark on Databricks: the landing files never pass through the driver.
+
+The day's batch files are read as text (CSV and Parquet alike, so a bad value reaches validation
+as it arrived), duplicates across files are marked with a window, and each Arrow batch is
+validated and scored by ``core.batch_scoring.score_batch`` inside ``mapInPandas`` with the
+champion estimator shipped in the closure (a few KB). Scored rows and rejects are then written
+with one statement each.
+
+Duplicates across files are decided by the first occurrence in file order, whether or not that
+occurrence is valid; within one batch, as locally, the first *valid* occurrence wins.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from iris_assets.core.batch_scoring import score_batch
+from iris_assets.core.quarantine import rejects_slice
+from iris_assets.core.registry import VersionInfo
+from iris_assets.core.schema import (
+    INFERENCE_TABLE,
+    INFERENCE_TABLE_SCHEMA,
+    PRIMARY_KEY,
+    REJECTS_TABLE,
+    REJECTS_TABLE_SCHEMA,
+)
+from iris_assets.core.spark_tables import SparkTableStore, quote, spark_type
+from iris_assets.settings import Settings
+from iris_assets.steps.score import DRIFT_SAMPLE_ROWS, PartitionStats, ScoredDay
+from iris_assets.steps.stores import spark_session
+
+SEEN = "_iris_seen"
+ORDER = "_iris_order"
+KIND = "_iris_kind"
+REJECT_FIELDS = ("raw_flower_id", "reason", "record")
+
+
+def output_schema() -> str:
+    """Spark DDL of what each scored batch yields: inference columns, reject columns, a kind."""
+    columns = [f"{quote(f.name)} {spark_type(f)}" for f in INFERENCE_TABLE_SCHEMA]
+    columns += [f"{quote(name)} STRING" for name in REJECT_FIELDS]
+    columns.append(f"{quote(KIND)} STRING")
+    return ", ".join(columns)
+
+
+def combine(scored: pd.DataFrame, rejects: pd.DataFrame) -> pd.DataFrame:
+    """One frame of both outcomes, so a single ``mapInPandas`` pass yields everything."""
+    scored = scored.assign(**{name: None for name in REJECT_FIELDS}, **{KIND: "scored"})
+    rejected = pd.DataFrame(
+        {
+            **{name: None for name in INFERENCE_TABLE_SCHEMA.names},
+            "raw_flower_id": rejects[PRIMARY_KEY].astype("object"),
+            "reason": rejects["reason"],
+            "record": rejects["record"],
+            KIND: "rejected",
+        },
+        index=rejects.index,
+    )
+    columns = [*INFERENCE_TABLE_SCHEMA.names, *REJECT_FIELDS, KIND]
+    both = pd.concat([scored[columns], rejected[columns]], ignore_index=True)
+    # pandas 3 keeps text in Arrow-backed columns, which pyspark's batch writer cannot take.
+    text = [c for c in both.columns if pd.api.types.is_string_dtype(both[c].dtype)]
+    return both.astype({c: object for c in text})
+
+
+def batch_scorer(model, *, day: str, model_name: str, model_version: str, predicted_at):
+    """The function ``mapInPandas`` runs on the executors, one Arrow batch at a time."""
+
+    def score_batches(batches):
+        for raw in batches:
+            batch = score_batch(
+                raw,
+                model,
+                day=day,
+                model_name=model_name,
+                model_version=model_version,
+                predicted_at=predicted_at,
+                seen_column=SEEN,
+            )
+            yield combine(batch.scored, batch.rejects)
+
+    return score_batches
+
+
+def read_landing_day(spark, day_dir: Path):
+    """Every batch file of one observed day, all columns as text, in file order."""
+    from pyspark.sql import functions as F
+
+    frames = []
+    for suffix, reader in (
+        ("*.parquet", lambda paths: spark.read.parquet(*paths)),
+        ("*.csv", lambda paths: spark.read.option("header", True).csv(*paths)),
+    ):
+        paths = sorted(str(p) for p in day_dir.glob(suffix))
+        if paths:
+            frame = reader(paths)
+            frames.append(frame.select([F.col(c).cast("string").alias(c) for c in frame.columns]))
+    if not frames:
+        return None
+    day = frames[0]
+    for frame in frames[1:]:
+        day = day.unionByName(frame, allowMissingColumns=True)
+    return day.withColumn(
+        ORDER,
+        F.concat_ws(
+            "#", F.input_file_name(), F.format_string("%020d", F.monotonically_increasing_id())
+        ),
+    )
+
+
+def mark_seen(frame):
+    """Flag rows whose flower_id already appeared earlier in the day (ids compared as numbers)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if PRIMARY_KEY not in frame.columns:
+        return frame.withColumn(SEEN, F.lit(False))
+    key = F.col(PRIMARY_KEY).cast("double")
+    rank = F.row_number().over(Window.partitionBy(key).orderBy(ORDER))
+    return frame.withColumn(SEEN, F.when(key.isNotNull(), rank > 1).otherwise(F.lit(False)))
+
+
+def score_frame(spark, settings: Settings, day: str, champion: VersionInfo, model):
+    """(landing rows, the scored+rejected frame) for one day; None when the day has no files."""
+    landing = read_landing_day(spark, settings.landing_dir / f"observed_date={day}")
+    if landing is None:
+        return 0, None
+    scorer = batch_scorer(
+        model,
+        day=day,
+        model_name=settings.model_name,
+        model_version=champion.version,
+        predicted_at=pd.Timestamp(datetime.now(UTC)),
+    )
+    outcome = mark_seen(landing).drop(ORDER).mapInPandas(scorer, output_schema())
+    return landing.count(), outcome
+
+
+def empty_frame(spark, schema: pa.Schema):
+    return spark.createDataFrame([], ", ".join(f"{quote(f.name)} {spark_type(f)}" for f in schema))
+
+
+def score_day_with_spark(
+    settings: Settings, day: str, champion: VersionInfo, model, spark: Any = None
+) -> ScoredDay:
+    from pyspark.sql import functions as F
+
+    spark = spark or spark_session()
+    store = SparkTableStore(spark)
+    INFERENCE_TABLE.ensure(store, settings.inference_table)
+    REJECTS_TABLE.ensure(store, settings.rejects_table)
+
+    landing_rows, outcome = score_frame(spark, settings, day, champion, model)
+    if outcome is None:
+        scored = empty_frame(spark, INFERENCE_TABLE_SCHEMA)
+        rejects = empty_frame(spark, REJECTS_TABLE_SCHEMA)
+    else:
+        scored = outcome.where(F.col(KIND) == "scored").select(*INFERENCE_TABLE_SCHEMA.names)
+        rejects = outcome.where(F.col(KIND) == "rejected").select(
+            F.lit("inference").alias("stage"),
+            F.lit(day).alias("partition"),
+            F.col("raw_flower_id").alias(PRIMARY_KEY),
+            "reason",
+            "record",
+            F.current_timestamp().alias("rejected_at"),
+        )
+    version = store.replace_partition(settings.inference_table, scored, "observed_date", day)
+    store.replace_where(settings.rejects_table, rejects, rejects_slice("inference", day))
+    return summarize(spark, store, settings, day, landing_rows, version)
+
+
+def summarize(spark, store, settings: Settings, day: str, landing_rows: int, version: int):
+    """Counts and samples read back from the written tables with SQL aggregates."""
+    from iris_assets.core.schema import FEATURE_COLUMNS
+    from iris_assets.core.spark_tables import table_ref
+
+    inference, rejects = table_ref(settings.inference_table), table_ref(settings.rejects_table)
+    where = f"observed_date = '{day}'"
+    [stats] = spark.sql(
+        f"SELECT COUNT(*) AS n_rows, COUNT(*) - COUNT(DISTINCT {PRIMARY_KEY}) AS duplicate_ids, "
+        "COALESCE(SUM(CASE WHEN probability < 0 OR probability > 1 THEN 1 ELSE 0 END), 0) "
+        "AS out_of_range, COALESCE(SUM(CASE WHEN prediction IS NULL OR species_name IS NULL "
+        "OR model_version IS NULL THEN 1 ELSE 0 END), 0) AS null_predictions "
+        f"FROM {inference} WHERE {where}"
+    ).collect()
+    stats = stats.asDict()
+    counts = spark.sql(
+        f"SELECT species_name, COUNT(*) AS n FROM {inference} WHERE {where} GROUP BY species_name"
+    ).collect()
+    reasons = spark.sql(
+        f"SELECT reason, COUNT(*) AS n FROM {rejects} WHERE {rejects_slice('inference', day)} "
+        "GROUP BY reason ORDER BY n DESC LIMIT 10"
+    ).collect()
+    rejected = store.count(settings.rejects_table, rejects_slice("inference", day))
+    sample = spark.sql(
+        f"SELECT {', '.join(FEATURE_COLUMNS)} FROM {inference} WHERE {where} "
+        f"LIMIT {DRIFT_SAMPLE_ROWS}"
+    ).toPandas()
+    return ScoredDay(
+        landing_rows=landing_rows,
+        rows_scored=int(stats["n_rows"]),
+        rows_rejected=rejected,
+        table_version=version,
+        prediction_counts={r["species_name"]: int(r["n"]) for r in counts},
+        reject_reasons={r["reason"]: int(r["n"]) for r in reasons},
+        features_sample=sample,
+        written=PartitionStats(
+            rows=int(stats["n_rows"]),
+            duplicate_ids=int(stats["duplicate_ids"]),
+            probabilities_out_of_range=int(stats["out_of_range"]),
+            null_predictions=int(stats["null_predictions"]),
+        ),
+    )

@@ -1,0 +1,57 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from iris_assets.core.batch_scoring import score_batch
+from iris_assets.core.landing import simulate_flowers
+from iris_assets.core.schema import FEATURE_COLUMNS, INFERENCE_TABLE_SCHEMA
+
+NOW = pd.Timestamp("2026-11-26T08:00:00Z")
+
+
+@pytest.fixture(scope="module")
+def model():
+    iris = load_iris(as_frame=True)
+    return LogisticRegression(max_iter=300).fit(
+        iris.data.set_axis(list(FEATURE_COLUMNS), axis=1), iris.target
+    )
+
+
+def score(raw, model, **kwargs):
+    return score_batch(
+        raw, model, day="2026-11-26", model_name="m", model_version="3", predicted_at=NOW, **kwargs
+    )
+
+
+def test_a_batch_becomes_inference_rows_in_table_order(model):
+    batch = score(simulate_flowers(40, "2026-11-26", seed=1), model)
+    assert list(batch.scored.columns) == INFERENCE_TABLE_SCHEMA.names
+    assert batch.rows == 40 and batch.rejects.empty
+    assert set(batch.scored["model_version"]) == {"3"}
+    assert (batch.scored["observed_date"] == "2026-11-26").all()
+    assert batch.scored["observed_at"].notna().all()
+
+
+def test_rows_seen_in_an_earlier_batch_are_duplicates(model):
+    raw = simulate_flowers(5, "2026-11-26", seed=2)
+    raw["_seen"] = [False, True, False, True, False]
+    batch = score(raw, model, seen_column="_seen")
+    assert len(batch.scored) == 3 and list(batch.rejects["reason"]) == ["duplicate flower_id"] * 2
+    assert "_seen" not in batch.rejects["record"].iloc[0]
+
+
+def test_a_seen_row_that_is_also_invalid_keeps_its_own_reason(model):
+    raw = simulate_flowers(2, "2026-11-26", seed=2).astype(str)
+    raw.loc[0, "petal_width_cm"] = "abc"
+    raw["_seen"] = [True, False]
+    batch = score(raw, model, seen_column="_seen")
+    assert list(batch.rejects["reason"]) == ["petal_width_cm is not a number"]
+
+
+def test_landing_rows_without_observed_at_still_score(model):
+    raw = simulate_flowers(3, "2026-11-26", seed=2).drop(columns=["observed_at"])
+    batch = score(raw, model)
+    assert len(batch.scored) == 3 and batch.scored["observed_at"].isna().all()
+    assert np.isin(batch.scored["prediction"], [0, 1, 2]).all()

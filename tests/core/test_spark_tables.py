@@ -1,0 +1,161 @@
+"""The Spark table store's SQL, against a recording SparkSession stand-in.
+
+No Spark with Delta runs here (Delta's jars come from Maven, which this machine cannot reach),
+so these tests hold the statements the store sends and the data it hands to Spark.
+"""
+
+import pandas as pd
+import pytest
+
+from iris_assets.core.schema import FEATURE_TABLE, INFERENCE_TABLE, REJECTS_TABLE
+from iris_assets.core.spark_tables import SparkTableStore, create_table_sql
+from iris_assets.core.tables import TableError
+
+FEATURES = "iris_dev.ml.iris_features"
+
+
+class Row(dict):
+    def asDict(self):  # noqa: N802 (pyspark's name)
+        return dict(self)
+
+
+class FakeFrame:
+    def __init__(self, spark, data: pd.DataFrame):
+        self.spark, self.data = spark, data
+        self.columns = list(data.columns)
+
+    def select(self, *columns):
+        return FakeFrame(self.spark, self.data[list(columns)])
+
+    def dropDuplicates(self, keys):  # noqa: N802
+        return FakeFrame(self.spark, self.data.drop_duplicates(keys))
+
+    def createOrReplaceTempView(self, name):  # noqa: N802
+        self.spark.views[name] = self.data
+
+    def collect(self):
+        return [Row(r) for r in self.data.to_dict("records")]
+
+    def toPandas(self):  # noqa: N802
+        return self.data
+
+
+class FakeCatalog:
+    def __init__(self, tables):
+        self.tables = tables
+
+    def tableExists(self, name):  # noqa: N802
+        return name in self.tables
+
+
+class RecordingSpark:
+    """Records every SQL statement; answers the few metadata queries the store makes."""
+
+    def __init__(self, tables=None):
+        self.statements: list[str] = []
+        self.views: dict[str, pd.DataFrame] = {}
+        self.tables = tables or {}
+        self.catalog = FakeCatalog(self.tables)
+        self.history = [{"version": 7, "operationMetrics": {"numTargetRowsInserted": "3"}}]
+        self.properties = [{"key": "delta.constraints.species_known", "value": "species >= 0"}]
+
+    def sql(self, statement):
+        self.statements.append(statement)
+        if statement.startswith("DESCRIBE HISTORY"):
+            return FakeFrame(self, pd.DataFrame(self.history))
+        if statement.startswith("SHOW TBLPROPERTIES"):
+            return FakeFrame(self, pd.DataFrame(self.properties))
+        if statement.startswith("SELECT COUNT"):
+            return FakeFrame(self, pd.DataFrame({"n": [42]}))
+        return FakeFrame(self, pd.DataFrame({"value": ["2026-11-01"]}))
+
+    def createDataFrame(self, data):  # noqa: N802
+        return FakeFrame(self, data)
+
+    def table(self, name):
+        return FakeFrame(self, self.tables[name])
+
+
+def feature_rows(ids):
+    return pd.DataFrame({name: [1] * len(ids) for name in FEATURE_TABLE.schema.names}).assign(
+        flower_id=ids
+    )
+
+
+def test_the_feature_table_is_created_with_not_null_primary_key_and_checks():
+    spark = RecordingSpark()
+    FEATURE_TABLE.ensure(SparkTableStore(spark), FEATURES)
+    create, show, *alters = spark.statements
+    assert create.startswith("CREATE TABLE IF NOT EXISTS `iris_dev`.`ml`.`iris_features` (")
+    assert "`flower_id` BIGINT NOT NULL" in create
+    assert "CONSTRAINT `iris_features_pk` PRIMARY KEY (`flower_id`)" in create
+    assert "`ingested_at` TIMESTAMP NOT NULL" in create and create.endswith("USING DELTA")
+    assert show.startswith("SHOW TBLPROPERTIES")
+    assert alters == [
+        "ALTER TABLE `iris_dev`.`ml`.`iris_features` ADD CONSTRAINT `measurements_positive` "
+        "CHECK (sepal_length_cm > 0 AND sepal_width_cm > 0 AND petal_length_cm > 0 "
+        "AND petal_width_cm > 0)"
+    ], "species_known exists already and is not added twice"
+
+
+def test_the_inference_table_has_change_data_feed_and_day_partitions():
+    sql = create_table_sql(
+        "iris_dev.ml.iris_inferences",
+        INFERENCE_TABLE.schema,
+        partition_by=list(INFERENCE_TABLE.partition_by),
+        properties=dict(INFERENCE_TABLE.properties),
+    )
+    assert "PARTITIONED BY (`observed_date`)" in sql
+    assert "TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')" in sql
+    assert "`observed_at` TIMESTAMP," in sql, "observed_at may be null"
+
+
+def test_a_nullable_primary_key_is_refused():
+    with pytest.raises(TableError, match="must be NOT NULL"):
+        create_table_sql("c.s.t", REJECTS_TABLE.schema, primary_key="flower_id")
+
+
+def test_merge_upsert_deduplicates_the_source_and_reads_the_commit_metrics():
+    spark = RecordingSpark({FEATURES: feature_rows([])})
+    result = SparkTableStore(spark).merge_upsert(FEATURES, feature_rows([1, 2, 2, 3]), "flower_id")
+    [view] = spark.views
+    assert spark.views[view]["flower_id"].tolist() == [1, 2, 3]
+    assert spark.statements[0] == (
+        f"MERGE INTO `iris_dev`.`ml`.`iris_features` AS target USING `{view}` AS source "
+        "ON target.`flower_id` = source.`flower_id` "
+        "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+    )
+    assert result == {"inserted": 3, "updated": 0, "version": 7}
+
+
+def test_a_partition_is_replaced_in_one_statement_with_the_columns_in_table_order():
+    table = "iris_dev.ml.iris_inferences"
+    spark = RecordingSpark({table: pd.DataFrame(columns=["flower_id", "observed_date"])})
+    data = pd.DataFrame({"observed_date": ["2026-11-02"], "flower_id": [5], "extra": [0]})
+    version = SparkTableStore(spark).replace_partition(table, data, "observed_date", "2026-11-02")
+    [view] = spark.views
+    assert list(spark.views[view].columns) == ["flower_id", "observed_date"]
+    assert spark.statements[0] == (
+        "INSERT INTO `iris_dev`.`ml`.`iris_inferences` REPLACE WHERE "
+        f"`observed_date` = '2026-11-02' SELECT * FROM `{view}`"
+    )
+    assert version == 7
+
+
+def test_reads_and_counts_push_predicates_to_spark():
+    spark = RecordingSpark({FEATURES: feature_rows([1])})
+    store = SparkTableStore(spark)
+    store.read(FEATURES, columns=["flower_id"], predicate="split = 'train'", order_by="flower_id")
+    assert spark.statements[-1] == (
+        "SELECT `flower_id` FROM `iris_dev`.`ml`.`iris_features` "
+        "WHERE split = 'train' ORDER BY `flower_id`"
+    )
+    assert store.count(FEATURES, "split = 'test'") == 42
+    assert store.distinct(FEATURES, "split") == ["2026-11-01"]
+    with pytest.raises(TableError, match="does not exist"):
+        store.read("iris_dev.ml.nothing")
+
+
+def test_names_must_have_three_levels():
+    with pytest.raises(TableError, match="three-level"):
+        SparkTableStore(RecordingSpark()).count("iris_features")
