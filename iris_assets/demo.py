@@ -7,6 +7,7 @@ itself goes through ``champion_approval_sensor``'s decision, exactly as under ``
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,16 +23,32 @@ class DemoError(RuntimeError):
     """A lifecycle stage failed; the message names the stage and what went wrong."""
 
 
+# The demo narrates each stage itself; Dagster's event log stays in the UI (`make dev`).
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     """The instance `dagster dev` uses for this env, so demo runs show up in the UI."""
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     return dg.DagsterInstance.get()
 
 
-def run_job(defs: dg.Definitions, instance: dg.DagsterInstance, name: str, **kwargs: Any):
+def run_job(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    name: str,
+    run_config: dict | None = None,
+    **kwargs: Any,
+):
     result = defs.resolve_job_def(name).execute_in_process(
-        instance=instance, raise_on_error=False, **kwargs
+        instance=instance,
+        raise_on_error=False,
+        run_config={**(run_config or {}), **QUIET_RUN_CONFIG},
+        **kwargs,
     )
     if not result.success:
         failures = [
@@ -52,6 +69,8 @@ def run_demo(settings: Settings, rows: int = 200, say: Callable[[str], None] = p
     from iris_assets.serving.client import predict
     from iris_assets.status import collect_status
 
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
     defs = build_definitions(settings)
     instance = dagster_instance(settings)
     day = datetime.now(UTC).date().isoformat()
