@@ -117,3 +117,18 @@ def test_scoring_without_a_champion_says_how_to_get_one(settings, graph):
     result = run_job(defs, instance, "inference_job", partition_key=DAY)
     assert not result.success
     assert "iris approve" in step_failure_messages(result)
+
+
+def test_the_daily_schedule_scores_the_day_that_just_ended():
+    from datetime import UTC, datetime
+
+    import dagster as dg
+
+    from iris_assets.assets.inference import daily_inference_schedule
+
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
+    )
+    request = daily_inference_schedule(context)
+    assert request.partition_key == "2026-11-25"
+    assert request.run_key == "inference-2026-11-25"
