@@ -22,6 +22,7 @@ import datetime as dt
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -160,8 +161,7 @@ class LandingArea:
 
     def read_day(self, date: dt.date | str) -> pd.DataFrame:
         """All batches of ``date`` in one frame: ``LANDING_COLUMNS`` first, then any extras."""
-        frames = [_read_batch(path) for path in self.batch_files(date)]
-        frames = [f for f in frames if len(f.columns)]
+        frames = [f for f in self.iter_day(date) if len(f)]
         if not frames:
             return _empty_landing()
         day = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
@@ -169,9 +169,25 @@ class LandingArea:
         for column in LANDING_COLUMNS:
             if column not in day.columns:
                 day[column] = None
-        day["observed_at"] = _utc_timestamps(day["observed_at"])
         extras = [c for c in day.columns if c not in LANDING_COLUMNS]
         return day[[*LANDING_COLUMNS, *extras]]
+
+    def iter_day(self, date: dt.date | str, batch_rows: int = 250_000) -> Iterator[pd.DataFrame]:
+        """The day's rows in chunks of at most ``batch_rows``, file by file, in bounded memory.
+
+        Every chunk has ``LANDING_COLUMNS`` first (null where its file lacks one), then the
+        file's extra columns; ``observed_at`` is parsed to UTC timestamps.
+        """
+        for path in self.batch_files(date):
+            for chunk in _iter_batch(path, batch_rows):
+                if not len(chunk.columns):
+                    continue
+                for column in LANDING_COLUMNS:
+                    if column not in chunk.columns:
+                        chunk[column] = None
+                chunk["observed_at"] = _utc_timestamps(chunk["observed_at"])
+                extras = [c for c in chunk.columns if c not in LANDING_COLUMNS]
+                yield chunk[[*LANDING_COLUMNS, *extras]].reset_index(drop=True)
 
     def count(self, date: dt.date | str) -> int:
         """Rows in the day's batches (Parquet from the footer, CSV by reading it)."""
@@ -191,10 +207,16 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def _read_batch(path: Path) -> pd.DataFrame:
+def _iter_batch(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
     if path.suffix == ".csv":
-        return _read_csv(path)
-    return pq.read_table(path, use_threads=False).to_pandas()
+        try:
+            yield from pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=batch_rows)
+        except pd.errors.EmptyDataError:
+            return
+        return
+    parquet = pq.ParquetFile(path)
+    for batch in parquet.iter_batches(batch_size=batch_rows, use_threads=False):
+        yield batch.to_pandas()
 
 
 def _utc_timestamps(values: pd.Series) -> pd.Series:

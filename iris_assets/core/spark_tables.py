@@ -227,6 +227,21 @@ class SparkTableStore:
         ).collect()
         return [str(row.asDict()["value"]) for row in rows]
 
+    def aggregate(self, name: str, select: str, predicate: str | None = None) -> dict[str, Any]:
+        where = f" WHERE {predicate}" if predicate else ""
+        [row] = self.spark.sql(f"SELECT {select} FROM {table_ref(name)}{where}").collect()
+        return row.asDict()
+
+    def group_counts(
+        self, name: str, column: str, predicate: str | None = None, limit: int | None = None
+    ) -> dict[str, int]:
+        sql = f"SELECT {quote(column)} AS value, COUNT(*) AS n FROM {table_ref(name)}"
+        sql += (f" WHERE {predicate}" if predicate else "") + f" GROUP BY {quote(column)}"
+        sql += " ORDER BY n DESC" + (f" LIMIT {int(limit)}" if limit else "")
+        return {
+            str(r.asDict()["value"]): int(r.asDict()["n"]) for r in self.spark.sql(sql).collect()
+        }
+
     def compact(self, name: str) -> dict[str, Any]:
         rows = self.spark.sql(f"OPTIMIZE {table_ref(name)}").collect()
         return rows[0].asDict() if rows else {}

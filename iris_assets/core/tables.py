@@ -12,6 +12,7 @@ which can abort a short-lived process at exit.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -22,6 +23,8 @@ from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 TableData = pd.DataFrame | pa.Table
+# Writes also take an iterable of frames: written as one stream, in one commit, in bounded memory.
+StreamData = TableData | Iterable[pd.DataFrame | pa.Table | pa.RecordBatch]
 
 _NAME_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
 _CONSTRAINT_KEY = "delta.constraints."
@@ -54,7 +57,7 @@ class TableStore(Protocol):
 
     def replace_where(self, name: str, data: TableData, predicate: str) -> int: ...
 
-    def replace_partition(self, name: str, data: TableData, column: str, value: str) -> int: ...
+    def replace_partition(self, name: str, data: StreamData, column: str, value: str) -> int: ...
 
     def append(self, name: str, data: TableData) -> int: ...
 
@@ -72,6 +75,12 @@ class TableStore(Protocol):
     def count(self, name: str, predicate: str | None = None) -> int: ...
 
     def distinct(self, name: str, column: str) -> list[str]: ...
+
+    def aggregate(self, name: str, select: str, predicate: str | None = None) -> dict[str, Any]: ...
+
+    def group_counts(
+        self, name: str, column: str, predicate: str | None = None, limit: int | None = None
+    ) -> dict[str, int]: ...
 
     def compact(self, name: str) -> dict[str, Any]: ...
 
@@ -278,6 +287,14 @@ class DeltaTableStore:
         arrays = [pa.chunked_array([a]) if isinstance(a, pa.Array) else a for a in arrays]
         return pa.Table.from_arrays(arrays, schema=schema)
 
+    def _source(self, name: str, schema: pa.Schema, data: StreamData):
+        if isinstance(data, pd.DataFrame | pa.Table | pa.RecordBatch):
+            return self._conform(name, schema, data)
+        batches = (
+            batch for frame in data for batch in self._conform(name, schema, frame).to_batches()
+        )
+        return pa.RecordBatchReader.from_batches(schema, batches)
+
     def _rejected(self, name: str, action: str, table: DeltaTable, exc: Exception) -> TableError:
         rules = "; ".join(f"{k}: {v}" for k, v in _constraints(table).items()) or "none"
         return TableError(f"{action} into {name} was rejected (CHECK constraints: {rules}): {exc}")
@@ -330,13 +347,15 @@ class DeltaTableStore:
             "version": self.version(name),
         }
 
-    def replace_where(self, name: str, data: TableData, predicate: str) -> int:
+    def replace_where(self, name: str, data: StreamData, predicate: str) -> int:
         """Atomically replace the rows matching ``predicate`` with ``data`` (one commit).
 
-        Every row of ``data`` must match the predicate; rows outside it are untouched.
+        Every row of ``data`` must match the predicate; rows outside it are untouched. ``data``
+        may be an iterable of frames: it is streamed, and an error while producing it leaves the
+        table as it was.
         """
         table = self._table(name)
-        source = self._conform(name, self._schema(table), data)
+        source = self._source(name, self._schema(table), data)
         self._write(
             name,
             f"replace where {predicate}",
@@ -345,7 +364,7 @@ class DeltaTableStore:
         )
         return self.version(name)
 
-    def replace_partition(self, name: str, data: TableData, column: str, value: str) -> int:
+    def replace_partition(self, name: str, data: StreamData, column: str, value: str) -> int:
         """Replace the rows whose ``column`` equals ``value`` (a partition, typically)."""
         predicate = f"{sql_identifier(column)} = {sql_string(value)}"
         return self.replace_where(name, data, predicate)
@@ -418,6 +437,22 @@ class DeltaTableStore:
         c = sql_identifier(column)
         values = self._query(name, f"SELECT DISTINCT {c} AS v FROM tbl WHERE {c} IS NOT NULL")
         return [str(v) for v in sorted(values.column("v").to_pylist())]
+
+    def aggregate(self, name: str, select: str, predicate: str | None = None) -> dict[str, Any]:
+        """One row of aggregates, e.g. ``select="COUNT(*) AS n"``, computed by the engine."""
+        sql = f"SELECT {select} FROM tbl" + (f" WHERE {predicate}" if predicate else "")
+        [row] = self._query(name, sql).to_pylist()
+        return row
+
+    def group_counts(
+        self, name: str, column: str, predicate: str | None = None, limit: int | None = None
+    ) -> dict[str, int]:
+        """Rows per value of ``column``, most frequent first."""
+        c = sql_identifier(column)
+        sql = f"SELECT {c} AS value, COUNT(*) AS n FROM tbl"
+        sql += (f" WHERE {predicate}" if predicate else "") + f" GROUP BY {c} ORDER BY n DESC"
+        sql += f" LIMIT {int(limit)}" if limit else ""
+        return {str(r["value"]): int(r["n"]) for r in self._query(name, sql).to_pylist()}
 
     def compact(self, name: str) -> dict[str, Any]:
         """Rewrite small files into larger ones (no vacuum); deltalake's metrics."""

@@ -7,45 +7,17 @@ pandas; on Databricks with Spark (``steps/spark_scoring.py``), with the same bat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 
 import pandas as pd
 
-from iris_assets.core.batch_scoring import score_batch
 from iris_assets.core.drift import feature_drift
-from iris_assets.core.landing import LandingArea
-from iris_assets.core.quarantine import rejects_rows, rejects_slice
 from iris_assets.core.registry import ModelRegistry, RegistryError, VersionInfo
-from iris_assets.core.schema import INFERENCE_TABLE, PRIMARY_KEY, REJECTS_TABLE, TRAIN
-from iris_assets.core.tables import TableStore
+from iris_assets.core.schema import TRAIN
 from iris_assets.settings import CHAMPION_ALIAS, Settings
+from iris_assets.steps.day_scoring import ScoredDay, score_day_locally
 from iris_assets.steps.pipes import Step, json_value, open_step
 from iris_assets.steps.stores import table_store
-
-DRIFT_SAMPLE_ROWS = 100_000
-
-
-@dataclass(frozen=True)
-class PartitionStats:
-    """What the written partition holds, as the output check sees it."""
-
-    rows: int
-    duplicate_ids: int
-    probabilities_out_of_range: int
-    null_predictions: int
-
-
-@dataclass(frozen=True)
-class ScoredDay:
-    landing_rows: int
-    rows_scored: int
-    rows_rejected: int
-    table_version: int
-    prediction_counts: dict[str, int]
-    reject_reasons: dict[str, int]
-    features_sample: pd.DataFrame  # scored measurements (sampled when large), for drift
-    written: PartitionStats
 
 
 def partition_day(step: Step) -> str:
@@ -65,54 +37,6 @@ def require_champion(settings: Settings) -> VersionInfo:
     return champion
 
 
-def partition_stats(store: TableStore, settings: Settings, day: str) -> PartitionStats:
-    written = store.read(
-        settings.inference_table,
-        columns=[PRIMARY_KEY, "prediction", "species_name", "probability", "model_version"],
-        predicate=f"observed_date = '{day}'",
-    )
-    return PartitionStats(
-        rows=len(written),
-        duplicate_ids=int(written[PRIMARY_KEY].duplicated().sum()),
-        probabilities_out_of_range=int((~written["probability"].between(0, 1)).sum()),
-        null_predictions=int(written.drop(columns=[PRIMARY_KEY]).isna().any(axis=1).sum()),
-    )
-
-
-def score_day_locally(settings: Settings, day: str, champion: VersionInfo, model) -> ScoredDay:
-    raw = LandingArea(settings.landing_dir).read_day(day)
-    batch = score_batch(
-        raw,
-        model,
-        day=day,
-        model_name=settings.model_name,
-        model_version=champion.version,
-        predicted_at=pd.Timestamp(datetime.now(UTC)),
-    )
-    store = table_store(settings)
-    INFERENCE_TABLE.ensure(store, settings.inference_table)
-    REJECTS_TABLE.ensure(store, settings.rejects_table)
-    version = store.replace_partition(settings.inference_table, batch.scored, "observed_date", day)
-    store.replace_where(
-        settings.rejects_table,
-        rejects_rows(batch.rejects, "inference", day),
-        rejects_slice("inference", day),
-    )
-    sample = batch.scored
-    if len(sample) > DRIFT_SAMPLE_ROWS:
-        sample = sample.sample(DRIFT_SAMPLE_ROWS, random_state=0)
-    return ScoredDay(
-        landing_rows=len(raw),
-        rows_scored=len(batch.scored),
-        rows_rejected=len(batch.rejects),
-        table_version=version,
-        prediction_counts=batch.scored["species_name"].value_counts().to_dict(),
-        reject_reasons=batch.rejects["reason"].value_counts().head(10).to_dict(),
-        features_sample=sample,
-        written=partition_stats(store, settings, day),
-    )
-
-
 def score(step: Step) -> None:
     import mlflow.sklearn
 
@@ -120,19 +44,20 @@ def score(step: Step) -> None:
     day = partition_day(step)
     champion = require_champion(settings)
     model = mlflow.sklearn.load_model(champion.uri)
+    store = table_store(settings)
     if settings.is_databricks:
         from iris_assets.steps.spark_scoring import score_day_with_spark
 
-        result = score_day_with_spark(settings, day, champion, model)
+        result = score_day_with_spark(store, settings, day, champion, model)
     else:
-        result = score_day_locally(settings, day, champion, model)
+        result = score_day_locally(store, settings, day, champion, model)
     step.log(
         f"{day}: {result.landing_rows} landing rows -> {result.rows_scored} scored by "
         f"v{champion.version}, {result.rows_rejected} rejected"
     )
 
     report_inference_checks(step, result)
-    training = table_store(settings).read(settings.feature_table, predicate=f"split = '{TRAIN}'")
+    training = store.read(settings.feature_table, predicate=f"split = '{TRAIN}'")
     report_drift_check(step, training, result.features_sample)
     step.pipes.report_asset_materialization(
         metadata={

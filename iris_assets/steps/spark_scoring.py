@@ -19,22 +19,21 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from iris_assets.core.batch_scoring import score_batch
+from iris_assets.core.batch_scoring import SEEN, score_batch
 from iris_assets.core.quarantine import rejects_slice
 from iris_assets.core.registry import VersionInfo
 from iris_assets.core.schema import (
+    FEATURE_COLUMNS,
     INFERENCE_TABLE,
     INFERENCE_TABLE_SCHEMA,
     PRIMARY_KEY,
     REJECTS_TABLE,
     REJECTS_TABLE_SCHEMA,
 )
-from iris_assets.core.spark_tables import SparkTableStore, quote, spark_type
+from iris_assets.core.spark_tables import quote, spark_type, table_ref
 from iris_assets.settings import Settings
-from iris_assets.steps.score import DRIFT_SAMPLE_ROWS, PartitionStats, ScoredDay
-from iris_assets.steps.stores import spark_session
+from iris_assets.steps.day_scoring import DRIFT_SAMPLE_ROWS, ScoredDay, partition_stats
 
-SEEN = "_iris_seen"
 ORDER = "_iris_order"
 KIND = "_iris_kind"
 REJECT_FIELDS = ("raw_flower_id", "reason", "record")
@@ -146,12 +145,12 @@ def empty_frame(spark, schema: pa.Schema):
 
 
 def score_day_with_spark(
-    settings: Settings, day: str, champion: VersionInfo, model, spark: Any = None
+    store, settings: Settings, day: str, champion: VersionInfo, model, spark: Any = None
 ) -> ScoredDay:
+    """Score ``day`` with Spark into ``store`` (a ``SparkTableStore`` on the same session)."""
     from pyspark.sql import functions as F
 
-    spark = spark or spark_session()
-    store = SparkTableStore(spark)
+    spark = spark or store.spark
     INFERENCE_TABLE.ensure(store, settings.inference_table)
     REJECTS_TABLE.ensure(store, settings.rejects_table)
 
@@ -171,48 +170,22 @@ def score_day_with_spark(
         )
     version = store.replace_partition(settings.inference_table, scored, "observed_date", day)
     store.replace_where(settings.rejects_table, rejects, rejects_slice("inference", day))
-    return summarize(spark, store, settings, day, landing_rows, version)
 
-
-def summarize(spark, store, settings: Settings, day: str, landing_rows: int, version: int):
-    """Counts and samples read back from the written tables with SQL aggregates."""
-    from iris_assets.core.schema import FEATURE_COLUMNS
-    from iris_assets.core.spark_tables import table_ref
-
-    inference, rejects = table_ref(settings.inference_table), table_ref(settings.rejects_table)
     where = f"observed_date = '{day}'"
-    [stats] = spark.sql(
-        f"SELECT COUNT(*) AS n_rows, COUNT(*) - COUNT(DISTINCT {PRIMARY_KEY}) AS duplicate_ids, "
-        "COALESCE(SUM(CASE WHEN probability < 0 OR probability > 1 THEN 1 ELSE 0 END), 0) "
-        "AS out_of_range, COALESCE(SUM(CASE WHEN prediction IS NULL OR species_name IS NULL "
-        "OR model_version IS NULL THEN 1 ELSE 0 END), 0) AS null_predictions "
-        f"FROM {inference} WHERE {where}"
-    ).collect()
-    stats = stats.asDict()
-    counts = spark.sql(
-        f"SELECT species_name, COUNT(*) AS n FROM {inference} WHERE {where} GROUP BY species_name"
-    ).collect()
-    reasons = spark.sql(
-        f"SELECT reason, COUNT(*) AS n FROM {rejects} WHERE {rejects_slice('inference', day)} "
-        "GROUP BY reason ORDER BY n DESC LIMIT 10"
-    ).collect()
-    rejected = store.count(settings.rejects_table, rejects_slice("inference", day))
     sample = spark.sql(
-        f"SELECT {', '.join(FEATURE_COLUMNS)} FROM {inference} WHERE {where} "
-        f"LIMIT {DRIFT_SAMPLE_ROWS}"
+        f"SELECT {', '.join(FEATURE_COLUMNS)} FROM {table_ref(settings.inference_table)} "
+        f"WHERE {where} LIMIT {DRIFT_SAMPLE_ROWS}"
     ).toPandas()
+    written = partition_stats(store, settings, day)
     return ScoredDay(
         landing_rows=landing_rows,
-        rows_scored=int(stats["n_rows"]),
-        rows_rejected=rejected,
+        rows_scored=written.rows,
+        rows_rejected=store.count(settings.rejects_table, rejects_slice("inference", day)),
         table_version=version,
-        prediction_counts={r["species_name"]: int(r["n"]) for r in counts},
-        reject_reasons={r["reason"]: int(r["n"]) for r in reasons},
-        features_sample=sample,
-        written=PartitionStats(
-            rows=int(stats["n_rows"]),
-            duplicate_ids=int(stats["duplicate_ids"]),
-            probabilities_out_of_range=int(stats["out_of_range"]),
-            null_predictions=int(stats["null_predictions"]),
+        prediction_counts=store.group_counts(settings.inference_table, "species_name", where),
+        reject_reasons=store.group_counts(
+            settings.rejects_table, "reason", rejects_slice("inference", day), limit=10
         ),
+        features_sample=sample,
+        written=written,
     )

@@ -55,3 +55,36 @@ def test_landing_rows_without_observed_at_still_score(model):
     batch = score(raw, model)
     assert len(batch.scored) == 3 and batch.scored["observed_at"].isna().all()
     assert np.isin(batch.scored["prediction"], [0, 1, 2]).all()
+
+
+def test_streamed_chunks_score_like_one_batch_with_duplicates_across_chunks(model):
+    from iris_assets.core.batch_scoring import score_stream
+
+    raw = simulate_flowers(100, "2026-11-26", seed=8)
+    raw = pd.concat([raw, raw.iloc[[3, 70]]], ignore_index=True)  # repeats land in a later chunk
+    whole = score(raw, model)
+    chunks = list(
+        score_stream(
+            (raw.iloc[i : i + 25] for i in range(0, len(raw), 25)),
+            model,
+            day="2026-11-26",
+            model_name="m",
+            model_version="3",
+            predicted_at=NOW,
+        )
+    )
+    streamed = pd.concat([c.scored for c in chunks], ignore_index=True)
+    rejected = pd.concat([c.rejects for c in chunks], ignore_index=True)
+    assert streamed["flower_id"].tolist() == whole.scored["flower_id"].tolist()
+    assert list(rejected["reason"]) == list(whole.rejects["reason"]) == ["duplicate flower_id"] * 2
+
+
+def test_seen_ids_match_ids_written_as_text_or_floats():
+    from iris_assets.core.batch_scoring import SeenIds
+
+    seen = SeenIds(max_runs=2)
+    for start in range(0, 50, 10):
+        seen.add(np.arange(start, start + 10))
+    assert len(seen) == 50
+    found = seen.contains(pd.Series(["7", "7.0", "70", "abc", None, "-1", 49.0], dtype=object))
+    assert found.tolist() == [True, True, False, False, False, False, True]

@@ -1,0 +1,174 @@
+"""Scoring one day locally, streamed: bounded memory however many flowers landed that day.
+
+Chunks of the landing files are validated and scored one at a time and written as one stream,
+so the inference partition is replaced in a single Delta commit (a run killed halfway leaves the
+old partition). Rejects are spooled to a local Parquet file and replace their slice afterwards.
+The summary the checks need is read back from the written table with aggregates.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from iris_assets.core.batch_scoring import ScoredBatch, score_stream
+from iris_assets.core.landing import LandingArea
+from iris_assets.core.quarantine import rejects_rows, rejects_slice
+from iris_assets.core.registry import VersionInfo
+from iris_assets.core.schema import (
+    FEATURE_COLUMNS,
+    INFERENCE_TABLE,
+    PRIMARY_KEY,
+    REJECTS_TABLE,
+    REJECTS_TABLE_SCHEMA,
+)
+from iris_assets.core.tables import TableStore
+from iris_assets.settings import Settings
+
+DRIFT_SAMPLE_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class PartitionStats:
+    """What the written partition holds, as the output check sees it."""
+
+    rows: int
+    duplicate_ids: int
+    probabilities_out_of_range: int
+    null_predictions: int
+
+
+@dataclass(frozen=True)
+class ScoredDay:
+    landing_rows: int
+    rows_scored: int
+    rows_rejected: int
+    table_version: int
+    prediction_counts: dict[str, int]
+    reject_reasons: dict[str, int]
+    features_sample: pd.DataFrame  # scored measurements (a uniform sample when large), for drift
+    written: PartitionStats
+
+
+def partition_stats(store: TableStore, settings: Settings, day: str) -> PartitionStats:
+    row = store.aggregate(
+        settings.inference_table,
+        f"COUNT(*) AS n_rows, COUNT(*) - COUNT(DISTINCT {PRIMARY_KEY}) AS duplicate_ids, "
+        "SUM(CASE WHEN probability < 0 OR probability > 1 THEN 1 ELSE 0 END) AS out_of_range, "
+        "SUM(CASE WHEN prediction IS NULL OR species_name IS NULL OR model_version IS NULL "
+        "THEN 1 ELSE 0 END) AS null_predictions",
+        predicate=f"observed_date = '{day}'",
+    )
+    return PartitionStats(
+        rows=int(row["n_rows"] or 0),
+        duplicate_ids=int(row["duplicate_ids"] or 0),
+        probabilities_out_of_range=int(row["out_of_range"] or 0),
+        null_predictions=int(row["null_predictions"] or 0),
+    )
+
+
+class Tally:
+    """Running counts over the chunks, and a uniform sample of scored measurements for drift."""
+
+    def __init__(self, sample_rows: int = DRIFT_SAMPLE_ROWS, seed: int = 0):
+        self.landing_rows = self.scored = self.rejected = 0
+        self.predictions: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+        self._sample = pd.DataFrame(
+            {c: pd.Series(dtype="float64") for c in [*FEATURE_COLUMNS, "_key"]}
+        )
+        self._sample_rows = sample_rows
+        self._random = np.random.default_rng(seed)
+
+    def add(self, batch: ScoredBatch) -> None:
+        self.landing_rows += batch.rows
+        self.scored += len(batch.scored)
+        self.rejected += len(batch.rejects)
+        self.predictions.update(batch.scored["species_name"].value_counts().to_dict())
+        self.reasons.update(batch.rejects["reason"].value_counts().to_dict())
+        # Keep the rows with the smallest random keys seen so far: a uniform sample of them all.
+        chunk = batch.scored[list(FEATURE_COLUMNS)].assign(
+            _key=self._random.random(len(batch.scored))
+        )
+        merged = pd.concat([self._sample, chunk], ignore_index=True) if len(chunk) else self._sample
+        self._sample = merged.nsmallest(self._sample_rows, "_key")
+
+    @property
+    def sample(self) -> pd.DataFrame:
+        return self._sample[list(FEATURE_COLUMNS)].astype("float64").reset_index(drop=True)
+
+
+class RejectSpool:
+    """Rejects of a run, written to a local Parquet file as they come, then streamed back."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, REJECTS_TABLE_SCHEMA)
+        table = pa.Table.from_pandas(frame, schema=REJECTS_TABLE_SCHEMA, preserve_index=False)
+        self._writer.write_table(table)
+
+    def batches(self):
+        if self._writer is None:
+            return
+        self._writer.close()
+        yield from pq.ParquetFile(self.path).iter_batches(use_threads=False)
+
+
+def score_day_locally(
+    store: TableStore,
+    settings: Settings,
+    day: str,
+    champion: VersionInfo,
+    model,
+    batch_rows: int = 250_000,
+) -> ScoredDay:
+    INFERENCE_TABLE.ensure(store, settings.inference_table)
+    REJECTS_TABLE.ensure(store, settings.rejects_table)
+    tally = Tally()
+    settings.env_home.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=settings.env_home, prefix=".spool-") as folder:
+        spool = RejectSpool(Path(folder) / "rejects.parquet")
+
+        def scored_chunks():
+            for batch in score_stream(
+                LandingArea(settings.landing_dir).iter_day(day, batch_rows),
+                model,
+                day=day,
+                model_name=settings.model_name,
+                model_version=champion.version,
+                predicted_at=pd.Timestamp(datetime.now(UTC)),
+            ):
+                tally.add(batch)
+                spool.write(rejects_rows(batch.rejects, "inference", day))
+                yield batch.scored
+
+        version = store.replace_partition(
+            settings.inference_table, scored_chunks(), "observed_date", day
+        )
+        store.replace_where(
+            settings.rejects_table, spool.batches(), rejects_slice("inference", day)
+        )
+    return ScoredDay(
+        landing_rows=tally.landing_rows,
+        rows_scored=tally.scored,
+        rows_rejected=tally.rejected,
+        table_version=version,
+        prediction_counts=dict(tally.predictions.most_common()),
+        reject_reasons=dict(tally.reasons.most_common(10)),
+        features_sample=tally.sample,
+        written=partition_stats(store, settings, day),
+    )
