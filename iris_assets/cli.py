@@ -88,8 +88,13 @@ def cmd_predict(args) -> int:
     from iris_assets.serving.client import ServingError, predict
 
     url = args.url or load_settings().serving_url + "/invocations"
+    headers = {}
+    if url.startswith("https://"):  # a Databricks endpoint needs the workspace's credential
+        from iris_assets.resources.databricks_serving import auth_headers_for_url
+
+        headers = auth_headers_for_url(url)
     try:
-        answer = predict(url, read_payload(args))
+        answer = predict(url, read_payload(args), headers=headers)
     except ServingError as error:
         raise CliError(f"{url}: {error}") from None
     except OSError as error:
