@@ -26,10 +26,10 @@ DAY = "2026-11-24"
 
 @pytest.fixture(scope="module")
 def spark():
-    pyspark = pytest.importorskip("pyspark.sql", reason="pyspark is a dev dependency")
+    from pyspark.sql import SparkSession
     os.environ["PYSPARK_PYTHON"] = sys.executable
     session = (
-        pyspark.SparkSession.builder.master("local[2]")
+        SparkSession.builder.master("local[2]")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.sql.session.timeZone", "UTC")
