@@ -159,7 +159,11 @@ class Settings:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from environment variables (``os.environ`` by default)."""
     environ = os.environ if environ is None else environ
-    env = environ.get("IRIS_ENV", "dev").strip().lower()
+    # On Dagster+ the deployment (dev or prod) decides when IRIS_ENV is not set, so a prod
+    # deployment that forgot IRIS_ENV never writes to the dev catalog.
+    deployment = environ.get("DAGSTER_CLOUD_DEPLOYMENT_NAME", "").strip().lower()
+    default_env = deployment if deployment in ENVS else "dev"
+    env = (environ.get("IRIS_ENV") or default_env).strip().lower()
     if env not in ENVS:
         raise SettingsError(f"IRIS_ENV={env!r} is not one of {', '.join(ENVS)}")
     target = environ.get("IRIS_TARGET", "local").strip().lower()

@@ -51,3 +51,10 @@ def test_on_databricks_the_landing_area_is_the_landing_volume():
     settings = load_settings({"IRIS_TARGET": "databricks", "IRIS_ENV": "prod"})
     assert settings.landing_dir == Path("/Volumes/iris_prod/ml/landing/new_flowers")
     assert settings.registry_uri == "databricks-uc"
+
+
+def test_a_dagster_plus_deployment_names_the_env_when_iris_env_is_unset():
+    assert load_settings({"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod"}).env == "prod"
+    assert load_settings({"DAGSTER_CLOUD_DEPLOYMENT_NAME": "feature-x"}).env == "dev"
+    both = {"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod", "IRIS_ENV": "dev"}
+    assert load_settings(both).env == "dev"
