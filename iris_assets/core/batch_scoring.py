@@ -45,15 +45,18 @@ def score_batch(
         if "observed_at" in valid
         else pd.Series(pd.NaT, index=valid.index, dtype="datetime64[us, UTC]")
     )
+    def constant(value: str) -> pd.Categorical:
+        return pd.Categorical.from_codes(np.zeros(len(valid), dtype=np.int8), categories=[value])
+
     scored = pd.DataFrame(
         {
             PRIMARY_KEY: valid[PRIMARY_KEY].astype("int64"),
-            "observed_date": day,
+            "observed_date": constant(day),
             "observed_at": observed_at,
             **{c: valid[c] for c in FEATURE_COLUMNS},
             **{c: predictions[c] for c in predictions.columns},
-            "model_name": model_name,
-            "model_version": str(model_version),
+            "model_name": constant(model_name),
+            "model_version": constant(str(model_version)),
             "predicted_at": predicted_at,
         },
         index=valid.index,
