@@ -30,55 +30,72 @@ MIN_RATIO = 0.5
 MAX_PEAK_MB = 1536
 DAY = "2026-11-26"
 
-CHILD = r"""
-import json, pickle, resource, sys, time
-mode, home, model_path = sys.argv[1], sys.argv[2], sys.argv[3]
-model = pickle.load(open(model_path, "rb"))
-from iris_assets.settings import load_settings
-settings = load_settings({"IRIS_HOME": home})
-started = time.perf_counter()
-if mode == "raw":
-    import numpy as np, pyarrow as pa, pandas as pd
+
+def raw_ceiling(settings, model) -> tuple[int, float]:
+    """predict_proba on numpy, an Arrow table of the same inference rows, one Delta append."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
     from deltalake import write_deltalake
+
     from iris_assets.core.landing import LandingArea
-    from iris_assets.core.schema import FEATURE_COLUMNS
-    frames = [pd.read_parquet(p) for p in LandingArea(settings.landing_dir).batch_files("%(day)s")]
-    day = pd.concat(frames, ignore_index=True)
+    from iris_assets.core.schema import FEATURE_COLUMNS, SPECIES_NAMES, UTC_TIMESTAMP
+
+    files = LandingArea(settings.landing_dir).batch_files(DAY)
+    day = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
     started = time.perf_counter()  # the ceiling starts from rows already in memory
     features = day[list(FEATURE_COLUMNS)].to_numpy(dtype="float64")
     proba = model.predict_proba(features)
     best = proba.argmax(axis=1)
-    n = len(best)
-    def constant(value):
-        return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int8)), pa.array([value]))
-    names = pa.DictionaryArray.from_arrays(pa.array(best.astype(np.int8)), pa.array(["setosa", "versicolor", "virginica"]))
-    now = pa.scalar(pd.Timestamp.now(tz="UTC"), pa.timestamp("us", tz="UTC"))
-    # The same rows the step writes: every column of the inference table.
-    table = pa.table({
-        "flower_id": day["flower_id"].to_numpy(),
-        "observed_date": constant("%(day)s").cast(pa.string()),
-        "observed_at": pa.array(day["observed_at"]).cast(pa.timestamp("us", tz="UTC")),
-        **{c: features[:, i] for i, c in enumerate(FEATURE_COLUMNS)},
-        "prediction": model.classes_[best].astype(np.int64),
-        "species_name": names.cast(pa.string()),
-        "probability": proba[np.arange(n), best],
-        "model_name": constant(settings.model_name).cast(pa.string()),
-        "model_version": constant("1").cast(pa.string()),
-        "predicted_at": pa.array(np.full(n, now.value), pa.timestamp("us", tz="UTC")),
-    })
+    rows = len(best)
+
+    def text(codes, values):
+        return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(values)).cast(pa.string())
+
+    constant = np.zeros(rows, dtype=np.int8)
+    now = pd.Timestamp.now(tz="UTC").value // 1000
+    table = pa.table(
+        {
+            "flower_id": day["flower_id"].to_numpy(),
+            "observed_date": text(constant, [DAY]),
+            "observed_at": pa.array(day["observed_at"]).cast(UTC_TIMESTAMP),
+            **{c: features[:, i] for i, c in enumerate(FEATURE_COLUMNS)},
+            "prediction": model.classes_[best].astype(np.int64),
+            "species_name": text(best.astype(np.int8), list(SPECIES_NAMES)),
+            "probability": proba[np.arange(rows), best],
+            "model_name": text(constant, [settings.model_name]),
+            "model_version": text(constant, ["1"]),
+            "predicted_at": pa.array(np.full(rows, now), UTC_TIMESTAMP),
+        }
+    )
     write_deltalake(str(settings.env_home / "raw_ceiling"), table, mode="append")
-    rows = table.num_rows
-else:
+    return table.num_rows, time.perf_counter() - started
+
+
+def scoring_step(settings, model) -> tuple[int, float]:
+    """The local scoring path of the inference_table step, from landing files to checks."""
     from iris_assets.core.registry import VersionInfo
     from iris_assets.core.tables import DeltaTableStore
     from iris_assets.steps.day_scoring import score_day_locally
+
     champion = VersionInfo(settings.model_name, "1", {}, ("champion",), None, None)
-    result = score_day_locally(DeltaTableStore(settings.warehouse), settings, "%(day)s", champion, model)
-    rows = result.rows_scored + result.rows_rejected
-seconds = time.perf_counter() - started
-peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak_mb}))
-""" % {"day": DAY}
+    started = time.perf_counter()
+    store = DeltaTableStore(settings.warehouse)
+    result = score_day_locally(store, settings, DAY, champion, model)
+    return result.rows_scored + result.rows_rejected, time.perf_counter() - started
+
+
+def child(mode: str, home: str, model_path: str) -> None:
+    """One measurement in this (fresh) process; prints rows, seconds and peak RSS as JSON."""
+    import pickle
+
+    from iris_assets.settings import load_settings
+
+    model = pickle.loads(Path(model_path).read_bytes())
+    settings = load_settings({"IRIS_HOME": home})
+    rows, seconds = (raw_ceiling if mode == "raw" else scoring_step)(settings, model)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak_mb}))
 
 
 def train_model(path: Path) -> None:
@@ -114,7 +131,7 @@ def simulate(home: Path, rows: int) -> float:
 
 def run_child(mode: str, home: Path, model_path: Path) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, str(home), str(model_path)],
+        [sys.executable, __file__, "--child", mode, str(home), str(model_path)],
         capture_output=True,
         text=True,
         check=False,
@@ -127,7 +144,13 @@ def run_child(mode: str, home: Path, model_path: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
+    parser.add_argument(
+        "--child", nargs=3, metavar=("MODE", "HOME", "MODEL"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
+    if args.child:
+        child(*args.child)
+        return 0
 
     lines = [
         "| rows | simulate s | raw rows/s | step rows/s | step/raw | step peak RSS MB |",
