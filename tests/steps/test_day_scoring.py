@@ -1,5 +1,7 @@
 """Scoring a day locally in chunks: same outcome as one batch, and all-or-nothing writes."""
 
+from collections import Counter
+
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -67,3 +69,53 @@ def test_a_day_that_fails_halfway_leaves_the_previous_partition(day, model):
         score_day_locally(store, settings, DAY, CHAMPION, FailsOnThirdChunk(model), batch_rows=64)
     assert store.version(settings.inference_table) == before
     assert store.count(settings.inference_table) == 500
+
+
+def write_csv(landing: LandingArea, frame, day=DAY):
+    return landing.write_batch(frame, day, fmt="csv")
+
+
+def test_a_corpus_of_bad_landing_data_loses_no_row(tmp_path, model):
+    import pandas as pd
+
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    landing, store = LandingArea(settings.landing_dir), DeltaTableStore(settings.warehouse)
+    good = simulate_flowers(40, DAY, seed=21)
+    landing.write_batch(good, DAY)
+    bad = good.iloc[:10].astype(str).reset_index(drop=True)
+    bad.loc[0, "petal_width_cm"] = ""  # null
+    bad.loc[1, "sepal_length_cm"] = "long"  # text
+    bad.loc[2, "sepal_width_cm"] = "-3.1"  # negative
+    bad.loc[3, "petal_length_cm"] = "1e6"  # absurd
+    bad.loc[4, "petal_length_cm"] = "inf"  # infinity
+    bad.loc[5, "flower_id"] = "12.5"  # not an id
+    bad.loc[6, "flower_id"] = bad.loc[7, "flower_id"]  # duplicate within the batch
+    # rows 7-9 repeat flowers of the first file: duplicates across batches
+    write_csv(landing, bad.assign(colour="blue"))  # an extra column is ignored
+    write_csv(landing, good.iloc[:5].drop(columns=["petal_width_cm"]).assign(flower_id=range(5)))
+
+    result = score_day_locally(store, settings, DAY, CHAMPION, model, batch_rows=16)
+    assert result.landing_rows == 55
+    assert result.rows_scored + result.rows_rejected == 55
+    assert result.rows_scored == 40
+    rejects = store.read(settings.rejects_table)
+    reasons = Counter(rejects["reason"])
+    assert reasons["petal_width_cm is missing"] == 6, "a file without the column: every row"
+    assert reasons["duplicate flower_id"] == 4
+    for reason in (
+        "sepal_length_cm is not a number",
+        "sepal_width_cm must be positive",
+        "petal_length_cm exceeds 50 cm",
+        "petal_length_cm is not finite",
+        "flower_id is not a non-negative integer",
+    ):
+        assert reasons[reason] == 1, (reason, reasons)
+    assert '"colour":"blue"' in " ".join(rejects["record"]), "the record keeps extra columns"
+    assert pd.Series(rejects["record"]).str.len().gt(10).all()
+
+
+def test_an_empty_day_replaces_the_partition_with_nothing(tmp_path, model):
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    store = DeltaTableStore(settings.warehouse)
+    result = score_day_locally(store, settings, DAY, CHAMPION, model)
+    assert (result.landing_rows, result.rows_scored, result.written.rows) == (0, 0, 0)

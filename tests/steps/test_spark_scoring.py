@@ -27,6 +27,7 @@ DAY = "2026-11-24"
 @pytest.fixture(scope="module")
 def spark():
     from pyspark.sql import SparkSession
+
     os.environ["PYSPARK_PYTHON"] = sys.executable
     session = (
         SparkSession.builder.master("local[2]")
