@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
-from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 TableData = pd.DataFrame | pa.Table
 # Writes also take an iterable of frames: written as one stream, in one commit, in bounded memory.
@@ -302,6 +302,11 @@ class DeltaTableStore:
     def _write(self, name: str, action: str, table: DeltaTable, write) -> None:
         try:
             write()
+        except CommitFailedError as exc:
+            raise TableError(
+                f"{action} into {name} conflicted with a concurrent write to the same rows and "
+                "was not committed (the table is unchanged): run it again"
+            ) from exc
         except DeltaError as exc:
             raise self._rejected(name, action, table, exc) from exc
 

@@ -119,3 +119,38 @@ def test_an_empty_day_replaces_the_partition_with_nothing(tmp_path, model):
     store = DeltaTableStore(settings.warehouse)
     result = score_day_locally(store, settings, DAY, CHAMPION, model)
     assert (result.landing_rows, result.rows_scored, result.written.rows) == (0, 0, 0)
+
+
+def test_concurrent_days_do_not_disturb_each_other_and_a_same_day_race_fails_clearly(
+    tmp_path, model
+):
+    import threading
+
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    landing = LandingArea(settings.landing_dir)
+    days = [f"2026-11-0{d}" for d in range(1, 5)]
+    for seed, day in enumerate(days):
+        landing.write_batch(simulate_flowers(3000, day, seed=seed), day)
+    errors = []
+
+    def score(day):
+        store = DeltaTableStore(settings.warehouse)
+        try:
+            score_day_locally(store, settings, day, CHAMPION, model, batch_rows=500)
+        except TableError as error:
+            errors.append((day, str(error)))
+
+    score(days[0])  # creates the tables, so the runs below race only on their writes
+    threads = [threading.Thread(target=score, args=(day,)) for day in [*days, *days]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    for day, message in errors:
+        assert "conflicted with a concurrent write" in message and "run it again" in message, day
+    store = DeltaTableStore(settings.warehouse)
+    assert store.group_counts(settings.inference_table, "observed_date") == dict.fromkeys(
+        days, 3000
+    )
+    assert store.aggregate(settings.inference_table, "COUNT(DISTINCT flower_id) AS n")["n"] == 12000
