@@ -73,7 +73,12 @@ class LocalStepRunner(StepRunner):
                     process.kill()
                 raise
         if returncode != 0:
-            reason = step_error(session.get_custom_messages()) or f"exited with code {returncode}"
+            ending = (
+                f"was killed by signal {-returncode}"
+                if returncode < 0
+                else f"exited with code {returncode}"
+            )
+            reason = step_error(session.get_custom_messages()) or ending
             raise dg.Failure(
                 description=f"step {step} failed: {reason}",
                 metadata={"step": step, "exit_code": returncode},

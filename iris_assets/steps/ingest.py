@@ -22,6 +22,7 @@ from iris_assets.core.schema import (
 from iris_assets.core.source import load_source
 from iris_assets.core.split import assign_split
 from iris_assets.core.validation import validate_measurements
+from iris_assets.steps.failpoints import failpoint
 from iris_assets.steps.pipes import Step, json_value, open_step, path_value
 from iris_assets.steps.stores import table_store
 
@@ -41,7 +42,9 @@ def ingest(step: Step) -> None:
 
     FEATURE_TABLE.ensure(store, settings.feature_table)
     REJECTS_TABLE.ensure(store, settings.rejects_table)
+    failpoint("ingest:before_merge")
     merged = store.merge_upsert(settings.feature_table, features, key=PRIMARY_KEY)
+    failpoint("ingest:merged")
     store.replace_where(
         settings.rejects_table,
         rejects_rows(checked.rejects, "ingest", source_name),

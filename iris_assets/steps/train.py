@@ -18,6 +18,7 @@ from iris_assets.core.registry import (
 from iris_assets.core.schema import FEATURE_COLUMNS
 from iris_assets.core.training import TrainingParams, train_classifier, train_rows
 from iris_assets.settings import CHALLENGER_ALIAS
+from iris_assets.steps.failpoints import failpoint
 from iris_assets.steps.pipes import Step, json_value, open_step
 from iris_assets.steps.stores import table_store
 
@@ -88,8 +89,10 @@ def train(step: Step) -> None:
             registered_model_name=settings.model_name,
         )
     version = str(info.registered_model_version)
+    failpoint("train:registered")
     registry = ModelRegistry(settings)
     registry.set_tags(version, lineage)
+    failpoint("train:tagged")
     registry.set_alias(CHALLENGER_ALIAS, version)
     step.log(f"registered {settings.model_name} version {version} with alias {CHALLENGER_ALIAS}")
 
