@@ -242,6 +242,12 @@ class SparkTableStore:
             str(r.asDict()["value"]): int(r.asDict()["n"]) for r in self.spark.sql(sql).collect()
         }
 
+    def compact_if_fragmented(self, name: str, max_files: int = 64) -> dict[str, Any] | None:
+        [detail] = self.spark.sql(f"DESCRIBE DETAIL {table_ref(name)}").collect()
+        if int(detail.asDict()["numFiles"]) <= max_files:
+            return None
+        return self.compact(name)
+
     def compact(self, name: str) -> dict[str, Any]:
         rows = self.spark.sql(f"OPTIMIZE {table_ref(name)}").collect()
         return rows[0].asDict() if rows else {}

@@ -84,6 +84,8 @@ class TableStore(Protocol):
 
     def compact(self, name: str) -> dict[str, Any]: ...
 
+    def compact_if_fragmented(self, name: str, max_files: int = 64) -> dict[str, Any] | None: ...
+
 
 def sql_string(value: str) -> str:
     """``value`` as a SQL string literal."""
@@ -458,6 +460,16 @@ class DeltaTableStore:
         sql += (f" WHERE {predicate}" if predicate else "") + f" GROUP BY {c} ORDER BY n DESC"
         sql += f" LIMIT {int(limit)}" if limit else ""
         return {str(r["value"]): int(r["n"]) for r in self._query(name, sql).to_pylist()}
+
+    def compact_if_fragmented(self, name: str, max_files: int = 64) -> dict[str, Any] | None:
+        """Compact when the table has more than ``max_files`` data files; None when it had not.
+
+        Every daily run adds files (each partition replace, each rejects slice); without this,
+        reads slow down as the days pile up.
+        """
+        if len(self._table(name).file_uris()) <= max_files:
+            return None
+        return self.compact(name)
 
     def compact(self, name: str) -> dict[str, Any]:
         """Rewrite small files into larger ones (no vacuum); deltalake's metrics."""

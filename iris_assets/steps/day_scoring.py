@@ -162,6 +162,8 @@ def score_day_locally(
         store.replace_where(
             settings.rejects_table, spool.batches(), rejects_slice("inference", day)
         )
+    for table in (settings.inference_table, settings.rejects_table):
+        store.compact_if_fragmented(table)
     return ScoredDay(
         landing_rows=tally.landing_rows,
         rows_scored=tally.scored,

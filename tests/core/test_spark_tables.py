@@ -57,6 +57,7 @@ class RecordingSpark:
         self.tables = tables or {}
         self.catalog = FakeCatalog(self.tables)
         self.history = [{"version": 7, "operationMetrics": {"numTargetRowsInserted": "3"}}]
+        self.files = 3
         self.properties = [{"key": "delta.constraints.species_known", "value": "species >= 0"}]
 
     def sql(self, statement):
@@ -65,6 +66,8 @@ class RecordingSpark:
             return FakeFrame(self, pd.DataFrame(self.history))
         if statement.startswith("SHOW TBLPROPERTIES"):
             return FakeFrame(self, pd.DataFrame(self.properties))
+        if statement.startswith("DESCRIBE DETAIL"):
+            return FakeFrame(self, pd.DataFrame({"numFiles": [self.files]}))
         if statement.startswith("SELECT COUNT"):
             return FakeFrame(self, pd.DataFrame({"n": [42]}))
         return FakeFrame(self, pd.DataFrame({"value": ["2026-11-01"]}))
@@ -159,3 +162,12 @@ def test_reads_and_counts_push_predicates_to_spark():
 def test_names_must_have_three_levels():
     with pytest.raises(TableError, match="three-level"):
         SparkTableStore(RecordingSpark()).count("iris_features")
+
+
+def test_a_fragmented_table_is_optimized():
+    spark = RecordingSpark()
+    store = SparkTableStore(spark)
+    assert store.compact_if_fragmented(FEATURES, max_files=64) is None
+    spark.files = 65
+    store.compact_if_fragmented(FEATURES, max_files=64)
+    assert spark.statements[-1] == "OPTIMIZE `iris_dev`.`ml`.`iris_features`"

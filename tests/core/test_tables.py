@@ -266,3 +266,30 @@ def test_arrow_input_is_cast_and_missing_nullable_columns_are_null(store):
     assert back["observed_at"].isna().all()
     assert back["prediction"].dtype == "int64"
     assert back["predicted_at"].iloc[0] == pd.Timestamp("2026-01-01T10:00:00Z")
+
+
+def test_a_fragmented_table_is_compacted_and_reads_the_same(tmp_path):
+    import pyarrow as pa
+
+    from iris_assets.core.tables import DeltaTableStore
+
+    store = DeltaTableStore(tmp_path)
+    schema = pa.schema([pa.field("day", pa.string(), nullable=False), pa.field("n", pa.int64())])
+    store.ensure_table("c.s.daily", schema, partition_by=["day"])
+    for day in range(12):
+        for _ in range(3):  # re-runs of a day replace its file
+            store.replace_partition(
+                "c.s.daily",
+                pa.table({"day": [f"d{day % 4}"], "n": [day]}, schema=schema),
+                "day",
+                f"d{day % 4}",
+            )
+        store.append(
+            "c.s.daily", pa.table({"day": [f"d{day % 4}"], "n": [100 + day]}, schema=schema)
+        )
+    before = store.read("c.s.daily", order_by=["day", "n"])
+    assert store.compact_if_fragmented("c.s.daily", max_files=64) is None
+    metrics = store.compact_if_fragmented("c.s.daily", max_files=4)
+    assert metrics["numFilesRemoved"] > metrics["numFilesAdded"]
+    assert len(store._table("c.s.daily").file_uris()) <= 4
+    assert store.read("c.s.daily", order_by=["day", "n"]).equals(before)
