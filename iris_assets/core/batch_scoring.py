@@ -45,6 +45,7 @@ def score_batch(
         if "observed_at" in valid
         else pd.Series(pd.NaT, index=valid.index, dtype="datetime64[us, UTC]")
     )
+
     def constant(value: str) -> pd.Categorical:
         return pd.Categorical.from_codes(np.zeros(len(valid), dtype=np.int8), categories=[value])
 
