@@ -18,6 +18,8 @@ from iris_assets.assets.promotion import champion_alias, champion_approval_senso
 from iris_assets.assets.serving import endpoint_round_trip, serving_endpoint
 from iris_assets.assets.training import challenger_model, evaluation_report, iris_features
 from iris_assets.resources import (
+    DatabricksServingBackend,
+    DatabricksStepRunner,
     LocalServingBackend,
     LocalStepRunner,
     ModelRegistryResource,
@@ -33,14 +35,19 @@ training_job = dg.define_asset_job(
 
 
 def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    if settings.is_databricks:
-        raise NotImplementedError(
-            "IRIS_TARGET=databricks is not available yet; unset it to run locally"
-        )
+    """The one place that picks local or Databricks implementations; assets never branch."""
     settings_resource = SettingsResource.from_settings(settings)
+    registry = ModelRegistryResource(settings=settings_resource)
+    if settings.is_databricks:
+        # Credentials stay environment variables (dg.EnvVar): never values in config or logs.
+        return {
+            "step_runner": DatabricksStepRunner.from_env(settings_resource),
+            "registry": registry,
+            "serving": DatabricksServingBackend.from_env(settings_resource),
+        }
     return {
         "step_runner": LocalStepRunner(settings=settings_resource),
-        "registry": ModelRegistryResource(settings=settings_resource),
+        "registry": registry,
         "serving": LocalServingBackend(settings=settings_resource),
     }
 

@@ -125,3 +125,40 @@ def test_dagster_dev_serves_the_graph_with_its_sensor_and_schedule(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def test_the_databricks_target_loads_with_credentials_only_from_the_environment(tmp_path):
+    env = clean_env(tmp_path)
+    env.update(
+        IRIS_TARGET="databricks",
+        IRIS_ENV="prod",
+        DATABRICKS_HOST="https://example.cloud.databricks.com",
+        DATABRICKS_CLIENT_ID="sp-app-id",
+        DATABRICKS_CLIENT_SECRET="do-not-print-me",
+    )
+    code = (
+        "import sys; from iris_assets.definitions import defs; "
+        "print({k: type(v).__name__ for k, v in sorted(defs.resources.items())}); "
+        "print(repr(defs.resources)); "
+        "print([m for m in ('mlflow', 'sklearn', 'dagster_databricks', 'databricks.sdk') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    kinds, everything, loaded = out.stdout.strip().splitlines()
+    assert kinds == (
+        "{'registry': 'ModelRegistryResource', 'serving': 'DatabricksServingBackend', "
+        "'step_runner': 'DatabricksStepRunner'}"
+    )
+    assert "do-not-print-me" not in everything + out.stderr
+    assert loaded == "[]"
+    validate = subprocess.run(
+        [str(BIN / "dagster"), "definitions", "validate", "-w", str(ROOT / "workspace.yaml")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert validate.returncode == 0, validate.stderr[-2000:]
+    assert "do-not-print-me" not in validate.stdout + validate.stderr

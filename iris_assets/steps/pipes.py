@@ -1,7 +1,10 @@
 """Pipes bootstrap shared by every step: where the step runs decides how it talks to Dagster.
 
-On Databricks the context comes from a Unity Catalog volume and the parameters from the task's
-command-line arguments; locally the defaults of ``open_dagster_pipes`` (env vars, temp files) apply.
+On Databricks the context comes from a Unity Catalog volume, messages go back through the same
+volume, and the Pipes bootstrap parameters come from the task's command-line arguments
+(``--dagster-pipes-context``/``--dagster-pipes-messages``, which ``PipesDatabricksServerlessClient``
+appends to the task's parameters). Every step file runs as such a task: ``python <step>.py ...``.
+Locally the defaults of ``open_dagster_pipes`` (env vars, temp files) apply.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from iris_assets.settings import Settings, load_settings
 
 
 def on_databricks() -> bool:
+    """Databricks sets this in every task (serverless: ``client.<version>``); the fake does too."""
     return "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
@@ -30,10 +34,17 @@ def _open() -> PipesContext:
             PipesUnityCatalogVolumesMessageWriter,
         )
 
+        params = PipesCliArgsParamsLoader()
+        if not params.is_dagster_pipes_process():
+            # Without this, open_dagster_pipes returns a mock and the step "runs" on nothing.
+            raise SystemExit(
+                "this step runs under Dagster Pipes and got no --dagster-pipes-context argument: "
+                "materialize its asset from Dagster with IRIS_TARGET=databricks"
+            )
         return open_dagster_pipes(
             context_loader=PipesUnityCatalogVolumesContextLoader(),
             message_writer=PipesUnityCatalogVolumesMessageWriter(),
-            params_loader=PipesCliArgsParamsLoader(),
+            params_loader=params,
         )
     return open_dagster_pipes()
 

@@ -1,0 +1,422 @@
+"""A Databricks workspace faked at the SDK's HTTP boundary, for the offline proof of the runner.
+
+``FakeWorkspace.connect`` takes a real ``databricks.sdk.WorkspaceClient`` and routes its
+transport (``ApiClient.do``) here, so everything above it runs unmodified: the SDK's Jobs and Files
+services, and dagster-databricks' serverless client, context injector and message reader. It serves
+the endpoints they call:
+
+- Files API (``/api/2.0/fs/files``, ``/api/2.0/fs/directories``) on Unity Catalog volumes, kept in
+  the local folder ``<root>/Volumes``;
+- Jobs API: ``runs/submit`` validates a serverless submission like the service does and runs its
+  ``spark_python_task`` as a local process (``task_process.py``: the step file with its parameters,
+  ``DATABRICKS_RUNTIME_VERSION`` set, ``/Volumes`` mapped to the same local folder);
+  ``runs/get``, ``runs/get-output`` and ``runs/cancel`` follow that process;
+- ``scim/v2/Me``, for the bundle's default root folder.
+
+A bundle deployment is ``deploy_bundle``: the synced files map to this repository, the wheel is a
+known artifact path (the task process imports the installed ``iris_assets``, it installs nothing).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import (
+    InvalidParameterValue,
+    NotFound,
+    ResourceConflict,
+    Unauthenticated,
+)
+
+from iris_assets.resources import SettingsResource
+from iris_assets.resources.databricks_runner import DatabricksStepRunner, wheel_name
+from iris_assets.settings import Settings
+
+TASK_PROCESS = Path(__file__).with_name("task_process.py")
+HOST = "https://fake-workspace.cloud.databricks.com"
+TOKEN = "dapi-fake-0123456789abcdef"
+USER = "dagster@example.com"
+CLUSTER_FIELDS = ("new_cluster", "existing_cluster_id", "job_cluster_key", "libraries")
+FS_FILES, FS_DIRECTORIES = "/api/2.0/fs/files", "/api/2.0/fs/directories"
+JOBS = "/api/2.2/jobs/runs"
+
+# Fake workspaces by key, so a runner (a Dagster resource, built from plain config) can find one.
+WORKSPACES: dict[str, FakeWorkspace] = {}
+
+
+@dataclass
+class FakeRun:
+    run_id: int
+    task_run_id: int
+    body: dict[str, Any]
+    log: Path
+    process: subprocess.Popen | None = None
+    error: str | None = None  # a failure before the step file ran (e.g. library installation)
+    observed: int = 0
+    cancelled: bool = False
+    result_state: str | None = None
+
+    @property
+    def task(self) -> dict[str, Any]:
+        return self.body["tasks"][0]
+
+    @property
+    def parameters(self) -> list[str]:
+        return self.task["spark_python_task"].get("parameters", [])
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        [spec] = [
+            e["spec"]
+            for e in self.body["environments"]
+            if e["environment_key"] == self.task["environment_key"]
+        ]
+        return spec
+
+
+@dataclass
+class FakeWorkspace:
+    root: Path
+    host: str
+    token: str
+    user: str
+    volumes: Iterable[str]
+    key: str = "default"
+    cancel_grace_seconds: float = 5.0
+    runs: dict[int, FakeRun] = field(default_factory=dict)
+    workspace_files: dict[str, Path] = field(default_factory=dict)
+    artifacts: set[str] = field(default_factory=set)
+
+    def __post_init__(self):
+        self.volumes = tuple(self.volumes)
+        self.local_volumes = self.root / "Volumes"
+        for volume in self.volumes:
+            self.local(volume).mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1001)
+        self._tokens: dict[str, int] = {}
+
+    # --- set-up ----------------------------------------------------------------------------------
+    def deploy_bundle(self, bundle_root: str, repo: Path) -> None:
+        """What `databricks bundle deploy` leaves: synced files and the uploaded wheel."""
+        self.workspace_files[f"{bundle_root}/files/"] = repo
+        self.artifacts.add(f"{bundle_root}/artifacts/.internal/{wheel_name()}")
+
+    def connect(self, client: WorkspaceClient) -> WorkspaceClient:
+        client.api_client.do = self.handler(client)
+        return client
+
+    def client(self) -> WorkspaceClient:
+        return self.connect(WorkspaceClient(host=self.host, token=self.token, auth_type="pat"))
+
+    def close(self) -> None:
+        for run in self.runs.values():
+            if run.process and run.process.poll() is None:
+                run.process.kill()
+                run.process.wait()
+
+    # --- transport -------------------------------------------------------------------------------
+    def handler(self, client: WorkspaceClient):
+        def do(method: str, path: str | None = None, **kwargs: Any) -> Any:
+            if client.config.host != self.host:
+                raise ConnectionError(f"{client.config.host} is not the fake workspace")
+            if client.config.authenticate().get("Authorization") != f"Bearer {self.token}":
+                raise Unauthenticated("invalid access token")
+            path = urllib.parse.unquote(path or "")
+            with self._lock:
+                return self.route(method, path, **kwargs)
+
+        return do
+
+    def route(self, method: str, path: str, query=None, body=None, data=None, **_: Any) -> Any:
+        if path.startswith(FS_FILES):
+            return self.files(method, path[len(FS_FILES) :], data)
+        if path.startswith(FS_DIRECTORIES):
+            return self.directories(method, path[len(FS_DIRECTORIES) :])
+        if (method, path) == ("POST", f"{JOBS}/submit"):
+            return self.submit(body)
+        if (method, path) == ("GET", f"{JOBS}/get"):
+            return self.run_json(self.find_run(query["run_id"]))
+        if (method, path) == ("GET", f"{JOBS}/get-output"):
+            return self.run_output(int(query["run_id"]))
+        if (method, path) == ("POST", f"{JOBS}/cancel"):
+            self.cancel(self.find_run(body["run_id"]))
+            return {}
+        if (method, path) == ("GET", "/api/2.0/preview/scim/v2/Me"):
+            return {"userName": self.user, "id": "7"}
+        raise NotImplementedError(f"the fake workspace does not serve {method} {path}")
+
+    # --- Unity Catalog volumes (Files API) -------------------------------------------------------
+    def local(self, volume_path: str) -> Path:
+        if not any(volume_path == v or volume_path.startswith(v + "/") for v in self.volumes):
+            raise NotFound(f"{volume_path} is not in a volume of this workspace: {self.volumes}")
+        return self.local_volumes / volume_path.removeprefix("/Volumes/")
+
+    def files(self, method: str, path: str, data) -> Any:
+        local = self.local(path)
+        if method == "PUT":
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(data.read())
+            return {}
+        if not local.is_file():
+            raise NotFound(f"file {path} does not exist")
+        if method == "GET":
+            content = local.read_bytes()
+            return {"contents": io.BytesIO(content), "content-length": str(len(content))}
+        if method == "HEAD":
+            return {"content-length": str(local.stat().st_size)}
+        if method == "DELETE":
+            local.unlink()
+            return {}
+        raise NotImplementedError(f"{method} {FS_FILES}")
+
+    def directories(self, method: str, path: str) -> Any:
+        local = self.local(path)
+        if method == "PUT":
+            local.mkdir(parents=True, exist_ok=True)
+            return {}
+        if not local.is_dir():
+            raise NotFound(f"directory {path} does not exist")
+        if method == "GET":
+            return {
+                "contents": [
+                    {
+                        "path": f"{path}/{entry.name}",
+                        "name": entry.name,
+                        "is_directory": entry.is_dir(),
+                    }
+                    for entry in sorted(local.iterdir())
+                ]
+            }
+        if method == "HEAD":
+            return {}
+        if method == "DELETE":
+            if any(local.iterdir()):
+                raise ResourceConflict(f"directory {path} is not empty")
+            local.rmdir()
+            return {}
+        raise NotImplementedError(f"{method} {FS_DIRECTORIES}")
+
+    def volume_entries(self, volume: str) -> list[str]:
+        """Everything left in a volume, as paths relative to it."""
+        folder = self.local(volume)
+        return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+    # --- Jobs: one-time serverless runs ----------------------------------------------------------
+    def submit(self, body: dict[str, Any]) -> dict[str, int]:
+        validate_serverless_submission(body)
+        token = body.get("idempotency_token")
+        if token in self._tokens:  # Databricks launches exactly one run per token
+            return {"run_id": self._tokens[token]}
+        run_id = next(self._ids)
+        run = FakeRun(run_id, next(self._ids), body, log=self.root / "runs" / f"{run_id}.log")
+        self.runs[run_id] = run
+        if token:
+            self._tokens[token] = run_id
+        run.error = self.installation_error(run)
+        if run.error is None:
+            run.process = self.launch(run)
+        return {"run_id": run_id}
+
+    def installation_error(self, run: FakeRun) -> str | None:
+        """Why the task cannot start: a dependency it cannot install, or no such python_file."""
+        for requirement in run.environment["dependencies"]:
+            if requirement.startswith("/"):
+                if requirement not in self.artifacts:
+                    return f"Library installation failed: {requirement} does not exist"
+                continue
+            name, _, pinned = requirement.partition("==")
+            try:
+                installed = version(name)
+            except PackageNotFoundError:
+                installed = None
+            if pinned != installed:  # the task process runs with this machine's packages
+                return f"Library installation failed: {requirement} (here: {name} {installed})"
+        python_file = run.task["spark_python_task"]["python_file"]
+        if self.local_file(python_file) is None:
+            return f"FileNotFoundError: {python_file} does not exist in the workspace"
+        return None
+
+    def local_file(self, workspace_path: str) -> Path | None:
+        for prefix, folder in self.workspace_files.items():
+            if workspace_path.startswith(prefix):
+                local = folder / workspace_path[len(prefix) :]
+                return local if local.is_file() else None
+        return None
+
+    def launch(self, run: FakeRun) -> subprocess.Popen:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("IRIS_", "MLFLOW_", "DAGSTER_", "DATABRICKS_"))
+        }
+        env["DATABRICKS_RUNTIME_VERSION"] = f"client.{run.environment['environment_version']}.0"
+        workdir = self.root / "runs" / str(run.run_id)
+        workdir.mkdir(parents=True)
+        python_file = self.local_file(run.task["spark_python_task"]["python_file"])
+        with open(run.log, "wb") as log:
+            return subprocess.Popen(
+                [
+                    sys.executable,
+                    str(TASK_PROCESS),
+                    str(self.local_volumes),
+                    str(python_file),
+                    *run.parameters,
+                ],
+                cwd=workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def find_run(self, run_id) -> FakeRun:
+        run = self.runs.get(int(run_id))
+        if run is None:
+            raise InvalidParameterValue(f"Run {run_id} does not exist.")
+        return run
+
+    def state(self, run: FakeRun) -> dict[str, str]:
+        if run.observed == 0 and run.result_state is None:
+            return {"life_cycle_state": "PENDING", "state_message": "Waiting for resources"}
+        returncode = run.process.poll() if run.process else 1
+        if returncode is None:
+            if run.cancelled:
+                return {"life_cycle_state": "TERMINATING", "state_message": "Cancelling"}
+            return {"life_cycle_state": "RUNNING", "state_message": ""}
+        if run.result_state is None:
+            run.result_state = (
+                "CANCELED" if run.cancelled else "SUCCESS" if returncode == 0 else "FAILED"
+            )
+        message = {
+            "SUCCESS": "",
+            "CANCELED": "Run cancelled.",
+            "FAILED": "Workload failed, see run output for details",
+        }[run.result_state]
+        return {
+            "life_cycle_state": "TERMINATED",
+            "result_state": run.result_state,
+            "state_message": message,
+        }
+
+    def run_page_url(self, run: FakeRun) -> str:
+        return f"{self.host}/?o=1234567890#job/{run.run_id + 500}/run/{run.run_id}"
+
+    def run_json(self, run: FakeRun) -> dict[str, Any]:
+        state = self.state(run)
+        run.observed += 1
+        return {
+            "run_id": run.run_id,
+            "job_id": run.run_id + 500,
+            "run_name": run.body.get("run_name"),
+            "run_page_url": self.run_page_url(run),
+            "state": state,
+            "tasks": [
+                {"run_id": run.task_run_id, "task_key": run.task["task_key"], "state": state}
+            ],
+        }
+
+    def run_output(self, task_run_id: int) -> dict[str, Any]:
+        [run] = [r for r in self.runs.values() if task_run_id in (r.run_id, r.task_run_id)]
+        if task_run_id == run.run_id:
+            raise InvalidParameterValue(
+                "Retrieving the output of runs with multiple tasks is not supported: "
+                "get the output of each task run"
+            )
+        if run.error:
+            return {"error": run.error}
+        if run.result_state != "FAILED":
+            return {}
+        lines = [line for line in self.log_text(run).splitlines() if line.strip()]
+        return {"error": lines[-1] if lines else "", "error_trace": "\n".join(lines[-30:])}
+
+    def log_text(self, run: FakeRun) -> str:
+        return run.log.read_text(errors="replace") if run.log.exists() else ""
+
+    def cancel(self, run: FakeRun) -> None:
+        """Interrupt the task process (KeyboardInterrupt); kill it if it outlives a grace period."""
+        run.cancelled = True
+        process = run.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+
+        def kill_late():
+            try:
+                process.wait(timeout=self.cancel_grace_seconds)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+        threading.Thread(target=kill_late, daemon=True).start()
+
+    def wait_until_running(self, polled: int = 0, timeout: float = 30.0) -> FakeRun:
+        """The first run whose task process runs and whose state was read more than ``polled``
+        times (for tests that stop a run midway)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                for run in self.runs.values():
+                    alive = run.process is not None and run.process.poll() is None
+                    if alive and run.observed > polled:
+                        return run
+            time.sleep(0.02)
+        raise TimeoutError(f"no Databricks run was running within {timeout} s")
+
+
+def validate_serverless_submission(body: dict[str, Any]) -> None:
+    """What the Jobs service rejects in a one-time serverless run (as HTTP 400)."""
+    tasks = body.get("tasks") or []
+    if len(tasks) != 1:
+        raise InvalidParameterValue(f"the fake runs one task per run, got {len(tasks)}")
+    [task] = tasks
+    if not task.get("task_key"):
+        raise InvalidParameterValue("Task key must be specified")
+    if present := [f for f in CLUSTER_FIELDS if f in task]:
+        raise InvalidParameterValue(f"{present} are not supported on serverless compute")
+    if "spark_python_task" not in task:
+        raise NotImplementedError(f"the fake runs spark_python_task only, got {sorted(task)}")
+    environments = {e["environment_key"]: e.get("spec", {}) for e in body.get("environments", [])}
+    if task.get("environment_key") not in environments:
+        raise InvalidParameterValue(
+            f"Task {task['task_key']} needs an environment_key defined in environments"
+        )
+    spec = environments[task["environment_key"]]
+    if not spec.get("environment_version"):
+        raise InvalidParameterValue("environment_version is required")
+    if len(body.get("idempotency_token") or "") > 64:
+        raise InvalidParameterValue("idempotency_token must have at most 64 characters")
+
+
+class FakeWorkspaceRunner(DatabricksStepRunner):
+    """The Databricks runner with its (real) workspace client connected to a fake workspace."""
+
+    workspace_key: str
+
+    def workspace_client(self) -> WorkspaceClient:
+        return WORKSPACES[self.workspace_key].connect(super().workspace_client())
+
+    @classmethod
+    def for_workspace(
+        cls, settings: Settings, workspace: FakeWorkspace, **fields: Any
+    ) -> FakeWorkspaceRunner:
+        """The runner as the definitions build it (``from_env``), polling fast for tests."""
+        return cls.from_env(
+            SettingsResource.from_settings(settings),
+            workspace_key=workspace.key,
+            poll_interval_seconds=0.2,
+            message_interval_seconds=0.2,
+            **fields,
+        )

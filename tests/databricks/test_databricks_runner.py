@@ -1,0 +1,285 @@
+"""The Databricks runner, proven offline: the real serverless Pipes client over a fake workspace.
+
+Each step runs as a local task process started by the fake's Jobs API, and talks to Dagster only
+through the (fake) Unity Catalog volume, as on Databricks serverless.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from importlib.metadata import version
+
+import dagster as dg
+import pytest
+from dagster_pipes import decode_param
+
+from iris_assets.assets.training import challenger_model, evaluation_report, iris_features
+from iris_assets.resources import LocalStepRunner, SettingsResource
+from iris_assets.resources.databricks_runner import DatabricksStepRunner
+from tests.assets.helpers import (
+    check_results,
+    materialization_metadata,
+    materialize,
+    run_job,
+    step_failure_messages,
+)
+from tests.databricks.fake_workspace import TOKEN, USER, FakeWorkspaceRunner
+
+TRAINING = ("iris_features", "challenger_model", "evaluation_report")
+
+
+def in_background(target) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def failure_with_causes(result) -> str:
+    """A step's failure message with the errors that caused it (a retried step's last error)."""
+    texts = []
+    for event in result.all_events:
+        error = event.event_specific_data.error if event.is_step_failure else None
+        while error is not None:
+            texts.append(error.message)
+            error = error.cause
+    return " | ".join(texts)
+
+
+def test_heavy_assets_report_the_same_metadata_and_checks_on_databricks_as_locally(
+    settings, workspace, databricks_defs, instance
+):
+    remote = materialize(databricks_defs, instance, *TRAINING)
+    assert remote.success, step_failure_messages(remote)
+    local_defs = dg.Definitions(
+        assets=[iris_features, challenger_model, evaluation_report],
+        resources={
+            "step_runner": LocalStepRunner(settings=SettingsResource.from_settings(settings))
+        },
+    )
+    local = materialize(local_defs, instance, *TRAINING)
+    assert local.success, step_failure_messages(local)
+
+    assert (
+        check_results(remote)
+        == check_results(local)
+        == {
+            "feature_table_valid": True,
+            "source_rows_accepted": True,
+            "evaluation_passed": True,
+        }
+    )
+    runs = list(workspace.runs.values())
+    assert [run.task["task_key"] for run in runs] == ["iris_ingest", "iris_train", "iris_evaluate"]
+    for asset, run in zip(TRAINING, runs, strict=True):
+        on_databricks = materialization_metadata(remote, asset)
+        assert set(on_databricks) == set(materialization_metadata(local, asset)) | {
+            "databricks_run_id",
+            "databricks_run_url",
+        }
+        assert on_databricks["databricks_run_url"] == workspace.run_page_url(run)
+        assert workspace.state(run)["result_state"] == "SUCCESS"
+    assert materialization_metadata(remote, "iris_features")["rows_inserted"] == 150
+    assert workspace.volume_entries(settings.pipes_volume) == ["tmp"], "Pipes files cleaned up"
+
+
+def test_the_submitted_task_is_serverless_and_names_the_dagster_run_without_secrets(
+    settings, workspace, databricks_defs, instance
+):
+    result = materialize(databricks_defs, instance, "iris_features")
+    assert result.success, step_failure_messages(result)
+    [run] = workspace.runs.values()
+    body = run.body
+    bundle = f"/Workspace/Users/{USER}/.bundle/iris-assets/{settings.env}"
+
+    [task] = body["tasks"]
+    assert task["task_key"] == "iris_ingest"
+    assert task["environment_key"] == "iris_steps"
+    assert not {"new_cluster", "existing_cluster_id", "job_cluster_key", "libraries"} & set(task)
+    assert task["spark_python_task"]["python_file"] == f"{bundle}/files/iris_assets/steps/ingest.py"
+    flags, values = run.parameters[0::2], run.parameters[1::2]
+    assert flags == ["--dagster-pipes-context", "--dagster-pipes-messages"]
+    context, messages = (decode_param(value) for value in values)
+    assert context["path"].startswith(f"{settings.pipes_volume}/tmp/")
+    assert messages["path"].startswith(f"{settings.pipes_volume}/tmp/")
+
+    [environment] = body["environments"]
+    assert environment["environment_key"] == "iris_steps"
+    assert environment["spec"]["environment_version"] == "2"
+    wheel, *packages = environment["spec"]["dependencies"]
+    assert (
+        wheel
+        == f"{bundle}/artifacts/.internal/iris_assets-{version('iris-assets')}-py3-none-any.whl"
+    )
+    assert {f"mlflow=={version('mlflow')}", f"dagster-pipes=={version('dagster-pipes')}"} <= set(
+        packages
+    )
+    assert all("==" in package for package in packages)
+
+    assert body["run_name"] == f"iris-{settings.env}-ingest-{result.run_id[:8]}"
+    assert body["idempotency_token"] == f"iris-{result.run_id}-ingest-0"
+    assert len(f"iris-{result.run_id}-evaluate-10") <= 64
+
+    records = [str(record) for record in instance.all_logs(result.run_id)]
+    assert TOKEN not in json.dumps(body) and not any(TOKEN in r for r in records)
+    assert any(workspace.run_page_url(run) in r for r in records), "the run URL is logged"
+
+
+def test_a_failing_step_fails_with_its_error_and_run_url_and_a_retry_is_a_new_run(
+    settings, workspace, instance, tmp_path
+):
+    defs = dg.Definitions(
+        assets=[iris_features],
+        jobs=[
+            dg.define_asset_job(
+                "ingest_with_a_retry",
+                selection=[iris_features],
+                op_retry_policy=dg.RetryPolicy(max_retries=1),
+            )
+        ],
+        resources={"step_runner": FakeWorkspaceRunner.for_workspace(settings, workspace)},
+    )
+    missing = tmp_path / "no-such-flowers.csv"
+    config = {"ops": {"iris_features": {"config": {"source_path": str(missing)}}}}
+    result = run_job(defs, instance, "ingest_with_a_retry", run_config=config)
+
+    assert not result.success
+    first, retry = workspace.runs.values()
+    assert [run.body["idempotency_token"] for run in (first, retry)] == [
+        f"iris-{result.run_id}-ingest-0",
+        f"iris-{result.run_id}-ingest-1",
+    ]
+    assert retry.body["run_name"] == f"iris-{settings.env}-ingest-{result.run_id[:8]}-retry1"
+    assert workspace.state(retry)["result_state"] == "FAILED"
+    message = failure_with_causes(result)
+    assert "Exceeded max_retries of 1" in message
+    assert f"SourceError: source {missing} does not exist or is not a file" in message
+    assert workspace.run_page_url(retry) in message
+    assert result.get_asset_materialization_events() == []
+
+
+def test_a_task_that_cannot_start_reports_what_databricks_said(settings, workspace, instance):
+    not_deployed = "/Workspace/Shared/iris_assets-0.0.0-py3-none-any.whl"
+    defs = dg.Definitions(
+        assets=[iris_features],
+        resources={
+            "step_runner": FakeWorkspaceRunner.for_workspace(
+                settings, workspace, wheel_path=not_deployed
+            )
+        },
+    )
+    result = materialize(defs, instance, "iris_features")
+
+    assert not result.success
+    [run] = workspace.runs.values()
+    message = step_failure_messages(result)
+    assert f"Library installation failed: {not_deployed} does not exist" in message
+    assert workspace.run_page_url(run) in message
+
+
+def test_a_run_cancelled_in_databricks_fails_the_step_and_records_nothing(
+    workspace, databricks_defs, instance
+):
+    def cancel_once_running():
+        workspace.client().jobs.cancel_run(workspace.wait_until_running().run_id)
+
+    canceller = in_background(cancel_once_running)
+    result = materialize(databricks_defs, instance, "iris_features")
+    canceller.join(timeout=30)
+
+    assert not result.success
+    [run] = workspace.runs.values()
+    assert run.process.poll() is not None and workspace.state(run)["result_state"] == "CANCELED"
+    message = step_failure_messages(result)
+    assert "the Databricks run was cancelled" in message
+    assert workspace.run_page_url(run) in message
+    assert result.get_asset_materialization_events() == []
+    assert check_results(result) == {}
+
+
+@pytest.fixture
+def stray_interrupts_ignored():
+    """Dagster turns SIGINT into an interruption while a step runs; ignore it at any other time.
+
+    Dagster also points SIGTERM at the SIGINT handler it restores, so both are put back."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    yield
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def test_interrupting_the_dagster_run_cancels_the_databricks_run_and_fails_the_step(
+    workspace, databricks_defs, instance, stray_interrupts_ignored
+):
+    main_thread = threading.main_thread().ident
+
+    def interrupt_while_polling():
+        workspace.wait_until_running(polled=2)
+        signal.pthread_kill(main_thread, signal.SIGINT)
+
+    interrupter = in_background(interrupt_while_polling)
+    result = materialize(databricks_defs, instance, "iris_features")
+    interrupter.join(timeout=30)
+
+    assert not result.success
+    [run] = workspace.runs.values()
+    assert run.cancelled, "Dagster cancelled the Databricks run"
+    message = step_failure_messages(result)
+    assert "interrupted; the Databricks run was cancelled" in message
+    assert workspace.run_page_url(run) in message
+    assert result.get_asset_materialization_events() == []
+
+
+def test_credentials_are_bound_to_environment_variables_by_name(settings):
+    settings_resource = SettingsResource.from_settings(settings)
+    with_token = DatabricksStepRunner.from_env(settings_resource, {"DATABRICKS_TOKEN": "t"})
+    assert (with_token.host, with_token.token, with_token.client_id) == (
+        dg.EnvVar("DATABRICKS_HOST"),
+        dg.EnvVar("DATABRICKS_TOKEN"),
+        None,
+    )
+    oauth = {"DATABRICKS_CLIENT_ID": "id", "DATABRICKS_CLIENT_SECRET": "secret"}
+    with_oauth = DatabricksStepRunner.from_env(settings_resource, oauth)
+    assert (with_oauth.token, with_oauth.client_id, with_oauth.client_secret) == (
+        None,
+        dg.EnvVar("DATABRICKS_CLIENT_ID"),
+        dg.EnvVar("DATABRICKS_CLIENT_SECRET"),
+    )
+
+
+def test_the_workspace_client_authenticates_with_the_token_or_says_what_is_missing(settings):
+    settings_resource = SettingsResource.from_settings(settings)
+    host = "https://dbc-0123.cloud.databricks.com"
+    client = DatabricksStepRunner(
+        settings=settings_resource, host=host, token="dapi-x"
+    ).workspace_client()
+    assert (client.config.host, client.config.auth_type) == (host, "pat")
+    with pytest.raises(dg.Failure, match="set DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID"):
+        DatabricksStepRunner(settings=settings_resource, host=host).workspace_client()
+
+
+def test_the_runner_module_imports_no_databricks_library():
+    code = (
+        "import sys, iris_assets.resources.databricks_runner; "
+        "print([m for m in ('dagster_databricks', 'databricks.sdk') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (out.returncode, out.stdout.strip()) == (0, "[]"), out.stderr
+
+
+def test_a_step_started_on_databricks_without_pipes_arguments_says_how_to_run_it(tmp_path):
+    env = {**os.environ, "DATABRICKS_RUNTIME_VERSION": "client.2.0"}
+    out = subprocess.run(
+        [sys.executable, "-m", "iris_assets.steps.ingest"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode != 0
+    assert "got no --dagster-pipes-context argument" in out.stderr
