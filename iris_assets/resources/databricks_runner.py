@@ -4,7 +4,7 @@ The task is a ``spark_python_task`` that runs the step's file as the bundle sync
 (``<bundle_root>/files/iris_assets/steps/<step>.py``) in a serverless environment that installs the
 project's wheel and the pinned step dependencies. Pipes context and messages travel through the
 Unity Catalog volume ``settings.pipes_volume``; the Pipes bootstrap parameters reach the step as
-``--dagster-pipes-*`` command-line arguments (see ``steps.pipes``).
+``--dagster-pipes-*`` command-line arguments (see ``steps.bootstrap``).
 
 dagster_databricks and databricks.sdk are imported inside the methods: importing the definitions
 must stay light.

@@ -29,7 +29,7 @@ from iris_assets.core.registry import (
     utc_now_iso,
 )
 from iris_assets.settings import CHALLENGER_ALIAS
-from iris_assets.steps.pipes import Step, json_value, md, open_step
+from iris_assets.steps.bootstrap import Step, json_value, md, open_step
 from iris_assets.steps.stores import table_store
 
 

@@ -22,8 +22,8 @@ from iris_assets.core.schema import (
 from iris_assets.core.source import load_source
 from iris_assets.core.split import assign_split
 from iris_assets.core.validation import validate_measurements
+from iris_assets.steps.bootstrap import Step, json_value, open_step, path_value
 from iris_assets.steps.failpoints import failpoint
-from iris_assets.steps.pipes import Step, json_value, open_step, path_value
 from iris_assets.steps.stores import table_store
 
 

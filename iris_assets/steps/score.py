@@ -15,8 +15,8 @@ from iris_assets.core.drift import feature_drift
 from iris_assets.core.registry import ModelRegistry, RegistryError, VersionInfo
 from iris_assets.core.schema import TRAIN
 from iris_assets.settings import CHAMPION_ALIAS, Settings
+from iris_assets.steps.bootstrap import Step, json_value, open_step
 from iris_assets.steps.day_scoring import ScoredDay, score_day_locally
-from iris_assets.steps.pipes import Step, json_value, open_step
 from iris_assets.steps.stores import table_store
 
 

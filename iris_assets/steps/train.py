@@ -18,8 +18,8 @@ from iris_assets.core.registry import (
 from iris_assets.core.schema import FEATURE_COLUMNS
 from iris_assets.core.training import TrainingParams, train_classifier, train_rows
 from iris_assets.settings import CHALLENGER_ALIAS
+from iris_assets.steps.bootstrap import Step, json_value, open_step
 from iris_assets.steps.failpoints import failpoint
-from iris_assets.steps.pipes import Step, json_value, open_step
 from iris_assets.steps.stores import table_store
 
 
