@@ -33,7 +33,13 @@ def cmd_demo(args) -> int:
 def cmd_status(args) -> int:
     from iris_assets.status import collect_status, status_lines
 
-    status = collect_status(load_settings())
+    settings = load_settings()
+    if settings.is_databricks:
+        raise CliError(
+            "status reads this machine's tables and server; with IRIS_TARGET=databricks see the "
+            "assets in the Dagster UI and the model in Catalog Explorer"
+        )
+    status = collect_status(settings)
     print(json.dumps(status, indent=2) if args.json else "\n".join(status_lines(status)))
     return 0
 

@@ -87,3 +87,8 @@ def test_predict_rejects_input_that_is_not_json(env):
 def test_an_unknown_env_is_named(env):
     out = iris({**env, "IRIS_ENV": "staging"}, "status")
     assert out.returncode == 2 and "IRIS_ENV='staging'" in out.stderr
+
+
+def test_status_on_the_databricks_target_points_to_where_the_state_is(env):
+    out = iris({**env, "IRIS_TARGET": "databricks"}, "status")
+    assert out.returncode == 2 and "Catalog Explorer" in out.stderr
