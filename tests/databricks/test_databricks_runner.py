@@ -19,7 +19,7 @@ import pytest
 from dagster_pipes import decode_param
 
 from iris_assets.assets.training import challenger_model, evaluation_report, iris_features
-from iris_assets.resources import LocalStepRunner, SettingsResource
+from iris_assets.resources import LocalStepRunner, ModelRegistryResource, SettingsResource
 from iris_assets.resources.databricks_runner import DatabricksStepRunner
 from tests.assets.helpers import (
     check_results,
@@ -31,6 +31,7 @@ from tests.assets.helpers import (
 from tests.databricks.fake_workspace import TOKEN, USER, FakeWorkspaceRunner
 
 TRAINING = ("iris_features", "challenger_model", "evaluation_report")
+TRAINING_ASSETS = (iris_features, challenger_model, evaluation_report)
 
 
 def in_background(target) -> threading.Thread:
@@ -283,3 +284,32 @@ def test_a_step_started_on_databricks_without_pipes_arguments_says_how_to_run_it
     )
     assert out.returncode != 0
     assert "got no --dagster-pipes-context argument" in out.stderr
+
+
+def test_a_day_of_inference_runs_through_the_serverless_client_too(settings, workspace, instance):
+    from iris_assets.assets.inference import inference_job, inference_table, new_flowers
+    from iris_assets.assets.promotion import champion_alias
+    from iris_assets.core.landing import LandingArea, simulate_flowers
+    from iris_assets.core.registry import ModelRegistry
+
+    defs = dg.Definitions(
+        assets=[*TRAINING_ASSETS, champion_alias, new_flowers, inference_table],
+        jobs=[inference_job],
+        resources={
+            "step_runner": FakeWorkspaceRunner.for_workspace(settings, workspace),
+            "registry": ModelRegistryResource(settings=SettingsResource.from_settings(settings)),
+        },
+    )
+    assert materialize(defs, instance, "iris_features", "challenger_model").success
+    ModelRegistry(settings).set_alias("champion", "1")
+    day = "2026-11-20"
+    LandingArea(settings.landing_dir).write_batch(simulate_flowers(80, day, seed=3), day)
+
+    result = run_job(defs, instance, "inference_job", partition_key=day)
+    assert result.success, step_failure_messages(result)
+    assert check_results(result) == {"inference_output_valid": True, "feature_drift": True}
+    metadata = materialization_metadata(result, "inference_table")
+    assert (metadata["rows_scored"], metadata["model_version"]) == (80, "1")
+    assert metadata["databricks_run_url"].startswith("https://")
+    run = list(workspace.runs.values())[-1]
+    assert run.task["task_key"] == "iris_score" and day in run.body["run_name"]
