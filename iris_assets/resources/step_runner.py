@@ -21,7 +21,7 @@ STEPS = ("ingest", "train", "evaluate", "score")
 
 
 def step_error(custom_messages: Sequence[Any]) -> str | None:
-    """The error a step reported through Pipes before it exited (see ``steps.bootstrap.open_step``)."""
+    """The error a step reported through Pipes before exiting (``steps.bootstrap.open_step``)."""
     for message in reversed(custom_messages):
         if isinstance(message, Mapping) and message.get("error"):
             return f"{message.get('error_type', 'Error')}: {message['error']}"
