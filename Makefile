@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test dev lint format clean lock
+.PHONY: install demo test dev lint format clean lock bench-serving bench-batch
 
 install: $(STAMP)
 
@@ -38,3 +38,13 @@ lock: install
 clean:
 	$(BIN)/iris stop || true
 	rm -rf .iris
+
+# The local server against `mlflow models serve` on the same model (docs/serving.md). Installs wrk
+# with apt-get when it can; exits non-zero when a target ratio is missed.
+bench-serving: install
+	$(BIN)/python bench/bench_serving.py
+
+# Batch scoring of 1e5, 1e6 and 1e7 landing rows against the raw ceiling (docs/batch.md); exits
+# non-zero when the 1e7 ratio (>= 0.5) or the step's memory bound (<= 1.5 GB) is missed.
+bench-batch: install
+	$(BIN)/python bench/bench_batch.py

@@ -3,10 +3,11 @@
 Owns the HTTP/1.1 layer (a small asyncio ``Protocol``: keep-alive, Content-Length bodies,
 pipelining, backpressure), the routes, the atomic model swap and graceful shutdown.
 
-Why not a framework: a one-row prediction costs ~180 us of scikit-learn, and a framework's routing
-and request objects cost as much again. Here a small request is parsed, predicted and answered
-inline in one event-loop callback; bodies over ``OFFLOAD_BYTES`` and model loads run in a worker
-thread so that they never stall the small requests of other connections.
+Why not a framework: a one-row prediction costs ~5 us through ``fastpath`` (~200 us through
+scikit-learn), while an empty ``GET /ping`` through FastAPI and uvicorn (MLflow's server) takes
+~200 us, against ~25 us here (wrk, one connection). Here a small request is parsed, predicted and
+answered inline in one event-loop callback; bodies over ``OFFLOAD_BYTES`` and model loads run in
+a worker thread so that they never stall the small requests of other connections.
 
 Routes: ``POST /invocations``, ``GET /ping``, ``GET /health``, ``GET /version`` and
 ``POST /admin/model`` (``{"version": "N"}`` with header ``X-Iris-Admin-Token``; the token comes

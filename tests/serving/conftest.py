@@ -1,5 +1,5 @@
-"""Fixtures for the serving tests: a real sqlite MLflow registry with two versions of a real model,
-and real server subprocesses on free ports."""
+"""Fixtures for the serving tests: a real sqlite MLflow registry with four versions of a real
+model, and real server subprocesses on free ports."""
 
 from __future__ import annotations
 
@@ -58,8 +58,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
         experiment_id = mlflow.create_experiment(
             "serving-tests", artifact_location=(root / "artifacts").as_uri()
         )
-        # A strongly regularised second version disagrees with the first on some rows.
-        for C in (1.0, 0.01):
+        # Each version disagrees with the one before it on some rows (9 to 18 of 150), so an
+        # answer shows which version produced it. The promotion test walks through all four.
+        for C in (1.0, 0.01, 0.1, 100.0):
             model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=500))
             model.fit(X, y)
             with mlflow.start_run(experiment_id=experiment_id):

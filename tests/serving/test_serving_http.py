@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -140,6 +141,67 @@ def test_bad_requests_get_a_short_json_error_and_the_server_keeps_serving(
     # Same keep-alive connection: the error did not break it.
     status, _, raw = call(conn, "POST", "/invocations", json.dumps(record()).encode(), JSON)
     assert (status, json.loads(raw)) == (200, {"predictions": [0]})
+
+
+def test_a_body_over_the_configured_limit_is_413_and_the_server_keeps_serving(
+    start_server,
+) -> None:
+    server = start_server(extra_args=("--max-body-bytes", "1000"))
+    rows = [{**record()["dataframe_records"][0], "note": SECRET} for _ in range(20)]
+    big = json.dumps({"dataframe_records": rows}).encode()
+    assert len(big) > 1000
+    conn = connect(server.url)
+    status, headers, raw = call(conn, "POST", "/invocations", big, JSON)
+    assert status == 413
+    assert headers["Connection"] == "close"
+    assert json.loads(raw) == {
+        "error_code": "REQUEST_TOO_LARGE",
+        "message": "request body too large (limit 1000 bytes)",
+    }
+    assert SECRET.encode() not in raw
+    status, _, raw = call(
+        connect(server.url), "POST", "/invocations", json.dumps(record()).encode(), JSON
+    )
+    assert (status, json.loads(raw)) == (200, {"predictions": [0]})
+    assert SECRET not in server.log_text()
+
+
+def test_not_ready_until_a_model_is_loaded() -> None:
+    # The transport-free app as it is between start and the end of the first model load.
+    from iris_assets.serving.server import ServingApp
+
+    app = ServingApp("iris_test.ml.iris_model", admin_token=None, max_body_bytes=1000)
+    status, raw, _ = app.handle("GET", "/health", {}, b"")
+    assert status == 503
+    assert json.loads(raw)["version"] is None
+    assert app.handle("GET", "/ping", {}, b"")[0] == 200
+    status, raw, _ = app.handle("GET", "/version", {}, b"")
+    assert status == 200 and json.loads(raw)["version"] is None
+    body = json.dumps(record()).encode()
+    status, raw, _ = app.handle("POST", "/invocations", {"content-type": "application/json"}, body)
+    assert status == 503
+    assert json.loads(raw)["error_code"] == "TEMPORARILY_UNAVAILABLE"
+
+
+def listening_addresses(port: int) -> list[str]:
+    """The local addresses (hex, as in /proc/net/tcp*) of sockets listening on ``port``."""
+    found = []
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        if not table.exists():
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port_hex = fields[1].rsplit(":", 1)
+            if fields[3] == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+                found.append(address)
+    return found
+
+
+def test_binds_loopback_only_unless_told_otherwise(server: RunningServer) -> None:
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("reads the kernel's socket table in /proc/net")
+    # The session server was started without --host.
+    assert listening_addresses(server.port) == ["0100007F"]  # 127.0.0.1, nothing else
 
 
 def test_ping_health_version(server: RunningServer, registry: Registry) -> None:

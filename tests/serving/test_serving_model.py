@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import pytest
@@ -30,10 +31,10 @@ def test_numpy_predictions_equal_dataframe_predictions(mlflow_env: Registry, ver
     assert all(type(p) is int for p in loaded.predict(X.to_numpy()[:3]))
 
 
-def test_the_two_versions_disagree_somewhere(registry: Registry) -> None:
-    # The swap tests rely on it to tell which version answered.
-    first, second = (registry.estimators[v].predict(registry.X) for v in ("1", "2"))
-    assert (first != second).any()
+def test_each_version_disagrees_with_the_previous_one_somewhere(registry: Registry) -> None:
+    # The swap and promotion tests rely on it to tell which version answered.
+    predictions = [registry.estimators[v].predict(registry.X) for v in ("1", "2", "3", "4")]
+    assert all((a != b).any() for a, b in pairwise(predictions))
 
 
 def test_unknown_version_is_a_load_error(mlflow_env: Registry) -> None:
