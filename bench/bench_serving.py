@@ -80,7 +80,6 @@ sys.path.insert(0, str(REPO))  # run as a script from a source checkout
 def register_champion(environ: dict[str, str]) -> tuple[str, str, list[dict[str, float]]]:
     """Train and register version 1 as the pipeline does, alias it champion; (name, version, X)."""
     import mlflow
-    from mlflow.models import infer_signature
 
     from iris_assets.assets.training import TrainConfig
     from iris_assets.core.registry import ModelRegistry, configure_mlflow, ensure_experiment
@@ -89,7 +88,7 @@ def register_champion(environ: dict[str, str]) -> tuple[str, str, list[dict[str,
     from iris_assets.core.split import assign_split
     from iris_assets.core.training import TrainingParams, train_classifier, train_rows
     from iris_assets.settings import CHAMPION_ALIAS, load_settings
-    from iris_assets.steps.train import pip_requirements
+    from iris_assets.steps.train import log_and_register
 
     settings = load_settings(environ)
     configure_mlflow(settings)
@@ -99,16 +98,7 @@ def register_champion(environ: dict[str, str]) -> tuple[str, str, list[dict[str,
     model = train_classifier(features, TrainingParams(**TrainConfig().model_dump()))
     example = train_rows(features)[list(FEATURE_COLUMNS)].head(3).reset_index(drop=True)
     with mlflow.start_run(experiment_id=ensure_experiment(settings), run_name="bench-serving"):
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=infer_signature(example, model.predict(example)),
-            input_example=example,
-            pip_requirements=pip_requirements(),
-            serialization_format="skops",
-            registered_model_name=settings.model_name,
-        )
-    version = str(info.registered_model_version)
+        version = log_and_register(model, example, settings)
     ModelRegistry(settings).set_alias(CHAMPION_ALIAS, version)
     rows = features[list(FEATURE_COLUMNS)].to_dict(orient="records")
     return settings.model_name, version, rows

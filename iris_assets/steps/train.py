@@ -48,9 +48,25 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("scikit-learn", "skops", "pandas", "numpy")]
 
 
+def log_and_register(model, example, settings) -> str:
+    """Log ``model`` in the active MLflow run and register it as a new version; its number."""
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    info = mlflow.sklearn.log_model(
+        model,
+        name="model",
+        signature=infer_signature(example, model.predict(example)),
+        input_example=example,
+        pip_requirements=pip_requirements(),
+        serialization_format="skops",
+        registered_model_name=settings.model_name,
+    )
+    return str(info.registered_model_version)
+
+
 def train(step: Step) -> None:
     import mlflow
-    from mlflow.models import infer_signature
 
     settings = step.settings
     params = TrainingParams(**{k: v for k, v in step.config.get("params", {}).items()})
@@ -79,16 +95,7 @@ def train(step: Step) -> None:
         mlflow.log_metric(
             "train_accuracy", float(model.score(rows[list(FEATURE_COLUMNS)], rows["species"]))
         )
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=infer_signature(example, model.predict(example)),
-            input_example=example,
-            pip_requirements=pip_requirements(),
-            serialization_format="skops",
-            registered_model_name=settings.model_name,
-        )
-    version = str(info.registered_model_version)
+        version = log_and_register(model, example, settings)
     failpoint("train:registered")
     registry = ModelRegistry(settings)
     registry.set_tags(version, lineage)
