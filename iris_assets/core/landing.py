@@ -190,21 +190,14 @@ class LandingArea:
                 yield chunk[[*LANDING_COLUMNS, *extras]].reset_index(drop=True)
 
     def count(self, date: dt.date | str) -> int:
-        """Rows in the day's batches (Parquet from the footer, CSV by reading it)."""
+        """Rows in the day's batches (Parquet from the footer, CSV read in chunks)."""
         total = 0
         for path in self.batch_files(date):
             if path.suffix == ".parquet":
                 total += pq.ParquetFile(path).metadata.num_rows
             else:
-                total += len(_read_csv(path))
+                total += sum(len(chunk) for chunk in _iter_batch(path, 250_000))
         return total
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
 
 
 def _iter_batch(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:

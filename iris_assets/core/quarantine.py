@@ -11,15 +11,12 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from iris_assets.core.schema import PRIMARY_KEY, REJECTS_TABLE_SCHEMA
-
-
-def sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+from iris_assets.core.tables import sql_string
 
 
 def rejects_slice(stage: str, partition: str) -> str:
     """The predicate that selects one stage's rejects for one partition."""
-    return f"stage = {sql_literal(stage)} AND partition = {sql_literal(partition)}"
+    return f"stage = {sql_string(stage)} AND partition = {sql_string(partition)}"
 
 
 def rejects_rows(rejects: pd.DataFrame, stage: str, partition: str) -> pd.DataFrame:
