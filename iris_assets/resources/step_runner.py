@@ -1,7 +1,8 @@
 """Step runners: run a Pipes step (``iris_assets.steps.<name>``) for an asset and collect results.
 
-``LocalStepRunner`` runs it as a subprocess of this machine's Python; a Databricks runner submits
-the same module as a serverless task. A failed step fails the asset with the step's own message.
+``LocalStepRunner`` runs it as a separate local process (``resources.warm_steps``); a Databricks
+runner submits the same module as a serverless task. A failed step fails the asset with the
+step's own message.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import dagster as dg
 
 from iris_assets.resources.settings import SettingsResource
+from iris_assets.resources.warm_steps import launch_step
 
 STEPS = ("ingest", "train", "evaluate", "score")
 
@@ -42,7 +44,8 @@ class StepRunner(dg.ConfigurableResource, ABC):
 
 
 class LocalStepRunner(StepRunner):
-    """Runs steps as local subprocesses (the default target)."""
+    """Runs steps as local processes (the default target): forked from the warm worker, so the
+    heavy imports are paid once per orchestrator process, or cold with ``IRIS_WARM_STEPS=0``."""
 
     python: str = sys.executable
     termination_timeout_seconds: float = 30.0
@@ -51,7 +54,6 @@ class LocalStepRunner(StepRunner):
         if step not in STEPS:
             raise ValueError(f"unknown step {step!r}; steps are {', '.join(STEPS)}")
         settings = self.settings.get()
-        command = [self.python, "-m", f"iris_assets.steps.{step}"]
         # A fresh reader per run: a reader reused across runs loses messages.
         with dg.open_pipes_session(
             context=context,
@@ -59,9 +61,10 @@ class LocalStepRunner(StepRunner):
             message_reader=dg.PipesTempFileMessageReader(),
             extras=self.extras(config),
         ) as session:
-            process = subprocess.Popen(
-                command,
-                env={**os.environ, **settings.step_env(), **session.get_bootstrap_env_vars()},
+            process = launch_step(
+                self.python,
+                f"iris_assets.steps.{step}",
+                {**os.environ, **settings.step_env(), **session.get_bootstrap_env_vars()},
             )
             try:
                 returncode = process.wait()

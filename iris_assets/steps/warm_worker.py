@@ -1,0 +1,164 @@
+"""The warm step worker: one process that has imported the steps' heavy libraries and forks a
+fresh child for every local step.
+
+Each step imports MLflow, scikit-learn, pandas, pyarrow and deltalake, about 2.5 s of CPU; a new
+interpreter per step pays that every time. The worker pays it once per orchestrator process and
+then runs each step in ``os.fork()`` of its pristine self. The child is a process of its own,
+as ``python -m iris_assets.steps.<name>`` would be: a step that raises, exits or is killed
+cannot take the worker or the orchestrator with it, and nothing one step does is seen by the
+next (each starts from the same untouched copy).
+
+The orchestrator side is ``iris_assets.resources.warm_steps``. The protocol, one Unix-socket
+connection per step: the client sends one JSON line ``{"module", "env", "cwd"}`` with its
+stdin, stdout and stderr attached (``SCM_RIGHTS``); the worker forks a supervisor that forks
+the step, answers ``{"pid": N}`` once it runs and ``{"returncode": R}`` when it has ended
+(negative: killed by that signal), exactly as ``subprocess.Popen.returncode`` would say.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import json
+import os
+import runpy
+import select
+import signal
+import socket
+import sys
+import traceback
+
+# What the steps import, loaded before the first fork. A module that is not installed is
+# skipped: the step that needs it fails as it would in a cold process.
+PRELOAD = (
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "pyarrow.compute",
+    "pyarrow.parquet",
+    "deltalake",
+    "sklearn.datasets",
+    "sklearn.linear_model",
+    "sklearn.metrics",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
+    "skops.io",
+    "mlflow",
+    "mlflow.sklearn",
+    "mlflow.models",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "matplotlib",
+    "matplotlib.pyplot",
+    "iris_assets.steps.ingest",
+    "iris_assets.steps.train",
+    "iris_assets.steps.evaluate",
+    "iris_assets.steps.score",
+)
+
+MAX_REQUEST_BYTES = 1 << 20
+
+
+def preload() -> None:
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    for name in PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
+def read_request(conn: socket.socket) -> tuple[dict, list[int]]:
+    data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST_BYTES, 3)
+    while not data.endswith(b"\n"):
+        more = conn.recv(MAX_REQUEST_BYTES)
+        if not more:
+            raise ConnectionError("the client closed the connection before its request ended")
+        data += more
+    return json.loads(data), fds
+
+
+def send(conn: socket.socket, message: dict) -> None:
+    conn.sendall(json.dumps(message).encode() + b"\n")
+
+
+def run_step(request: dict, fds: list[int]) -> None:
+    """In the forked child: become ``python -m <module>`` with the client's env and stdio."""
+    code = 1
+    try:
+        for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGPIPE):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.path[0] = request["cwd"]
+        sys.argv = [request["module"]]
+        # As under `python -m`: the module runs as __main__, not as the copy preloaded here.
+        sys.modules.pop(request["module"], None)
+        try:
+            runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+            code = 0
+        except SystemExit as exit_:
+            if exit_.code is None:
+                code = 0
+            elif isinstance(exit_.code, int):
+                code = exit_.code
+            else:
+                print(exit_.code, file=sys.stderr)
+                code = 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        atexit._run_exitfuncs()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def supervise(conn: socket.socket) -> None:
+    """In the supervisor: start the step, report its pid, wait for it, report how it ended."""
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # waitpid needs the child's status
+        request, fds = read_request(conn)
+        pid = os.fork()
+        if pid == 0:
+            conn.close()
+            run_step(request, fds)
+        for fd in fds:
+            os.close(fd)
+        send(conn, {"pid": pid})
+        _, status = os.waitpid(pid, 0)
+        send(conn, {"returncode": os.waitstatus_to_exitcode(status)})
+    finally:
+        os._exit(0)
+
+
+def serve(listener: socket.socket, parent: int) -> None:
+    """Accept step requests until the orchestrator that started this worker is gone."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the orchestrator's to handle
+    while os.getppid() == parent:
+        ready, _, _ = select.select([listener], [], [], 1.0)
+        if not ready:
+            continue
+        conn, _ = listener.accept()
+        if os.fork() == 0:
+            listener.close()
+            supervise(conn)
+        conn.close()
+
+
+def main() -> None:
+    listener_fd, parent = int(sys.argv[1]), int(sys.argv[2])
+    listener = socket.socket(fileno=listener_fd)
+    preload()
+    serve(listener, parent)
+
+
+if __name__ == "__main__":
+    main()

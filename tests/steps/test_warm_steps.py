@@ -1,0 +1,128 @@
+"""A step forked from the warm worker behaves like `python -m` in a fresh process.
+
+The probe module below stands in for a step: it reports what it sees (pid, env, cwd, a global
+it may have been left by an earlier step) and can exit, raise, hang or be killed on request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from iris_assets.resources.warm_steps import WarmStep, WarmWorker, launch_step
+
+PROBE = textwrap.dedent(
+    """
+    import json, os, sys, time
+    import pandas
+
+    report = {
+        "pid": os.getpid(),
+        "env": os.environ.get("PROBE_VALUE"),
+        "cwd": os.getcwd(),
+        "leftover": getattr(pandas, "left_by_an_earlier_step", None),
+        "main": __name__,
+    }
+    pandas.left_by_an_earlier_step = os.getpid()
+    with open(os.environ["PROBE_OUT"], "w") as out:
+        json.dump(report, out)
+    print("probe stdout line", flush=True)
+    action = os.environ.get("PROBE_ACTION", "")
+    if action == "raise":
+        raise RuntimeError("probe failed on purpose")
+    if action.startswith("exit"):
+        sys.exit(int(action[4:]))
+    if action == "hang":
+        time.sleep(120)
+    """
+)
+
+
+@pytest.fixture
+def probe(tmp_path, monkeypatch):
+    (tmp_path / "warm_probe.py").write_text(PROBE)
+    monkeypatch.chdir(tmp_path)
+
+    def run(action: str = "", value: str = "x", wait: bool = True):
+        out = tmp_path / f"report-{time.monotonic_ns()}.json"
+        env = {**os.environ, "PROBE_OUT": str(out), "PROBE_VALUE": value, "PROBE_ACTION": action}
+        process = launch_step(sys.executable, "warm_probe", env)
+        if not wait:
+            return process, out
+        returncode = process.wait(timeout=60)
+        return returncode, json.loads(out.read_text())
+
+    return run
+
+
+def test_a_warm_step_runs_as_main_in_its_own_process_with_the_env_and_cwd_it_was_given(
+    probe, tmp_path
+):
+    returncode, report = probe(value="first")
+    assert returncode == 0
+    assert report["pid"] != os.getpid()
+    assert report["env"] == "first"
+    assert report["cwd"] == str(tmp_path)
+    assert report["main"] == "__main__"
+
+
+def test_nothing_one_warm_step_leaves_behind_is_seen_by_the_next(probe):
+    _, first = probe()
+    _, second = probe()
+    assert first["leftover"] is None and second["leftover"] is None
+    assert first["pid"] != second["pid"]
+
+
+def test_a_warm_step_writes_to_the_orchestrators_stdout(tmp_path, monkeypatch, capfd):
+    (tmp_path / "warm_probe.py").write_text(PROBE)
+    monkeypatch.chdir(tmp_path)
+    env = {**os.environ, "PROBE_OUT": str(tmp_path / "r.json")}
+    assert launch_step(sys.executable, "warm_probe", env).wait(timeout=60) == 0
+    assert "probe stdout line" in capfd.readouterr().out
+
+
+@pytest.mark.parametrize(("action", "expected"), [("exit3", 3), ("raise", 1), ("exit0", 0)])
+def test_a_warm_step_exits_with_the_code_a_cold_one_would(probe, action, expected):
+    assert probe(action)[0] == expected
+
+
+def test_a_killed_warm_step_fails_alone_and_the_worker_runs_the_next(probe):
+    process, _ = probe("hang", wait=False)
+    assert isinstance(process, WarmStep)
+    with pytest.raises(subprocess.TimeoutExpired):
+        process.wait(timeout=0.2)
+    process.kill()
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    assert probe()[0] == 0
+
+
+def test_terminating_a_warm_step_ends_it_with_sigterm(probe):
+    process, out = probe("hang", wait=False)
+    while not out.exists():  # started: the report is written before it hangs
+        time.sleep(0.02)
+    process.terminate()
+    assert process.wait(timeout=30) == -signal.SIGTERM
+
+
+def test_a_killed_worker_is_replaced_and_the_step_still_runs(probe):
+    probe()
+    worker = WarmWorker.for_python(sys.executable)
+    worker.process.kill()
+    worker.process.wait()
+    returncode, report = probe(value="after the worker died")
+    assert returncode == 0 and report["env"] == "after the worker died"
+    assert WarmWorker.for_python(sys.executable) is not worker
+
+
+def test_warm_steps_can_be_turned_off(probe, monkeypatch):
+    monkeypatch.setenv("IRIS_WARM_STEPS", "0")
+    process, _ = probe(wait=False)
+    assert isinstance(process, subprocess.Popen)
+    assert process.wait(timeout=60) == 0
