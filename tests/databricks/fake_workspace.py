@@ -21,7 +21,8 @@ and a run fails at library installation when its dependencies, or what the deplo
 requires in turn, include pyspark or databricks-connect ("Do not install PySpark or any library
 that installs PySpark": it stops the session), and when the synced code calls
 ``input_file_name()`` (not available on Unity Catalog). The steps themselves run on environment 5
-in tests/databricks/test_serverless_env.py; here they run with this interpreter.
+in tests/databricks/test_serverless_env.py, where a task also runs in that environment
+(``task_python``); elsewhere tasks run with this interpreter.
 """
 
 from __future__ import annotations
@@ -115,6 +116,9 @@ class FakeWorkspace:
     workspace_files: dict[str, Path] = field(default_factory=dict)
     artifacts: set[str] = field(default_factory=set)
     wheel_requires: dict[str, list[str]] = field(default_factory=dict)
+    # The interpreter of the task processes: this one, or a copy of a serverless environment
+    # (tests/databricks/serverless_env.py) to run the steps as the platform would install them.
+    task_python: Path | None = None
 
     def __post_init__(self):
         self.volumes = tuple(self.volumes)
@@ -305,7 +309,7 @@ class FakeWorkspace:
         with open(run.log, "wb") as log:
             return subprocess.Popen(
                 [
-                    sys.executable,
+                    str(self.task_python or sys.executable),
                     str(TASK_PROCESS),
                     str(self.local_volumes),
                     str(python_file),

@@ -3,8 +3,9 @@
 ``serverless_venv`` builds a Python 3.12 venv, installs the environment's preinstalled packages
 (``serverless-env-5.txt``), then installs what the runner submits (``databricks_env``: the
 project's wheel, built like the bundle builds it, and the pins) with that list as pip
-constraints, so a dependency that needs another pandas, numpy or scikit-learn than the
-environment's fails to resolve here as it would break there. No pyspark: the environment brings
+constraints (less the packages the spec pins itself, which it replaces), so a dependency that
+needs another pandas, numpy or scikit-learn than the environment's fails to resolve here as it
+would break there. No pyspark: the environment brings
 its own Spark Connect, and nothing submitted may install one.
 
 The venv is cached under ``~/.cache/iris-assets/serverless-env-5-<hash of its inputs>`` (override
@@ -112,11 +113,25 @@ def locked(path: Path):
         yield
 
 
+def preinstalled_constraints(pins: list[str]) -> str:
+    """The environment's packages as constraints, except those the task names explicitly: pip
+    replaces only a preinstalled package a dependency pins, and leaves the others as they are."""
+    named = {databricks_env.requirement_name(pin) for pin in pins}
+    kept = [
+        line
+        for line in ENVIRONMENT_FILE.read_text().splitlines()
+        if line and not line.startswith("#") and databricks_env.requirement_name(line) not in named
+    ]
+    return "\n".join(kept) + "\n"
+
+
 def serverless_venv(dependencies: list[str], wheel: Path, python: Path) -> Path:
     """A venv of the environment with ``dependencies`` installed; the wheel replaces the first
     dependency (its workspace path). Returns the venv's python."""
     pins = [d for d in dependencies if not d.startswith("/")]
-    requires = wheel_metadata(wheel).get_all("Requires-Dist") or []
+    requires = [  # what installing the wheel (no extras) resolves
+        r for r in wheel_metadata(wheel).get_all("Requires-Dist") or [] if "extra ==" not in r
+    ]
     tools = [f"{name}=={installed(Path(sys.executable))[name]}" for name in TEST_TOOLS]
     version = subprocess.run(
         [str(python), "-c", "import sys; print(sys.version)"], capture_output=True, text=True
@@ -131,10 +146,37 @@ def serverless_venv(dependencies: list[str], wheel: Path, python: Path) -> Path:
             subprocess.run([str(python), "-m", "venv", str(venv)], check=True)
             # What the environment preinstalls, then what the task installs on top of it.
             pip(venv_python, "install", "--quiet", "-r", str(ENVIRONMENT_FILE))
-            pip(venv_python, "install", "--quiet", "-c", str(ENVIRONMENT_FILE), str(wheel), *pins)
+            constraints = venv / "preinstalled-constraints.txt"
+            constraints.write_text(preinstalled_constraints(pins))
+            pip(venv_python, "install", "--quiet", "-c", str(constraints), str(wheel), *pins)
             pip(venv_python, "install", "--quiet", *tools)
             (venv / ".complete").write_text(inputs)
         wheel_version = wheel_metadata(wheel)["Version"]
         if installed(venv_python).get("iris-assets") != wheel_version:
+            pip(venv_python, "install", "--quiet", "--no-deps", "--force-reinstall", str(wheel))
+    return venv_python
+
+
+# What stands in for the platform's services inside a task venv: Unity Catalog's Delta tables are
+# the local store's deltalake files (the tests' steps run with IRIS_TARGET=local).
+PLATFORM_STAND_INS = ("deltalake",)
+
+
+def task_venv(env_python: Path, wheel: Path) -> Path:
+    """A copy of the environment venv with the platform's stand-ins added (the environment venv
+    itself stays as the platform installs it). Returns its python."""
+    env_venv = env_python.parents[1]
+    venv = env_venv.with_name(env_venv.name + "-task")
+    venv_python = venv / "bin" / "python"
+    with locked(venv.with_suffix(".lock")):
+        if not (venv / ".complete").exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            shutil.copytree(env_venv, venv, symlinks=True)
+            (venv / ".complete").unlink()
+            here = installed(Path(sys.executable))
+            stand_ins = [f"{name}=={here[name]}" for name in PLATFORM_STAND_INS]
+            pip(venv_python, "install", "--quiet", "-c", str(ENVIRONMENT_FILE), *stand_ins)
+            (venv / ".complete").write_text("\n".join(stand_ins))
+        if installed(venv_python).get("iris-assets") != wheel_metadata(wheel)["Version"]:
             pip(venv_python, "install", "--quiet", "--no-deps", "--force-reinstall", str(wheel))
     return venv_python

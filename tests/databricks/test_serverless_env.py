@@ -1,6 +1,7 @@
 """The steps on serverless environment 5, offline: the submitted dependencies resolve against the
 environment's preinstalled packages with no pyspark, and the step code that needs no Spark runs
-under them (Python 3.12, pandas 2.2, numpy 2.1, scikit-learn 1.6, mlflow-skinny 3.8).
+under them (Python 3.12, pandas 2.2, numpy 2.1, scikit-learn 1.6; mlflow-skinny is the one
+preinstalled package the spec replaces, with the orchestrator's version).
 
 The venv is built once per machine and cached (tests/databricks/serverless_env.py): about 4
 minutes the first time on a busy 2-core machine, a few seconds afterwards.
@@ -11,11 +12,13 @@ from __future__ import annotations
 import os
 import subprocess
 import textwrap
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from iris_assets import databricks_env
+from tests.assets.helpers import materialization_metadata, materialize, step_failure_messages
 from tests.databricks.serverless_env import (
     ENVIRONMENT_FILE,
     ROOT,
@@ -23,6 +26,7 @@ from tests.databricks.serverless_env import (
     installed,
     python312,
     serverless_venv,
+    task_venv,
 )
 
 pytestmark = pytest.mark.serverless_env
@@ -74,16 +78,20 @@ def test_the_spec_is_environment_5_on_python_3_12(spec):
 def test_the_submitted_dependencies_resolve_on_the_environment_without_spark(env_python, wheel):
     packages = installed(env_python)
     assert packages["iris-assets"] in wheel.name
+    replaced = {databricks_env.requirement_name(p): p for p in databricks_env.pins()}
+    assert set(replaced) & set(preinstalled()) == {"mlflow-skinny"}
     for name, pinned in preinstalled().items():
-        assert packages[name] == pinned, f"{name} replaced: the environment's is {pinned}"
+        if name not in replaced:
+            assert packages[name] == pinned, f"{name} replaced: the environment's is {pinned}"
+    assert packages["mlflow-skinny"] == version("mlflow-skinny"), "the orchestrator's MLflow"
     forbidden = set(databricks_env.FORBIDDEN_PACKAGES) | {"mlflow"}
     assert forbidden & set(packages) == set()
-    version = subprocess.run(
+    python = subprocess.run(
         [str(env_python), "-c", "import sys; print(sys.version_info[:2])"],
         capture_output=True,
         text=True,
     )
-    assert version.stdout.strip() == "(3, 12)"
+    assert python.stdout.strip() == "(3, 12)"
 
 
 def run_in_env(env_python: Path, code: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -137,8 +145,9 @@ def test_the_core_step_code_passes_its_tests_on_the_environment(env_python, tmp_
 
 
 def test_a_model_trained_on_the_environment_logs_with_its_mlflow_client(env_python, tmp_path):
-    """The train step's own log_and_register with mlflow-skinny 3.8.1 (skops, signature, pinned
-    requirements), against a file store standing in for Unity Catalog's registry."""
+    """The train step's own log_and_register with the pinned mlflow-skinny (skops, signature,
+    pinned requirements), against a file store standing in for Unity Catalog's registry.
+    (Environment 5's own mlflow-skinny 3.8.1 fails here: no skops serialization format.)"""
     out = run_in_env(
         env_python,
         """
@@ -150,22 +159,35 @@ def test_a_model_trained_on_the_environment_logs_with_its_mlflow_client(env_pyth
         from iris_assets.core.training import TrainingParams, train_classifier
         from iris_assets.steps.train import log_and_register, pip_requirements
         os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = "file:./mlruns"
+        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # a stand-in store: any works
         frame = load_bundled_iris()
         frame["split"] = assign_split(frame["flower_id"])
         model = train_classifier(frame, TrainingParams(C=1.0, max_iter=500, seed=42))
+        example = frame[list(FEATURE_COLUMNS)].head(5)
         with mlflow.start_run():
-            number = log_and_register(
-                model, frame[FEATURE_COLUMNS].head(5), types.SimpleNamespace(model_name="iris")
-            )
+            number = log_and_register(model, example, types.SimpleNamespace(model_name="iris"))
         loaded = mlflow.sklearn.load_model("models:/iris/" + number)
         print(mlflow.__version__, sklearn.__version__, number, *pip_requirements())
-        features = frame[FEATURE_COLUMNS]
+        features = frame[list(FEATURE_COLUMNS)]
         print((loaded.predict(features) == model.predict(features)).all())
         """,
         tmp_path,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     first, second = out.stdout.strip().splitlines()[-2:]
-    assert first.split()[:3] == ["3.8.1", "1.6.1", "1"]
+    assert first.split()[:3] == [version("mlflow-skinny"), "1.6.1", "1"]
     assert "scikit-learn==1.6.1" in first.split() and "pandas==2.2.3" in first.split()
     assert second == "True"
+
+
+def test_a_step_task_runs_in_the_environment_through_the_fake_workspace(
+    env_python, wheel, settings, workspace, databricks_defs, instance
+):
+    """iris_features end to end with its task process on environment 5 (plus deltalake, standing
+    in for Unity Catalog's tables), not on this test's interpreter."""
+    workspace.task_python = task_venv(env_python, wheel)
+    result = materialize(databricks_defs, instance, "iris_features")
+    assert result.success, step_failure_messages(result)
+    [run] = workspace.runs.values()
+    assert run.process.args[0] == str(workspace.task_python)
+    assert materialization_metadata(result, "iris_features")["rows_inserted"] == 150
