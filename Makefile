@@ -8,11 +8,13 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-# The exact tested set of packages is in constraints.txt; `make lock` refreshes it.
-$(STAMP): pyproject.toml constraints.txt
+# The exact tested set of packages is in constraints.txt; `make lock` refreshes it. The project's
+# own `dependencies` are only what a Databricks step task installs; the orchestrator (Dagster,
+# deltalake, MLflow's server) is the `orchestrator` extra (pyproject.toml).
+$(STAMP): pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[orchestrator,dev]"
 	touch $(STAMP)
 
 demo: install

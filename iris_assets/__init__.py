@@ -1,3 +1,1 @@
 """iris-assets: the Iris classifier operated as a Dagster asset graph, locally or on Databricks."""
-
-__version__ = "0.1.0"

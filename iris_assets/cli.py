@@ -179,6 +179,25 @@ def cmd_dev(args) -> int:
     return 0  # not reached
 
 
+def cmd_databricks_env(args) -> int:
+    """The environment spec the Databricks step runner submits with every step task."""
+    from iris_assets import databricks_env
+
+    settings = load_settings()
+    bundle_root = args.bundle_root or databricks_env.default_bundle_root(args.user, settings.env)
+    wheel = args.wheel_path or databricks_env.bundle_wheel_path(bundle_root)
+    try:
+        spec = databricks_env.environment_spec(wheel)
+    except databricks_env.ServerlessEnvironmentError as error:
+        raise CliError(str(error)) from None
+    if args.json:
+        print(json.dumps(spec, indent=2))
+    else:
+        print(f"environment_version {spec['environment_version']}")
+        print("\n".join(f"  {dependency}" for dependency in spec["dependencies"]))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="iris",
@@ -236,6 +255,21 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
     dev.set_defaults(func=cmd_dev)
+
+    databricks = sub.add_parser("databricks", help="what the Databricks target submits")
+    databricks_sub = databricks.add_subparsers(dest="databricks_command", required=True)
+    env = databricks_sub.add_parser(
+        "env", help="the serverless environment spec of the step tasks (runs/submit environments)"
+    )
+    env.add_argument("--json", action="store_true", help="the spec as the runner submits it")
+    env.add_argument(
+        "--user",
+        default="<user>",
+        help="who deployed the bundle and runs Dagster (a service principal's application id)",
+    )
+    env.add_argument("--bundle-root", help="the bundle's root_path (the runner's bundle_root)")
+    env.add_argument("--wheel-path", help="the uploaded wheel (the runner's wheel_path)")
+    env.set_defaults(func=cmd_databricks_env)
     return root
 
 

@@ -19,8 +19,14 @@ from typing import Any, Protocol, runtime_checkable
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable, QueryBuilder, write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+try:  # the local engine; a Databricks task has Spark and no deltalake, and uses only the API here
+    from deltalake import DeltaTable, QueryBuilder, write_deltalake
+    from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+except ModuleNotFoundError as missing:
+    _NO_DELTALAKE: ModuleNotFoundError | None = missing
+else:
+    _NO_DELTALAKE = None
 
 TableData = pd.DataFrame | pa.Table
 # Writes also take an iterable of frames: written as one stream, in one commit, in bounded memory.
@@ -144,6 +150,8 @@ class DeltaTableStore:
     """Delta tables under ``warehouse/<catalog>/<schema>/<table>``."""
 
     def __init__(self, warehouse: Path | str):
+        if _NO_DELTALAKE is not None:
+            raise TableError(f"the local table store needs deltalake: {_NO_DELTALAKE}")
         self.warehouse = Path(warehouse)
 
     # --- names and handles -----------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Runs a Pipes step as a Databricks serverless task (IRIS_TARGET=databricks).
 
 The task is a ``spark_python_task`` that runs the step's file as the bundle synced it
-(``<bundle_root>/files/iris_assets/steps/<step>.py``) in a serverless environment that installs the
-project's wheel and the pinned step dependencies. Pipes context and messages travel through the
-Unity Catalog volume ``settings.pipes_volume``; the Pipes bootstrap parameters reach the step as
-``--dagster-pipes-*`` command-line arguments (see ``steps.bootstrap``).
+(``<bundle_root>/files/iris_assets/steps/<step>.py``) in the serverless environment of
+``iris_assets.databricks_env``: this commit's wheel and the pins of what the environment lacks.
+Pipes context and messages travel through the Unity Catalog volume ``settings.pipes_volume``; the
+Pipes bootstrap parameters reach the step as ``--dagster-pipes-*`` command-line arguments (see
+``steps.bootstrap``).
 
 dagster_databricks and databricks.sdk are imported inside the methods: importing the definitions
 must stay light.
@@ -14,13 +15,13 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Mapping, Sequence
-from importlib.metadata import version
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field
 
+from iris_assets import databricks_env
 from iris_assets.resources.settings import SettingsResource
 from iris_assets.resources.step_runner import STEPS, StepRunner, step_error
 
@@ -28,21 +29,9 @@ if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
     from databricks.sdk.service import jobs
 
-BUNDLE_NAME = "iris-assets"  # `bundle.name` in databricks.yml
-DISTRIBUTION = "iris-assets"
-ENVIRONMENT_KEY = "iris_steps"
-# What the steps import, each pinned to the version this orchestrator runs (constraints.txt).
-STEP_PACKAGES = ("dagster-pipes", "mlflow", "scikit-learn", "skops", "numpy", "pandas")
+ENVIRONMENT_KEY = databricks_env.ENVIRONMENT_KEY
 # dagster-databricks attaches these to every result; the runner names them like the rest.
 LIBRARY_RUN_KEYS = ("Databricks Job Run ID", "Databricks Job Run URL")
-
-
-def wheel_name() -> str:
-    return f"{DISTRIBUTION.replace('-', '_')}-{version(DISTRIBUTION)}-py3-none-any.whl"
-
-
-def pinned(packages: Sequence[str]) -> list[str]:
-    return [f"{name}=={version(name)}" for name in packages]
 
 
 class DatabricksStepRunner(StepRunner):
@@ -70,16 +59,13 @@ class DatabricksStepRunner(StepRunner):
     wheel_path: str = Field(
         default="",
         description=(
-            "The project's wheel as the bundle uploaded it. Empty: "
-            "<bundle_root>/artifacts/.internal/iris_assets-<version>-py3-none-any.whl."
+            "The project's wheel as the bundle uploaded it. Empty: this commit's "
+            "<bundle_root>/artifacts/.internal/iris_assets-0.1.0+g<commit>-py3-none-any.whl."
         ),
     )
     environment_version: str = Field(
-        default="2", description="Serverless environment version; 2 runs Python 3.11."
-    )
-    step_packages: list[str] = Field(
-        default=list(STEP_PACKAGES),
-        description="Packages installed next to the wheel, pinned to this process's versions.",
+        default=databricks_env.ENVIRONMENT_VERSION,
+        description="Serverless environment version (5: Python 3.12, see databricks_env).",
     )
     timeout_seconds: int = Field(default=3600, description="Databricks stops the run after this.")
     poll_interval_seconds: float = Field(default=5.0, description="How often the run is polled.")
@@ -134,7 +120,7 @@ class DatabricksStepRunner(StepRunner):
         if self.bundle_root:
             return self.bundle_root.rstrip("/")
         user = workspace.current_user.me().user_name
-        return f"/Workspace/Users/{user}/.bundle/{BUNDLE_NAME}/{self.settings.get().env}"
+        return databricks_env.default_bundle_root(user, self.settings.get().env)
 
     def task(self, step: str, bundle_root: str) -> jobs.SubmitTask:
         from databricks.sdk.service import jobs
@@ -148,12 +134,16 @@ class DatabricksStepRunner(StepRunner):
             ),
         )
 
+    def environment_spec(self, bundle_root: str) -> dict[str, Any]:
+        """What the tasks' environment installs (``iris databricks env`` prints the same)."""
+        wheel = self.wheel_path or databricks_env.bundle_wheel_path(bundle_root)
+        return databricks_env.environment_spec(wheel, self.environment_version)
+
     def submit_args(
         self, context: dg.AssetExecutionContext, step: str, bundle_root: str
     ) -> dict[str, Any]:
         from databricks.sdk.service import compute, jobs
 
-        wheel = self.wheel_path or f"{bundle_root}/artifacts/.internal/{wheel_name()}"
         run_name = f"iris-{self.settings.get().env}-{step}-{context.run_id[:8]}"
         if context.has_partition_key:
             run_name += f"-{context.partition_key}"
@@ -167,10 +157,7 @@ class DatabricksStepRunner(StepRunner):
             "environments": [
                 jobs.JobEnvironment(
                     environment_key=ENVIRONMENT_KEY,
-                    spec=compute.Environment(
-                        environment_version=self.environment_version,
-                        dependencies=[wheel, *pinned(self.step_packages)],
-                    ),
+                    spec=compute.Environment.from_dict(self.environment_spec(bundle_root)),
                 )
             ],
         }

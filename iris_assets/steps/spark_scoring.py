@@ -98,7 +98,13 @@ def read_landing_day(spark, day_dir: Path):
         paths = sorted(str(p) for p in day_dir.glob(suffix))
         if paths:
             frame = reader(paths)
-            frames.append(frame.select([F.col(c).cast("string").alias(c) for c in frame.columns]))
+            # _metadata.file_path, not input_file_name(): that is not available on Unity Catalog.
+            file_path = F.col("_metadata.file_path").alias(ORDER)
+            frames.append(
+                frame.select(
+                    [F.col(c).cast("string").alias(c) for c in frame.columns] + [file_path]
+                )
+            )
     if not frames:
         return None
     day = frames[0]
@@ -106,9 +112,7 @@ def read_landing_day(spark, day_dir: Path):
         day = day.unionByName(frame, allowMissingColumns=True)
     return day.withColumn(
         ORDER,
-        F.concat_ws(
-            "#", F.input_file_name(), F.format_string("%020d", F.monotonically_increasing_id())
-        ),
+        F.concat_ws("#", F.col(ORDER), F.format_string("%020d", F.monotonically_increasing_id())),
     )
 
 

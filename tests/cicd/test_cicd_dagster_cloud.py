@@ -106,7 +106,8 @@ def test_the_locations_module_is_importable_and_defines_the_graph(location, tmp_
 
 def test_dagster_cloud_is_pinned_with_the_dagster_it_matches():
     pins = constraints()
-    [dagster_pin] = [d for d in PYPROJECT["project"]["dependencies"] if d.startswith("dagster==")]
+    orchestrator = PYPROJECT["project"]["optional-dependencies"]["orchestrator"]
+    [dagster_pin] = [d for d in orchestrator if d.startswith("dagster==")]
     dagster_version = dagster_pin.removeprefix("dagster==")
     for package in DAGSTER_PACKAGES:
         assert pins[package] == dagster_version, f"constraints.txt: {package}"

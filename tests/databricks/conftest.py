@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 
 from iris_assets.assets.training import challenger_model, evaluation_report, iris_features
+from iris_assets.version import SHA_VARIABLE, project_version
 from tests.databricks.fake_workspace import (
     HOST,
     TOKEN,
@@ -33,6 +34,9 @@ def short_pipes_grace(monkeypatch):
 
 @pytest.fixture
 def workspace(settings, tmp_path, monkeypatch):
+    # A deploy fixes the wheel's version once: pin it to the commit, so that editing the tree
+    # while the tests run (a new .dirty<hash>) cannot make the runner ask for another wheel.
+    monkeypatch.setenv(SHA_VARIABLE, project_version().partition("+g")[2][:12] or "0")
     monkeypatch.setenv("DATABRICKS_HOST", HOST)
     monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
     monkeypatch.delenv("DATABRICKS_CLIENT_ID", raising=False)

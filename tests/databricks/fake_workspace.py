@@ -15,6 +15,14 @@ the endpoints they call:
 
 A bundle deployment is ``deploy_bundle``: the synced files map to this repository, the wheel is a
 known artifact path (the task process imports the installed ``iris_assets``, it installs nothing).
+
+What the platform refuses, the fake refuses too: an ``environment_version`` it does not have (400),
+and a run fails at library installation when its dependencies, or what the deployed wheel
+requires in turn, include pyspark or databricks-connect ("Do not install PySpark or any library
+that installs PySpark": it stops the session), and when the synced code calls
+``input_file_name()`` (not available on Unity Catalog). The steps themselves run on environment 5
+in tests/databricks/test_serverless_env.py, where a task also runs in that environment
+(``task_python``); elsewhere tasks run with this interpreter.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,7 +39,7 @@ import time
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +52,9 @@ from databricks.sdk.errors import (
 )
 
 from iris_assets.resources import SettingsResource
-from iris_assets.resources.databricks_runner import DatabricksStepRunner, wheel_name
+from iris_assets.resources.databricks_runner import DatabricksStepRunner
 from iris_assets.settings import Settings
+from iris_assets.version import wheel_name
 
 TASK_PROCESS = Path(__file__).with_name("task_process.py")
 HOST = "https://fake-workspace.cloud.databricks.com"
@@ -53,6 +63,11 @@ USER = "dagster@example.com"
 CLUSTER_FIELDS = ("new_cluster", "existing_cluster_id", "job_cluster_key", "libraries")
 FS_FILES, FS_DIRECTORIES = "/api/2.0/fs/files", "/api/2.0/fs/directories"
 JOBS = "/api/2.2/jobs/runs"
+# Serverless environment versions the service knows (shared/databricks/SERVERLESS.md §1).
+ENVIRONMENT_VERSIONS = ("1", "2", "3", "4", "5")
+# Installing these into a serverless environment breaks its Spark Connect session.
+SPARK_PACKAGES = ("pyspark", "databricks-connect")
+INPUT_FILE_NAME = re.compile(r"\binput_file_name\s*\(", re.IGNORECASE)
 
 # Fake workspaces by key, so a runner (a Dagster resource, built from plain config) can find one.
 WORKSPACES: dict[str, FakeWorkspace] = {}
@@ -100,6 +115,10 @@ class FakeWorkspace:
     runs: dict[int, FakeRun] = field(default_factory=dict)
     workspace_files: dict[str, Path] = field(default_factory=dict)
     artifacts: set[str] = field(default_factory=set)
+    wheel_requires: dict[str, list[str]] = field(default_factory=dict)
+    # The interpreter of the task processes: this one, or a copy of a serverless environment
+    # (tests/databricks/serverless_env.py) to run the steps as the platform would install them.
+    task_python: Path | None = None
 
     def __post_init__(self):
         self.volumes = tuple(self.volumes)
@@ -111,10 +130,17 @@ class FakeWorkspace:
         self._tokens: dict[str, int] = {}
 
     # --- set-up ----------------------------------------------------------------------------------
-    def deploy_bundle(self, bundle_root: str, repo: Path) -> None:
-        """What `databricks bundle deploy` leaves: synced files and the uploaded wheel."""
+    def deploy_bundle(
+        self, bundle_root: str, repo: Path, requires: list[str] | None = None
+    ) -> None:
+        """What `databricks bundle deploy` leaves: synced files and the uploaded wheel, whose
+        requirements are those of this checkout's ``iris-assets`` unless given."""
         self.workspace_files[f"{bundle_root}/files/"] = repo
-        self.artifacts.add(f"{bundle_root}/artifacts/.internal/{wheel_name()}")
+        wheel = f"{bundle_root}/artifacts/.internal/{wheel_name()}"
+        self.artifacts.add(wheel)
+        if requires is None:
+            requires = distribution("iris-assets").requires or []
+        self.wheel_requires[wheel] = requires
 
     def connect(self, client: WorkspaceClient) -> WorkspaceClient:
         client.api_client.do = self.handler(client)
@@ -234,7 +260,13 @@ class FakeWorkspace:
 
     def installation_error(self, run: FakeRun) -> str | None:
         """Why the task cannot start: a dependency it cannot install, or no such python_file."""
-        for requirement in run.environment["dependencies"]:
+        dependencies = run.environment["dependencies"]
+        if spark := spark_packages(dependencies, self.wheel_requires):
+            return (
+                f"Library installation failed: {spark} installs PySpark, which stops the "
+                "session: do not install PySpark or any library that installs it on serverless"
+            )
+        for requirement in dependencies:
             if requirement.startswith("/"):
                 if requirement not in self.artifacts:
                     return f"Library installation failed: {requirement} does not exist"
@@ -247,8 +279,14 @@ class FakeWorkspace:
             if pinned != installed:  # the task process runs with this machine's packages
                 return f"Library installation failed: {requirement} (here: {name} {installed})"
         python_file = run.task["spark_python_task"]["python_file"]
-        if self.local_file(python_file) is None:
+        local = self.local_file(python_file)
+        if local is None:
             return f"FileNotFoundError: {python_file} does not exist in the workspace"
+        if calls := input_file_name_calls(local):
+            return (
+                "[UC_COMMAND_NOT_SUPPORTED] input_file_name is not supported in Unity Catalog; "
+                f"use the _metadata.file_path column ({', '.join(calls)})"
+            )
         return None
 
     def local_file(self, workspace_path: str) -> Path | None:
@@ -271,7 +309,7 @@ class FakeWorkspace:
         with open(run.log, "wb") as log:
             return subprocess.Popen(
                 [
-                    sys.executable,
+                    str(self.task_python or sys.executable),
                     str(TASK_PROCESS),
                     str(self.local_volumes),
                     str(python_file),
@@ -376,6 +414,49 @@ class FakeWorkspace:
         raise TimeoutError(f"no Databricks run was running within {timeout} s")
 
 
+def requirement_name(line: str) -> str:
+    for stop in "=<>!~[;@ ":
+        line = line.split(stop, 1)[0]
+    return line.strip().lower().replace("_", "-")
+
+
+def spark_packages(dependencies: list[str], wheel_requires: dict[str, list[str]]) -> list[str]:
+    """The dependencies that bring PySpark: named, or required (transitively) by one, judged by
+    the metadata of the distributions installed here (a deployed wheel's by its requirements)."""
+    found = []
+    for dependency in dependencies:
+        if dependency.startswith("/"):
+            todo = [r for r in wheel_requires.get(dependency, []) if "extra ==" not in r]
+        else:
+            todo = [dependency]
+        seen: set[str] = set()
+        while todo:
+            name = requirement_name(todo.pop())
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in SPARK_PACKAGES:
+                found.append(dependency)
+                break
+            try:
+                requires = distribution(name).requires or []
+            except PackageNotFoundError:
+                continue
+            todo.extend(r for r in requires if "extra ==" not in r)
+    return found
+
+
+def input_file_name_calls(python_file: Path) -> list[str]:
+    """Where the step file or the synced iris_assets package calls input_file_name()."""
+    package = next((p for p in python_file.parents if p.name == "iris_assets"), python_file.parent)
+    calls = []
+    for path in sorted({python_file, *package.rglob("*.py")}):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if INPUT_FILE_NAME.search(line.split("#", 1)[0]):
+                calls.append(f"{path.name}:{number}")
+    return calls
+
+
 def validate_serverless_submission(body: dict[str, Any]) -> None:
     """What the Jobs service rejects in a one-time serverless run (as HTTP 400)."""
     tasks = body.get("tasks") or []
@@ -396,6 +477,11 @@ def validate_serverless_submission(body: dict[str, Any]) -> None:
     spec = environments[task["environment_key"]]
     if not spec.get("environment_version"):
         raise InvalidParameterValue("environment_version is required")
+    if spec["environment_version"] not in ENVIRONMENT_VERSIONS:
+        raise InvalidParameterValue(
+            f"Invalid environment version {spec['environment_version']!r}: supported versions are "
+            f"{', '.join(ENVIRONMENT_VERSIONS)}"
+        )
     if len(body.get("idempotency_token") or "") > 64:
         raise InvalidParameterValue("idempotency_token must have at most 64 characters")
 

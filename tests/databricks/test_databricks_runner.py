@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from dagster_pipes import decode_param
 from iris_assets.assets.training import challenger_model, evaluation_report, iris_features
 from iris_assets.resources import LocalStepRunner, ModelRegistryResource, SettingsResource
 from iris_assets.resources.databricks_runner import DatabricksStepRunner
+from iris_assets.version import project_version
 from tests.assets.helpers import (
     check_results,
     materialization_metadata,
@@ -28,6 +30,7 @@ from tests.assets.helpers import (
     run_job,
     step_failure_messages,
 )
+from tests.databricks.conftest import ROOT
 from tests.databricks.fake_workspace import TOKEN, USER, FakeWorkspaceRunner
 
 TRAINING = ("iris_features", "challenger_model", "evaluation_report")
@@ -110,16 +113,23 @@ def test_the_submitted_task_is_serverless_and_names_the_dagster_run_without_secr
 
     [environment] = body["environments"]
     assert environment["environment_key"] == "iris_steps"
-    assert environment["spec"]["environment_version"] == "2"
+    assert environment["spec"]["environment_version"] == "5"
     wheel, *packages = environment["spec"]["dependencies"]
-    assert (
-        wheel
-        == f"{bundle}/artifacts/.internal/iris_assets-{version('iris-assets')}-py3-none-any.whl"
+    assert wheel == f"{bundle}/artifacts/.internal/iris_assets-{project_version()}-py3-none-any.whl"
+    # Only what environment 5 lacks or has too old, pinned like the orchestrator.
+    assert packages == [
+        f"dagster-pipes=={version('dagster-pipes')}",
+        f"skops=={version('skops')}",
+        f"mlflow-skinny=={version('mlflow-skinny')}",
+    ]
+    cli = subprocess.run(
+        [sys.executable, "-m", "iris_assets.cli", "databricks", "env", "--json", "--user", USER],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "IRIS_ENV": settings.env},
     )
-    assert {f"mlflow=={version('mlflow')}", f"dagster-pipes=={version('dagster-pipes')}"} <= set(
-        packages
-    )
-    assert all("==" in package for package in packages)
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout) == environment["spec"], "iris databricks env shows what is sent"
 
     assert body["run_name"] == f"iris-{settings.env}-ingest-{result.run_id[:8]}"
     assert body["idempotency_token"] == f"iris-{result.run_id}-ingest-0"
@@ -313,3 +323,71 @@ def test_a_day_of_inference_runs_through_the_serverless_client_too(settings, wor
     assert metadata["databricks_run_url"].startswith("https://")
     run = list(workspace.runs.values())[-1]
     assert run.task["task_key"] == "iris_score" and day in run.body["run_name"]
+
+
+# --- what the platform refuses, the fake refuses -------------------------------------------------
+BUNDLE_ROOT = f"/Workspace/Users/{USER}/.bundle/iris-assets"
+
+
+def test_an_environment_version_databricks_does_not_have_is_refused(settings, workspace, instance):
+    runner = FakeWorkspaceRunner.for_workspace(settings, workspace, environment_version="9")
+    defs = dg.Definitions(assets=[iris_features], resources={"step_runner": runner})
+    result = materialize(defs, instance, "iris_features")
+    assert not result.success and workspace.runs == {}
+    assert "Invalid environment version '9'" in step_failure_messages(result)
+
+
+def test_a_wheel_that_pulls_in_pyspark_fails_the_run_at_library_installation(
+    settings, workspace, databricks_defs, instance
+):
+    """The first deploy's wheel required the orchestrator: dagster-databricks -> dagster-pyspark
+    -> pyspark, which stops a serverless session."""
+    workspace.deploy_bundle(
+        f"{BUNDLE_ROOT}/{settings.env}", ROOT, requires=["dagster-databricks==0.29.27"]
+    )
+    result = materialize(databricks_defs, instance, "iris_features")
+    assert not result.success
+    message = step_failure_messages(result)
+    assert "installs PySpark, which stops the session" in message
+    assert [run.process for run in workspace.runs.values()] == [None], "the step never started"
+
+
+def test_databricks_connect_in_the_dependencies_fails_the_run(workspace):
+    from databricks.sdk.service import compute, jobs
+
+    client = workspace.client()
+    run = client.jobs.submit(
+        run_name="with-connect",
+        environments=[
+            jobs.JobEnvironment(
+                environment_key="e",
+                spec=compute.Environment(
+                    environment_version="5", dependencies=["databricks-connect==18.0.0"]
+                ),
+            )
+        ],
+        tasks=[
+            jobs.SubmitTask(
+                task_key="t",
+                environment_key="e",
+                spark_python_task=jobs.SparkPythonTask(python_file="/Workspace/x.py"),
+            )
+        ],
+    ).response
+    [task] = client.jobs.get_run(run.run_id).tasks
+    assert "installs PySpark" in client.jobs.get_run_output(task.run_id).error
+
+
+def test_synced_code_that_calls_input_file_name_is_refused(
+    settings, workspace, databricks_defs, instance, tmp_path
+):
+    synced = tmp_path / "synced"
+    shutil.copytree(ROOT / "iris_assets", synced / "iris_assets")
+    scoring = synced / "iris_assets" / "steps" / "spark_scoring.py"
+    scoring.write_text(scoring.read_text() + "\n\ndef path(F):\n    return F.input_file_name()\n")
+    workspace.deploy_bundle(f"{BUNDLE_ROOT}/{settings.env}", synced)
+    result = materialize(databricks_defs, instance, "iris_features")
+    assert not result.success
+    message = step_failure_messages(result)
+    assert "input_file_name is not supported in Unity Catalog" in message
+    assert "spark_scoring.py" in message

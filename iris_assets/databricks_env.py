@@ -1,0 +1,97 @@
+"""The serverless environment a Databricks step task runs in: its version and its dependencies.
+
+The runner submits exactly ``environment_spec(...)`` with every step, and ``iris databricks env
+--json`` prints it. Environment 5 (Python 3.12.3, Databricks Connect 18; supported until
+2029-02-25) preinstalls what the steps share with Spark Connect: pandas 2.2.3, numpy 2.1.3,
+pyarrow 21.0.0, scikit-learn 1.6.1, databricks-sdk 0.67. Those are never pinned here: replacing
+them would break Databricks Connect (it needs pandas < 3), and the project's wheel accepts them
+(its ``dependencies`` in pyproject.toml). Pinned, to the versions this orchestrator runs, is only
+what the environment lacks or has too old: dagster-pipes, whose protocol must match Dagster's;
+skops; and mlflow-skinny, which replaces the environment's 3.8.1 (that one cannot log a model
+with ``serialization_format="skops"``, and the steps write to the registry the orchestrator
+reads, so they use its MLflow version).
+
+Nothing here may pull in pyspark (Databricks: "Do not install PySpark or any library that
+installs PySpark as a dependency: it stops the session"), databricks-connect (it is the
+environment's own), or the orchestrator's packages. Standard library only: no Dagster here.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from iris_assets.version import wheel_name
+
+ENVIRONMENT_VERSION = "5"
+ENVIRONMENT_KEY = "iris_steps"
+PYTHON = "3.12"  # environment 5 runs 3.12.3
+# What the steps import that environment 5 lacks (or has too old: mlflow-skinny).
+PINNED_PACKAGES = ("dagster-pipes", "skops", "mlflow-skinny")
+# Never in a serverless environment: Spark comes with the environment, the rest is orchestration.
+FORBIDDEN_PACKAGES = (
+    "pyspark",
+    "databricks-connect",
+    "dagster",
+    "dagster-webserver",
+    "dagster-databricks",
+    "dagster-pyspark",
+    "deltalake",
+)
+
+
+class ServerlessEnvironmentError(ValueError):
+    """A dependency list that would break a serverless task."""
+
+
+def pins(packages: tuple[str, ...] = PINNED_PACKAGES) -> list[str]:
+    """``name==version`` of each package as this process has it installed."""
+    pinned = []
+    for name in packages:
+        try:
+            pinned.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            raise ServerlessEnvironmentError(
+                f"{name} is not installed here, so its version for the serverless environment is "
+                "unknown: install the project with `make install`"
+            ) from None
+    return pinned
+
+
+def requirement_name(requirement: str) -> str:
+    """The distribution a requirements line names (normalized); '' for a path or URL."""
+    line = requirement.strip()
+    if line.startswith(("/", ".", "-")) or "://" in line:
+        return ""
+    for stop in "=<>!~[;@ ":
+        line = line.split(stop, 1)[0]
+    return line.lower().replace("_", "-").replace(".", "-")
+
+
+BUNDLE_NAME = "iris-assets"  # `bundle.name` in databricks.yml
+
+
+def default_bundle_root(user: str, env: str) -> str:
+    """The bundle's `workspace.root_path` in databricks.yml, for the identity that deployed."""
+    return f"/Workspace/Users/{user}/.bundle/{BUNDLE_NAME}/{env}"
+
+
+def bundle_wheel_path(bundle_root: str) -> str:
+    """Where `databricks bundle deploy` uploads this commit's wheel (databricks.yml artifacts)."""
+    return f"{bundle_root.rstrip('/')}/artifacts/.internal/{wheel_name()}"
+
+
+def environment_spec(wheel_path: str, environment_version: str = ENVIRONMENT_VERSION) -> dict:
+    """The ``spec`` of the tasks' environment: the project's wheel and the pins."""
+    dependencies = [wheel_path, *pins()]
+    if forbidden := [d for d in dependencies if requirement_name(d) in FORBIDDEN_PACKAGES]:
+        raise ServerlessEnvironmentError(f"{forbidden} must not be installed on serverless")
+    return {"environment_version": environment_version, "dependencies": dependencies}
+
+
+def environment(wheel_path: str, environment_version: str = ENVIRONMENT_VERSION) -> dict[str, Any]:
+    """The ``environments[]`` entry the runner submits."""
+    return {
+        "environment_key": ENVIRONMENT_KEY,
+        "spec": environment_spec(wheel_path, environment_version),
+    }

@@ -1,0 +1,193 @@
+"""The steps on serverless environment 5, offline: the submitted dependencies resolve against the
+environment's preinstalled packages with no pyspark, and the step code that needs no Spark runs
+under them (Python 3.12, pandas 2.2, numpy 2.1, scikit-learn 1.6; mlflow-skinny is the one
+preinstalled package the spec replaces, with the orchestrator's version).
+
+The venv is built once per machine and cached (tests/databricks/serverless_env.py): about 4
+minutes the first time on a busy 2-core machine, a few seconds afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from iris_assets import databricks_env
+from tests.assets.helpers import materialization_metadata, materialize, step_failure_messages
+from tests.databricks.serverless_env import (
+    ENVIRONMENT_FILE,
+    ROOT,
+    build_wheel,
+    installed,
+    python312,
+    serverless_venv,
+    task_venv,
+)
+
+pytestmark = pytest.mark.serverless_env
+
+# The core tests of the code a step runs without Spark, run as they are in the environment.
+CORE_TESTS = [
+    "tests/core/test_validation.py",
+    "tests/core/test_split.py",
+    "tests/core/test_training_and_evaluation.py",
+    "tests/core/test_batch_scoring.py",
+    "tests/core/test_drift.py",
+]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="module")
+def spec(wheel) -> dict:
+    return databricks_env.environment_spec(f"/Workspace/bundle/artifacts/.internal/{wheel.name}")
+
+
+@pytest.fixture(scope="module")
+def env_python(spec, wheel) -> Path:
+    python = python312()
+    if python is None:
+        message = f"no Python {databricks_env.PYTHON} here (pyenv install {databricks_env.PYTHON})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return serverless_venv(spec["dependencies"], wheel, python)
+
+
+def preinstalled() -> dict[str, str]:
+    pins = {}
+    for line in ENVIRONMENT_FILE.read_text().splitlines():
+        if line and not line.startswith("#") and "==" in line:
+            name, _, pinned = line.partition("==")
+            pins[databricks_env.requirement_name(name)] = pinned
+    return pins
+
+
+def test_the_spec_is_environment_5_on_python_3_12(spec):
+    assert spec["environment_version"] == "5" and databricks_env.PYTHON == "3.12"
+
+
+def test_the_submitted_dependencies_resolve_on_the_environment_without_spark(env_python, wheel):
+    packages = installed(env_python)
+    assert packages["iris-assets"] in wheel.name
+    replaced = {databricks_env.requirement_name(p): p for p in databricks_env.pins()}
+    assert set(replaced) & set(preinstalled()) == {"mlflow-skinny"}
+    for name, pinned in preinstalled().items():
+        if name not in replaced:
+            assert packages[name] == pinned, f"{name} replaced: the environment's is {pinned}"
+    assert packages["mlflow-skinny"] == version("mlflow-skinny"), "the orchestrator's MLflow"
+    forbidden = set(databricks_env.FORBIDDEN_PACKAGES) | {"mlflow"}
+    assert forbidden & set(packages) == set()
+    python = subprocess.run(
+        [str(env_python), "-c", "import sys; print(sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+    )
+    assert python.stdout.strip() == "(3, 12)"
+
+
+def run_in_env(env_python: Path, code: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IRIS_", "PYTHON"))}
+    env.update(IRIS_TARGET="databricks", IRIS_ENV="dev", IRIS_HOME=str(cwd / "iris"))
+    return subprocess.run(
+        [str(env_python), "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def test_every_step_module_imports_from_the_installed_wheel(env_python, tmp_path):
+    out = run_in_env(
+        env_python,
+        """
+        import importlib, sys
+        for step in ("ingest", "train", "evaluate", "score", "day_scoring", "spark_scoring"):
+            importlib.import_module(f"iris_assets.steps.{step}")
+        import iris_assets
+        assert "site-packages" in iris_assets.__file__, iris_assets.__file__
+        assert not any(m.split(".")[0] in ("dagster", "deltalake", "pyspark") for m in sys.modules)
+        from iris_assets.settings import load_settings
+        print(load_settings().registry_uri)
+        """,
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "databricks-uc"
+
+
+def test_the_core_step_code_passes_its_tests_on_the_environment(env_python, tmp_path):
+    """Validation, split, training, evaluation, batch scoring and drift: their own tests, run
+    with the environment's pandas, numpy, pyarrow and scikit-learn against the installed wheel
+    (from outside the checkout, so the repository's iris_assets cannot be imported instead)."""
+    config = tmp_path / "pytest.ini"
+    config.write_text("[pytest]\nfilterwarnings =\n    ignore::DeprecationWarning\n")
+    tests = [str(ROOT / path) for path in CORE_TESTS]
+    out = subprocess.run(
+        [str(env_python), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-c", str(config)]
+        + ["--rootdir", str(tmp_path), "--import-mode=importlib", *tests],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("IRIS_", "PYTHON"))},
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert " passed" in out.stdout and "failed" not in out.stdout
+
+
+def test_a_model_trained_on_the_environment_logs_with_its_mlflow_client(env_python, tmp_path):
+    """The train step's own log_and_register with the pinned mlflow-skinny (skops, signature,
+    pinned requirements), against a file store standing in for Unity Catalog's registry.
+    (Environment 5's own mlflow-skinny 3.8.1 fails here: no skops serialization format.)"""
+    out = run_in_env(
+        env_python,
+        """
+        import os, types
+        import mlflow, sklearn
+        from iris_assets.core.schema import FEATURE_COLUMNS
+        from iris_assets.core.source import load_bundled_iris
+        from iris_assets.core.split import assign_split
+        from iris_assets.core.training import TrainingParams, train_classifier
+        from iris_assets.steps.train import log_and_register, pip_requirements
+        os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = "file:./mlruns"
+        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # a stand-in store: any works
+        frame = load_bundled_iris()
+        frame["split"] = assign_split(frame["flower_id"])
+        model = train_classifier(frame, TrainingParams(C=1.0, max_iter=500, seed=42))
+        example = frame[list(FEATURE_COLUMNS)].head(5)
+        with mlflow.start_run():
+            number = log_and_register(model, example, types.SimpleNamespace(model_name="iris"))
+        loaded = mlflow.sklearn.load_model("models:/iris/" + number)
+        print(mlflow.__version__, sklearn.__version__, number, *pip_requirements())
+        features = frame[list(FEATURE_COLUMNS)]
+        print((loaded.predict(features) == model.predict(features)).all())
+        """,
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    first, second = out.stdout.strip().splitlines()[-2:]
+    assert first.split()[:3] == [version("mlflow-skinny"), "1.6.1", "1"]
+    assert "scikit-learn==1.6.1" in first.split() and "pandas==2.2.3" in first.split()
+    assert second == "True"
+
+
+def test_a_step_task_runs_in_the_environment_through_the_fake_workspace(
+    env_python, wheel, settings, workspace, databricks_defs, instance
+):
+    """iris_features end to end with its task process on environment 5 (plus deltalake, standing
+    in for Unity Catalog's tables), not on this test's interpreter."""
+    workspace.task_python = task_venv(env_python, wheel)
+    result = materialize(databricks_defs, instance, "iris_features")
+    assert result.success, step_failure_messages(result)
+    [run] = workspace.runs.values()
+    assert run.process.args[0] == str(workspace.task_python)
+    assert materialization_metadata(result, "iris_features")["rows_inserted"] == 150

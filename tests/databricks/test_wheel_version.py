@@ -1,0 +1,104 @@
+"""Every commit ships a wheel with its own version, and the runner names that wheel.
+
+Databricks serverless caches a task's environment by its dependency list; a redeploy of the same
+wheel version can keep running the old code (databricks/cli#1621). The version is
+0.1.0+g<commit>[.dirty<hash of uncommitted changes>] (iris_assets/version.py, setup.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from iris_assets.version import SHA_VARIABLE, git_version, wheel_name
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != SHA_VARIABLE}
+
+
+def build(src: Path, dest: Path) -> Path:
+    """The bundle's build (``pip wheel --no-deps``), without build isolation to stay fast."""
+    shutil.rmtree(dest, ignore_errors=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+        + ["--wheel-dir", str(dest), str(src)],
+        check=True,
+        capture_output=True,
+        env=clean_env(),
+    )
+    [wheel] = dest.glob("*.whl")
+    return wheel
+
+
+def runner_wheel_path(src: Path) -> str:
+    """The wheel the runner of the checkout at ``src`` submits (``iris databricks env``)."""
+    code = "from iris_assets import databricks_env; print(databricks_env.bundle_wheel_path('/B'))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=src,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**clean_env(), "PYTHONPATH": str(src)},
+    )
+    return out.stdout.strip()
+
+
+@pytest.fixture
+def checkout(tmp_path) -> Path:
+    """A git repository holding the project's sources, one commit."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(
+        ROOT / "iris_assets", src / "iris_assets", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    git(src, "init", "-q")
+    git(src, "-c", "user.name=t", "-c", "user.email=t@example.com", "add", "-A")
+    git(src, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "one")
+    return src
+
+
+def commit(src: Path, message: str) -> str:
+    git(src, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam", message)
+    return git(src, "rev-parse", "HEAD")
+
+
+def test_each_commit_builds_a_new_version_and_the_runner_names_it(checkout, tmp_path):
+    first_sha = git(checkout, "rev-parse", "HEAD")
+    first = build(checkout, tmp_path / "dist1")
+    assert first.name == f"iris_assets-0.1.0+g{first_sha[:12]}-py3-none-any.whl"
+    assert runner_wheel_path(checkout) == f"/B/artifacts/.internal/{first.name}"
+
+    train = checkout / "iris_assets" / "steps" / "train.py"
+    train.write_text(train.read_text() + "\n# a change\n")
+    edited = wheel_name(git_version(checkout, {}))  # what a build now would be named
+    assert edited != first.name and ".dirty" in edited, "uncommitted code: a new version too"
+    assert runner_wheel_path(checkout) == f"/B/artifacts/.internal/{edited}"
+
+    second_sha = commit(checkout, "two")
+    second = build(checkout, tmp_path / "dist2")
+    assert second.name == f"iris_assets-0.1.0+g{second_sha[:12]}-py3-none-any.whl"
+    assert len({first.name, edited, second.name}) == 3
+    assert runner_wheel_path(checkout) == f"/B/artifacts/.internal/{second.name}"
+
+
+def test_a_build_outside_git_takes_the_commit_from_the_environment(tmp_path):
+    assert git_version(tmp_path, {}) is None
+    assert git_version(tmp_path, {SHA_VARIABLE: "ABCDEF0123456789"}) == "0.1.0+gabcdef012345"
+    assert wheel_name("0.1.0+gabc") == "iris_assets-0.1.0+gabc-py3-none-any.whl"
