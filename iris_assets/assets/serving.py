@@ -85,3 +85,24 @@ def endpoint_round_trip(serving: ServingBackend) -> dg.AssetCheckResult:
             "expected": expected,
         },
     )
+
+
+@dg.asset_check(
+    asset=serving_endpoint,
+    description="The endpoint serves the champion version (the sensor re-points it if not).",
+)
+def serving_matches_champion(
+    registry: ModelRegistryResource, serving: ServingBackend
+) -> dg.AssetCheckResult:
+    champion = registry.get().champion()
+    served = serving.served_version()
+    expected = champion.version if champion else None
+    return dg.AssetCheckResult(
+        passed=expected is not None and served == expected,
+        metadata={
+            "champion_version": expected or "none",
+            "served_version": served or "nothing",
+            "what to do": "champion_approval_sensor launches serving_job on a mismatch; or "
+            "materialize serving_endpoint",
+        },
+    )
