@@ -40,7 +40,12 @@ def cmd_status(args) -> int:
             "assets in the Dagster UI and the model in Catalog Explorer"
         )
     status = collect_status(settings)
-    print(json.dumps(status, indent=2) if args.json else "\n".join(status_lines(status)))
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    for line in status_lines(status):
+        alarming = "MISMATCH" in line or "REJECTED" in line
+        print(f"\033[31m{line}\033[0m" if alarming and sys.stdout.isatty() else line)
     return 0
 
 

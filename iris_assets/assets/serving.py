@@ -49,7 +49,17 @@ def serving_endpoint(
             description=f"{models.name} has no champion to serve: approve a challenger "
             "(`iris approve N --by NAME`) and materialize champion_alias"
         )
-    deployment = serving.deploy(models.name, champion.version)
+    try:
+        deployment = serving.deploy(models.name, champion.version)
+    except RuntimeError as error:  # ServingProcessError, DatabricksServingError: say why, plainly
+        raise dg.Failure(
+            description=(
+                f"could not serve {models.name} version {champion.version}: {error}. The alias "
+                "is already moved: champion_approval_sensor re-runs serving_endpoint "
+                "(serving_job) once the cause is fixed"
+            ),
+            metadata={"champion_version": champion.version},
+        ) from error
     context.log.info(f"{deployment.url} serves {models.name} version {deployment.version}")
     return dg.MaterializeResult(
         metadata={
