@@ -19,6 +19,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from iris_assets.assets.promotion_sensor import MAX_ATTEMPTS, promotion_request
+from iris_assets.core.landing import LandingArea, simulate_flowers
 from iris_assets.core.registry import ModelRegistry, RegistryError, ensure_experiment
 from iris_assets.core.schema import FEATURE_COLUMNS
 from iris_assets.definitions import build_definitions
@@ -34,6 +35,7 @@ from tests.assets.helpers import (
 )
 
 TRAINER = "tess"
+DAY = "2026-11-21"
 
 
 @pytest.fixture(scope="session")
@@ -387,3 +389,45 @@ def test_separation_of_duties_is_on_in_prod_and_off_in_dev():
     assert separate_duties(load_settings({"IRIS_ENV": "dev"}), {}) is False
     prod = load_settings({"IRIS_ENV": "prod"})
     assert separate_duties(prod, {"IRIS_SEPARATE_DUTIES": "off"}) is False
+
+
+def test_materialize_all_on_a_fresh_home_waits_for_approval_then_completes(settings, graph):
+    """The UI flow: "Materialize all" (with a day picked), approve, and "Materialize all" again."""
+    defs, instance = graph
+    LandingArea(settings.landing_dir).write_batch(simulate_flowers(40, DAY, seed=3), DAY)
+    everything = defs.resolve_implicit_global_asset_job_def()
+
+    first = everything.execute_in_process(
+        instance=instance, partition_key=DAY, raise_on_error=False
+    )
+    assert first.success, step_failure_messages(first)
+    assert materialized(first) == {"iris_features", "challenger_model", "evaluation_report"}
+    assert all(check_results(first).values()), check_results(first)
+    skipped = {e.step_key for e in first.all_events if e.event_type_value == "STEP_SKIPPED"}
+    assert {"serving_endpoint", "inference_table"} <= skipped
+    logs = [e.message for e in instance.all_logs(first.run_id) if e.message]
+    assert any("waiting for approval: run `iris approve 1 --by NAME`" in m for m in logs)
+
+    models = ModelRegistry(settings)
+    models.approve("1", by="ana")
+    decision, _ = sensor_decision(defs, instance)
+    assert decision.job_name == "promotion_job"
+    promotion = run_job(
+        defs, instance, "promotion_job", run_config=decision.run_config, tags=decision.tags
+    )
+    assert promotion.success, step_failure_messages(promotion)
+
+    second = everything.execute_in_process(
+        instance=instance, partition_key=DAY, raise_on_error=False
+    )
+    assert second.success, step_failure_messages(second)
+    assert "inference_table" in materialized(second) and "serving_endpoint" in materialized(second)
+    assert all(check_results(second).values()), check_results(second)
+    champion = materialization_metadata(second, "champion_alias")
+    assert (champion["champion_version"], champion["changed"]) == ("1", False)
+    assert "iris approve 2" in champion["note"]
+    assert materialization_metadata(second, "inference_table")["model_version"] == "1"
+
+
+def materialized(result) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
