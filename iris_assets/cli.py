@@ -100,15 +100,20 @@ def cmd_rollback(args) -> int:
     settings = load_settings()
     if not args.by.strip() or not args.reason.strip():
         raise CliError("say who rolls back and why: --by NAME --reason TEXT")
+    from iris_assets.assets.promotion import former_champions
+
+    instance = dagster_instance(settings)
     try:
-        old, target = ModelRegistry(settings).rollback_target(args.to)
+        old, target = ModelRegistry(settings).rollback_target(
+            args.to, former_champions(instance, settings.model_name)
+        )
     except RegistryError as error:
         raise CliError(str(error)) from None
     config = {"rollback": True, "to": target.version, "by": args.by, "reason": args.reason}
     try:
         run_job(
             build_definitions(settings),
-            dagster_instance(settings),
+            instance,
             "rollback_job",
             run_config={"ops": {"champion_alias": {"config": config}}},
             tags={"iris/model": settings.model_name, "iris/trigger": "iris rollback"},

@@ -56,6 +56,18 @@ def feature_table_version(settings, instance: dg.DagsterInstance) -> str | None:
     return str(value.value) if value is not None else None
 
 
+def former_champions(instance: dg.DagsterInstance, model_name: str) -> set[str]:
+    """Versions champion_alias has made champion, from Dagster's event log (not from tags)."""
+    records = instance.fetch_materializations(dg.AssetKey("champion_alias"), limit=1000).records
+    versions = set()
+    for record in records:
+        metadata = record.asset_materialization.metadata if record.asset_materialization else {}
+        model = metadata.get("model_name")
+        if "champion_version" in metadata and (model is None or model.value == model_name):
+            versions.add(str(metadata["champion_version"].value))
+    return versions
+
+
 def waiting_message(version: str) -> str:
     return (
         f"waiting for approval: run `iris approve {version} --by NAME` (or tag approval=approved)"
@@ -92,7 +104,12 @@ def champion_alias(
     models = registry.get()
     if config.rollback:
         try:
-            old, target = models.rollback(config.to or None, by=config.by, reason=config.reason)
+            old, target = models.rollback(
+                config.to or None,
+                by=config.by,
+                reason=config.reason,
+                former=former_champions(context.instance, models.name),
+            )
         except RegistryError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from None
         context.log.info(
@@ -101,6 +118,7 @@ def champion_alias(
         yield dg.MaterializeResult(
             metadata={
                 "champion_version": target.version,
+                "model_name": models.name,
                 "rolled_back_from": old.version,
                 "rolled_back_by": config.by,
                 "rolled_back_reason": config.reason,
@@ -167,6 +185,7 @@ def champion_alias(
     yield dg.MaterializeResult(
         metadata={
             "champion_version": candidate.version,
+            "model_name": models.name,
             "previous_champion": champion.version if champion else "none",
             "approved_by": candidate.tags.get(APPROVED_BY_TAG, "unknown"),
             "approved_at": candidate.tags.get(APPROVED_AT_TAG, "unknown"),

@@ -22,6 +22,7 @@ import dagster as dg
 
 from iris_assets.assets.promotion import (
     feature_table_version,
+    former_champions,
     lifecycle_checks_job,
     promotion_job,
     rollback_job,
@@ -121,7 +122,7 @@ def revoked_champion_request(models, instance, champion) -> dg.RunRequest | dg.S
     reason = champion.tags.get(REJECTION_REASON_TAG, "no reason given")
     since = champion.tags.get(CHAMPION_SINCE_TAG, "")
     try:
-        _, target = models.rollback_target(None)
+        _, target = models.rollback_target(None, former_champions(instance, models.name))
     except RegistryError as error:
         request = request_id("revoked", models.name, champion.version, since)
         decision = bounded_request(

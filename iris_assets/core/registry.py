@@ -236,10 +236,14 @@ class ModelRegistry:
         return self.get(version.version)
 
     # --- going back ----------------------------------------------------------------------------
-    def rollback_target(self, to: str | None = None) -> tuple[VersionInfo, VersionInfo]:
+    def rollback_target(
+        self, to: str | None = None, former: set[str] | None = None
+    ) -> tuple[VersionInfo, VersionInfo]:
         """(current champion, the former champion to go back to); RegistryError saying why not.
 
         Without ``to``, the ``previous_champion`` chain is followed past rejected versions.
+        ``former``: the versions the orchestrator's own history shows as champion; tags can be
+        set by anyone who can tag, so when it is given a tag alone does not make a former champion.
         """
         champion = self.champion()
         if champion is None:
@@ -248,7 +252,9 @@ class ModelRegistry:
             target = self.get(to)
             if target.version == champion.version:
                 raise RegistryError(f"version {target.version} is already the champion")
-            if PROMOTED_AT_TAG not in target.tags:
+            if PROMOTED_AT_TAG not in target.tags or (
+                former is not None and target.version not in former
+            ):
                 raise RegistryError(
                     f"version {target.version} was never champion: rollback only restores a "
                     "former champion; a new version is promoted by approving the challenger"
@@ -265,7 +271,8 @@ class ModelRegistry:
         while previous not in ("", "none") and previous not in seen:
             seen.add(previous)
             candidate = self.get(previous)
-            if candidate.approval != REJECTED:
+            was_champion = former is None or candidate.version in former
+            if candidate.approval != REJECTED and was_champion:
                 return champion, candidate
             previous = candidate.tags.get(PREVIOUS_CHAMPION_TAG, "none")
         raise RegistryError(
@@ -273,7 +280,9 @@ class ModelRegistry:
             "train, evaluate and approve a new challenger (`iris approve N --by NAME`)"
         )
 
-    def rollback(self, to: str | None, by: str, reason: str) -> tuple[VersionInfo, VersionInfo]:
+    def rollback(
+        self, to: str | None, by: str, reason: str, former: set[str] | None = None
+    ) -> tuple[VersionInfo, VersionInfo]:
         """Move ``champion`` back to a former champion; record who, why, when and from where.
 
         The version rolled back from loses its approval (``approval=rolled_back`` unless it was
@@ -281,7 +290,7 @@ class ModelRegistry:
         """
         if not by.strip() or not reason.strip():
             raise RegistryError("a rollback needs --by NAME and --reason TEXT")
-        old, target = self.rollback_target(to)
+        old, target = self.rollback_target(to, former)
         now = utc_now_stamp()
         self.set_alias(CHAMPION_ALIAS, target.version)
         self.set_tags(

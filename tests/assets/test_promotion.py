@@ -316,7 +316,28 @@ def test_rollback_refuses_a_version_that_was_never_champion(home, models):
         models.rollback(None, by="olga", reason="why not")
     with pytest.raises(RegistryError, match="was never champion"):
         models.rollback("2", by="olga", reason="out of turn")
+    # Forging the history tags does not make v2 a former champion: Dagster's log decides.
+    tag(settings, "2", promoted_at="2026-01-01T00:00:00+00:00")
+    tag(settings, "1", previous_champion="2")
+    result, message = promote(defs, instance, rollback=True, to="2", by="olga", reason="forged")
+    assert not result.success and "version 2 was never champion" in message
+    result, message = promote(defs, instance, rollback=True, by="olga", reason="forged chain")
+    assert not result.success and "no earlier champion" in message
     assert models.champion().version == "1"
+
+
+def test_the_iris_command_refuses_out_of_turn_approvals_and_rollbacks(home, monkeypatch, capsys):
+    from iris_assets.cli import main
+
+    settings, _, _ = home
+    monkeypatch.setenv("DAGSTER_HOME", str(settings.dagster_home))
+    new_challenger(settings)
+    assert main(["approve", "2", "--by", "ana"]) == 2
+    assert "version 2 has no evaluation record yet" in capsys.readouterr().err
+    assert main(["approve", "1", "--by", "ana"]) == 2
+    assert "version 1 is not the challenger" in capsys.readouterr().err
+    assert main(["rollback", "--by", "ana", "--reason", "why"]) == 2
+    assert "has no champion: there is nothing to roll back" in capsys.readouterr().err
 
 
 def test_a_failed_promotion_run_is_retried_a_bounded_number_of_times(home, models, tmp_path):
