@@ -40,20 +40,31 @@ def cmd_status(args) -> int:
             "assets in the Dagster UI and the model in Catalog Explorer"
         )
     status = collect_status(settings)
-    print(json.dumps(status, indent=2) if args.json else "\n".join(status_lines(status)))
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    for line in status_lines(status):
+        alarming = "MISMATCH" in line or "REJECTED" in line
+        print(f"\033[31m{line}\033[0m" if alarming and sys.stdout.isatty() else line)
     return 0
 
 
 def cmd_approve(args) -> int:
     from iris_assets.core.registry import ModelRegistry, RegistryError
+    from iris_assets.settings import separate_duties
 
+    settings = load_settings()
     try:
-        version = ModelRegistry(load_settings()).approve(args.version, by=args.by)
+        version = ModelRegistry(settings).approve(
+            args.version, by=args.by, separate_duties=separate_duties(settings)
+        )
     except RegistryError as error:
         raise CliError(str(error)) from None
     print(
-        f"{version.name} version {version.version} approved by {args.by}; "
-        "champion_approval_sensor will promote it if its evaluation passed"
+        f"{version.name} version {version.version} approved by {args.by} for evaluation record "
+        f"{version.tags['approval_evaluation_run_id']} "
+        f"({version.tags.get('evaluation_reason', 'not evaluated')}); champion_approval_sensor "
+        "promotes it if that record passes and is still current (`iris status`)"
     )
     return 0
 
@@ -61,13 +72,59 @@ def cmd_approve(args) -> int:
 def cmd_reject(args) -> int:
     from iris_assets.core.registry import ModelRegistry, RegistryError
 
+    models = ModelRegistry(load_settings())
     try:
-        version = ModelRegistry(load_settings()).reject(
-            args.version, by=args.by, reason=args.reason
-        )
+        version = models.reject(args.version, by=args.by, reason=args.reason)
     except RegistryError as error:
         raise CliError(str(error)) from None
     print(f"{version.name} version {version.version} rejected by {args.by}: {args.reason}")
+    if "champion" in version.aliases:
+        try:
+            _, target = models.rollback_target(None)
+        except RegistryError as error:
+            print(f"it is the champion and keeps serving: {error}", file=sys.stderr)
+            return 1
+        print(
+            f"it is the champion: champion_approval_sensor rolls back to version "
+            f"{target.version} (now: `iris rollback --by {args.by} --reason ...`)"
+        )
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    """Run rollback_job in-process on this env's Dagster instance (it shows in the UI)."""
+    from iris_assets.core.registry import ModelRegistry, RegistryError
+    from iris_assets.definitions import build_definitions
+    from iris_assets.demo import DemoError, dagster_instance, run_job
+
+    settings = load_settings()
+    if not args.by.strip() or not args.reason.strip():
+        raise CliError("say who rolls back and why: --by NAME --reason TEXT")
+    from iris_assets.assets.promotion import former_champions
+
+    instance = dagster_instance(settings)
+    try:
+        old, target = ModelRegistry(settings).rollback_target(
+            args.to, former_champions(instance, settings.model_name)
+        )
+    except RegistryError as error:
+        raise CliError(str(error)) from None
+    config = {"rollback": True, "to": target.version, "by": args.by, "reason": args.reason}
+    try:
+        run_job(
+            build_definitions(settings),
+            instance,
+            "rollback_job",
+            run_config={"ops": {"champion_alias": {"config": config}}},
+            tags={"iris/model": settings.model_name, "iris/trigger": "iris rollback"},
+        )
+    except DemoError as error:
+        raise CliError(str(error)) from None
+    print(
+        f"{settings.model_name}: champion rolled back from version {old.version} to "
+        f"{target.version} by {args.by} ({args.reason}); version {old.version} needs a new "
+        "approval to be promoted again"
+    )
     return 0
 
 
@@ -223,6 +280,12 @@ def parser() -> argparse.ArgumentParser:
     reject.add_argument("--by", required=True)
     reject.add_argument("--reason", required=True)
     reject.set_defaults(func=cmd_reject)
+
+    rollback = sub.add_parser("rollback", help="move champion back to a former champion")
+    rollback.add_argument("--to", help="the former champion (default: the previous one)")
+    rollback.add_argument("--by", required=True, help="who rolls back (recorded)")
+    rollback.add_argument("--reason", required=True, help="why (recorded)")
+    rollback.set_defaults(func=cmd_rollback)
 
     predict = sub.add_parser("predict", help="send JSON to the endpoint, print the predictions")
     predict.add_argument(

@@ -14,8 +14,20 @@ from iris_assets.assets.inference import (
     inference_table,
     new_flowers,
 )
-from iris_assets.assets.promotion import champion_alias, champion_approval_sensor, promotion_job
-from iris_assets.assets.serving import endpoint_round_trip, serving_endpoint
+from iris_assets.assets.promotion import (
+    champion_alias,
+    champion_is_approved,
+    lifecycle_checks_job,
+    promotion_job,
+    rollback_job,
+    serving_job,
+)
+from iris_assets.assets.promotion_sensor import champion_approval_sensor
+from iris_assets.assets.serving import (
+    endpoint_round_trip,
+    serving_endpoint,
+    serving_matches_champion,
+)
 from iris_assets.assets.training import challenger_model, evaluation_report, iris_features
 from iris_assets.resources import (
     DatabricksServingBackend,
@@ -64,8 +76,15 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             serving_endpoint,
             inference_table,
         ],
-        asset_checks=[endpoint_round_trip],
-        jobs=[training_job, promotion_job, inference_job],
+        asset_checks=[endpoint_round_trip, serving_matches_champion, champion_is_approved],
+        jobs=[
+            training_job,
+            promotion_job,
+            rollback_job,
+            serving_job,
+            lifecycle_checks_job,
+            inference_job,
+        ],
         sensors=[champion_approval_sensor],
         schedules=[daily_inference_schedule],
         resources=resources_for(settings),

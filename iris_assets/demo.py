@@ -61,7 +61,7 @@ def run_job(
 
 
 def run_demo(settings: Settings, rows: int = 200, say: Callable[[str], None] = print) -> dict:
-    from iris_assets.assets.promotion import champion_approval_sensor
+    from iris_assets.assets.promotion_sensor import champion_approval_sensor
     from iris_assets.core.landing import LandingArea, simulate_flowers
     from iris_assets.core.registry import ModelRegistry
     from iris_assets.core.schema import FEATURE_COLUMNS

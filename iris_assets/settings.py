@@ -183,3 +183,35 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         serving_host=environ.get("IRIS_SERVING_HOST", "127.0.0.1"),
         serving_port=port,
     )
+
+
+def separate_duties(settings: Settings, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the identity that trained a version may not approve it (IRIS_SEPARATE_DUTIES).
+
+    Default on in prod, off in dev.
+    """
+    environ = os.environ if environ is None else environ
+    text = environ.get("IRIS_SEPARATE_DUTIES", "").strip().lower()
+    if not text:
+        return settings.env == "prod"
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"IRIS_SEPARATE_DUTIES={text!r} is not one of on, off, true, false, 1, 0")
+
+
+def acting_identity(
+    run_tags: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None
+) -> str:
+    """Who is acting: the Dagster run's user, else IRIS_USER, a Databricks service principal or the
+    login name. Recorded as ``trained_by`` so separation of duties can compare it."""
+    environ = os.environ if environ is None else environ
+    for key in ("dagster/user", "user"):
+        if run_tags and run_tags.get(key):
+            return run_tags[key]
+    if environ.get("IRIS_USER"):
+        return environ["IRIS_USER"]
+    if environ.get("DATABRICKS_CLIENT_ID"):
+        return f"service-principal:{environ['DATABRICKS_CLIENT_ID']}"
+    return environ.get("USER") or environ.get("USERNAME") or "unknown"

@@ -16,6 +16,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     models = ModelRegistry(settings)
     champion, challenger = models.champion(), models.challenger()
     served = version(settings.serving_url)
+    served_version = str(served["version"]) if served and "version" in served else None
     inference_rows, partitions = 0, []
     if store.exists(settings.inference_table):
         inference_rows = store.count(settings.inference_table)
@@ -36,11 +37,14 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             "challenger": challenger.version if challenger else None,
             "challenger_approval": challenger.approval if challenger else None,
             "challenger_evaluation": challenger.evaluation if challenger else None,
+            "champion_rejected": champion_rejection(champion),
+            "promotion": promotion_state(settings, models, challenger, champion),
         },
         "serving": {
             "url": settings.serving_url + "/invocations",
-            "version": str(served["version"]) if served else None,
+            "version": served_version,
             "healthy": health(settings.serving_url) is not None,
+            "matches_champion": champion is not None and served_version == champion.version,
         },
         "inference_table": {
             "name": settings.inference_table,
@@ -50,16 +54,59 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     }
 
 
+def champion_rejection(champion) -> str | None:
+    """What to do about a champion that was rejected after promotion; None when it was not."""
+    from iris_assets.core.registry import REJECTED, REJECTION_REASON_TAG
+
+    if champion is None or champion.approval != REJECTED:
+        return None
+    return f"REJECTED ({champion.tags.get(REJECTION_REASON_TAG, 'no reason given')})"
+
+
+def promotion_state(settings: Settings, models, challenger, champion) -> str:
+    """What stands between the challenger and the champion alias (the gate, read-only)."""
+    from iris_assets.assets.promotion import feature_table_version
+    from iris_assets.core.gate import decide
+    from iris_assets.settings import separate_duties
+
+    if challenger is None:
+        return "no challenger"
+    if champion is not None and champion.version == challenger.version:
+        return "the challenger is champion"
+    decision = decide(
+        models,
+        challenger,
+        champion,
+        feature_table_version(settings, None),
+        separate_duties(settings),
+    )
+    if decision.may_promote:
+        return f"version {challenger.version} may be promoted: champion_approval_sensor will"
+    return decision.reason
+
+
 def status_lines(status: dict[str, Any]) -> list[str]:
     model, serving, inference = status["model"], status["serving"], status["inference_table"]
     served = f"v{serving['version']}" if serving["version"] else "not running"
+    if model["champion"] and not serving["matches_champion"]:
+        served += (
+            f"  MISMATCH: the champion is v{model['champion']} (champion_approval_sensor "
+            "re-points it; or materialize serving_endpoint)"
+        )
+    champion = model["champion"] or "-"
+    if model.get("champion_rejected"):
+        champion += (
+            f" {model['champion_rejected']}: champion_approval_sensor rolls back to the previous "
+            "champion; with none, approve a new challenger (`iris approve N --by NAME`)"
+        )
     return [
         f"env {status['env']} ({status['target']}) at {status['home']}",
         f"feature table  {status['feature_table']['name']}: {status['feature_table']['rows']} rows",
-        f"model          {model['name']}: champion {model['champion'] or '-'}, "
+        f"model          {model['name']}: champion {champion}, "
         f"challenger {model['challenger'] or '-'} "
         f"(approval {model['challenger_approval'] or 'pending'}, "
         f"evaluation {model['challenger_evaluation'] or 'pending'})",
+        f"promotion      {model['promotion']}",
         f"serving        {serving['url']}: {served}",
         f"inference      {inference['name']}: {inference['rows']} rows in "
         f"{len(inference['partitions'])} partitions",

@@ -110,6 +110,7 @@ def test_dagster_dev_serves_the_graph_with_its_sensor_and_schedule(tmp_path):
         with_checks = {name for name, node in nodes.items() if node["hasAssetChecks"]}
         assert with_checks == {
             "iris_features",
+            "champion_alias",
             "evaluation_report",
             "serving_endpoint",
             "inference_table",

@@ -49,7 +49,17 @@ def serving_endpoint(
             description=f"{models.name} has no champion to serve: approve a challenger "
             "(`iris approve N --by NAME`) and materialize champion_alias"
         )
-    deployment = serving.deploy(models.name, champion.version)
+    try:
+        deployment = serving.deploy(models.name, champion.version)
+    except RuntimeError as error:  # ServingProcessError, DatabricksServingError: say why, plainly
+        raise dg.Failure(
+            description=(
+                f"could not serve {models.name} version {champion.version}: {error}. The alias "
+                "is already moved: champion_approval_sensor re-runs serving_endpoint "
+                "(serving_job) once the cause is fixed"
+            ),
+            metadata={"champion_version": champion.version},
+        ) from error
     context.log.info(f"{deployment.url} serves {models.name} version {deployment.version}")
     return dg.MaterializeResult(
         metadata={
@@ -83,5 +93,26 @@ def endpoint_round_trip(serving: ServingBackend) -> dg.AssetCheckResult:
             "served_version": serving.served_version() or "unknown",
             "predictions": predictions,
             "expected": expected,
+        },
+    )
+
+
+@dg.asset_check(
+    asset=serving_endpoint,
+    description="The endpoint serves the champion version (the sensor re-points it if not).",
+)
+def serving_matches_champion(
+    registry: ModelRegistryResource, serving: ServingBackend
+) -> dg.AssetCheckResult:
+    champion = registry.get().champion()
+    served = serving.served_version()
+    expected = champion.version if champion else None
+    return dg.AssetCheckResult(
+        passed=expected is not None and served == expected,
+        metadata={
+            "champion_version": expected or "none",
+            "served_version": served or "nothing",
+            "what to do": "champion_approval_sensor launches serving_job on a mismatch; or "
+            "materialize serving_endpoint",
         },
     )

@@ -60,7 +60,12 @@ def challenger_model(
     context: dg.AssetExecutionContext, config: TrainConfig, step_runner: StepRunner
 ):
     """A newly trained classifier, registered as a new model version with alias `challenger`."""
-    yield from step_runner.run(context, "train", {"params": config.model_dump()})
+    from iris_assets.settings import acting_identity
+
+    trained_by = acting_identity(context.run.tags)  # separation of duties compares the approver
+    yield from step_runner.run(
+        context, "train", {"params": config.model_dump(), "trained_by": trained_by}
+    )
 
 
 @dg.asset(

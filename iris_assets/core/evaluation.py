@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,21 +17,10 @@ from sklearn.metrics import (
 )
 
 from iris_assets.core.schema import FEATURE_COLUMNS, LABEL, SPECIES_NAMES, TEST
+from iris_assets.core.verdict import Thresholds, Verdict, judge_metrics
 
 METRIC_NAMES = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
 LABELS = list(range(len(SPECIES_NAMES)))
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """The bar a challenger must clear: a minimum quality and no regression against the champion.
-
-    Defaults live in the ``evaluation_report`` asset's config, where users change them.
-    """
-
-    min_accuracy: float
-    min_f1_macro: float
-    max_regression: float
 
 
 @dataclass(frozen=True)
@@ -40,16 +29,6 @@ class Scores:
     per_class: pd.DataFrame
     confusion: np.ndarray
     rows: int
-
-
-@dataclass(frozen=True)
-class Verdict:
-    passed: bool
-    reasons: list[str] = field(default_factory=list)
-
-    @property
-    def summary(self) -> str:
-        return "passed" if self.passed else "failed: " + "; ".join(self.reasons)
 
 
 def held_out_rows(features: pd.DataFrame) -> pd.DataFrame:
@@ -93,21 +72,7 @@ def score_model(model, test_rows: pd.DataFrame) -> Scores:
 
 
 def judge(challenger: Scores, champion: Scores | None, thresholds: Thresholds) -> Verdict:
-    reasons = []
-    acc, f1 = challenger.metrics["accuracy"], challenger.metrics["f1_macro"]
-    if acc < thresholds.min_accuracy:
-        reasons.append(f"accuracy {acc:.4f} is below the minimum {thresholds.min_accuracy}")
-    if f1 < thresholds.min_f1_macro:
-        reasons.append(f"f1_macro {f1:.4f} is below the minimum {thresholds.min_f1_macro}")
-    if champion is not None:
-        for name in ("accuracy", "f1_macro"):
-            drop = champion.metrics[name] - challenger.metrics[name]
-            if drop > thresholds.max_regression:
-                reasons.append(
-                    f"{name} regresses by {drop:.4f} against the champion "
-                    f"(tolerance {thresholds.max_regression})"
-                )
-    return Verdict(passed=not reasons, reasons=reasons)
+    return judge_metrics(challenger.metrics, champion.metrics if champion else None, thresholds)
 
 
 def comparison_markdown(challenger: Scores, champion: Scores | None, labels: tuple[str, str]):

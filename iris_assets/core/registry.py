@@ -15,12 +15,19 @@ from typing import Any
 
 from iris_assets.settings import APPROVAL_TAG, CHALLENGER_ALIAS, CHAMPION_ALIAS, Settings
 
-APPROVED, REJECTED = "approved", "rejected"
-EVALUATION_TAG = "evaluation"  # passed | failed
+APPROVED, REJECTED, ROLLED_BACK = "approved", "rejected", "rolled_back"
+EVALUATION_TAG = "evaluation"  # passed | failed: a summary for people, never trusted
 EVALUATION_REASON_TAG = "evaluation_reason"
+EVALUATION_RUN_TAG = "evaluation_run_id"  # the evaluation record (core/evidence.py)
 APPROVED_BY_TAG, APPROVED_AT_TAG = "approved_by", "approved_at"
+# The evaluation record an approval was given on, and when that binding was made.
+APPROVAL_RUN_TAG, APPROVAL_BOUND_AT_TAG = "approval_evaluation_run_id", "approval_bound_at"
 REJECTION_REASON_TAG = "rejection_reason"
+TRAINED_BY_TAG = "trained_by"
 PROMOTED_AT_TAG, PREVIOUS_CHAMPION_TAG = "promoted_at", "previous_champion"
+CHAMPION_SINCE_TAG = "champion_since"  # set each time the version becomes champion
+ROLLED_BACK_TAGS = ("rolled_back_at", "rolled_back_by", "rolled_back_reason", "rolled_back_to")
+REINSTATED_TAGS = ("reinstated_at", "reinstated_by", "reinstated_reason", "reinstated_from")
 
 
 @dataclass(frozen=True)
@@ -151,13 +158,56 @@ class ModelRegistry:
     def set_alias(self, alias: str, version: str | int) -> None:
         self.client.set_registered_model_alias(self.name, alias, str(version))
 
-    def approve(self, version: str | int, by: str) -> VersionInfo:
-        self.get(version)
+    def experiment_id(self) -> str | None:
+        """The environment's experiment, where evaluation records live (None before training)."""
+        experiment = self.client.get_experiment_by_name(self.settings.experiment_name)
+        return experiment.experiment_id if experiment is not None else None
+
+    def delete_tags(self, version: str | int, keys: tuple[str, ...] | list[str]) -> None:
+        from mlflow.exceptions import MlflowException
+
+        for key in keys:
+            with contextlib.suppress(MlflowException):  # the tag was not there
+                self.client.delete_model_version_tag(self.name, str(version), key)
+
+    def approve(self, version: str | int, by: str, separate_duties: bool = False) -> VersionInfo:
+        """Approve the challenger for its current evaluation record (the binding is written here).
+
+        Refused, with what to do, for a version that is not the challenger, has no evaluation
+        record yet, or (with separation of duties on) was trained by ``by``.
+        """
+        target = self.get(version)
+        by = by.strip()
+        if not by:
+            raise RegistryError("say who approves: --by NAME")
+        challenger = self.challenger()
+        if challenger is None or challenger.version != target.version:
+            now = f"the challenger is version {challenger.version}" if challenger else "none is"
+            raise RegistryError(
+                f"version {target.version} is not the challenger ({now}): only the challenger is "
+                f"promoted. To go back to a former champion: `iris rollback --to {target.version} "
+                "--by NAME --reason TEXT`"
+            )
+        record = target.tags.get(EVALUATION_RUN_TAG)
+        if not record:
+            raise RegistryError(
+                f"version {target.version} has no evaluation record yet: materialize "
+                "evaluation_report, look at its report, then approve"
+            )
+        trainer = target.tags.get(TRAINED_BY_TAG, "")
+        if separate_duties and trainer and trainer.strip().lower() == by.lower():
+            raise RegistryError(duties_message(target.version, trainer))
         self.set_tags(
             version,
-            {APPROVAL_TAG: APPROVED, APPROVED_BY_TAG: by, APPROVED_AT_TAG: utc_now_iso()},
+            {
+                APPROVAL_TAG: APPROVED,
+                APPROVED_BY_TAG: by,
+                APPROVED_AT_TAG: utc_now_iso(),
+                APPROVAL_RUN_TAG: record,
+                APPROVAL_BOUND_AT_TAG: utc_now_stamp(),
+            },
         )
-        self._delete_tag(version, REJECTION_REASON_TAG)
+        self.delete_tags(version, [REJECTION_REASON_TAG])
         return self.get(version)
 
     def reject(self, version: str | int, by: str, reason: str) -> VersionInfo:
@@ -171,45 +221,102 @@ class ModelRegistry:
                 REJECTION_REASON_TAG: reason,
             },
         )
+        self.delete_tags(version, [APPROVAL_RUN_TAG, APPROVAL_BOUND_AT_TAG])
         return self.get(version)
 
-    def _delete_tag(self, version: str | int, key: str) -> None:
-        from mlflow.exceptions import MlflowException
+    def bind_approval(self, version: VersionInfo, record_run_id: str) -> VersionInfo:
+        """Bind an approval set without one (Catalog Explorer, a bare MlflowClient) to the record
+        the pipeline sees it with for the first time."""
+        if version.tags.get(APPROVAL_RUN_TAG):
+            return version
+        self.set_tags(
+            version.version,
+            {APPROVAL_RUN_TAG: record_run_id, APPROVAL_BOUND_AT_TAG: utc_now_stamp()},
+        )
+        return self.get(version.version)
 
-        with contextlib.suppress(MlflowException):  # the tag was not there
-            self.client.delete_model_version_tag(self.name, str(version), key)
+    # --- going back ----------------------------------------------------------------------------
+    def rollback_target(
+        self, to: str | None = None, former: set[str] | None = None
+    ) -> tuple[VersionInfo, VersionInfo]:
+        """(current champion, the former champion to go back to); RegistryError saying why not.
+
+        Without ``to``, the ``previous_champion`` chain is followed past rejected versions.
+        ``former``: the versions the orchestrator's own history shows as champion; tags can be
+        set by anyone who can tag, so when it is given a tag alone does not make a former champion.
+        """
+        champion = self.champion()
+        if champion is None:
+            raise RegistryError(f"{self.name} has no champion: there is nothing to roll back")
+        if to:
+            target = self.get(to)
+            if target.version == champion.version:
+                raise RegistryError(f"version {target.version} is already the champion")
+            if PROMOTED_AT_TAG not in target.tags or (
+                former is not None and target.version not in former
+            ):
+                raise RegistryError(
+                    f"version {target.version} was never champion: rollback only restores a "
+                    "former champion; a new version is promoted by approving the challenger"
+                )
+            if target.approval == REJECTED:
+                raise RegistryError(
+                    f"version {target.version} was rejected "
+                    f"({target.tags.get(REJECTION_REASON_TAG, 'no reason given')}): choose "
+                    "another --to"
+                )
+            return champion, target
+        seen = {champion.version}
+        previous = champion.tags.get(PREVIOUS_CHAMPION_TAG, "none")
+        while previous not in ("", "none") and previous not in seen:
+            seen.add(previous)
+            candidate = self.get(previous)
+            was_champion = former is None or candidate.version in former
+            if candidate.approval != REJECTED and was_champion:
+                return champion, candidate
+            previous = candidate.tags.get(PREVIOUS_CHAMPION_TAG, "none")
+        raise RegistryError(
+            f"champion version {champion.version} has no earlier champion to roll back to: "
+            "train, evaluate and approve a new challenger (`iris approve N --by NAME`)"
+        )
+
+    def rollback(
+        self, to: str | None, by: str, reason: str, former: set[str] | None = None
+    ) -> tuple[VersionInfo, VersionInfo]:
+        """Move ``champion`` back to a former champion; record who, why, when and from where.
+
+        The version rolled back from loses its approval (``approval=rolled_back`` unless it was
+        rejected), so the approval sensor promotes it again only after a new approval.
+        """
+        if not by.strip() or not reason.strip():
+            raise RegistryError("a rollback needs --by NAME and --reason TEXT")
+        old, target = self.rollback_target(to, former)
+        now = utc_now_stamp()
+        self.set_alias(CHAMPION_ALIAS, target.version)
+        self.set_tags(
+            target.version,
+            dict(zip(REINSTATED_TAGS, (now, by, reason, old.version), strict=True))
+            | {CHAMPION_SINCE_TAG: now},
+        )
+        old_tags = dict(zip(ROLLED_BACK_TAGS, (now, by, reason, target.version), strict=True))
+        if old.approval != REJECTED:
+            old_tags[APPROVAL_TAG] = ROLLED_BACK
+        self.set_tags(old.version, old_tags)
+        self.delete_tags(old.version, [APPROVAL_RUN_TAG, APPROVAL_BOUND_AT_TAG])
+        return self.get(old.version), self.get(target.version)
+
+
+def duties_message(version: str, trainer: str) -> str:
+    return (
+        f"version {version} was trained by {trainer!r}, who may not also approve it: separation "
+        "of duties is on (IRIS_SEPARATE_DUTIES, default on in prod); someone else must approve"
+    )
 
 
 def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def promotion_blockers(version: VersionInfo) -> list[str]:
-    """Why ``version`` may not become champion yet; empty when it may.
-
-    Each reason says what to do next, because it is shown to the person trying to promote.
-    """
-    blockers = []
-    approval = version.approval
-    how = (
-        f"set tag {APPROVAL_TAG}={APPROVED} on {version.name} version {version.version}, "
-        f"e.g. `iris approve {version.version} --by <your name>`"
-    )
-    if approval is None:
-        blockers.append(f"model version {version.version} is not approved: {how}")
-    elif approval == REJECTED:
-        reason = version.tags.get(REJECTION_REASON_TAG, "no reason given")
-        who = version.tags.get(APPROVED_BY_TAG, "someone")
-        blockers.append(f"model version {version.version} was rejected by {who}: {reason}")
-    elif approval != APPROVED:
-        blockers.append(
-            f"model version {version.version} has {APPROVAL_TAG}={version.tags[APPROVAL_TAG]!r}, "
-            f"which is not '{APPROVED}': {how}"
-        )
-    if version.evaluation != "passed":
-        detail = version.tags.get(EVALUATION_REASON_TAG) or "it has not been evaluated"
-        blockers.append(
-            f"model version {version.version} has no passed evaluation ({detail}): "
-            "materialize evaluation_report first"
-        )
-    return blockers
+def utc_now_stamp() -> str:
+    """A timestamp precise enough to tell two approvals or promotions apart (run keys use it)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")

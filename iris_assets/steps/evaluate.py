@@ -1,7 +1,10 @@
 """Evaluate step: score the challenger (and the champion) on the held-out split and judge it.
 
-The verdict is written to the challenger's model-version tags, where promotion reads it, and
-reported as the blocking ``evaluation_passed`` check.
+The evaluation is recorded as its own MLflow run (``core/evidence.py``), which promotion reads;
+the verdict is also written to the challenger's tags for people, with ``evaluation_run_id``
+pointing at the record, and reported as the blocking ``evaluation_passed`` check. An approval
+given on an earlier evaluation is carried over only when the verdict, the champion compared
+against and the feature-table version are the same; otherwise it must be given again.
 """
 
 from __future__ import annotations
@@ -20,12 +23,23 @@ from iris_assets.core.evaluation import (
     per_class_markdown,
     score_model,
 )
+from iris_assets.core.evidence import (
+    EvaluationRecord,
+    RecordError,
+    read_record,
+    split_identity,
+    write_record,
+)
 from iris_assets.core.registry import (
+    APPROVAL_RUN_TAG,
+    APPROVED,
     EVALUATION_REASON_TAG,
+    EVALUATION_RUN_TAG,
     EVALUATION_TAG,
     ModelRegistry,
     RegistryError,
     VersionInfo,
+    ensure_experiment,
     utc_now_iso,
 )
 from iris_assets.settings import CHALLENGER_ALIAS
@@ -54,6 +68,7 @@ def evaluate(step: Step) -> None:
         champion = None  # re-evaluating the serving champion: compare against the bar only
 
     store = table_store(settings)
+    feature_version = store.version(settings.feature_table)
     test_rows = held_out_rows(store.read(settings.feature_table))
     new = score_model(load_estimator(challenger), test_rows)
     old: Scores | None = score_model(load_estimator(champion), test_rows) if champion else None
@@ -61,13 +76,42 @@ def evaluate(step: Step) -> None:
 
     labels = (f"challenger v{challenger.version}", f"champion v{champion.version}" if old else "")
     comparison = comparison_markdown(new, old, labels)
+    record = write_record(
+        registry.client,
+        ensure_experiment(settings),
+        {
+            "model_name": settings.model_name,
+            "model_version": challenger.version,
+            "model_run_id": challenger.run_id or "",
+            "champion_version": champion.version if champion else "none",
+            "feature_table": settings.feature_table,
+            "feature_table_version": str(feature_version),
+            "held_out_rows": new.rows,
+            "held_out_sha256": split_identity(test_rows["flower_id"]),
+            "thresholds": thresholds,
+            "challenger_metrics": new.metrics,
+            "champion_metrics": old.metrics if old else None,
+        },
+        run_name=f"evaluate-v{challenger.version}-{step.run_id[:8]}",
+        tags={"dagster_run_id": step.run_id, "verdict": verdict.summary[:5000]},
+        metrics={
+            **{f"test_{name}": value for name, value in new.metrics.items()},
+            **(
+                {f"champion_test_{name}": value for name, value in old.metrics.items()}
+                if old
+                else {}
+            ),
+        },
+    )
+    approval = carry_approval(registry, challenger, record)
     registry.set_tags(
         challenger.version,
         {
             EVALUATION_TAG: "passed" if verdict.passed else "failed",
             EVALUATION_REASON_TAG: verdict.summary,
+            EVALUATION_RUN_TAG: record.run_id,
             "evaluated_at": utc_now_iso(),
-            "evaluated_against": champion.version if champion else "none",
+            "evaluated_against": record.champion_version,
             **{f"test_{name}": value for name, value in new.metrics.items()},
         },
     )
@@ -78,6 +122,10 @@ def evaluate(step: Step) -> None:
         "challenger_version": challenger.version,
         "champion_version": champion.version if champion else "none",
         "held_out_rows": new.rows,
+        "held_out_sha256": record.held_out_sha256,
+        "feature_table_version": feature_version,
+        "evaluation_run_id": record.run_id,
+        "approval": approval,
         "verdict": verdict.summary,
         "comparison": md(comparison),
         "per_class": md(per_class_markdown(new)),
@@ -92,6 +140,7 @@ def evaluate(step: Step) -> None:
         metadata={
             "verdict": verdict.summary,
             "challenger_version": challenger.version,
+            "evaluation_run_id": record.run_id,
             "comparison": md(comparison),
         },
     )
@@ -99,6 +148,31 @@ def evaluate(step: Step) -> None:
         metadata=metadata,
         data_version=f"v{challenger.version}-{'pass' if verdict.passed else 'fail'}",
     )
+
+
+def carry_approval(registry: ModelRegistry, version: VersionInfo, record: EvaluationRecord) -> str:
+    """Bind the version's approval to ``record`` only if it was given on equivalent evidence.
+
+    An approval without a binding (set in Catalog Explorer since the last evaluation) is taken as
+    given on the previous record, or on nothing when there was none. Returns what happened.
+    """
+    if version.approval != APPROVED:
+        return "not approved"
+    previous_id = version.tags.get(EVALUATION_RUN_TAG)
+    bound = version.tags.get(APPROVAL_RUN_TAG) or previous_id or "none"
+    previous = None
+    if bound == previous_id and previous_id:
+        try:
+            previous = read_record(registry.client, previous_id, None)
+        except RecordError:
+            previous = None
+    same = previous is not None and (
+        previous.verdict.passed,
+        previous.champion_version,
+        previous.feature_table_version,
+    ) == (record.verdict.passed, record.champion_version, record.feature_table_version)
+    registry.set_tags(version.version, {APPROVAL_RUN_TAG: record.run_id if same else bound})
+    return "carried over (same verdict, champion and data)" if same else "void: approve again"
 
 
 def log_to_training_run(registry: ModelRegistry, version: VersionInfo, scores: Scores) -> None:

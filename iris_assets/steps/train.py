@@ -17,7 +17,7 @@ from iris_assets.core.registry import (
 )
 from iris_assets.core.schema import FEATURE_COLUMNS
 from iris_assets.core.training import TrainingParams, train_classifier, train_rows
-from iris_assets.settings import CHALLENGER_ALIAS
+from iris_assets.settings import CHALLENGER_ALIAS, acting_identity
 from iris_assets.steps.bootstrap import Step, json_value, open_step
 from iris_assets.steps.failpoints import failpoint
 from iris_assets.steps.stores import table_store
@@ -82,6 +82,7 @@ def train(step: Step) -> None:
         "feature_table_version": str(feature_version),
         "dagster_run_id": step.run_id,
         "trained_at": utc_now_iso(),
+        "trained_by": step.config.get("trained_by") or acting_identity(),
     }
     if sha := git_sha():
         lineage["git_sha"] = sha

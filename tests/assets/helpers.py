@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from iris_assets.assets.promotion import champion_approval_sensor
+from iris_assets.assets.promotion_sensor import champion_approval_sensor
 
 
 def run_job(defs: dg.Definitions, instance: dg.DagsterInstance, name: str, **kwargs):

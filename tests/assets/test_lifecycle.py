@@ -54,7 +54,11 @@ def test_the_whole_lifecycle_then_a_second_training_round(settings, graph):
 
     models.approve("1", by="tester")
     promotion = promote_through_sensor(defs, instance, "1")
-    assert check_results(promotion) == {"endpoint_round_trip": True}
+    assert check_results(promotion) == {
+        "champion_is_approved": True,
+        "endpoint_round_trip": True,
+        "serving_matches_champion": True,
+    }
     assert models.champion().version == "1"
     assert served_version(settings.serving_url)["version"] == "1"
     already, _ = sensor_decision(defs, instance)
