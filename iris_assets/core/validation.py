@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api import types as ptypes
 
+from iris_assets.core.identity import derived_ids
 from iris_assets.core.schema import (
     FEATURE_COLUMNS,
     LABEL,
@@ -377,6 +378,8 @@ def validate_measurements(
     require_label: bool = False,
     passthrough: Sequence[str] = (),
     seen_column: str | None = None,
+    derive_missing_ids: bool = False,
+    id_below: int | None = None,
 ) -> ValidationResult:
     """Split ``raw`` into typed valid rows and rejected rows with every reason they failed.
 
@@ -387,6 +390,10 @@ def validate_measurements(
     When ``raw`` is one batch of a larger partition, the caller can name a boolean
     ``seen_column`` marking rows whose flower_id already appeared in an earlier batch: those are
     duplicates too. The column itself is not part of the rejected ``record``.
+
+    With ``derive_missing_ids`` (and ``require_label``) a frame without a ``flower_id`` column
+    gets content-derived ids (``core.identity``) instead of being rejected; ``id_below`` rejects
+    explicit ids at or above it (ingestion reserves [2**62, 2**63) for derived ids).
     """
     seen = None
     if seen_column is not None and seen_column in raw.columns:
@@ -394,10 +401,11 @@ def validate_measurements(
         raw = raw.drop(columns=[seen_column])
     rows = len(raw)
     failures = _Failures(rows)
+    derive = derive_missing_ids and require_label and _column(raw, PRIMARY_KEY) is None
     required = [PRIMARY_KEY, *FEATURE_COLUMNS, *([LABEL] if require_label else [])]
     columns = {name: _column(raw, name) for name in required}
     for name in required:
-        if columns[name] is None:
+        if columns[name] is None and not (derive and name == PRIMARY_KEY):
             failures.add_all(f"missing column: {name}")
 
     ids = np.zeros(rows, dtype=np.int64)
@@ -405,6 +413,12 @@ def validate_measurements(
         ids, missing, invalid = _parse_ids(columns[PRIMARY_KEY])
         failures.add(missing, f"{PRIMARY_KEY} is missing")
         failures.add(invalid, f"{PRIMARY_KEY} is not a non-negative integer")
+        if id_below is not None:
+            failures.add(
+                ~missing & ~invalid & (ids >= id_below),
+                f"{PRIMARY_KEY} must be below {id_below} (larger ids are reserved for ids "
+                "derived from content)",
+            )
 
     measurements: dict[str, np.ndarray] = {}
     for name in FEATURE_COLUMNS:
@@ -429,7 +443,12 @@ def validate_measurements(
         failures.add(missing, f"{LABEL} is missing")
         failures.add(invalid, f"{LABEL} is not one of {_LABEL_CHOICES}")
 
-    if columns[PRIMARY_KEY] is not None:
+    if derive:
+        ok = np.flatnonzero(~failures.any)
+        values = np.column_stack([measurements[name][ok] for name in FEATURE_COLUMNS])
+        ids[ok] = derived_ids(values, labels[ok])
+
+    if columns[PRIMARY_KEY] is not None or derive:
         candidates = np.flatnonzero(~failures.any)
         repeated = pd.Series(ids[candidates]).duplicated(keep="first").to_numpy()
         duplicate = np.zeros(rows, dtype=bool)

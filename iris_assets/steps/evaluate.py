@@ -20,6 +20,7 @@ from iris_assets.core.evaluation import (
     per_class_markdown,
     score_model,
 )
+from iris_assets.core.held_out import held_out_rows_at, trained_on_version
 from iris_assets.core.registry import (
     EVALUATION_REASON_TAG,
     EVALUATION_TAG,
@@ -54,7 +55,9 @@ def evaluate(step: Step) -> None:
         champion = None  # re-evaluating the serving champion: compare against the bar only
 
     store = table_store(settings)
-    test_rows = held_out_rows(store.read(settings.feature_table))
+    # The split as the challenger saw it: both models are scored on rows neither trained on.
+    trained_on = trained_on_version(challenger.tags, f"challenger v{challenger.version}")
+    test_rows = held_out_rows(held_out_rows_at(store, settings.feature_table, trained_on))
     new = score_model(load_estimator(challenger), test_rows)
     old: Scores | None = score_model(load_estimator(champion), test_rows) if champion else None
     verdict = judge(new, old, thresholds)
