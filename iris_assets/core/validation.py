@@ -205,6 +205,12 @@ def _parse_ids(series: pd.Series):
     return _parse_ids_from_text(series, missing)
 
 
+def parse_ids(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 ids, usable) for raw ids of any dtype, exact to int64 (never through a float)."""
+    ids, missing, invalid = _parse_ids(series)
+    return ids, ~missing & ~invalid
+
+
 def _parse_species(series: pd.Series):
     """(labels, missing, invalid): labels are int64 0..2, -1 wherever missing or invalid."""
     missing = series.isna().to_numpy(dtype=bool, copy=True)
@@ -380,6 +386,7 @@ def validate_measurements(
     seen_column: str | None = None,
     derive_missing_ids: bool = False,
     id_below: int | None = None,
+    observed_on: str | None = None,
 ) -> ValidationResult:
     """Split ``raw`` into typed valid rows and rejected rows with every reason they failed.
 
@@ -394,6 +401,8 @@ def validate_measurements(
     With ``derive_missing_ids`` (and ``require_label``) a frame without a ``flower_id`` column
     gets content-derived ids (``core.identity``) instead of being rejected; ``id_below`` rejects
     explicit ids at or above it (ingestion reserves [2**62, 2**63) for derived ids).
+    ``observed_on`` (YYYY-MM-DD) rejects rows whose ``observed_at`` is on another UTC day; a
+    missing ``observed_at`` is allowed.
     """
     seen = None
     if seen_column is not None and seen_column in raw.columns:
@@ -436,6 +445,16 @@ def validate_measurements(
                 finite & (values > MAX_MEASUREMENT_CM), f"{name} exceeds {MAX_MEASUREMENT_CM:g} cm"
             )
         measurements[name] = values
+
+    observed = _column(raw, "observed_at") if observed_on is not None else None
+    if observed is not None:
+        stamps = observed
+        if not isinstance(observed.dtype, pd.DatetimeTZDtype):
+            stamps = pd.to_datetime(observed, utc=True, errors="coerce", format="ISO8601")
+        start = pd.Timestamp(observed_on, tz="UTC")
+        inside = (stamps >= start) & (stamps < start + pd.Timedelta(days=1))
+        off_day = (stamps.notna() & ~inside).to_numpy(dtype=bool)
+        failures.add(off_day, f"observed_at is not on the partition day {observed_on}")
 
     labels = np.full(rows, -1, dtype=np.int64)
     if require_label and columns[LABEL] is not None:

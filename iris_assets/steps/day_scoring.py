@@ -4,10 +4,16 @@ Chunks of the landing files are validated and scored one at a time and written a
 so the inference partition is replaced in a single Delta commit (a run killed halfway leaves the
 old partition). Rejects are spooled to a local Parquet file and replace their slice afterwards.
 The summary the checks need is read back from the written table with aggregates.
+
+Shared with the Spark path (``steps/spark_scoring.py``): which files are read and how many rows
+they hold (``select_day_files``, counted from the files, never from the scoring), the refusal
+to replace a partition when the day has no landing rows, the rejects rows for files that cannot
+be read, and what the output check compares.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -20,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from iris_assets.core.batch_scoring import ScoredBatch, score_stream
-from iris_assets.core.landing import LandingArea
+from iris_assets.core.landing import LandingArea, LandingFile, iter_files
 from iris_assets.core.quarantine import rejects_rows, rejects_slice
 from iris_assets.core.registry import VersionInfo
 from iris_assets.core.schema import (
@@ -46,16 +52,72 @@ class PartitionStats:
     null_predictions: int
 
 
+class NoLandingData(RuntimeError):
+    """The day has no landing rows: scoring it would replace its partition with nothing."""
+
+
+@dataclass(frozen=True)
+class DayFiles:
+    """The day folder as both engines read it: the readable files and the quarantined ones."""
+
+    day: str
+    folder: Path
+    files: list[LandingFile]
+
+    @property
+    def readable(self) -> list[Path]:
+        return [f.path for f in self.files if f.readable]
+
+    @property
+    def quarantined(self) -> list[LandingFile]:
+        return [f for f in self.files if not f.readable]
+
+    @property
+    def landing_rows(self) -> int:
+        """Rows of the readable files, from their footers and line counts."""
+        return sum(f.rows or 0 for f in self.files if f.readable)
+
+    def rejects(self) -> pd.DataFrame:
+        """One rejects row per quarantined file: the file and why it was not read."""
+        bad = self.quarantined
+        return pd.DataFrame(
+            {
+                "stage": "inference",
+                "partition": self.day,
+                PRIMARY_KEY: pd.Series([None] * len(bad), dtype=object),
+                "reason": [f.problem for f in bad],
+                "record": [json.dumps({"file": f.path.name}) for f in bad],
+                "rejected_at": pd.Timestamp(datetime.now(UTC)),
+            }
+        )[REJECTS_TABLE_SCHEMA.names]
+
+
+def select_day_files(settings: Settings, day: str) -> DayFiles:
+    """The day's files (``LandingArea.scan_day``); NoLandingData when they hold no rows."""
+    landing = LandingArea(settings.landing_dir)
+    selected = DayFiles(day, landing.day_dir(day), landing.scan_day(day))
+    if selected.landing_rows == 0:
+        found = ", ".join(f"{f.path.name} ({f.problem or 'no rows'})" for f in selected.files)
+        raise NoLandingData(
+            f"no landing rows for {day} in {selected.folder} "
+            f"({'files: ' + found if found else 'no files'}): nothing was scored and the "
+            "existing partition, if any, is kept. Run the day again once its files have "
+            "arrived (landing_files_sensor does this when the folder changes)."
+        )
+    return selected
+
+
 @dataclass(frozen=True)
 class ScoredDay:
-    landing_rows: int
+    landing_rows: int  # counted from the files, independently of the scoring
     rows_scored: int
-    rows_rejected: int
+    rows_rejected: int  # row rejects in the rejects table, read back after the write
     table_version: int
     prediction_counts: dict[str, int]
     reject_reasons: dict[str, int]
     features_sample: pd.DataFrame  # scored measurements (a uniform sample when large), for drift
     written: PartitionStats
+    files_quarantined: tuple[str, ...] = ()  # "name: reason" of each file that was not read
 
 
 def partition_stats(store: TableStore, settings: Settings, day: str) -> PartitionStats:
@@ -136,16 +198,18 @@ def score_day_locally(
     model,
     batch_rows: int = 250_000,
 ) -> ScoredDay:
+    files = select_day_files(settings, day)
     INFERENCE_TABLE.ensure(store, settings.inference_table)
     REJECTS_TABLE.ensure(store, settings.rejects_table)
     tally = Tally()
     settings.env_home.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=settings.env_home, prefix=".spool-") as folder:
         spool = RejectSpool(Path(folder) / "rejects.parquet")
+        spool.write(files.rejects())
 
         def scored_chunks():
             for batch in score_stream(
-                LandingArea(settings.landing_dir).iter_day(day, batch_rows),
+                iter_files(files.readable, batch_rows),
                 model,
                 day=day,
                 model_name=settings.model_name,
@@ -165,12 +229,19 @@ def score_day_locally(
     for table in (settings.inference_table, settings.rejects_table):
         store.compact_if_fragmented(table)
     return ScoredDay(
-        landing_rows=tally.landing_rows,
+        landing_rows=files.landing_rows,
         rows_scored=tally.scored,
-        rows_rejected=tally.rejected,
+        rows_rejected=written_row_rejects(store, settings, files),
         table_version=version,
         prediction_counts=dict(tally.predictions.most_common()),
         reject_reasons=dict(tally.reasons.most_common(10)),
         features_sample=tally.sample,
         written=partition_stats(store, settings, day),
+        files_quarantined=tuple(f"{f.path.name}: {f.problem}" for f in files.quarantined),
     )
+
+
+def written_row_rejects(store: TableStore, settings: Settings, files: DayFiles) -> int:
+    """Row rejects of the day as stored (the slice minus its one row per quarantined file)."""
+    stored = store.count(settings.rejects_table, rejects_slice("inference", files.day))
+    return stored - len(files.quarantined)
