@@ -43,7 +43,8 @@ def score_batch(
     valid = checked.valid
     predictions = predict_frame(model, valid)
     observed_at = (
-        pd.to_datetime(valid["observed_at"], utc=True, errors="coerce")
+        # ISO8601 parses each value on its own: a batch may mix the spellings of two files.
+        pd.to_datetime(valid["observed_at"], utc=True, errors="coerce", format="ISO8601")
         if "observed_at" in valid
         else pd.Series(pd.NaT, index=valid.index, dtype="datetime64[us, UTC]")
     )

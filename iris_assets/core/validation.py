@@ -387,6 +387,7 @@ def validate_measurements(
     derive_missing_ids: bool = False,
     id_below: int | None = None,
     observed_on: str | None = None,
+    check_duplicates: bool = True,
 ) -> ValidationResult:
     """Split ``raw`` into typed valid rows and rejected rows with every reason they failed.
 
@@ -402,7 +403,8 @@ def validate_measurements(
     gets content-derived ids (``core.identity``) instead of being rejected; ``id_below`` rejects
     explicit ids at or above it (ingestion reserves [2**62, 2**63) for derived ids).
     ``observed_on`` (YYYY-MM-DD) rejects rows whose ``observed_at`` is on another UTC day; a
-    missing ``observed_at`` is allowed.
+    missing ``observed_at`` is allowed. ``check_duplicates=False`` leaves repeated ids to the
+    caller (Spark decides them across the whole day).
     """
     seen = None
     if seen_column is not None and seen_column in raw.columns:
@@ -467,13 +469,14 @@ def validate_measurements(
         values = np.column_stack([measurements[name][ok] for name in FEATURE_COLUMNS])
         ids[ok] = derived_ids(values, labels[ok])
 
-    if columns[PRIMARY_KEY] is not None or derive:
-        candidates = np.flatnonzero(~failures.any)
+    if check_duplicates and (columns[PRIMARY_KEY] is not None or derive):
+        # A row already seen elsewhere is a duplicate whatever its place in this batch, so it
+        # must not make the first valid occurrence in this batch look like a repeat.
+        earlier = seen & ~failures.any if seen is not None else np.zeros(rows, dtype=bool)
+        candidates = np.flatnonzero(~failures.any & ~earlier)
         repeated = pd.Series(ids[candidates]).duplicated(keep="first").to_numpy()
-        duplicate = np.zeros(rows, dtype=bool)
+        duplicate = earlier.copy()
         duplicate[candidates[repeated]] = True
-        if seen is not None:
-            duplicate |= seen & ~failures.any
         failures.add(duplicate, f"duplicate {PRIMARY_KEY}")
 
     keep = np.flatnonzero(~failures.any)

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from iris_assets.core.batch_scoring import ScoredBatch, score_stream
+from iris_assets.core.drift import in_sample, sample_fraction
 from iris_assets.core.landing import LandingArea, LandingFile, iter_files
 from iris_assets.core.quarantine import rejects_rows, rejects_slice
 from iris_assets.core.registry import VersionInfo
@@ -38,8 +38,6 @@ from iris_assets.core.schema import (
 )
 from iris_assets.core.tables import TableStore
 from iris_assets.settings import Settings
-
-DRIFT_SAMPLE_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -138,34 +136,31 @@ def partition_stats(store: TableStore, settings: Settings, day: str) -> Partitio
 
 
 class Tally:
-    """Running counts over the chunks, and a uniform sample of scored measurements for drift."""
+    """Running counts over the chunks, and the drift sample (``core.drift.in_sample``)."""
 
-    def __init__(self, sample_rows: int = DRIFT_SAMPLE_ROWS, seed: int = 0):
-        self.landing_rows = self.scored = self.rejected = 0
+    def __init__(self, sample_fraction: float = 1.0):
+        self.scored = self.rejected = 0
         self.predictions: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
-        self._sample = pd.DataFrame(
-            {c: pd.Series(dtype="float64") for c in [*FEATURE_COLUMNS, "_key"]}
-        )
-        self._sample_rows = sample_rows
-        self._random = np.random.default_rng(seed)
+        self._fraction = sample_fraction
+        self._samples: list[pd.DataFrame] = []
 
     def add(self, batch: ScoredBatch) -> None:
-        self.landing_rows += batch.rows
         self.scored += len(batch.scored)
         self.rejected += len(batch.rejects)
         self.predictions.update(batch.scored["species_name"].value_counts().to_dict())
         self.reasons.update(batch.rejects["reason"].value_counts().to_dict())
-        # Keep the rows with the smallest random keys seen so far: a uniform sample of them all.
-        chunk = batch.scored[list(FEATURE_COLUMNS)].assign(
-            _key=self._random.random(len(batch.scored))
-        )
-        merged = pd.concat([self._sample, chunk], ignore_index=True) if len(chunk) else self._sample
-        self._sample = merged.nsmallest(self._sample_rows, "_key")
+        keep = in_sample(batch.scored[PRIMARY_KEY].to_numpy(), self._fraction)
+        if keep.any():
+            self._samples.append(batch.scored.loc[keep, [PRIMARY_KEY, *FEATURE_COLUMNS]])
 
     @property
     def sample(self) -> pd.DataFrame:
-        return self._sample[list(FEATURE_COLUMNS)].astype("float64").reset_index(drop=True)
+        """The sampled scored rows (flower_id and measurements), in id order."""
+        if not self._samples:
+            return pd.DataFrame({c: pd.Series(dtype="float64") for c in FEATURE_COLUMNS})
+        rows = pd.concat(self._samples, ignore_index=True).sort_values(PRIMARY_KEY)
+        return rows[list(FEATURE_COLUMNS)].astype("float64").reset_index(drop=True)
 
 
 class RejectSpool:
@@ -201,7 +196,7 @@ def score_day_locally(
     files = select_day_files(settings, day)
     INFERENCE_TABLE.ensure(store, settings.inference_table)
     REJECTS_TABLE.ensure(store, settings.rejects_table)
-    tally = Tally()
+    tally = Tally(sample_fraction(files.landing_rows))
     settings.env_home.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=settings.env_home, prefix=".spool-") as folder:
         spool = RejectSpool(Path(folder) / "rejects.parquet")
