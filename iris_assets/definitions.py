@@ -12,6 +12,7 @@ from iris_assets.assets.inference import (
     daily_inference_schedule,
     inference_job,
     inference_table,
+    landing_files_sensor,
     new_flowers,
 )
 from iris_assets.assets.promotion import champion_alias, champion_approval_sensor, promotion_job
@@ -43,11 +44,13 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         return {
             "step_runner": DatabricksStepRunner.from_env(settings_resource),
             "registry": registry,
+            "settings": settings_resource,
             "serving": DatabricksServingBackend.from_env(settings_resource),
         }
     return {
         "step_runner": LocalStepRunner(settings=settings_resource),
         "registry": registry,
+        "settings": settings_resource,
         "serving": LocalServingBackend(settings=settings_resource),
     }
 
@@ -66,7 +69,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         ],
         asset_checks=[endpoint_round_trip],
         jobs=[training_job, promotion_job, inference_job],
-        sensors=[champion_approval_sensor],
+        sensors=[champion_approval_sensor, landing_files_sensor],
         schedules=[daily_inference_schedule],
         resources=resources_for(settings),
     )

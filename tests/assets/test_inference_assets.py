@@ -140,3 +140,30 @@ def test_the_daily_schedule_scores_the_day_that_just_ended():
     request = daily_inference_schedule(context)
     assert request.partition_key == "2026-11-25"
     assert request.run_key == "inference-2026-11-25"
+
+
+def test_the_landing_sensor_scores_a_day_again_when_late_files_arrive(settings, graph):
+    import dagster as dg
+
+    from iris_assets.assets.inference import landing_files_sensor
+
+    defs, instance = graph
+
+    def tick(cursor):
+        with dg.build_sensor_context(
+            instance=instance, definitions=defs, resources=defs.resources, cursor=cursor
+        ) as context:
+            result = landing_files_sensor(context)
+            return result, context.cursor
+
+    landing = LandingArea(settings.landing_dir)
+    result, cursor = tick(None)
+    assert isinstance(result, dg.SkipReason)
+    landing.write_batch(simulate_flowers(5, DAY, seed=1), DAY)
+    [first], cursor = tick(cursor)
+    assert first.partition_key == DAY
+    again, cursor = tick(cursor)
+    assert isinstance(again, dg.SkipReason), "an unchanged day is not scored twice"
+    landing.write_batch(simulate_flowers(5, DAY, seed=2), DAY)  # late data, after scoring
+    [late], cursor = tick(cursor)
+    assert late.partition_key == DAY and late.run_key != first.run_key
