@@ -12,6 +12,7 @@ from iris_assets.assets.inference import (
     daily_inference_schedule,
     inference_job,
     inference_table,
+    landing_files_sensor,
     new_flowers,
 )
 from iris_assets.assets.promotion import (
@@ -55,11 +56,13 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         return {
             "step_runner": DatabricksStepRunner.from_env(settings_resource),
             "registry": registry,
+            "settings": settings_resource,
             "serving": DatabricksServingBackend.from_env(settings_resource),
         }
     return {
         "step_runner": LocalStepRunner(settings=settings_resource),
         "registry": registry,
+        "settings": settings_resource,
         "serving": LocalServingBackend(settings=settings_resource),
     }
 
@@ -85,7 +88,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             lifecycle_checks_job,
             inference_job,
         ],
-        sensors=[champion_approval_sensor],
+        sensors=[champion_approval_sensor, landing_files_sensor],
         schedules=[daily_inference_schedule],
         resources=resources_for(settings),
     )

@@ -115,8 +115,9 @@ def test_dagster_dev_serves_the_graph_with_its_sensor_and_schedule(tmp_path):
             "serving_endpoint",
             "inference_table",
         }
-        assert [(s["name"], s["sensorState"]["status"]) for s in repository["sensors"]] == [
-            ("champion_approval_sensor", "RUNNING")
+        assert sorted((s["name"], s["sensorState"]["status"]) for s in repository["sensors"]) == [
+            ("champion_approval_sensor", "RUNNING"),
+            ("landing_files_sensor", "RUNNING"),
         ]
         assert [s["name"] for s in repository["schedules"]] == ["daily_inference_schedule"]
     finally:
@@ -149,7 +150,7 @@ def test_the_databricks_target_loads_with_credentials_only_from_the_environment(
     kinds, everything, loaded = out.stdout.strip().splitlines()
     assert kinds == (
         "{'registry': 'ModelRegistryResource', 'serving': 'DatabricksServingBackend', "
-        "'step_runner': 'DatabricksStepRunner'}"
+        "'settings': 'SettingsResource', 'step_runner': 'DatabricksStepRunner'}"
     )
     assert "do-not-print-me" not in everything + out.stderr
     assert loaded == "[]"

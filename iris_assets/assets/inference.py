@@ -1,11 +1,20 @@
-"""Batch inference: each day's newly collected flowers scored by the champion, on a schedule."""
+"""Batch inference: each day's newly collected flowers scored by the champion.
 
+Two triggers. The 01:00 schedule scores the day that just ended (and fails loudly when that day
+has no landing rows, rather than replacing its partition with nothing). ``landing_files_sensor``
+watches the landing area and scores a day again whenever its folder changes (a file added,
+removed or rewritten: the day's fingerprint of names, sizes and mtimes), so data that arrives
+late is never lost. A sensor rather than declarative automation: the trigger is a change in files
+outside Dagster, and ``new_flowers`` is an external asset nobody materializes.
+"""
+
+import json
 from datetime import timedelta
 
 import dagster as dg
 
 from iris_assets.assets.promotion import champion_alias
-from iris_assets.resources import StepRunner
+from iris_assets.resources import SettingsResource, StepRunner
 
 INFERENCE_GROUP = "inference"
 daily = dg.DailyPartitionsDefinition(start_date="2024-01-01", timezone="UTC", end_offset=1)
@@ -64,3 +73,32 @@ inference_job = dg.define_asset_job(
 def daily_inference_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
     return dg.RunRequest(run_key=f"inference-{day}", partition_key=day)
+
+
+@dg.sensor(
+    job=inference_job,
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Scores a day again when files land in (or leave) its folder, e.g. late data.",
+)
+def landing_files_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
+    from iris_assets.core.landing import LandingArea
+
+    current = settings.get()
+    if current.is_databricks:
+        return dg.SkipReason(
+            "the landing area is a Unity Catalog volume the orchestrator cannot list: use a "
+            "Databricks file-arrival trigger on it"
+        )
+    landing = LandingArea(current.landing_dir)
+    known = json.loads(context.cursor) if context.cursor else {}
+    valid_days = set(daily.get_partition_keys(dynamic_partitions_store=context.instance))
+    requests = []
+    for day in landing.days():
+        fingerprint = landing.fingerprint(day)
+        if known.get(day) == fingerprint or day not in valid_days:
+            continue
+        known[day] = fingerprint
+        requests.append(dg.RunRequest(run_key=f"landing-{day}-{fingerprint}", partition_key=day))
+    context.update_cursor(json.dumps(known, sort_keys=True))
+    return requests or dg.SkipReason("no day folder changed since the last tick")

@@ -14,7 +14,7 @@ import pandas as pd
 
 from iris_assets.core.schema import FEATURE_COLUMNS, INFERENCE_TABLE_SCHEMA, PRIMARY_KEY
 from iris_assets.core.scoring import predict_frame
-from iris_assets.core.validation import validate_measurements
+from iris_assets.core.validation import parse_ids, validate_measurements
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,14 @@ def score_batch(
     predicted_at: pd.Timestamp,
     seen_column: str | None = None,
 ) -> ScoredBatch:
-    checked = validate_measurements(raw, passthrough=["observed_at"], seen_column=seen_column)
+    checked = validate_measurements(
+        raw, passthrough=["observed_at"], seen_column=seen_column, observed_on=day
+    )
     valid = checked.valid
     predictions = predict_frame(model, valid)
     observed_at = (
-        pd.to_datetime(valid["observed_at"], utc=True, errors="coerce")
+        # ISO8601 parses each value on its own: a batch may mix the spellings of two files.
+        pd.to_datetime(valid["observed_at"], utc=True, errors="coerce", format="ISO8601")
         if "observed_at" in valid
         else pd.Series(pd.NaT, index=valid.index, dtype="datetime64[us, UTC]")
     )
@@ -84,9 +87,9 @@ class SeenIds:
 
     def contains(self, raw_ids: pd.Series) -> np.ndarray:
         """Which raw ids (any dtype, as they arrived) name an id seen before."""
-        numbers = pd.to_numeric(raw_ids, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        whole = np.isfinite(numbers) & (numbers == np.floor(numbers)) & (numbers >= 0)
-        ids = numbers[whole].astype(np.int64)
+        # Parsed as validation parses them: exact to int64, never through a float.
+        parsed, whole = parse_ids(raw_ids.reset_index(drop=True))
+        ids = parsed[whole]
         found = np.zeros(len(ids), dtype=bool)
         for run in self._runs:
             positions = np.minimum(np.searchsorted(run, ids), len(run) - 1)

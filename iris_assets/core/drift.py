@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from iris_assets.core.hashing import mix64
 from iris_assets.core.schema import FEATURE_COLUMNS
 
 PSI_WARN = 0.25
@@ -22,6 +23,24 @@ _EPS = 1e-4
 
 
 BINS = 10
+SAMPLE_ROWS = 100_000
+
+
+def sample_fraction(rows: int, target: int = SAMPLE_ROWS) -> float:
+    """The share of a day's rows the drift sample keeps: all of a small day, ~``target`` else."""
+    return 1.0 if rows <= target else target / rows
+
+
+def in_sample(flower_ids: np.ndarray, fraction: float) -> np.ndarray:
+    """Which rows are in the drift sample: a hash of the id below ``fraction`` of its range.
+
+    Uniform over the day (the hash ignores file, order and engine), and the same rows on the
+    local and the Spark path: the sample is a property of the ids, not of how they were read.
+    """
+    if fraction >= 1.0:
+        return np.ones(len(flower_ids), dtype=bool)
+    top53 = mix64(np.asarray(flower_ids, dtype=np.int64).view(np.uint64)) >> np.uint64(11)
+    return top53 < np.uint64(int(fraction * 2**53))
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,8 @@ def check_evidence(
                 "stale",
                 f"version {v} was evaluated on {record.feature_table} version "
                 f"{record.feature_table_version}, which is now version {feature_table_version}: "
-                f"the evaluation is stale, {rerun}",
+                "the evaluation is stale; train a new challenger on the current table "
+                "(run training_job)",
             )
         )
     return record, blockers

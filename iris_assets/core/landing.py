@@ -5,6 +5,16 @@ Collectors drop batch files, one folder per observed day::
     root/observed_date=YYYY-MM-DD/batch-<UTC timestamp>-<8 hex>.parquet   (or .csv)
 
 A batch appears whole or not at all (written under a hidden temporary name, then renamed).
+
+Which files of a day folder are read (``scan_day``, the one rule both engines use): every regular
+file whose name ends in ``.parquet`` or ``.csv`` (any case: ``flowers.csv`` and
+``batch-x.PARQUET`` are read), in name order (batch names start with their UTC time, so this is
+write order). Names starting with ``.`` or ``_`` are in-flight temporaries or markers
+(``_SUCCESS``) and are not part of the day yet. Anything else (another extension, a folder, a
+Parquet file without a readable footer, a CSV that is not UTF-8 text) is quarantined: it becomes
+a rejects row naming the file and why, never silently skipped. Landing rows are counted from the
+files themselves (``LandingFile.rows``: the Parquet footer, the CSV's non-blank lines minus the
+header), independently of the scoring that reads them.
 Reading is deliberately loose: CSV values stay text, a column missing from one batch is null
 there, extra columns are kept, so that validation, not the reader, decides what is scoreable.
 The one column normalised on read is ``observed_at`` (UTC timestamps; unparsable text becomes
@@ -19,10 +29,12 @@ and two batches of the same day collide only if their random blocks overlap (pro
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,7 +51,7 @@ IDS_PER_DAY = 10**10
 PETAL_DRIFT = 1.3
 
 _DAY_FOLDER = re.compile(r"^observed_date=(\d{4}-\d{2}-\d{2})$")
-_BATCH_NAME = re.compile(r"^batch-.+\.(parquet|csv)$")
+SUFFIXES = {".parquet": "parquet", ".csv": "csv"}
 _MICROS_PER_DAY = 86_400 * 1_000_000
 OBSERVED_AT_DTYPE = "datetime64[us, UTC]"
 
@@ -142,22 +154,27 @@ class LandingArea:
         return final
 
     def days(self) -> list[str]:
-        """ISO dates that have at least one batch, oldest first."""
+        """ISO dates whose folder holds at least one file (read or quarantined), oldest first."""
         if not self.root.is_dir():
             return []
         found = []
         for entry in self.root.iterdir():
             match = _DAY_FOLDER.match(entry.name)
-            if match and entry.is_dir() and self.batch_files(match.group(1)):
+            if match and entry.is_dir() and self.scan_day(match.group(1)):
                 found.append(match.group(1))
         return sorted(found)
 
-    def batch_files(self, date: dt.date | str) -> list[Path]:
-        """The day's batch files in the order they were written."""
+    def scan_day(self, date: dt.date | str) -> list[LandingFile]:
+        """Every file of the day folder, in name order, each readable or with its problem."""
         folder = self.day_dir(date)
         if not folder.is_dir():
             return []
-        return sorted(p for p in folder.iterdir() if _BATCH_NAME.match(p.name) and p.is_file())
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith((".", "_")))
+        return [inspect_file(p) for p in entries]
+
+    def batch_files(self, date: dt.date | str) -> list[Path]:
+        """The day's readable batch files, in the order they are read."""
+        return [f.path for f in self.scan_day(date) if f.readable]
 
     def read_day(self, date: dt.date | str) -> pd.DataFrame:
         """All batches of ``date`` in one frame: ``LANDING_COLUMNS`` first, then any extras."""
@@ -178,30 +195,87 @@ class LandingArea:
         Every chunk has ``LANDING_COLUMNS`` first (null where its file lacks one), then the
         file's extra columns; ``observed_at`` is parsed to UTC timestamps.
         """
-        for path in self.batch_files(date):
-            for chunk in _iter_batch(path, batch_rows):
-                if not len(chunk.columns):
-                    continue
-                for column in LANDING_COLUMNS:
-                    if column not in chunk.columns:
-                        chunk[column] = None
-                chunk["observed_at"] = _utc_timestamps(chunk["observed_at"])
-                extras = [c for c in chunk.columns if c not in LANDING_COLUMNS]
-                yield chunk[[*LANDING_COLUMNS, *extras]].reset_index(drop=True)
+        yield from iter_files(self.batch_files(date), batch_rows)
 
     def count(self, date: dt.date | str) -> int:
-        """Rows in the day's batches (Parquet from the footer, CSV read in chunks)."""
-        total = 0
-        for path in self.batch_files(date):
-            if path.suffix == ".parquet":
-                total += pq.ParquetFile(path).metadata.num_rows
-            else:
-                total += sum(len(chunk) for chunk in _iter_batch(path, 250_000))
-        return total
+        """Rows in the day's readable files, counted from the files (footer, lines)."""
+        return sum(f.rows or 0 for f in self.scan_day(date))
+
+    def fingerprint(self, date: dt.date | str) -> str:
+        """Changes whenever a file of the day appears, disappears or is rewritten."""
+        folder = self.day_dir(date)
+        if not folder.is_dir():
+            return ""
+        parts = []
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith((".", "_")):
+                continue
+            stat = path.stat()
+            parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    """One entry of a day folder: how it is read and how many rows it holds, or its problem."""
+
+    path: Path
+    format: str | None
+    rows: int | None
+    problem: str | None = None
+
+    @property
+    def readable(self) -> bool:
+        return self.problem is None
+
+
+def inspect_file(path: Path) -> LandingFile:
+    """Classify one entry of a day folder and count its rows without parsing them."""
+    fmt = SUFFIXES.get(path.suffix.lower())
+    if not path.is_file():
+        return LandingFile(path, None, None, f"unrecognised entry {path.name}: not a file")
+    if fmt is None:
+        return LandingFile(
+            path,
+            None,
+            None,
+            f"unrecognised file {path.name}: only .parquet and .csv files are read",
+        )
+    try:
+        rows = pq.ParquetFile(path).metadata.num_rows if fmt == "parquet" else _csv_rows(path)
+    except Exception as exc:
+        return LandingFile(path, fmt, None, f"unreadable {fmt} file {path.name}: {exc}")
+    return LandingFile(path, fmt, rows)
+
+
+def _csv_rows(path: Path) -> int:
+    """Non-blank lines after the header; a UnicodeDecodeError when the file is not UTF-8."""
+    lines = 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            if line.strip():
+                lines += 1
+                if lines == 1:
+                    line.decode("utf-8")
+    return max(lines - 1, 0)
+
+
+def iter_files(paths: list[Path], batch_rows: int = 250_000) -> Iterator[pd.DataFrame]:
+    """The rows of ``paths`` in chunks, as ``LandingArea.iter_day`` describes."""
+    for path in paths:
+        for chunk in _iter_batch(path, batch_rows):
+            if not len(chunk.columns):
+                continue
+            for column in LANDING_COLUMNS:
+                if column not in chunk.columns:
+                    chunk[column] = None
+            chunk["observed_at"] = _utc_timestamps(chunk["observed_at"])
+            extras = [c for c in chunk.columns if c not in LANDING_COLUMNS]
+            yield chunk[[*LANDING_COLUMNS, *extras]].reset_index(drop=True)
 
 
 def _iter_batch(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
-    if path.suffix == ".csv":
+    if path.suffix.lower() == ".csv":
         try:
             yield from pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=batch_rows)
         except pd.errors.EmptyDataError:

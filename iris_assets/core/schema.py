@@ -27,6 +27,8 @@ LABEL = "species"
 MAX_MEASUREMENT_CM = 50.0
 
 TRAIN, TEST = "train", "test"
+# What makes two feature rows the same flower; ``source`` and ``ingested_at`` are bookkeeping.
+FEATURE_DATA_COLUMNS: tuple[str, ...] = (*FEATURE_COLUMNS, LABEL, "species_name", "split")
 
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -37,6 +39,8 @@ FEATURE_TABLE_SCHEMA = pa.schema(
         pa.field(LABEL, pa.int64(), nullable=False),
         pa.field("species_name", pa.string(), nullable=False),
         pa.field("split", pa.string(), nullable=False),
+        # Where the row came from: only that source may change it (``steps/ingest.py``).
+        pa.field("source", pa.string(), nullable=False),
         pa.field("ingested_at", UTC_TIMESTAMP, nullable=False),
     ]
 )
@@ -88,15 +92,18 @@ class TableSpec:
     constraints: Mapping[str, str] = field(default_factory=dict)
     properties: Mapping[str, str] = field(default_factory=dict)
 
-    def ensure(self, store, name: str) -> None:
-        """Create ``name`` in ``store`` (any ``TableStore``) if missing."""
+    def ensure(self, store, name: str, properties: Mapping[str, str] | None = None) -> None:
+        """Create ``name`` in ``store`` (any ``TableStore``) if missing.
+
+        ``properties`` are added to the spec's own, on creation only (e.g. the split fraction).
+        """
         store.ensure_table(
             name,
             self.schema,
             partition_by=list(self.partition_by) or None,
             constraints=dict(self.constraints) or None,
             primary_key=self.primary_key,
-            properties=dict(self.properties) or None,
+            properties={**self.properties, **(properties or {})} or None,
         )
 
 

@@ -40,7 +40,8 @@ def load_bundled_iris() -> pd.DataFrame:
 def load_source(path: str | Path | None = None) -> pd.DataFrame:
     """The labelled rows of the source: bundled Iris for None (or a blank path), else the file.
 
-    A file without a ``flower_id`` column gets one: its row number, starting at 1.
+    A file without a ``flower_id`` column is returned without one: ingestion derives each
+    row's id from its content (``core.identity``), never from its position in the file.
     """
     if path is None or not str(path).strip():
         return load_bundled_iris()
@@ -61,7 +62,4 @@ def load_source(path: str | Path | None = None) -> pd.DataFrame:
         frame = pd.DataFrame()
     except Exception as exc:
         raise SourceError(f"source {file} cannot be read as {suffix[1:]}: {exc}") from exc
-    frame = frame.reset_index(drop=True)
-    if PRIMARY_KEY not in frame.columns:
-        frame.insert(0, PRIMARY_KEY, np.arange(1, len(frame) + 1, dtype=np.int64))
-    return frame
+    return frame.reset_index(drop=True)

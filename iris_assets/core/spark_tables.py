@@ -82,11 +82,28 @@ def create_table_sql(
     return sql
 
 
-def merge_sql(name: str, view: str, key: str) -> str:
+def changed_sql(compare: list[str]) -> str:
+    """True when any ``compare`` column of target and source differs (null-safe)."""
+    return " OR ".join(f"NOT (target.{quote(c)} <=> source.{quote(c)})" for c in compare)
+
+
+def merge_sql(name: str, view: str, key: str, compare: list[str]) -> str:
+    """MERGE that updates a matched row only when one of its ``compare`` columns changed."""
+    matched = f"WHEN MATCHED AND ({changed_sql(compare)}) THEN UPDATE SET * " if compare else ""
     return (
         f"MERGE INTO {table_ref(name)} AS target USING {quote(view)} AS source "
         f"ON target.{quote(key)} = source.{quote(key)} "
-        "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+        f"{matched}WHEN NOT MATCHED THEN INSERT *"
+    )
+
+
+def pending_sql(name: str, view: str, key: str, compare: list[str]) -> str:
+    """How many source rows the MERGE would insert or update."""
+    changed = f" OR {changed_sql(compare)}" if compare else ""
+    return (
+        f"SELECT COUNT(*) AS n FROM {quote(view)} AS source LEFT JOIN {table_ref(name)} AS target "
+        f"ON target.{quote(key)} = source.{quote(key)} "
+        f"WHERE target.{quote(key)} IS NULL{changed}"
     )
 
 
@@ -103,9 +120,12 @@ def select_sql(
     columns: list[str] | None = None,
     predicate: str | None = None,
     order_by: str | list[str] | None = None,
+    version: int | None = None,
 ) -> str:
     selected = ", ".join(quote(c) for c in columns) if columns else "*"
     sql = f"SELECT {selected} FROM {table_ref(name)}"
+    if version is not None:
+        sql += f" VERSION AS OF {int(version)}"
     if predicate:
         sql += f" WHERE {predicate}"
     if order_by:
@@ -177,9 +197,17 @@ class SparkTableStore:
                     f"CHECK ({expression})"
                 )
 
-    def merge_upsert(self, name: str, data: Any, key: str) -> dict[str, int]:
-        view = self._view(data, self._columns(name), key=key)
-        self.spark.sql(merge_sql(name, view, key))
+    def merge_upsert(
+        self, name: str, data: Any, key: str, *, compare: list[str] | None = None
+    ) -> dict[str, int]:
+        """MERGE on ``key``; nothing is committed when no source row is new or changed."""
+        columns = self._columns(name)
+        compare = [c for c in columns if c != key] if compare is None else list(compare)
+        view = self._view(data, columns, key=key)
+        [pending] = self.spark.sql(pending_sql(name, view, key, compare)).collect()
+        if int(pending.asDict()["n"]) == 0:
+            return {"inserted": 0, "updated": 0, "version": self.version(name)}
+        self.spark.sql(merge_sql(name, view, key, compare))
         commit = self._last_commit(name)
         metrics = commit.get("operationMetrics") or {}
         return {
@@ -208,10 +236,15 @@ class SparkTableStore:
         predicate: str | None = None,
         *,
         order_by: str | list[str] | None = None,
+        version: int | None = None,
     ) -> pd.DataFrame:
         if not self.exists(name):
             raise TableError(f"table {name} does not exist")
-        return self.spark.sql(select_sql(name, columns, predicate, order_by)).toPandas()
+        return self.spark.sql(select_sql(name, columns, predicate, order_by, version)).toPandas()
+
+    def properties(self, name: str) -> dict[str, str]:
+        rows = self.spark.sql(f"SHOW TBLPROPERTIES {table_ref(name)}").collect()
+        return {row.asDict()["key"]: row.asDict()["value"] for row in rows}
 
     def version(self, name: str) -> int:
         return int(self._last_commit(name)["version"])

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -59,7 +60,9 @@ class TableStore(Protocol):
         properties: dict[str, str] | None = None,
     ) -> None: ...
 
-    def merge_upsert(self, name: str, data: TableData, key: str) -> dict[str, int]: ...
+    def merge_upsert(
+        self, name: str, data: TableData, key: str, *, compare: list[str] | None = None
+    ) -> dict[str, int]: ...
 
     def replace_where(self, name: str, data: TableData, predicate: str) -> int: ...
 
@@ -74,7 +77,10 @@ class TableStore(Protocol):
         predicate: str | None = None,
         *,
         order_by: str | list[str] | None = None,
+        version: int | None = None,
     ) -> pd.DataFrame: ...
+
+    def properties(self, name: str) -> dict[str, str]: ...
 
     def version(self, name: str) -> int: ...
 
@@ -167,15 +173,28 @@ class DeltaTableStore:
     def exists(self, name: str) -> bool:
         return DeltaTable.is_deltatable(str(self.path(name)))
 
-    def _table(self, name: str) -> DeltaTable:
+    def _table(self, name: str, version: int | None = None) -> DeltaTable:
         path = self.path(name)
         try:
-            return DeltaTable(str(path))
+            return DeltaTable(str(path), version=version)
         except TableNotFoundError:
             raise TableError(
                 f"table {name} does not exist (no Delta table at {path}); "
                 "create it with ensure_table first"
             ) from None
+        except DeltaError as exc:
+            raise TableError(
+                f"table {name} has no readable version {version} (vacuumed, or not yet "
+                f"written; the table is at version {self.version(name)}): {exc}"
+            ) from exc
+
+    def properties(self, name: str) -> dict[str, str]:
+        """The table's properties (Delta configuration), e.g. the split it was created with."""
+        return self._configuration(self._table(name))
+
+    @staticmethod
+    def _configuration(table: DeltaTable) -> dict[str, str]:
+        return {k: v for k, v in table.metadata().configuration.items() if v is not None}
 
     @staticmethod
     def _schema(table: DeltaTable) -> pa.Schema:
@@ -204,6 +223,11 @@ class DeltaTableStore:
         if unknown:
             raise TableError(f"{name}: partition columns {unknown} are not in the schema")
         path = self.path(name)
+        # deltalake takes only Delta's own properties on creation; the project's (the split
+        # fraction) are set in the next commit, and again by any run that finds the table
+        # still at that first, empty version (a crash in between).
+        delta_properties = {k: v for k, v in (properties or {}).items() if k.startswith("delta.")}
+        own_properties = {k: v for k, v in (properties or {}).items() if k not in delta_properties}
         if self.exists(name):
             table = DeltaTable(str(path))
             self._check_layout(name, table, schema, partition_by)
@@ -215,8 +239,11 @@ class DeltaTableStore:
                 mode="ignore",
                 partition_by=partition_by or None,
                 name=name,
-                configuration=properties or None,
+                configuration=delta_properties or None,
             )
+        missing = {k: v for k, v in own_properties.items() if k not in self._configuration(table)}
+        if missing and table.version() == 0:
+            table.alter.set_table_properties(missing, raise_if_not_exists=False)
         present = {k.lower(): v for k, v in _constraints(table).items()}
         for constraint, expression in (constraints or {}).items():
             existing = present.get(constraint.lower())
@@ -320,17 +347,25 @@ class DeltaTableStore:
         except DeltaError as exc:
             raise self._rejected(name, action, table, exc) from exc
 
-    def merge_upsert(self, name: str, data: TableData, key: str) -> dict[str, int]:
-        """MERGE on ``key``: update matched rows that changed, insert the others.
+    def merge_upsert(
+        self, name: str, data: TableData, key: str, *, compare: list[str] | None = None
+    ) -> dict[str, int]:
+        """MERGE on ``key``: update matched rows whose ``compare`` columns changed, insert the rest.
 
+        ``compare`` names the data columns (default: every column but the key); bookkeeping
+        columns left out of it, such as ``ingested_at``, are written only when the row changes.
         Delta has no primary key, so the source is first reduced to one row per key (the last
-        occurrence wins). Returns inserted, updated, deduplicated (source rows dropped) and the
+        occurrence wins). Source rows equal to their target row are dropped before the MERGE,
+        and when none is left nothing is committed: re-merging unchanged data is a no-op (same
+        table version). Returns inserted, updated, deduplicated (source rows dropped) and the
         table version after the merge.
         """
         table = self._table(name)
         schema = self._schema(table)
-        if key not in schema.names:
-            raise TableError(f"{name}: merge key {key} is not a column of the table")
+        compare = [n for n in schema.names if n != key] if compare is None else list(compare)
+        unknown = [c for c in [key, *compare] if c not in schema.names]
+        if unknown:
+            raise TableError(f"{name}: merge columns {unknown} are not columns of the table")
         source = self._conform(name, schema, data)
         if source.column(key).null_count:
             raise TableError(f"{name}: {source.column(key).null_count} rows have a null {key}")
@@ -339,16 +374,21 @@ class DeltaTableStore:
         deduplicated = int(len(last) - last.sum())
         if deduplicated:
             source = source.filter(pa.array(last))
+        source = source.filter(pa.array(self._differs(name, source, key, compare)))
         if source.num_rows == 0:
-            return {"inserted": 0, "updated": 0, "deduplicated": 0, "version": table.version()}
+            return {
+                "inserted": 0,
+                "updated": 0,
+                "deduplicated": deduplicated,
+                "version": table.version(),
+            }
         k = sql_identifier(key)
         changed = " OR ".join(
-            f"(t.{c} IS DISTINCT FROM s.{c})"
-            for c in (sql_identifier(n) for n in schema.names if n != key)
+            f"(t.{c} IS DISTINCT FROM s.{c})" for c in (sql_identifier(n) for n in compare)
         )
         merger = table.merge(source, predicate=f"t.{k} = s.{k}", source_alias="s", target_alias="t")
         if changed:
-            # Unchanged rows are left alone, so a re-run writes nothing and counts 0 updated.
+            # Checked again inside the MERGE: a concurrent writer may have made the row equal.
             merger = merger.when_matched_update_all(predicate=changed)
         merger = merger.when_not_matched_insert_all()
         try:
@@ -361,6 +401,22 @@ class DeltaTableStore:
             "deduplicated": deduplicated,
             "version": self.version(name),
         }
+
+    def _differs(self, name: str, source: pa.Table, key: str, compare: list[str]):
+        """Per source row: True when its key is new or a ``compare`` column differs (null-safe)."""
+        if source.num_rows == 0:
+            return np.zeros(0, dtype=bool)
+        target = self.read(name, [key, *compare])
+        incoming = source.select([key, *compare]).to_pandas()
+        joined = incoming.merge(
+            target, on=key, how="left", suffixes=("", "__target"), indicator=True
+        )
+        differs = (joined["_merge"] == "left_only").to_numpy().copy()
+        for column in compare:
+            new, old = joined[column], joined[f"{column}__target"]
+            same = (new == old) | (new.isna() & old.isna())
+            differs |= ~same.fillna(False).to_numpy(dtype=bool)
+        return differs
 
     def replace_where(self, name: str, data: StreamData, predicate: str) -> int:
         """Atomically replace the rows matching ``predicate`` with ``data`` (one commit).
@@ -393,8 +449,8 @@ class DeltaTableStore:
         return self.version(name)
 
     # --- reading ---------------------------------------------------------------------------
-    def _query(self, name: str, sql: str) -> pa.Table:
-        table = self._table(name)
+    def _query(self, name: str, sql: str, version: int | None = None) -> pa.Table:
+        table = self._table(name, version)
         try:
             reader = QueryBuilder(_READ_CONFIG).register("tbl", table).execute(sql)
             return pa.table(reader)
@@ -409,13 +465,15 @@ class DeltaTableStore:
         predicate: str | None = None,
         *,
         order_by: str | list[str] | None = None,
+        version: int | None = None,
     ) -> pd.DataFrame:
         """Rows of the table (optionally only ``columns``, rows matching ``predicate``).
 
-        Without ``order_by`` rows come in storage order, which is stable for one table version
-        but changes when the table is rewritten.
+        ``version`` reads the table as it was at that commit (Delta time travel). Without
+        ``order_by`` rows come in storage order, which is stable for one table version but
+        changes when the table is rewritten.
         """
-        schema = self._schema(self._table(name))
+        schema = self._schema(self._table(name, version))
         columns = list(schema.names if columns is None else columns)
         keys = [order_by] if isinstance(order_by, str) else list(order_by or [])
         unknown = [c for c in [*columns, *keys] if c not in schema.names]
@@ -427,7 +485,7 @@ class DeltaTableStore:
             sql += f" WHERE {predicate}"
         if keys:
             sql += " ORDER BY " + ", ".join(sql_identifier(k) for k in keys)
-        result = self._query(name, sql)
+        result = self._query(name, sql, version)
         if not columns:
             return pd.DataFrame(index=pd.RangeIndex(result.num_rows))
         arrays = [

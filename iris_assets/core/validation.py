@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api import types as ptypes
 
+from iris_assets.core.identity import derived_ids
 from iris_assets.core.schema import (
     FEATURE_COLUMNS,
     LABEL,
@@ -204,6 +205,12 @@ def _parse_ids(series: pd.Series):
     return _parse_ids_from_text(series, missing)
 
 
+def parse_ids(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 ids, usable) for raw ids of any dtype, exact to int64 (never through a float)."""
+    ids, missing, invalid = _parse_ids(series)
+    return ids, ~missing & ~invalid
+
+
 def _parse_species(series: pd.Series):
     """(labels, missing, invalid): labels are int64 0..2, -1 wherever missing or invalid."""
     missing = series.isna().to_numpy(dtype=bool, copy=True)
@@ -377,6 +384,10 @@ def validate_measurements(
     require_label: bool = False,
     passthrough: Sequence[str] = (),
     seen_column: str | None = None,
+    derive_missing_ids: bool = False,
+    id_below: int | None = None,
+    observed_on: str | None = None,
+    check_duplicates: bool = True,
 ) -> ValidationResult:
     """Split ``raw`` into typed valid rows and rejected rows with every reason they failed.
 
@@ -387,6 +398,13 @@ def validate_measurements(
     When ``raw`` is one batch of a larger partition, the caller can name a boolean
     ``seen_column`` marking rows whose flower_id already appeared in an earlier batch: those are
     duplicates too. The column itself is not part of the rejected ``record``.
+
+    With ``derive_missing_ids`` (and ``require_label``) a frame without a ``flower_id`` column
+    gets content-derived ids (``core.identity``) instead of being rejected; ``id_below`` rejects
+    explicit ids at or above it (ingestion reserves [2**62, 2**63) for derived ids).
+    ``observed_on`` (YYYY-MM-DD) rejects rows whose ``observed_at`` is on another UTC day; a
+    missing ``observed_at`` is allowed. ``check_duplicates=False`` leaves repeated ids to the
+    caller (Spark decides them across the whole day).
     """
     seen = None
     if seen_column is not None and seen_column in raw.columns:
@@ -394,10 +412,11 @@ def validate_measurements(
         raw = raw.drop(columns=[seen_column])
     rows = len(raw)
     failures = _Failures(rows)
+    derive = derive_missing_ids and require_label and _column(raw, PRIMARY_KEY) is None
     required = [PRIMARY_KEY, *FEATURE_COLUMNS, *([LABEL] if require_label else [])]
     columns = {name: _column(raw, name) for name in required}
     for name in required:
-        if columns[name] is None:
+        if columns[name] is None and not (derive and name == PRIMARY_KEY):
             failures.add_all(f"missing column: {name}")
 
     ids = np.zeros(rows, dtype=np.int64)
@@ -405,6 +424,12 @@ def validate_measurements(
         ids, missing, invalid = _parse_ids(columns[PRIMARY_KEY])
         failures.add(missing, f"{PRIMARY_KEY} is missing")
         failures.add(invalid, f"{PRIMARY_KEY} is not a non-negative integer")
+        if id_below is not None:
+            failures.add(
+                ~missing & ~invalid & (ids >= id_below),
+                f"{PRIMARY_KEY} must be below {id_below} (larger ids are reserved for ids "
+                "derived from content)",
+            )
 
     measurements: dict[str, np.ndarray] = {}
     for name in FEATURE_COLUMNS:
@@ -423,19 +448,35 @@ def validate_measurements(
             )
         measurements[name] = values
 
+    observed = _column(raw, "observed_at") if observed_on is not None else None
+    if observed is not None:
+        stamps = observed
+        if not isinstance(observed.dtype, pd.DatetimeTZDtype):
+            stamps = pd.to_datetime(observed, utc=True, errors="coerce", format="ISO8601")
+        start = pd.Timestamp(observed_on, tz="UTC")
+        inside = (stamps >= start) & (stamps < start + pd.Timedelta(days=1))
+        off_day = (stamps.notna() & ~inside).to_numpy(dtype=bool)
+        failures.add(off_day, f"observed_at is not on the partition day {observed_on}")
+
     labels = np.full(rows, -1, dtype=np.int64)
     if require_label and columns[LABEL] is not None:
         labels, missing, invalid = _parse_species(columns[LABEL])
         failures.add(missing, f"{LABEL} is missing")
         failures.add(invalid, f"{LABEL} is not one of {_LABEL_CHOICES}")
 
-    if columns[PRIMARY_KEY] is not None:
-        candidates = np.flatnonzero(~failures.any)
+    if derive:
+        ok = np.flatnonzero(~failures.any)
+        values = np.column_stack([measurements[name][ok] for name in FEATURE_COLUMNS])
+        ids[ok] = derived_ids(values, labels[ok])
+
+    if check_duplicates and (columns[PRIMARY_KEY] is not None or derive):
+        # A row already seen elsewhere is a duplicate whatever its place in this batch, so it
+        # must not make the first valid occurrence in this batch look like a repeat.
+        earlier = seen & ~failures.any if seen is not None else np.zeros(rows, dtype=bool)
+        candidates = np.flatnonzero(~failures.any & ~earlier)
         repeated = pd.Series(ids[candidates]).duplicated(keep="first").to_numpy()
-        duplicate = np.zeros(rows, dtype=bool)
+        duplicate = earlier.copy()
         duplicate[candidates[repeated]] = True
-        if seen is not None:
-            duplicate |= seen & ~failures.any
         failures.add(duplicate, f"duplicate {PRIMARY_KEY}")
 
     keep = np.flatnonzero(~failures.any)

@@ -4,23 +4,29 @@ Chunks of the landing files are validated and scored one at a time and written a
 so the inference partition is replaced in a single Delta commit (a run killed halfway leaves the
 old partition). Rejects are spooled to a local Parquet file and replace their slice afterwards.
 The summary the checks need is read back from the written table with aggregates.
+
+Shared with the Spark path (``steps/spark_scoring.py``): which files are read and how many rows
+they hold (``select_day_files``, counted from the files, never from the scoring), the refusal
+to replace a partition when the day has no landing rows, the rejects rows for files that cannot
+be read, and what the output check compares.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from iris_assets.core.batch_scoring import ScoredBatch, score_stream
-from iris_assets.core.landing import LandingArea
+from iris_assets.core.drift import in_sample, sample_fraction
+from iris_assets.core.landing import LandingArea, LandingFile, iter_files
 from iris_assets.core.quarantine import rejects_rows, rejects_slice
 from iris_assets.core.registry import VersionInfo
 from iris_assets.core.schema import (
@@ -33,8 +39,6 @@ from iris_assets.core.schema import (
 from iris_assets.core.tables import TableStore
 from iris_assets.settings import Settings
 
-DRIFT_SAMPLE_ROWS = 100_000
-
 
 @dataclass(frozen=True)
 class PartitionStats:
@@ -46,16 +50,72 @@ class PartitionStats:
     null_predictions: int
 
 
+class NoLandingData(RuntimeError):
+    """The day has no landing rows: scoring it would replace its partition with nothing."""
+
+
+@dataclass(frozen=True)
+class DayFiles:
+    """The day folder as both engines read it: the readable files and the quarantined ones."""
+
+    day: str
+    folder: Path
+    files: list[LandingFile]
+
+    @property
+    def readable(self) -> list[Path]:
+        return [f.path for f in self.files if f.readable]
+
+    @property
+    def quarantined(self) -> list[LandingFile]:
+        return [f for f in self.files if not f.readable]
+
+    @property
+    def landing_rows(self) -> int:
+        """Rows of the readable files, from their footers and line counts."""
+        return sum(f.rows or 0 for f in self.files if f.readable)
+
+    def rejects(self) -> pd.DataFrame:
+        """One rejects row per quarantined file: the file and why it was not read."""
+        bad = self.quarantined
+        return pd.DataFrame(
+            {
+                "stage": "inference",
+                "partition": self.day,
+                PRIMARY_KEY: pd.Series([None] * len(bad), dtype=object),
+                "reason": [f.problem for f in bad],
+                "record": [json.dumps({"file": f.path.name}) for f in bad],
+                "rejected_at": pd.Timestamp(datetime.now(UTC)),
+            }
+        )[REJECTS_TABLE_SCHEMA.names]
+
+
+def select_day_files(settings: Settings, day: str) -> DayFiles:
+    """The day's files (``LandingArea.scan_day``); NoLandingData when they hold no rows."""
+    landing = LandingArea(settings.landing_dir)
+    selected = DayFiles(day, landing.day_dir(day), landing.scan_day(day))
+    if selected.landing_rows == 0:
+        found = ", ".join(f"{f.path.name} ({f.problem or 'no rows'})" for f in selected.files)
+        raise NoLandingData(
+            f"no landing rows for {day} in {selected.folder} "
+            f"({'files: ' + found if found else 'no files'}): nothing was scored and the "
+            "existing partition, if any, is kept. Run the day again once its files have "
+            "arrived (landing_files_sensor does this when the folder changes)."
+        )
+    return selected
+
+
 @dataclass(frozen=True)
 class ScoredDay:
-    landing_rows: int
+    landing_rows: int  # counted from the files, independently of the scoring
     rows_scored: int
-    rows_rejected: int
+    rows_rejected: int  # row rejects in the rejects table, read back after the write
     table_version: int
     prediction_counts: dict[str, int]
     reject_reasons: dict[str, int]
     features_sample: pd.DataFrame  # scored measurements (a uniform sample when large), for drift
     written: PartitionStats
+    files_quarantined: tuple[str, ...] = ()  # "name: reason" of each file that was not read
 
 
 def partition_stats(store: TableStore, settings: Settings, day: str) -> PartitionStats:
@@ -76,34 +136,31 @@ def partition_stats(store: TableStore, settings: Settings, day: str) -> Partitio
 
 
 class Tally:
-    """Running counts over the chunks, and a uniform sample of scored measurements for drift."""
+    """Running counts over the chunks, and the drift sample (``core.drift.in_sample``)."""
 
-    def __init__(self, sample_rows: int = DRIFT_SAMPLE_ROWS, seed: int = 0):
-        self.landing_rows = self.scored = self.rejected = 0
+    def __init__(self, sample_fraction: float = 1.0):
+        self.scored = self.rejected = 0
         self.predictions: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
-        self._sample = pd.DataFrame(
-            {c: pd.Series(dtype="float64") for c in [*FEATURE_COLUMNS, "_key"]}
-        )
-        self._sample_rows = sample_rows
-        self._random = np.random.default_rng(seed)
+        self._fraction = sample_fraction
+        self._samples: list[pd.DataFrame] = []
 
     def add(self, batch: ScoredBatch) -> None:
-        self.landing_rows += batch.rows
         self.scored += len(batch.scored)
         self.rejected += len(batch.rejects)
         self.predictions.update(batch.scored["species_name"].value_counts().to_dict())
         self.reasons.update(batch.rejects["reason"].value_counts().to_dict())
-        # Keep the rows with the smallest random keys seen so far: a uniform sample of them all.
-        chunk = batch.scored[list(FEATURE_COLUMNS)].assign(
-            _key=self._random.random(len(batch.scored))
-        )
-        merged = pd.concat([self._sample, chunk], ignore_index=True) if len(chunk) else self._sample
-        self._sample = merged.nsmallest(self._sample_rows, "_key")
+        keep = in_sample(batch.scored[PRIMARY_KEY].to_numpy(), self._fraction)
+        if keep.any():
+            self._samples.append(batch.scored.loc[keep, [PRIMARY_KEY, *FEATURE_COLUMNS]])
 
     @property
     def sample(self) -> pd.DataFrame:
-        return self._sample[list(FEATURE_COLUMNS)].astype("float64").reset_index(drop=True)
+        """The sampled scored rows (flower_id and measurements), in id order."""
+        if not self._samples:
+            return pd.DataFrame({c: pd.Series(dtype="float64") for c in FEATURE_COLUMNS})
+        rows = pd.concat(self._samples, ignore_index=True).sort_values(PRIMARY_KEY)
+        return rows[list(FEATURE_COLUMNS)].astype("float64").reset_index(drop=True)
 
 
 class RejectSpool:
@@ -136,16 +193,18 @@ def score_day_locally(
     model,
     batch_rows: int = 250_000,
 ) -> ScoredDay:
+    files = select_day_files(settings, day)
     INFERENCE_TABLE.ensure(store, settings.inference_table)
     REJECTS_TABLE.ensure(store, settings.rejects_table)
-    tally = Tally()
+    tally = Tally(sample_fraction(files.landing_rows))
     settings.env_home.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=settings.env_home, prefix=".spool-") as folder:
         spool = RejectSpool(Path(folder) / "rejects.parquet")
+        spool.write(files.rejects())
 
         def scored_chunks():
             for batch in score_stream(
-                LandingArea(settings.landing_dir).iter_day(day, batch_rows),
+                iter_files(files.readable, batch_rows),
                 model,
                 day=day,
                 model_name=settings.model_name,
@@ -165,12 +224,19 @@ def score_day_locally(
     for table in (settings.inference_table, settings.rejects_table):
         store.compact_if_fragmented(table)
     return ScoredDay(
-        landing_rows=tally.landing_rows,
+        landing_rows=files.landing_rows,
         rows_scored=tally.scored,
-        rows_rejected=tally.rejected,
+        rows_rejected=written_row_rejects(store, settings, files),
         table_version=version,
         prediction_counts=dict(tally.predictions.most_common()),
         reject_reasons=dict(tally.reasons.most_common(10)),
         features_sample=tally.sample,
         written=partition_stats(store, settings, day),
+        files_quarantined=tuple(f"{f.path.name}: {f.problem}" for f in files.quarantined),
     )
+
+
+def written_row_rejects(store: TableStore, settings: Settings, files: DayFiles) -> int:
+    """Row rejects of the day as stored (the slice minus its one row per quarantined file)."""
+    stored = store.count(settings.rejects_table, rejects_slice("inference", files.day))
+    return stored - len(files.quarantined)

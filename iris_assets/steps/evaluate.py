@@ -30,6 +30,7 @@ from iris_assets.core.evidence import (
     split_identity,
     write_record,
 )
+from iris_assets.core.held_out import held_out_rows_at, trained_on_version
 from iris_assets.core.registry import (
     APPROVAL_RUN_TAG,
     APPROVED,
@@ -68,8 +69,10 @@ def evaluate(step: Step) -> None:
         champion = None  # re-evaluating the serving champion: compare against the bar only
 
     store = table_store(settings)
-    feature_version = store.version(settings.feature_table)
-    test_rows = held_out_rows(store.read(settings.feature_table))
+    # The split as the challenger saw it: both models are scored on rows neither trained on,
+    # and the record names that version (what the gate compares with the table's current one).
+    feature_version = trained_on_version(challenger.tags, f"challenger v{challenger.version}")
+    test_rows = held_out_rows(held_out_rows_at(store, settings.feature_table, feature_version))
     new = score_model(load_estimator(challenger), test_rows)
     old: Scores | None = score_model(load_estimator(champion), test_rows) if champion else None
     verdict = judge(new, old, thresholds)

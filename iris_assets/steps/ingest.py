@@ -1,16 +1,24 @@
 """Ingest step: source rows -> validated, split, MERGE-upserted into the feature table.
 
 Malformed source rows are quarantined in the rejects table with a reason; nothing is dropped.
+Identity (``core.identity``): a row keeps its ``flower_id``, or gets one derived from its content
+when the file has none. An id already held by a different flower from another source is rejected
+with a reason, never overwritten; the source that delivered a flower may correct it. Unchanged
+rows are not rewritten (the MERGE compares the data columns only), so re-ingesting the same data
+commits nothing. The split fraction is fixed in the table's properties when it is created.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pandas as pd
 
+from iris_assets.core.identity import DERIVED_ID_BASE, foreign_conflicts
 from iris_assets.core.quarantine import rejects_rows, rejects_slice
 from iris_assets.core.schema import (
+    FEATURE_DATA_COLUMNS,
     FEATURE_TABLE,
     FEATURE_TABLE_SCHEMA,
     PRIMARY_KEY,
@@ -19,44 +27,80 @@ from iris_assets.core.schema import (
     TEST,
     TRAIN,
 )
-from iris_assets.core.source import load_source
-from iris_assets.core.split import assign_split
+from iris_assets.core.source import BUNDLED_SOURCE, load_source
+from iris_assets.core.split import check_split, split_by_measurements, split_properties
 from iris_assets.core.validation import validate_measurements
 from iris_assets.steps.bootstrap import Step, json_value, open_step, path_value
 from iris_assets.steps.failpoints import failpoint
 from iris_assets.steps.stores import table_store
 
 
+def refuse_conflicts(
+    held: pd.DataFrame, features: pd.DataFrame, source_name: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows to merge, rejects) after refusing ids another source holds with other content."""
+    owners = foreign_conflicts(held, features, source_name, FEATURE_DATA_COLUMNS)
+    conflict = owners.notna().to_numpy()
+    refused = features[conflict]
+    rejects = pd.DataFrame(
+        {
+            PRIMARY_KEY: refused[PRIMARY_KEY].astype(str).astype(object),
+            "reason": [
+                f"{PRIMARY_KEY} {i} already holds a different flower from {owner}; only that "
+                "source may change it (give this row an unused flower_id, or leave the "
+                "flower_id column out to derive ids from content)"
+                for i, owner in zip(refused[PRIMARY_KEY], owners[conflict], strict=True)
+            ],
+            "record": [
+                json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+                for row in refused[[PRIMARY_KEY, *FEATURE_DATA_COLUMNS[:-1]]].to_dict("records")
+            ],
+        }
+    )
+    return features[~conflict], rejects
+
+
 def ingest(step: Step) -> None:
     settings, config = step.settings, step.config
     source_path = config.get("source_path") or None
-    source_name = str(source_path) if source_path else "sklearn:iris"
+    source_name = str(source_path) if source_path else BUNDLED_SOURCE
+    test_fraction = float(config.get("test_fraction", 0.3))
     store = table_store(settings)
 
+    FEATURE_TABLE.ensure(store, settings.feature_table, split_properties(test_fraction))
+    REJECTS_TABLE.ensure(store, settings.rejects_table)
+    check_split(settings.feature_table, store.properties(settings.feature_table), test_fraction)
+
     raw = load_source(source_path)
-    checked = validate_measurements(raw, require_label=True)
+    checked = validate_measurements(
+        raw, require_label=True, derive_missing_ids=True, id_below=DERIVED_ID_BASE
+    )
     features = checked.valid.copy()
-    features["split"] = assign_split(features[PRIMARY_KEY], float(config.get("test_fraction", 0.3)))
+    features["split"] = split_by_measurements(features, test_fraction)
+    features["source"] = source_name
     features["ingested_at"] = pd.Timestamp(datetime.now(UTC))
     features = features[FEATURE_TABLE_SCHEMA.names]
+    held = store.read(settings.feature_table, [PRIMARY_KEY, *FEATURE_DATA_COLUMNS, "source"])
+    features, conflicts = refuse_conflicts(held, features, source_name)
+    rejects = pd.concat([checked.rejects, conflicts], ignore_index=True)
 
-    FEATURE_TABLE.ensure(store, settings.feature_table)
-    REJECTS_TABLE.ensure(store, settings.rejects_table)
     failpoint("ingest:before_merge")
-    merged = store.merge_upsert(settings.feature_table, features, key=PRIMARY_KEY)
+    merged = store.merge_upsert(
+        settings.feature_table, features, key=PRIMARY_KEY, compare=list(FEATURE_DATA_COLUMNS)
+    )
     failpoint("ingest:merged")
     store.replace_where(
         settings.rejects_table,
-        rejects_rows(checked.rejects, "ingest", source_name),
+        rejects_rows(rejects, "ingest", source_name),
         rejects_slice("ingest", source_name),
     )
     step.log(
         f"ingested {len(features)} rows from {source_name} into {settings.feature_table} "
-        f"({merged['inserted']} new, {merged['updated']} updated, {len(checked.rejects)} rejected)"
+        f"({merged['inserted']} new, {merged['updated']} updated, {len(rejects)} rejected)"
     )
 
     table = store.read(settings.feature_table)
-    report_feature_checks(step, table, rejected=len(checked.rejects), source_name=source_name)
+    report_feature_checks(step, table, rejected=len(rejects), source_name=source_name)
     step.pipes.report_asset_materialization(
         metadata={
             "table": settings.feature_table,
@@ -64,11 +108,13 @@ def ingest(step: Step) -> None:
             "source": source_name,
             "source_rows": len(raw),
             "rows_ingested": len(features),
-            "rows_rejected": len(checked.rejects),
+            "rows_rejected": len(rejects),
+            "rows_conflicting": len(conflicts),
             "rows_inserted": merged["inserted"],
             "rows_updated": merged["updated"],
             "dagster/row_count": len(table),
             "delta_version": merged["version"],
+            "test_fraction": test_fraction,
             "split_counts": json_value(table["split"].value_counts().to_dict()),
             "species_counts": json_value(table["species_name"].value_counts().to_dict()),
         },

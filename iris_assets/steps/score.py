@@ -1,7 +1,10 @@
 """Score step: one day of newly collected flowers -> predictions by the champion.
 
 Every landing row ends in exactly one place: the inference table (scored) or the rejects table
-(with a reason). Re-running a day replaces that day's rows in both. Locally the day is scored in
+(with a reason), and every file of the day folder is read or quarantined with a reason. The
+blocking check compares what was written with the rows counted from the files themselves. A day
+without landing rows fails before anything is written. Re-running a day replaces that day's rows
+in both tables. Locally the day is scored in
 pandas; on Databricks with Spark (``steps/spark_scoring.py``), with the same batch function.
 """
 
@@ -71,6 +74,7 @@ def score(step: Step) -> None:
             "delta_version": result.table_version,
             "prediction_counts": json_value(result.prediction_counts),
             "reject_reasons": json_value(result.reject_reasons),
+            "files_quarantined": json_value(list(result.files_quarantined)),
         },
         data_version=f"{day}-v{champion.version}-{result.table_version}",
     )
@@ -97,6 +101,8 @@ def report_inference_checks(step: Step, result: ScoredDay) -> None:
             "rows_scored": written.rows,
             "rows_rejected": result.rows_rejected,
             "landing_rows": result.landing_rows,
+            "landing_rows_counted_from": "the landing files (Parquet footers, CSV lines)",
+            "files_quarantined": len(result.files_quarantined),
             "problems": json_value(problems),
         },
     )

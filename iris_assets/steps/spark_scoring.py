@@ -1,25 +1,32 @@
 """Scoring a day with Spark on Databricks: the landing files never pass through the driver.
 
-The day's batch files are read as text (CSV and Parquet alike, so a bad value reaches validation
-as it arrived), duplicates across files are marked with a window, and each Arrow batch is
-validated and scored by ``core.batch_scoring.score_batch`` inside ``mapInPandas`` with the
-champion estimator shipped in the closure (a few KB). Scored rows and rejects are then written
-with one statement each.
+One behaviour with the local path (``steps/day_scoring.py``), shared by construction:
 
-Duplicates across files are decided by the first occurrence in file order, whether or not that
-occurrence is valid; within one batch, as locally, the first *valid* occurrence wins.
+- the same files: ``select_day_files`` lists the day folder (read, or quarantined with a reason)
+  and counts its rows from the files; a day without rows fails before anything is written;
+- the same rows: the files are read as text (CSV and Parquet alike, so a bad value reaches
+  validation as it arrived), in the same file order;
+- the same duplicate policy, the first *valid* occurrence of an id wins: a first pass validates
+  every row (``core.validation``, ids parsed exactly as int64), a window over the valid rows
+  marks later occurrences as seen, and the second pass (``core.batch_scoring.score_batch`` in
+  ``mapInPandas``) rejects those as duplicates;
+- the same drift sample: ``core.drift.in_sample`` on the ids, with the fraction from the count.
+
+Files are identified by the ``_metadata.file_path`` column (``input_file_name()`` is not
+available on Unity Catalog / serverless).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from iris_assets.core.batch_scoring import SEEN, score_batch
+from iris_assets.core.drift import in_sample, sample_fraction
 from iris_assets.core.quarantine import rejects_slice
 from iris_assets.core.registry import VersionInfo
 from iris_assets.core.schema import (
@@ -30,11 +37,20 @@ from iris_assets.core.schema import (
     REJECTS_TABLE,
     REJECTS_TABLE_SCHEMA,
 )
-from iris_assets.core.spark_tables import quote, spark_type, table_ref
+from iris_assets.core.spark_tables import quote, spark_type
+from iris_assets.core.validation import validate_measurements
 from iris_assets.settings import Settings
-from iris_assets.steps.day_scoring import DRIFT_SAMPLE_ROWS, ScoredDay, partition_stats
+from iris_assets.steps.day_scoring import (
+    DayFiles,
+    ScoredDay,
+    partition_stats,
+    select_day_files,
+    written_row_rejects,
+)
 
-ORDER = "_iris_order"
+FILE = "_iris_file"
+LINE = "_iris_line"
+VALID_ID = "_iris_valid_id"
 KIND = "_iris_kind"
 REJECT_FIELDS = ("raw_flower_id", "reason", "record")
 
@@ -67,13 +83,33 @@ def combine(scored: pd.DataFrame, rejects: pd.DataFrame) -> pd.DataFrame:
     return both.astype({c: object for c in text})
 
 
+def _landing_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=[c for c in (FILE, LINE, VALID_ID, SEEN) if c in frame.columns])
+
+
+def valid_ids(day: str):
+    """First pass: each row's exact id when the row is valid (duplicates aside), else null."""
+
+    def mark(batches):
+        for raw in batches:
+            rows = _landing_columns(raw).assign(_iris_row=np.arange(len(raw)))
+            checked = validate_measurements(
+                rows, passthrough=["_iris_row"], observed_on=day, check_duplicates=False
+            )
+            ids = pd.Series(pd.NA, index=raw.index, dtype="Int64")
+            ids.iloc[checked.valid["_iris_row"].to_numpy()] = checked.valid[PRIMARY_KEY]
+            yield raw.assign(**{VALID_ID: ids})
+
+    return mark
+
+
 def batch_scorer(model, *, day: str, model_name: str, model_version: str, predicted_at):
-    """The function ``mapInPandas`` runs on the executors, one Arrow batch at a time."""
+    """Second pass, on the executors, one Arrow batch at a time: validate and score."""
 
     def score_batches(batches):
         for raw in batches:
             batch = score_batch(
-                raw,
+                _landing_columns(raw).assign(**{SEEN: raw[SEEN].to_numpy(dtype=bool)}),
                 model,
                 day=day,
                 model_name=model_name,
@@ -86,110 +122,127 @@ def batch_scorer(model, *, day: str, model_name: str, model_version: str, predic
     return score_batches
 
 
-def read_landing_day(spark, day_dir: Path):
-    """Every batch file of one observed day, all columns as text, in file order."""
+def read_landing_files(spark, files: DayFiles):
+    """The readable files of the day, all columns as text, each row tagged with file and line."""
     from pyspark.sql import functions as F
 
+    order = {str(path): position for position, path in enumerate(files.readable)}
     frames = []
-    for suffix, reader in (
-        ("*.parquet", lambda paths: spark.read.parquet(*paths)),
-        ("*.csv", lambda paths: spark.read.option("header", True).csv(*paths)),
-    ):
-        paths = sorted(str(p) for p in day_dir.glob(suffix))
-        if paths:
-            frame = reader(paths)
-            # _metadata.file_path, not input_file_name(): that is not available on Unity Catalog.
-            file_path = F.col("_metadata.file_path").alias(ORDER)
-            frames.append(
-                frame.select(
-                    [F.col(c).cast("string").alias(c) for c in frame.columns] + [file_path]
-                )
+    for fmt in ("parquet", "csv"):
+        paths = [str(f.path) for f in files.files if f.readable and f.format == fmt]
+        if not paths:
+            continue
+        reader = spark.read.option("header", True) if fmt == "csv" else spark.read
+        frame = reader.format(fmt).load(paths)
+        frames.append(
+            frame.select(
+                *[F.col(c).cast("string").alias(c) for c in frame.columns],
+                F.col("_metadata.file_path").alias(FILE),
             )
-    if not frames:
-        return None
+        )
     day = frames[0]
     for frame in frames[1:]:
         day = day.unionByName(frame, allowMissingColumns=True)
-    return day.withColumn(
-        ORDER,
-        F.concat_ws("#", F.col(ORDER), F.format_string("%020d", F.monotonically_increasing_id())),
+    # The file's place in the shared order (file_path is a URI: map it back by its name).
+    names = {path.rsplit("/", 1)[-1]: position for path, position in order.items()}
+    position = F.create_map(*[x for n, p in names.items() for x in (F.lit(n), F.lit(p))])
+    return day.withColumn(FILE, position[F.element_at(F.split(F.col(FILE), "/"), -1)]).withColumn(
+        LINE, F.monotonically_increasing_id()
     )
 
 
-def mark_seen(frame):
-    """Flag rows whose flower_id already appeared earlier in the day (ids compared as numbers)."""
+def mark_seen(frame, day: str):
+    """Flag valid rows whose id had a valid occurrence earlier in the day (exact int64 ids)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
+    from pyspark.sql.types import LongType, StructField, StructType
 
-    if PRIMARY_KEY not in frame.columns:
-        return frame.withColumn(SEEN, F.lit(False))
-    key = F.col(PRIMARY_KEY).cast("double")
-    rank = F.row_number().over(Window.partitionBy(key).orderBy(ORDER))
-    return frame.withColumn(SEEN, F.when(key.isNotNull(), rank > 1).otherwise(F.lit(False)))
+    schema = StructType([*frame.schema.fields, StructField(VALID_ID, LongType(), True)])
+    checked = frame.mapInPandas(valid_ids(day), schema)
+    rank = F.row_number().over(Window.partitionBy(VALID_ID).orderBy(FILE, LINE))
+    return checked.withColumn(
+        SEEN, F.when(F.col(VALID_ID).isNotNull(), rank > 1).otherwise(F.lit(False))
+    )
 
 
-def score_frame(spark, settings: Settings, day: str, champion: VersionInfo, model):
-    """(landing rows, the scored+rejected frame) for one day; None when the day has no files."""
-    landing = read_landing_day(spark, settings.landing_dir / f"observed_date={day}")
-    if landing is None:
-        return 0, None
+def day_outcome(spark, settings: Settings, files: DayFiles, champion: VersionInfo, model, at):
+    """The scored + rejected rows of the day as one Spark frame (column ``KIND``)."""
     scorer = batch_scorer(
         model,
-        day=day,
+        day=files.day,
         model_name=settings.model_name,
         model_version=champion.version,
-        predicted_at=pd.Timestamp(datetime.now(UTC)),
+        predicted_at=at,
     )
-    outcome = mark_seen(landing).drop(ORDER).mapInPandas(scorer, output_schema())
-    return landing.count(), outcome
+    return mark_seen(read_landing_files(spark, files), files.day).mapInPandas(
+        scorer, output_schema()
+    )
 
 
-def empty_frame(spark, schema: pa.Schema):
-    return spark.createDataFrame([], ", ".join(f"{quote(f.name)} {spark_type(f)}" for f in schema))
+def split_outcome(spark, outcome, files: DayFiles):
+    """(inference rows, rejects rows incl. one per quarantined file) as Spark frames."""
+    from pyspark.sql import functions as F
+
+    scored = outcome.where(F.col(KIND) == "scored").select(*INFERENCE_TABLE_SCHEMA.names)
+    rejects = outcome.where(F.col(KIND) == "rejected").select(
+        F.lit("inference").alias("stage"),
+        F.lit(files.day).alias("partition"),
+        F.col("raw_flower_id").alias(PRIMARY_KEY),
+        "reason",
+        "record",
+        F.current_timestamp().alias("rejected_at"),
+    )
+    if files.quarantined:
+        bad = files.rejects().astype({"stage": object, "partition": object})
+        rejects = rejects.unionByName(spark.createDataFrame(bad, schema=ddl(REJECTS_TABLE_SCHEMA)))
+    return scored, rejects
+
+
+def drift_sample(scored, fraction: float) -> pd.DataFrame:
+    """The scored rows ``core.drift.in_sample`` keeps, collected (about 100,000 at most)."""
+    columns = [PRIMARY_KEY, *FEATURE_COLUMNS]
+    schema = ", ".join(f"{quote(c)} {'BIGINT' if c == PRIMARY_KEY else 'DOUBLE'}" for c in columns)
+
+    def keep(batches):
+        for batch in batches:
+            yield batch[in_sample(batch[PRIMARY_KEY].to_numpy(dtype=np.int64), fraction)]
+
+    rows = scored.select(*columns).mapInPandas(keep, schema).toPandas()
+    rows = rows.sort_values(PRIMARY_KEY)
+    return rows[list(FEATURE_COLUMNS)].astype("float64").reset_index(drop=True)
+
+
+def ddl(schema: pa.Schema) -> str:
+    return ", ".join(f"{quote(f.name)} {spark_type(f)}" for f in schema)
 
 
 def score_day_with_spark(
     store, settings: Settings, day: str, champion: VersionInfo, model, spark: Any = None
 ) -> ScoredDay:
     """Score ``day`` with Spark into ``store`` (a ``SparkTableStore`` on the same session)."""
-    from pyspark.sql import functions as F
-
     spark = spark or store.spark
+    files = select_day_files(settings, day)
     INFERENCE_TABLE.ensure(store, settings.inference_table)
     REJECTS_TABLE.ensure(store, settings.rejects_table)
 
-    landing_rows, outcome = score_frame(spark, settings, day, champion, model)
-    if outcome is None:
-        scored = empty_frame(spark, INFERENCE_TABLE_SCHEMA)
-        rejects = empty_frame(spark, REJECTS_TABLE_SCHEMA)
-    else:
-        scored = outcome.where(F.col(KIND) == "scored").select(*INFERENCE_TABLE_SCHEMA.names)
-        rejects = outcome.where(F.col(KIND) == "rejected").select(
-            F.lit("inference").alias("stage"),
-            F.lit(day).alias("partition"),
-            F.col("raw_flower_id").alias(PRIMARY_KEY),
-            "reason",
-            "record",
-            F.current_timestamp().alias("rejected_at"),
-        )
+    outcome = day_outcome(spark, settings, files, champion, model, pd.Timestamp(datetime.now(UTC)))
+    scored, rejects = split_outcome(spark, outcome, files)
     version = store.replace_partition(settings.inference_table, scored, "observed_date", day)
     store.replace_where(settings.rejects_table, rejects, rejects_slice("inference", day))
 
     where = f"observed_date = '{day}'"
-    sample = spark.sql(
-        f"SELECT {', '.join(FEATURE_COLUMNS)} FROM {table_ref(settings.inference_table)} "
-        f"WHERE {where} LIMIT {DRIFT_SAMPLE_ROWS}"
-    ).toPandas()
+    written_rows = spark.table(settings.inference_table).where(where)
     written = partition_stats(store, settings, day)
     return ScoredDay(
-        landing_rows=landing_rows,
+        landing_rows=files.landing_rows,
         rows_scored=written.rows,
-        rows_rejected=store.count(settings.rejects_table, rejects_slice("inference", day)),
+        rows_rejected=written_row_rejects(store, settings, files),
         table_version=version,
         prediction_counts=store.group_counts(settings.inference_table, "species_name", where),
         reject_reasons=store.group_counts(
             settings.rejects_table, "reason", rejects_slice("inference", day), limit=10
         ),
-        features_sample=sample,
+        features_sample=drift_sample(written_rows, sample_fraction(files.landing_rows)),
         written=written,
+        files_quarantined=tuple(f"{f.path.name}: {f.problem}" for f in files.quarantined),
     )

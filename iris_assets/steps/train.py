@@ -71,8 +71,9 @@ def train(step: Step) -> None:
     settings = step.settings
     params = TrainingParams(**{k: v for k, v in step.config.get("params", {}).items()})
     store = table_store(settings)
-    features = store.read(settings.feature_table)
+    # Read at a pinned version: evaluation reads the same version back through this tag.
     feature_version = store.version(settings.feature_table)
+    features = store.read(settings.feature_table, version=feature_version)
     rows = train_rows(features)
     model = train_classifier(features, params)
 

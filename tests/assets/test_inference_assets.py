@@ -105,10 +105,18 @@ def test_a_drifted_day_warns_without_failing_the_run(settings, graph, champion):
     assert "drift in" in drift.metadata["summary"].value
 
 
-def test_an_empty_day_writes_an_empty_partition(settings, graph, champion):
-    result = score_day(graph)
-    assert materialization_metadata(result, "inference_table")["rows_scored"] == 0
-    assert check_results(result)["inference_output_valid"] is True
+def test_a_day_without_landing_rows_fails_and_keeps_its_partition(settings, graph, champion):
+    defs, instance = graph
+    landing = LandingArea(settings.landing_dir)
+    landing.write_batch(simulate_flowers(20, DAY, seed=2), DAY)
+    score_day(graph)
+    for path in landing.day_dir(DAY).iterdir():
+        path.rename(path.with_name("flowers.txt"))  # the day's file under a name nobody reads
+    result = run_job(defs, instance, "inference_job", partition_key=DAY)
+    assert not result.success
+    message = step_failure_messages(result)
+    assert f"no landing rows for {DAY}" in message and "flowers.txt" in message
+    assert table_store(settings).count(settings.inference_table, f"observed_date = '{DAY}'") == 20
 
 
 def test_scoring_without_a_champion_says_how_to_get_one(settings, graph):
@@ -132,3 +140,30 @@ def test_the_daily_schedule_scores_the_day_that_just_ended():
     request = daily_inference_schedule(context)
     assert request.partition_key == "2026-11-25"
     assert request.run_key == "inference-2026-11-25"
+
+
+def test_the_landing_sensor_scores_a_day_again_when_late_files_arrive(settings, graph):
+    import dagster as dg
+
+    from iris_assets.assets.inference import landing_files_sensor
+
+    defs, instance = graph
+
+    def tick(cursor):
+        with dg.build_sensor_context(
+            instance=instance, definitions=defs, resources=defs.resources, cursor=cursor
+        ) as context:
+            result = landing_files_sensor(context)
+            return result, context.cursor
+
+    landing = LandingArea(settings.landing_dir)
+    result, cursor = tick(None)
+    assert isinstance(result, dg.SkipReason)
+    landing.write_batch(simulate_flowers(5, DAY, seed=1), DAY)
+    [first], cursor = tick(cursor)
+    assert first.partition_key == DAY
+    again, cursor = tick(cursor)
+    assert isinstance(again, dg.SkipReason), "an unchanged day is not scored twice"
+    landing.write_batch(simulate_flowers(5, DAY, seed=2), DAY)  # late data, after scoring
+    [late], cursor = tick(cursor)
+    assert late.partition_key == DAY and late.run_key != first.run_key

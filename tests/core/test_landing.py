@@ -126,11 +126,32 @@ def test_atomic_write_leaves_no_temporary_files(area, monkeypatch):
     assert area.count(DAY) == 20
 
 
-def test_half_written_files_are_not_batches(area):
+def test_half_written_files_are_not_batches_and_other_files_are_reported(area):
     area.day_dir(DAY).mkdir(parents=True)
     (area.day_dir(DAY) / ".batch-x.parquet.1234.tmp").write_bytes(b"partial")
+    assert area.scan_day(DAY) == [] and area.days() == []
     (area.day_dir(DAY) / "notes.txt").write_text("hello")
-    assert area.batch_files(DAY) == [] and area.days() == []
+    [notes] = area.scan_day(DAY)
+    assert not notes.readable and "unrecognised file notes.txt" in notes.problem
+    assert area.batch_files(DAY) == [] and area.days() == [DAY], "reported, not invisible"
+
+
+def test_every_csv_or_parquet_name_is_read_and_counted_from_the_file(area):
+    flowers = simulate_flowers(7, DAY, seed=9)
+    folder = area.day_dir(DAY)
+    folder.mkdir(parents=True)
+    flowers.to_csv(folder / "flowers.csv", index=False)
+    flowers.iloc[:3].to_parquet(folder / "batch-x.PARQUET")
+    (folder / "broken.parquet").write_bytes(b"not parquet at all")
+    (folder / "latin1.csv").write_bytes("flower_id,caf\xe9\n".encode("latin-1"))
+    scanned = {f.path.name: f for f in area.scan_day(DAY)}
+    assert (scanned["flowers.csv"].rows, scanned["batch-x.PARQUET"].rows) == (7, 3)
+    assert "unreadable parquet file broken.parquet" in scanned["broken.parquet"].problem
+    assert "unreadable csv file latin1.csv" in scanned["latin1.csv"].problem
+    assert area.count(DAY) == 10 == len(area.read_day(DAY))
+    before = area.fingerprint(DAY)
+    area.write_batch(flowers.iloc[:1], DAY)
+    assert area.fingerprint(DAY) != before, "a late file changes the day's fingerprint"
 
 
 def test_empty_and_absent_days(area):

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from iris_assets.core.identity import DERIVED_ID_BASE, derived_ids
 from iris_assets.core.schema import FEATURE_COLUMNS
 from iris_assets.core.source import SourceError, load_source
 from iris_assets.core.validation import validate_measurements
@@ -46,15 +47,43 @@ def test_csv_values_come_back_raw(tmp_path):
         "6.3,3.3,6.0,2.5,\n"
     )
     raw = load_source(path)
-    assert raw["flower_id"].tolist() == [1, 2, 3]  # assigned: the file has none
+    assert "flower_id" not in raw.columns, "ids are never taken from row positions"
     assert raw["sepal_length_cm"].tolist() == ["5.1", "abc", "6.3"]
     assert raw["species"].tolist() == ["setosa", "Versicolor", ""]
-    checked = validate_measurements(raw, require_label=True)
-    assert checked.valid["flower_id"].tolist() == [1]
+    checked = validate_measurements(raw, require_label=True, derive_missing_ids=True)
+    expected = derived_ids(np.array([[5.1, 3.5, 1.4, 0.2]]), np.array([0]))
+    assert checked.valid["flower_id"].tolist() == expected.tolist()
+    assert checked.valid["flower_id"].item() >= DERIVED_ID_BASE
     assert checked.rejects["reason"].tolist() == [
         "sepal_length_cm is not a number; petal_width_cm must be positive",
         "species is missing",
     ]
+    strict = validate_measurements(raw, require_label=True)
+    assert set(strict.rejects["reason"].str.split("; ").str[0]) == {"missing column: flower_id"}
+
+
+def test_derived_ids_depend_on_content_only(tmp_path):
+    iris = load_source().drop(columns=["flower_id"])
+    ids = validate_measurements(iris, require_label=True, derive_missing_ids=True)
+    # Flowers 102 and 143 are identical rows: one flower, the repeat is a duplicate.
+    assert ids.rejects["reason"].tolist() == ["duplicate flower_id"]
+    reordered = validate_measurements(
+        iris.iloc[::-1].reset_index(drop=True), require_label=True, derive_missing_ids=True
+    )
+    assert set(reordered.valid["flower_id"]) == set(ids.valid["flower_id"])
+    by_id = ids.valid.set_index("flower_id")
+    assert by_id.loc[reordered.valid["flower_id"], "sepal_length_cm"].tolist() == (
+        reordered.valid["sepal_length_cm"].tolist()
+    )
+    relabelled = derived_ids(np.array([[5.1, 3.5, 1.4, 0.2]]), np.array([1]))
+    assert relabelled[0] not in set(ids.valid["flower_id"])
+
+
+def test_explicit_ids_in_the_derived_range_are_refused():
+    iris = load_source().head(2).assign(flower_id=[DERIVED_ID_BASE, DERIVED_ID_BASE - 1])
+    checked = validate_measurements(iris, require_label=True, id_below=DERIVED_ID_BASE)
+    assert checked.valid["flower_id"].tolist() == [DERIVED_ID_BASE - 1]
+    assert "reserved for ids derived from content" in checked.rejects["reason"].item()
 
 
 def test_source_errors_name_the_path(tmp_path):

@@ -58,6 +58,7 @@ class RecordingSpark:
         self.catalog = FakeCatalog(self.tables)
         self.history = [{"version": 7, "operationMetrics": {"numTargetRowsInserted": "3"}}]
         self.files = 3
+        self.pending = 1
         self.properties = [{"key": "delta.constraints.species_known", "value": "species >= 0"}]
 
     def sql(self, statement):
@@ -69,7 +70,7 @@ class RecordingSpark:
         if statement.startswith("DESCRIBE DETAIL"):
             return FakeFrame(self, pd.DataFrame({"numFiles": [self.files]}))
         if statement.startswith("SELECT COUNT"):
-            return FakeFrame(self, pd.DataFrame({"n": [42]}))
+            return FakeFrame(self, pd.DataFrame({"n": [self.pending]}))
         return FakeFrame(self, pd.DataFrame({"value": ["2026-11-01"]}))
 
     def createDataFrame(self, data):  # noqa: N802
@@ -118,17 +119,41 @@ def test_a_nullable_primary_key_is_refused():
         create_table_sql("c.s.t", REJECTS_TABLE.schema, primary_key="flower_id")
 
 
-def test_merge_upsert_deduplicates_the_source_and_reads_the_commit_metrics():
+def test_merge_updates_only_rows_whose_data_changed_and_skips_a_no_op():
     spark = RecordingSpark({FEATURES: feature_rows([])})
-    result = SparkTableStore(spark).merge_upsert(FEATURES, feature_rows([1, 2, 2, 3]), "flower_id")
+    store = SparkTableStore(spark)
+    store.merge_upsert(
+        FEATURES, feature_rows([1, 2, 2, 3]), "flower_id", compare=["sepal_length_cm", "split"]
+    )
     [view] = spark.views
     assert spark.views[view]["flower_id"].tolist() == [1, 2, 3]
-    assert spark.statements[0] == (
+    pending, merge = spark.statements[:2]
+    assert pending == (
+        f"SELECT COUNT(*) AS n FROM `{view}` AS source LEFT JOIN `iris_dev`.`ml`.`iris_features` "
+        "AS target ON target.`flower_id` = source.`flower_id` WHERE target.`flower_id` IS NULL "
+        "OR NOT (target.`sepal_length_cm` <=> source.`sepal_length_cm`) "
+        "OR NOT (target.`split` <=> source.`split`)"
+    )
+    assert merge == (
         f"MERGE INTO `iris_dev`.`ml`.`iris_features` AS target USING `{view}` AS source "
         "ON target.`flower_id` = source.`flower_id` "
-        "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+        "WHEN MATCHED AND (NOT (target.`sepal_length_cm` <=> source.`sepal_length_cm`) "
+        "OR NOT (target.`split` <=> source.`split`)) THEN UPDATE SET * "
+        "WHEN NOT MATCHED THEN INSERT *"
+    ), "unchanged matched rows are not rewritten (ingested_at is not compared)"
+
+    spark.statements.clear()
+    spark.pending = 0
+    store.merge_upsert(FEATURES, feature_rows([1]), "flower_id", compare=["split"])
+    assert not [s for s in spark.statements if s.startswith("MERGE")], "nothing to commit"
+
+
+def test_reads_at_a_version_use_time_travel():
+    spark = RecordingSpark({FEATURES: feature_rows([1])})
+    SparkTableStore(spark).read(FEATURES, predicate="split = 'test'", version=12)
+    assert spark.statements[-1] == (
+        "SELECT * FROM `iris_dev`.`ml`.`iris_features` VERSION AS OF 12 WHERE split = 'test'"
     )
-    assert result == {"inserted": 3, "updated": 0, "version": 7}
 
 
 def test_a_partition_is_replaced_in_one_statement_with_the_columns_in_table_order():
@@ -142,7 +167,8 @@ def test_a_partition_is_replaced_in_one_statement_with_the_columns_in_table_orde
         "INSERT INTO `iris_dev`.`ml`.`iris_inferences` REPLACE WHERE "
         f"`observed_date` = '2026-11-02' SELECT * FROM `{view}`"
     )
-    assert version == 7
+    assert spark.statements[1].startswith("DESCRIBE HISTORY"), "the version is read back"
+    assert version == spark.history[0]["version"]
 
 
 def test_reads_and_counts_push_predicates_to_spark():
@@ -153,8 +179,10 @@ def test_reads_and_counts_push_predicates_to_spark():
         "SELECT `flower_id` FROM `iris_dev`.`ml`.`iris_features` "
         "WHERE split = 'train' ORDER BY `flower_id`"
     )
-    assert store.count(FEATURES, "split = 'test'") == 42
-    assert store.distinct(FEATURES, "split") == ["2026-11-01"]
+    store.count(FEATURES, "split = 'test'")
+    assert spark.statements[-1] == (
+        "SELECT COUNT(*) AS n FROM `iris_dev`.`ml`.`iris_features` WHERE split = 'test'"
+    )
     with pytest.raises(TableError, match="does not exist"):
         store.read("iris_dev.ml.nothing")
 

@@ -3,8 +3,15 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
 
-from iris_assets.core.schema import TEST, TRAIN
-from iris_assets.core.split import assign_split, mix64
+from iris_assets.core.schema import FEATURE_COLUMNS, TEST, TRAIN
+from iris_assets.core.split import (
+    SplitError,
+    assign_split,
+    check_split,
+    mix64,
+    split_by_measurements,
+    split_properties,
+)
 
 
 def test_mix64_is_splitmix64():
@@ -78,3 +85,21 @@ def test_edge_fractions_and_bad_input():
         assign_split(pd.Series([1, None]))
     with pytest.raises(ValueError):
         assign_split(np.array([1.5]))
+
+
+def test_the_content_split_puts_identical_flowers_on_one_side_whatever_the_id():
+    iris = load_iris(as_frame=True).data.set_axis(list(FEATURE_COLUMNS), axis=1)
+    sides = split_by_measurements(iris)
+    assert sides[101] == sides[142], "flowers 102 and 143 are identical measurements"
+    shuffled = iris.sample(frac=1.0, random_state=3)
+    assert (split_by_measurements(shuffled) == sides[shuffled.index.to_numpy()]).all()
+    assert 0.2 < (sides == TEST).mean() < 0.4
+
+
+def test_a_different_fraction_than_the_tables_is_refused():
+    stored = split_properties(0.3)
+    assert check_split("c.s.features", stored, 0.3) == 0.3
+    with pytest.raises(SplitError, match=r"created with test_fraction 0\.3.*test_fraction 0\.5"):
+        check_split("c.s.features", stored, 0.5)
+    with pytest.raises(SplitError, match="no fixed split"):
+        check_split("c.s.features", {}, 0.3)

@@ -2,6 +2,7 @@
 
 from collections import Counter
 
+import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -11,7 +12,7 @@ from iris_assets.core.registry import VersionInfo
 from iris_assets.core.schema import FEATURE_COLUMNS
 from iris_assets.core.tables import DeltaTableStore, TableError
 from iris_assets.settings import load_settings
-from iris_assets.steps.day_scoring import score_day_locally
+from iris_assets.steps.day_scoring import NoLandingData, score_day_locally
 
 DAY = "2026-11-23"
 CHAMPION = VersionInfo("iris_dev.ml.iris_model", "2", {}, ("champion",), None, None)
@@ -114,11 +115,64 @@ def test_a_corpus_of_bad_landing_data_loses_no_row(tmp_path, model):
     assert pd.Series(rejects["record"]).str.len().gt(10).all()
 
 
-def test_an_empty_day_replaces_the_partition_with_nothing(tmp_path, model):
+def test_a_day_without_landing_rows_fails_and_keeps_the_partition(day, model):
+    settings, store = day
+    score_day_locally(store, settings, DAY, CHAMPION, model)
+    version = store.version(settings.inference_table)
+    folder = LandingArea(settings.landing_dir).day_dir(DAY)
+    for path in folder.iterdir():
+        path.unlink()  # an emptied folder
+    with pytest.raises(NoLandingData, match=f"no landing rows for {DAY}.*partition.*kept"):
+        score_day_locally(store, settings, DAY, CHAMPION, model)
+    (folder / "notes.txt").write_text("not data")
+    with pytest.raises(NoLandingData, match="notes.txt"):
+        score_day_locally(store, settings, DAY, CHAMPION, model)
+    assert store.version(settings.inference_table) == version
+    assert store.count(settings.inference_table) == 500
+
+
+def test_every_file_is_read_or_quarantined_and_rows_are_counted_from_the_files(tmp_path, model):
     settings = load_settings({"IRIS_HOME": str(tmp_path)})
     store = DeltaTableStore(settings.warehouse)
-    result = score_day_locally(store, settings, DAY, CHAMPION, model)
-    assert (result.landing_rows, result.rows_scored, result.written.rows) == (0, 0, 0)
+    folder = LandingArea(settings.landing_dir).day_dir(DAY)
+    folder.mkdir(parents=True)
+    flowers = simulate_flowers(30, DAY, seed=4)
+    flowers.iloc[:10].to_csv(folder / "flowers.csv", index=False)
+    flowers.iloc[10:20].to_parquet(folder / "batch-x.PARQUET")
+    late = flowers.iloc[20:].copy()
+    late.loc[late.index[0], "observed_at"] = pd.Timestamp("2026-11-24T00:00:01Z")
+    late.to_parquet(folder / "batch-3.parquet")
+    (folder / "broken.parquet").write_bytes(b"PAR1 but not really")
+    (folder / "readme.txt").write_text("collector notes")
+
+    result = score_day_locally(store, settings, DAY, CHAMPION, model, batch_rows=7)
+    assert (result.landing_rows, result.rows_scored, result.rows_rejected) == (30, 29, 1)
+    rejects = store.read(settings.rejects_table, order_by="reason")
+    assert rejects["reason"].tolist() == [
+        f"observed_at is not on the partition day {DAY}",
+        "unreadable parquet file broken.parquet: " + rejects["reason"][1].split(": ", 1)[1],
+        "unrecognised file readme.txt: only .parquet and .csv files are read",
+    ]
+    assert '"file": "readme.txt"' in rejects["record"][2]
+    assert len(result.files_quarantined) == 2
+
+
+def test_ids_beyond_float_precision_are_exact(tmp_path, model):
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    store = DeltaTableStore(settings.warehouse)
+    landing = LandingArea(settings.landing_dir)
+    flowers = simulate_flowers(3, DAY, seed=8)
+    big = 2**53
+    landing.write_batch(flowers.assign(flower_id=[big, big + 2, big + 5]), DAY)
+    # As floats, big+1 would equal big (a false duplicate) and big+5 would be big+4 (a missed one).
+    landing.write_batch(flowers.assign(flower_id=[big + 1, big + 2, big + 3]), DAY, "csv")
+    landing.write_batch(flowers.iloc[:1].assign(flower_id=[big + 5]), DAY, "csv")
+    result = score_day_locally(store, settings, DAY, CHAMPION, model, batch_rows=2)
+    assert (result.rows_scored, result.rows_rejected) == (5, 2)
+    scored = store.read(settings.inference_table, order_by="flower_id")["flower_id"].tolist()
+    assert scored == [big, big + 1, big + 2, big + 3, big + 5]
+    duplicates = store.read(settings.rejects_table, order_by="flower_id")["flower_id"].tolist()
+    assert duplicates == [str(big + 2), str(big + 5)]
 
 
 def test_concurrent_days_do_not_disturb_each_other_and_a_same_day_race_fails_clearly(
@@ -147,8 +201,12 @@ def test_concurrent_days_do_not_disturb_each_other_and_a_same_day_race_fails_cle
     for thread in threads:
         thread.join()
 
-    for day, message in errors:
-        assert "conflicted with a concurrent write" in message and "run it again" in message, day
+    # Each day runs twice at once: the second of a pair may lose (clearly) but one must win.
+    assert len(errors) <= len(days), errors
+    assert all(
+        "conflicted with a concurrent write" in message and "run it again" in message
+        for _, message in errors
+    ), errors
     store = DeltaTableStore(settings.warehouse)
     assert store.group_counts(settings.inference_table, "observed_date") == dict.fromkeys(
         days, 3000

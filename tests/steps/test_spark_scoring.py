@@ -1,8 +1,9 @@
-"""Scoring a day with Spark (local SparkSession) gives the same outcome as the pandas path.
+"""One behaviour, two engines: a bad-data corpus scored by Spark (local SparkSession) and locally.
 
 Delta's Spark jars cannot be fetched here, so table writes are covered by the SQL tests of
-``SparkTableStore``; this test runs the distributed part for real: reading the day's files,
-marking duplicates across files and validating and scoring inside ``mapInPandas``.
+``SparkTableStore``; these tests run the distributed part for real: reading the day's files,
+deciding duplicates across files, validating and scoring inside ``mapInPandas``, the drift
+sample, and the MERGE's change predicate.
 """
 
 import os
@@ -14,12 +15,14 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from iris_assets.core.batch_scoring import score_batch
+from iris_assets.core.drift import in_sample
 from iris_assets.core.landing import LandingArea, simulate_flowers
 from iris_assets.core.registry import VersionInfo
 from iris_assets.core.schema import FEATURE_COLUMNS, INFERENCE_TABLE_SCHEMA
+from iris_assets.core.tables import DeltaTableStore
 from iris_assets.settings import load_settings
-from iris_assets.steps.spark_scoring import KIND, score_frame
+from iris_assets.steps.day_scoring import NoLandingData, score_day_locally, select_day_files
+from iris_assets.steps.spark_scoring import day_outcome, drift_sample, split_outcome
 
 DAY = "2026-11-24"
 
@@ -49,56 +52,93 @@ def model():
     )
 
 
-def landing_day(root):
-    landing = LandingArea(root)
+def write(folder, name, frame):
+    folder.mkdir(parents=True, exist_ok=True)
+    if name.lower().endswith(".csv"):
+        frame.to_csv(folder / name, index=False)
+    else:
+        frame.to_parquet(folder / name, index=False)
+
+
+def bad_corpus(settings):
+    """One day of everything that goes wrong, in files both engines must read the same way."""
+    folder = LandingArea(settings.landing_dir).day_dir(DAY)
     good = simulate_flowers(30, DAY, seed=5)
-    landing.write_batch(good, DAY)
-    bad = simulate_flowers(4, DAY, seed=6).astype(str)
-    bad.loc[0, "flower_id"] = str(good["flower_id"].iloc[0])  # seen in the parquet file
-    bad.loc[1, "petal_length_cm"] = ""
-    bad.loc[2, "sepal_width_cm"] = "wide"
-    landing.write_batch(bad, DAY, fmt="csv")
-    return landing
+    good.loc[0, "flower_id"] = 2**53
+    good.loc[1, "flower_id"] = 2**53 + 1
+    first = good.iloc[:4].astype(str)
+    first.loc[2, "petal_length_cm"] = ""  # invalid first occurrence: the later valid one wins
+    first.loc[3, "sepal_width_cm"] = "wide"
+    write(folder, "batch-0.csv", first.iloc[2:])
+    write(folder, "batch-1.parquet", good)
+    late = good.iloc[5:8].copy()
+    late["observed_at"] = pd.Timestamp("2026-11-25T03:00:00Z")  # not on the partition day
+    write(folder, "batch-2.PARQUET", late.assign(flower_id=[11, 12, 13]))
+    repeat = good.iloc[[0, 1, 9]].astype(str)  # valid repeats: duplicates
+    repeat.loc[repeat.index[2], "flower_id"] = str(2**53 + 2)  # new: 2**53 + 2 is not 2**53
+    write(folder, "flowers.csv", repeat)
+    (folder / "broken.parquet").write_bytes(b"not parquet")
+    (folder / "notes.txt").write_text("collector notes")
+    return good
 
 
-def test_spark_scoring_matches_the_pandas_path(spark, model, tmp_path):
+def test_one_bad_corpus_gives_the_same_rows_on_both_engines(spark, model, tmp_path):
     settings = load_settings({"IRIS_HOME": str(tmp_path)})
-    landing = landing_day(settings.landing_dir)
+    bad_corpus(settings)
     champion = VersionInfo("iris_dev.ml.iris_model", "4", {}, ("champion",), None, None)
+    store = DeltaTableStore(settings.warehouse)
+    local = score_day_locally(store, settings, DAY, champion, model, batch_rows=3)
+    local_scored = store.read(settings.inference_table, order_by="flower_id")
+    local_rejects = store.read(settings.rejects_table)
 
-    rows, outcome = score_frame(spark, settings, DAY, champion, model)
-    result = outcome.toPandas()
-    scored = result[result[KIND] == "scored"]
-    rejected = result[result[KIND] == "rejected"]
+    files = select_day_files(settings, DAY)
+    outcome = day_outcome(spark, settings, files, champion, model, pd.Timestamp.now(tz="UTC"))
+    scored, rejects = (frame.toPandas() for frame in split_outcome(spark, outcome, files))
+    scored = scored.sort_values("flower_id").reset_index(drop=True)
 
-    local = score_batch(
-        landing.read_day(DAY),
-        model,
-        day=DAY,
-        model_name=settings.model_name,
-        model_version="4",
-        predicted_at=pd.Timestamp("2026-11-24T00:00:00Z"),
+    assert local.landing_rows == files.landing_rows == 38
+    assert len(local_scored) == len(scored) == 31
+    compared = [c for c in INFERENCE_TABLE_SCHEMA.names if c != "predicted_at"]
+    pd.testing.assert_frame_equal(local_scored[compared], scored[compared], check_dtype=False)
+    assert 2**53 + 1 in set(scored["flower_id"]) and 2**53 + 2 in set(scored["flower_id"])
+
+    def outcome_of(frame):
+        return sorted(zip(frame["flower_id"].fillna("-"), frame["reason"], strict=True))
+
+    assert outcome_of(local_rejects) == outcome_of(rejects)
+    assert Counter(rejects["reason"].str.split(":").str[0]) == Counter(
+        {
+            "duplicate flower_id": 2,
+            f"observed_at is not on the partition day {DAY}": 3,
+            "petal_length_cm is missing": 1,
+            "sepal_width_cm is not a number": 1,
+            "unreadable parquet file broken.parquet": 1,
+            "unrecognised file notes.txt": 1,
+        }
     )
-    assert rows == 34 == len(scored) + len(rejected)
-    assert sorted(scored["flower_id"]) == sorted(local.scored["flower_id"])
-    assert (
-        Counter(rejected["reason"])
-        == Counter(local.rejects["reason"])
-        == Counter(
-            {
-                "duplicate flower_id": 1,
-                "petal_length_cm is missing": 1,
-                "sepal_width_cm is not a number": 1,
-            }
-        )
-    )
-    merged = scored.merge(local.scored, on="flower_id", suffixes=("_spark", "_local"))
-    assert (merged["prediction_spark"] == merged["prediction_local"]).all()
-    assert set(scored["model_version"]) == {"4"}
-    assert list(scored.columns[: len(INFERENCE_TABLE_SCHEMA)]) == INFERENCE_TABLE_SCHEMA.names
+    sample = drift_sample(spark.createDataFrame(local_scored[[*compared]]), 0.5)
+    pd.testing.assert_frame_equal(sample, sampled(local_scored, 0.5))
 
 
-def test_a_day_without_files_has_nothing_to_score(spark, model, tmp_path):
+def sampled(scored, fraction):
+    keep = in_sample(scored["flower_id"].to_numpy(), fraction)
+    return scored.loc[keep, list(FEATURE_COLUMNS)].astype("float64").reset_index(drop=True)
+
+
+def test_the_null_safe_change_predicate_of_the_spark_merge(spark):
+    from iris_assets.core.spark_tables import changed_sql
+
+    target = pd.DataFrame({"k": [1, 2, 3, 4], "x": [1.0, None, 2.0, None]})
+    source = pd.DataFrame({"k": [1, 2, 3, 4], "x": [1.0, None, 2.5, 7.0]})
+    spark.createDataFrame(target).createOrReplaceTempView("target")
+    spark.createDataFrame(source).createOrReplaceTempView("source")
+    rows = spark.sql(
+        f"SELECT source.k FROM source JOIN target ON source.k = target.k WHERE {changed_sql(['x'])}"
+    ).collect()
+    assert sorted(r.k for r in rows) == [3, 4], "equal rows, nulls included, are not updated"
+
+
+def test_a_day_without_landing_rows_is_refused_before_spark_runs(tmp_path):
     settings = load_settings({"IRIS_HOME": str(tmp_path)})
-    champion = VersionInfo("m", "1", {}, (), None, None)
-    assert score_frame(spark, settings, DAY, champion, model) == (0, None)
+    with pytest.raises(NoLandingData, match="no landing rows"):
+        select_day_files(settings, DAY)

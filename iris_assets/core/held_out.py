@@ -1,0 +1,41 @@
+"""The rows a model is judged on: the held-out split of the feature table *as it was trained*.
+
+Training tags each model version with the feature-table version it read
+(``feature_table_version``). Evaluation reads the test split at that version (Delta time travel),
+so challenger and champion are scored on the same unseen rows, whatever was ingested since: a
+flower added or moved later can never be one the challenger was trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+
+from iris_assets.core.schema import PRIMARY_KEY, TEST
+from iris_assets.core.tables import sql_string
+
+FEATURE_VERSION_TAG = "feature_table_version"
+
+
+class HeldOutError(ValueError):
+    """The model's tags do not say which feature-table version it was trained on."""
+
+
+def trained_on_version(tags: Mapping[str, str], label: str = "the challenger") -> int:
+    """The feature-table version a model version was trained on, from its tags."""
+    value = tags.get(FEATURE_VERSION_TAG)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise HeldOutError(
+            f"{label} has no usable {FEATURE_VERSION_TAG} tag ({value!r}), so the rows it was "
+            "trained on are unknown: retrain it (materialize challenger_model)"
+        ) from None
+
+
+def held_out_rows_at(store, table: str, version: int) -> pd.DataFrame:
+    """The test split of ``table`` at ``version``, in id order."""
+    return store.read(
+        table, predicate=f"split = {sql_string(TEST)}", order_by=PRIMARY_KEY, version=version
+    )
