@@ -12,8 +12,8 @@ One behaviour with the local path (``steps/day_scoring.py``), shared by construc
   ``mapInPandas``) rejects those as duplicates;
 - the same drift sample: ``core.drift.in_sample`` on the ids, with the fraction from the count.
 
-Files are identified by the ``_metadata.file_path`` column (``input_file_name()`` is not
-available on Unity Catalog / serverless).
+Files are identified by the ``_metadata.file_path`` column, the one Unity Catalog and
+serverless offer (the older file-name function is not available there).
 """
 
 from __future__ import annotations

@@ -19,12 +19,14 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from iris_assets.assets.promotion_sensor import MAX_ATTEMPTS, promotion_request
+from iris_assets.core.held_out import FEATURE_VERSION_TAG
 from iris_assets.core.landing import LandingArea, simulate_flowers
 from iris_assets.core.registry import ModelRegistry, RegistryError, ensure_experiment
 from iris_assets.core.schema import FEATURE_COLUMNS
 from iris_assets.definitions import build_definitions
 from iris_assets.settings import CHALLENGER_ALIAS, CHAMPION_ALIAS, load_settings
 from iris_assets.status import collect_status, status_lines
+from iris_assets.steps.stores import table_store
 from tests.assets.helpers import (
     check_results,
     materialization_metadata,
@@ -82,7 +84,8 @@ def tag(settings, version: str, **tags: str) -> None:
 
 
 def new_challenger(settings, trained_by: str = TRAINER) -> str:
-    """A new version logged in-process (no evaluation yet), aliased challenger."""
+    """A new version logged in-process (no evaluation yet), aliased challenger, tagged with the
+    feature-table version it stands for as the train step would tag it."""
     import mlflow
     import mlflow.sklearn
 
@@ -99,7 +102,8 @@ def new_challenger(settings, trained_by: str = TRAINER) -> str:
         )
     version = str(info.registered_model_version)
     models = ModelRegistry(settings)
-    models.set_tags(version, {"trained_by": trained_by})
+    feature_version = table_store(settings).version(settings.feature_table)
+    models.set_tags(version, {"trained_by": trained_by, FEATURE_VERSION_TAG: feature_version})
     models.set_alias(CHALLENGER_ALIAS, version)
     return version
 
@@ -191,10 +195,18 @@ def test_an_evaluation_is_stale_once_the_champion_changed(home, models):
     assert models.champion().version == "1"
 
 
-def test_an_evaluation_is_stale_once_the_feature_table_changed(home, models):
+def test_an_evaluation_is_stale_once_the_feature_table_changed(home, models, tmp_path):
     _, defs, instance = home
     models.approve("1", by="ana")
-    assert materialize(defs, instance, "iris_features").success
+    # A newly labelled flower arrives after the evaluation (an unchanged re-ingest commits
+    # nothing, so it could not make anything stale).
+    newcomer = tmp_path / "newcomer.csv"
+    newcomer.write_text(
+        "flower_id,sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm,species\n"
+        "10001,5.0,3.4,1.5,0.2,0\n"
+    )
+    config = {"ops": {"iris_features": {"config": {"source_path": str(newcomer)}}}}
+    assert materialize(defs, instance, "iris_features", run_config=config).success
     text = skip_text(defs, instance)
     assert "was evaluated on iris_dev.ml.iris_features version" in text
     assert "which is now version" in text and "stale" in text
