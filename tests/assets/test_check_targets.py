@@ -72,4 +72,3 @@ def test_check_results_target_this_runs_materialization_and_partition(settings, 
         assert executions(instance, "inference_table", check) == [
             (run_id, passed, day, run_id, day) for run_id, day in runs
         ], check
-
