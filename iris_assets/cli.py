@@ -135,6 +135,7 @@ def cmd_serve(args) -> int:
         "--host", args.host or settings.serving_host,
         "--port", str(args.port or settings.serving_port),
         "--state-dir", str(settings.serving_dir),
+        "--endpoint-name", settings.endpoint_name,
     ]  # fmt: skip
     os.execv(sys.executable, command)
     return 0  # not reached
