@@ -168,15 +168,58 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def project_root() -> Path | None:
+    """The checkout holding pyproject.toml with a ``[tool.dg]`` section, where ``dg`` runs."""
+    root = Path(__file__).resolve().parents[1]
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file() and "[tool.dg]" in pyproject.read_text():
+        return root
+    return None
+
+
+def hold_dev_lock(settings, url: str) -> int:
+    """Lock this home's ``iris-dev.lock`` for the life of the process (it survives exec)."""
+    import fcntl
+
+    path = settings.dagster_home / "iris-dev.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        try:
+            first = json.loads(path.read_text() or "{}")
+        except ValueError:
+            first = {}
+        raise CliError(
+            f"iris dev is already running for {settings.env_home} (pid {first.get('pid', '?')}, "
+            f"{first.get('url', 'URL unknown')}, since {first.get('started_at', '?')}); "
+            "use that one, or stop it (Ctrl-C in its terminal) first"
+        ) from None
+    record = {"pid": os.getpid(), "url": url, "started_at": datetime.now(UTC).isoformat()}
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(record).encode())
+    os.set_inheritable(fd, True)  # dagster replaces this process: the lock goes with it
+    return fd
+
+
 def cmd_dev(args) -> int:
-    """Start `dagster dev` on this env's Dagster home, so demo runs appear in the UI."""
+    """Start the Dagster UI (`dg dev`) on this env's Dagster home, so demo runs appear in it."""
     settings = load_settings()
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    root = project_root()
+    bin_dir = Path(sys.executable).parent
+    options = ["-h", args.host, "-p", str(args.port)]
+    if args.workspace or root is None:  # `dagster dev` on a workspace file, or an installed copy
+        target = ["-w", str(Path(args.workspace).resolve())] if args.workspace else []
+        command = [str(bin_dir / "dagster"), "dev", *(target or ["-m", "iris_assets.definitions"])]
+    else:
+        os.chdir(root)
+        command = [str(bin_dir / "dg"), "dev"]
+    hold_dev_lock(settings, f"http://{args.host}:{args.port}")
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
-    workspace = Path(args.workspace).resolve()
-    dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster), "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
-    os.execv(command[0], command)
+    print(f"Dagster UI for {settings.env_home}: http://{args.host}:{args.port}", flush=True)
+    os.execv(command[0], [*command, *options])
     return 0  # not reached
 
 
@@ -232,8 +275,8 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_argument("--drift", action="store_true", help="shift the measurements")
     simulate.set_defaults(func=cmd_simulate)
 
-    dev = sub.add_parser("dev", help="start the Dagster UI (dagster dev) for this env")
-    dev.add_argument("--workspace", default="workspace.yaml")
+    dev = sub.add_parser("dev", help="start the Dagster UI (dg dev) for this env")
+    dev.add_argument("--workspace", help="run `dagster dev -w` on this workspace file instead")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
     dev.set_defaults(func=cmd_dev)
