@@ -168,6 +168,32 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_mlflow(args) -> int:
+    """The MLflow UI over this env's registry and artifacts, on 127.0.0.1, in the foreground."""
+    from iris_assets.settings import MLFLOW_UI_PORT
+
+    settings = load_settings()
+    if settings.is_databricks:
+        raise CliError("on Databricks the MLflow UI is the workspace's: Experiments and Models")
+    if not settings.mlflow_db.exists():
+        raise CliError(
+            f"no registry yet at {settings.mlflow_db}: run `iris demo` (or `make demo`) first"
+        )
+    port = args.port or MLFLOW_UI_PORT[settings.env]
+    mlflow = Path(sys.executable).with_name("mlflow")
+    command = [
+        str(mlflow), "server",
+        "--backend-store-uri", settings.tracking_uri,
+        "--default-artifact-root", settings.artifact_root.as_uri(),
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--workers", "1",
+    ]  # fmt: skip
+    print(f"MLflow UI for {settings.env_home}: http://127.0.0.1:{port}", flush=True)
+    os.execv(command[0], command)
+    return 0  # not reached
+
+
 def project_root() -> Path | None:
     """The checkout holding pyproject.toml with a ``[tool.dg]`` section, where ``dg`` runs."""
     root = Path(__file__).resolve().parents[1]
@@ -274,6 +300,10 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int)
     simulate.add_argument("--drift", action="store_true", help="shift the measurements")
     simulate.set_defaults(func=cmd_simulate)
+
+    mlflow = sub.add_parser("mlflow", help="start the MLflow UI over this env's registry")
+    mlflow.add_argument("--port", type=int, help="default 5125 (dev), 5126 (prod)")
+    mlflow.set_defaults(func=cmd_mlflow)
 
     dev = sub.add_parser("dev", help="start the Dagster UI (dg dev) for this env")
     dev.add_argument("--workspace", help="run `dagster dev -w` on this workspace file instead")

@@ -116,5 +116,10 @@ def json_value(value: Any) -> dict[str, Any]:
     return {"raw_value": value, "type": "json"}
 
 
+def url_values(urls: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Links Dagster shows as links (``MetadataValue.url``)."""
+    return {name: {"raw_value": url, "type": "url"} for name, url in urls.items()}
+
+
 def path_value(value: str) -> dict[str, str]:
     return {"raw_value": value, "type": "path"}

@@ -20,6 +20,7 @@ from iris_assets.core.evaluation import (
     per_class_markdown,
     score_model,
 )
+from iris_assets.core.mlflow_links import links
 from iris_assets.core.registry import (
     EVALUATION_REASON_TAG,
     EVALUATION_TAG,
@@ -29,7 +30,7 @@ from iris_assets.core.registry import (
     utc_now_iso,
 )
 from iris_assets.settings import CHALLENGER_ALIAS
-from iris_assets.steps.bootstrap import Step, json_value, md, open_step
+from iris_assets.steps.bootstrap import Step, json_value, md, open_step, url_values
 from iris_assets.steps.stores import table_store
 
 
@@ -84,6 +85,7 @@ def evaluate(step: Step) -> None:
         "confusion_matrix": md(confusion_markdown(new)),
         "thresholds": json_value(thresholds.__dict__),
         **{name: float(value) for name, value in new.metrics.items()},
+        **url_values(mlflow_links(registry, challenger)),
     }
     step.pipes.report_asset_check(
         "evaluation_passed",
@@ -99,6 +101,12 @@ def evaluate(step: Step) -> None:
         metadata=metadata,
         data_version=f"v{challenger.version}-{'pass' if verdict.passed else 'fail'}",
     )
+
+
+def mlflow_links(registry: ModelRegistry, version: VersionInfo) -> dict[str, str]:
+    run = registry.client.get_run(version.run_id) if version.run_id else None
+    experiment_id = run.info.experiment_id if run else None
+    return links(registry.settings, version.version, experiment_id, version.run_id)
 
 
 def log_to_training_run(registry: ModelRegistry, version: VersionInfo, scores: Scores) -> None:

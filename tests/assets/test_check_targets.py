@@ -45,10 +45,26 @@ def executions(instance: dg.DagsterInstance, asset: str, check: str) -> list[tup
     return rows[::-1]
 
 
+def assert_mlflow_links(result, settings) -> None:
+    """Both MLflow assets link (MetadataValue.url) to the local MLflow UI's run and version."""
+    for asset in ("challenger_model", "evaluation_report"):
+        [event] = [
+            e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]
+        ]
+        metadata = event.materialization.metadata
+        run, version = metadata["mlflow_run"], metadata["mlflow_model_version"]
+        assert isinstance(run, dg.UrlMetadataValue) and isinstance(version, dg.UrlMetadataValue)
+        assert run.url.startswith(f"{settings.mlflow_ui_url}/#/experiments/")
+        assert version.url == f"{settings.mlflow_ui_url}/#/models/{settings.model_name}/versions/1"
+    run_id = result.asset_materializations_for_node("challenger_model")[0].metadata
+    assert run.url.endswith(f"/runs/{run_id['mlflow_run_id'].value}")
+
+
 def test_check_results_target_this_runs_materialization_and_partition(settings, graph):
     defs, instance = graph
     first = materialize(defs, instance, "iris_features", "challenger_model", "evaluation_report")
     assert first.success, step_failure_messages(first)
+    assert_mlflow_links(first, settings)
     # A second run: a check recorded against the latest materialization it knew *before* this
     # run's would point at the first run.
     second = materialize(defs, instance, "iris_features", "evaluation_report")
