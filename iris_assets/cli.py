@@ -102,13 +102,27 @@ def cmd_predict(args) -> int:
     try:
         answer = predict(url, read_payload(args), headers=headers)
     except ServingError as error:
+        if error.status is None:  # nothing answered: the message already names the URL
+            raise CliError(
+                f"{error}; is the server running? `iris status` says, `iris serve` starts one"
+            ) from None
         raise CliError(f"{url}: {error}") from None
-    except OSError as error:
-        raise CliError(
-            f"{url} is not answering ({error}); is it running? (`iris status`)"
-        ) from None
-    print(json.dumps(answer))
+    print(json.dumps(with_species(answer)))
     return 0
+
+
+def with_species(answer: dict) -> dict:
+    """The model's raw output with the species each class index stands for next to it."""
+    from iris_assets.core.schema import SPECIES_NAMES
+
+    predictions = answer.get("predictions")
+    if not isinstance(predictions, list):
+        return answer
+    species = [
+        SPECIES_NAMES[p] if type(p) is int and 0 <= p < len(SPECIES_NAMES) else None
+        for p in predictions
+    ]
+    return {"predictions": predictions, "species": species, **answer}
 
 
 def champion_version() -> tuple[str, str]:
@@ -160,8 +174,8 @@ def cmd_simulate(args) -> int:
         date.fromisoformat(day)
     except ValueError:
         raise CliError(f"--date {day!r} is not a date like 2026-11-26") from None
-    if args.rows < 0:
-        raise CliError("--rows must be zero or more")
+    if args.rows < 1:
+        raise CliError("--rows must be 1 or more: an empty batch file is not an observation")
     frame = simulate_flowers(args.rows, day, seed=args.seed, drift=args.drift)
     path = LandingArea(settings.landing_dir).write_batch(frame, day)
     print(f"{args.rows} flowers observed on {day} -> {path}")
