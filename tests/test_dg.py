@@ -28,6 +28,8 @@ def test_dg_list_defs_lists_the_graph(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     listed = json.loads(out.stdout)
     assert {asset["asset_key"] for asset in listed["assets"]} == GRAPH_ASSETS
+    # One group: the UI's first page shows every asset rather than collapsed groups.
+    assert {asset["group_name"] for asset in listed["assets"]} == {"iris"}
     assert {job["name"] for job in listed["jobs"]} == {
         "training_job",
         "promotion_job",
