@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test dev lint format clean lock bench-serving bench-batch
+.PHONY: install demo test dev mlflow lint format clean lock bench-serving bench-batch
 
 install: $(STAMP)
 
@@ -25,8 +25,13 @@ test: install
 	$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
+# The Dagster UI: `iris dev` runs `dg dev` from the project root on this env's DAGSTER_HOME.
 dev: install
 	$(BIN)/iris dev
+
+# The MLflow UI over this env's registry and artifacts (http://127.0.0.1:5125 for dev).
+mlflow: install
+	$(BIN)/iris mlflow
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -159,13 +159,27 @@ def cmd_predict(args) -> int:
     try:
         answer = predict(url, read_payload(args), headers=headers)
     except ServingError as error:
+        if error.status is None:  # nothing answered: the message already names the URL
+            raise CliError(
+                f"{error}; is the server running? `iris status` says, `iris serve` starts one"
+            ) from None
         raise CliError(f"{url}: {error}") from None
-    except OSError as error:
-        raise CliError(
-            f"{url} is not answering ({error}); is it running? (`iris status`)"
-        ) from None
-    print(json.dumps(answer))
+    print(json.dumps(with_species(answer)))
     return 0
+
+
+def with_species(answer: dict) -> dict:
+    """The model's raw output with the species each class index stands for next to it."""
+    from iris_assets.core.schema import SPECIES_NAMES
+
+    predictions = answer.get("predictions")
+    if not isinstance(predictions, list):
+        return answer
+    species = [
+        SPECIES_NAMES[p] if type(p) is int and 0 <= p < len(SPECIES_NAMES) else None
+        for p in predictions
+    ]
+    return {"predictions": predictions, "species": species, **answer}
 
 
 def champion_version() -> tuple[str, str]:
@@ -192,6 +206,7 @@ def cmd_serve(args) -> int:
         "--host", args.host or settings.serving_host,
         "--port", str(args.port or settings.serving_port),
         "--state-dir", str(settings.serving_dir),
+        "--endpoint-name", settings.endpoint_name,
     ]  # fmt: skip
     os.execv(sys.executable, command)
     return 0  # not reached
@@ -216,23 +231,92 @@ def cmd_simulate(args) -> int:
         date.fromisoformat(day)
     except ValueError:
         raise CliError(f"--date {day!r} is not a date like 2026-11-26") from None
-    if args.rows < 0:
-        raise CliError("--rows must be zero or more")
+    if args.rows < 1:
+        raise CliError("--rows must be 1 or more: an empty batch file is not an observation")
     frame = simulate_flowers(args.rows, day, seed=args.seed, drift=args.drift)
     path = LandingArea(settings.landing_dir).write_batch(frame, day)
     print(f"{args.rows} flowers observed on {day} -> {path}")
     return 0
 
 
+def cmd_mlflow(args) -> int:
+    """The MLflow UI over this env's registry and artifacts, on 127.0.0.1, in the foreground."""
+    from iris_assets.settings import MLFLOW_UI_PORT
+
+    settings = load_settings()
+    if settings.is_databricks:
+        raise CliError("on Databricks the MLflow UI is the workspace's: Experiments and Models")
+    if not settings.mlflow_db.exists():
+        raise CliError(
+            f"no registry yet at {settings.mlflow_db}: run `iris demo` (or `make demo`) first"
+        )
+    port = args.port or MLFLOW_UI_PORT[settings.env]
+    mlflow = Path(sys.executable).with_name("mlflow")
+    command = [
+        str(mlflow), "server",
+        "--backend-store-uri", settings.tracking_uri,
+        "--default-artifact-root", settings.artifact_root.as_uri(),
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--workers", "1",
+    ]  # fmt: skip
+    print(f"MLflow UI for {settings.env_home}: http://127.0.0.1:{port}", flush=True)
+    os.execv(command[0], command)
+    return 0  # not reached
+
+
+def project_root() -> Path | None:
+    """The checkout holding pyproject.toml with a ``[tool.dg]`` section, where ``dg`` runs."""
+    root = Path(__file__).resolve().parents[1]
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file() and "[tool.dg]" in pyproject.read_text():
+        return root
+    return None
+
+
+def hold_dev_lock(settings, url: str) -> int:
+    """Lock this home's ``iris-dev.lock`` for the life of the process (it survives exec)."""
+    import fcntl
+
+    path = settings.dagster_home / "iris-dev.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        try:
+            first = json.loads(path.read_text() or "{}")
+        except ValueError:
+            first = {}
+        raise CliError(
+            f"iris dev is already running for {settings.env_home} (pid {first.get('pid', '?')}, "
+            f"{first.get('url', 'URL unknown')}, since {first.get('started_at', '?')}); "
+            "use that one, or stop it (Ctrl-C in its terminal) first"
+        ) from None
+    record = {"pid": os.getpid(), "url": url, "started_at": datetime.now(UTC).isoformat()}
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(record).encode())
+    os.set_inheritable(fd, True)  # dagster replaces this process: the lock goes with it
+    return fd
+
+
 def cmd_dev(args) -> int:
-    """Start `dagster dev` on this env's Dagster home, so demo runs appear in the UI."""
+    """Start the Dagster UI (`dg dev`) on this env's Dagster home, so demo runs appear in it."""
     settings = load_settings()
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    root = project_root()
+    bin_dir = Path(sys.executable).parent
+    options = ["-h", args.host, "-p", str(args.port)]
+    if args.workspace or root is None:  # `dagster dev` on a workspace file, or an installed copy
+        target = ["-w", str(Path(args.workspace).resolve())] if args.workspace else []
+        command = [str(bin_dir / "dagster"), "dev", *(target or ["-m", "iris_assets.definitions"])]
+    else:
+        os.chdir(root)
+        command = [str(bin_dir / "dg"), "dev"]
+    hold_dev_lock(settings, f"http://{args.host}:{args.port}")
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
-    workspace = Path(args.workspace).resolve()
-    dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster), "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
-    os.execv(command[0], command)
+    print(f"Dagster UI for {settings.env_home}: http://{args.host}:{args.port}", flush=True)
+    os.execv(command[0], [*command, *options])
     return 0  # not reached
 
 
@@ -313,8 +397,12 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_argument("--drift", action="store_true", help="shift the measurements")
     simulate.set_defaults(func=cmd_simulate)
 
-    dev = sub.add_parser("dev", help="start the Dagster UI (dagster dev) for this env")
-    dev.add_argument("--workspace", default="workspace.yaml")
+    mlflow = sub.add_parser("mlflow", help="start the MLflow UI over this env's registry")
+    mlflow.add_argument("--port", type=int, help="default 5125 (dev), 5126 (prod)")
+    mlflow.set_defaults(func=cmd_mlflow)
+
+    dev = sub.add_parser("dev", help="start the Dagster UI (dg dev) for this env")
+    dev.add_argument("--workspace", help="run `dagster dev -w` on this workspace file instead")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
     dev.set_defaults(func=cmd_dev)

@@ -7,7 +7,7 @@ pyarrow 21.0.0, scikit-learn 1.6.1, databricks-sdk 0.67. Those are never pinned 
 them would break Databricks Connect (it needs pandas < 3), and the project's wheel accepts them
 (its ``dependencies`` in pyproject.toml). Pinned, to the versions this orchestrator runs, is only
 what the environment lacks or has too old: dagster-pipes, whose protocol must match Dagster's;
-skops; and mlflow-skinny, which replaces the environment's 3.8.1 (that one cannot log a model
+skops; matplotlib (the evaluate step draws the confusion matrix PNG); and mlflow-skinny, which replaces the environment's 3.8.1 (that one cannot log a model
 with ``serialization_format="skops"``, and the steps write to the registry the orchestrator
 reads, so they use its MLflow version).
 
@@ -27,7 +27,7 @@ ENVIRONMENT_VERSION = "5"
 ENVIRONMENT_KEY = "iris_steps"
 PYTHON = "3.12"  # environment 5 runs 3.12.3
 # What the steps import that environment 5 lacks (or has too old: mlflow-skinny).
-PINNED_PACKAGES = ("dagster-pipes", "skops", "mlflow-skinny")
+PINNED_PACKAGES = ("dagster-pipes", "skops", "mlflow-skinny", "matplotlib")
 # Never in a serverless environment: Spark comes with the environment, the rest is orchestration.
 FORBIDDEN_PACKAGES = (
     "pyspark",

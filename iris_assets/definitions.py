@@ -67,18 +67,30 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     }
 
 
+GROUP = "iris"
+
+
+def one_group(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """Every asset in one group, so the UI's first page shows the whole graph, not collapsed
+    groups; the stage (training, deployment, inference) stays as the tag ``stage``."""
+    return spec.replace_attributes(group_name=GROUP).merge_attributes(
+        tags={"stage": spec.group_name}
+    )
+
+
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
+    assets = [
+        new_flowers,
+        iris_features,
+        challenger_model,
+        evaluation_report,
+        champion_alias,
+        serving_endpoint,
+        inference_table,
+    ]
     return dg.Definitions(
-        assets=[
-            new_flowers,
-            iris_features,
-            challenger_model,
-            evaluation_report,
-            champion_alias,
-            serving_endpoint,
-            inference_table,
-        ],
+        assets=dg.map_asset_specs(one_group, assets),
         asset_checks=[endpoint_round_trip, serving_matches_champion, champion_is_approved],
         jobs=[
             training_job,

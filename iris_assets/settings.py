@@ -19,6 +19,7 @@ CHALLENGER_ALIAS = "challenger"
 CHAMPION_ALIAS = "champion"
 APPROVAL_TAG = "approval"
 DEFAULT_SERVING_PORT = {"dev": 5115, "prod": 5116}
+MLFLOW_UI_PORT = {"dev": 5125, "prod": 5126}  # `iris mlflow`; Dagster metadata links point here
 
 # The environment variables a Pipes step needs to rebuild the same Settings on its side.
 SETTINGS_ENV_VARS = (
@@ -128,6 +129,11 @@ class Settings:
     @property
     def artifact_root(self) -> Path:
         return self.env_home / "mlartifacts"
+
+    @property
+    def mlflow_ui_url(self) -> str:
+        """The local MLflow UI (``iris mlflow``) over this env's registry and artifacts."""
+        return f"http://127.0.0.1:{MLFLOW_UI_PORT[self.env]}"
 
     @property
     def serving_dir(self) -> Path:

@@ -1,4 +1,8 @@
-"""Status: one read-only snapshot of an environment (tables, registry, endpoint) for people."""
+"""Status: one read-only snapshot of an environment (tables, registry, endpoint) for people.
+
+Read-only means it: a home with no registry yet is reported as such, never created (opening an
+MLflow client on a missing sqlite file would create and migrate it).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,11 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     from iris_assets.steps.stores import table_store
 
     store = table_store(settings)
-    models = ModelRegistry(settings)
-    champion, challenger = models.champion(), models.challenger()
+    has_registry = settings.mlflow_db.exists()
+    models = champion = challenger = None
+    if has_registry:
+        models = ModelRegistry(settings)
+        champion, challenger = models.champion(), models.challenger()
     served = version(settings.serving_url)
     served_version = str(served["version"]) if served and "version" in served else None
     inference_rows, partitions = 0, []
@@ -33,6 +40,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         },
         "model": {
             "name": settings.model_name,
+            "registry": str(settings.mlflow_db) if has_registry else None,
             "champion": champion.version if champion else None,
             "challenger": challenger.version if challenger else None,
             "challenger_approval": challenger.approval if challenger else None,
@@ -99,15 +107,26 @@ def status_lines(status: dict[str, Any]) -> list[str]:
             f" {model['champion_rejected']}: champion_approval_sensor rolls back to the previous "
             "champion; with none, approve a new challenger (`iris approve N --by NAME`)"
         )
-    return [
+    if model["challenger"]:
+        challenger = (
+            f"challenger {model['challenger']} "
+            f"(approval {model['challenger_approval'] or 'pending'}, "
+            f"evaluation {model['challenger_evaluation'] or 'pending'})"
+        )
+    else:
+        challenger = "no challenger"
+    lines = [
         f"env {status['env']} ({status['target']}) at {status['home']}",
         f"feature table  {status['feature_table']['name']}: {status['feature_table']['rows']} rows",
-        f"model          {model['name']}: champion {champion}, "
-        f"challenger {model['challenger'] or '-'} "
-        f"(approval {model['challenger_approval'] or 'pending'}, "
-        f"evaluation {model['challenger_evaluation'] or 'pending'})",
+        f"model          {model['name']}: champion {champion}, {challenger}",
         f"promotion      {model['promotion']}",
         f"serving        {serving['url']}: {served}",
         f"inference      {inference['name']}: {inference['rows']} rows in "
         f"{len(inference['partitions'])} partitions",
     ]
+    if model["registry"] is None and not status["feature_table"]["rows"]:
+        lines.append(
+            "nothing here yet: `iris demo` (or `make demo`) runs the whole lifecycle; "
+            "`iris dev` opens the Dagster UI to materialize the assets yourself"
+        )
+    return lines

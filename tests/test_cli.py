@@ -48,7 +48,8 @@ def test_demo_runs_the_whole_lifecycle_in_a_fresh_home(env):
         flower = {"sepal_length_cm": 5.0, "sepal_width_cm": 3.4, "petal_length_cm": 1.5}
         predicted = iris(env, "predict", json.dumps({**flower, "petal_width_cm": 0.2}))
         assert predicted.returncode == 0, predicted.stderr
-        assert json.loads(predicted.stdout)["predictions"] == [0]
+        answer = json.loads(predicted.stdout)
+        assert (answer["predictions"], answer["species"]) == ([0], ["setosa"])
         bad = iris(env, "predict", '{"sepal_length_cm": 5.0}')
         assert bad.returncode == 2 and "missing column" in bad.stderr
         assert "Traceback" not in bad.stderr
@@ -72,6 +73,29 @@ def test_simulate_appends_flowers_to_the_landing_area(env):
 
     landing = LandingArea(Path(env["IRIS_HOME"]) / "dev" / "landing" / "new_flowers")
     assert landing.count("2026-11-02") == 30
+
+
+def test_simulate_refuses_an_empty_batch(env):
+    out = iris(env, "simulate", "--rows", "0", "--date", "2026-11-02")
+    assert out.returncode == 2 and "--rows must be 1 or more" in out.stderr
+    assert not (Path(env["IRIS_HOME"]) / "dev" / "landing").exists()
+
+
+def test_status_on_a_fresh_clone_creates_nothing_and_says_what_to_run(env):
+    out = iris(env, "status")
+    assert out.returncode == 0, out.stderr
+    assert "champion -, no challenger" in out.stdout and "pending" not in out.stdout
+    assert "`iris demo`" in out.stdout
+    assert out.stderr == ""  # no migration logs
+    assert not Path(env["IRIS_HOME"]).exists()
+    assert not Path("mlflow.db").exists()  # the cwd: MLflow's default registry
+
+
+def test_predict_without_a_server_says_so_once(env):
+    out = iris(env, "predict", '{"sepal_length_cm": 5.0}')
+    assert out.returncode == 2
+    assert "is the server running?" in out.stderr
+    assert out.stderr.count("/invocations") == 1
 
 
 def test_simulate_rejects_a_bad_date(env):

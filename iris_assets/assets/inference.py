@@ -40,12 +40,14 @@ new_flowers = dg.AssetSpec(
         dg.AssetCheckSpec(
             "inference_output_valid",
             asset="inference_table",
+            partitions_def=daily,  # each result belongs to the day it checked
             blocking=True,
             description="Scored + rejected = landing rows; unique ids; probabilities in [0, 1].",
         ),
         dg.AssetCheckSpec(
             "feature_drift",
             asset="inference_table",
+            partitions_def=daily,
             description="Warns when a feature's distribution moved away from the training data.",
         ),
     ],

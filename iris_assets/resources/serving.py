@@ -49,7 +49,12 @@ class LocalServingBackend(ServingBackend):
         from iris_assets.serving.process import ServingProcess
 
         settings = self.settings.get()
-        return ServingProcess(settings.serving_dir, settings.serving_host, settings.serving_port)
+        return ServingProcess(
+            settings.serving_dir,
+            settings.serving_host,
+            settings.serving_port,
+            endpoint_name=settings.endpoint_name,
+        )
 
     def deploy(self, model_name, version):
         settings = self.settings.get()

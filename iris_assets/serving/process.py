@@ -51,10 +51,13 @@ class PortInUseError(ServingProcessError):
 class ServingProcess:
     """The background server described by ``state_dir/server.json``."""
 
-    def __init__(self, state_dir: Path, host: str, port: int) -> None:
+    def __init__(
+        self, state_dir: Path, host: str, port: int, endpoint_name: str | None = None
+    ) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
         self.port = int(port)
+        self.endpoint_name = endpoint_name  # also answered as Databricks' endpoint path
         self._child: subprocess.Popen[bytes] | None = None
 
     @property
@@ -185,6 +188,8 @@ class ServingProcess:
             "--state-dir",
             str(self.state_dir),
         ]
+        if self.endpoint_name:
+            command += ["--endpoint-name", self.endpoint_name]
         if self.log_file.exists():
             self.log_file.replace(self.log_file.with_name(LOG_FILE + ".1"))
         with open(self.log_file, "ab") as log:

@@ -4,6 +4,14 @@ Owns parsing and validation of ``/invocations`` bodies (JSON ``dataframe_split``
 ``dataframe_records``, ``instances``, ``inputs``, and ``text/csv``) and the JSON shape of
 predictions and errors. No HTTP, no mlflow: the server and the tests call these directly.
 
+What MLflow's scoring server accepts for a model with this signature is accepted too: numbers
+sent as decimal strings (``"5.1"``), ``{"inputs": {column: value}}`` for one row. Stricter on
+purpose: booleans and strings Python's ``float`` reads loosely (``"5_1"``, ``"nan"``) are refused.
+
+Error codes follow MLflow's: ``INVALID_PARAMETER_VALUE`` where the input does not match the
+model's schema (a missing column, no rows, columns of different lengths), ``BAD_REQUEST`` where
+the body cannot be read as input at all.
+
 Error messages name the problem and, where useful, the column; they never repeat a value from the
 request, so a client cannot make the server echo (or log) arbitrary data.
 """
@@ -13,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +41,7 @@ ERROR_CODES: dict[int, str] = {
     415: "UNSUPPORTED_MEDIA_TYPE",
     431: "REQUEST_HEADER_TOO_LARGE",
     500: "INTERNAL_ERROR",
+    501: "NOT_IMPLEMENTED",
     503: "TEMPORARILY_UNAVAILABLE",
 }
 
@@ -39,6 +49,9 @@ _NUMERIC_TYPES = frozenset({int, float})  # bool is excluded on purpose: True is
 _NONE_TYPE = type(None)
 _JSON_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 _EXPECTED_KEYS = ", ".join(INPUT_KEYS)
+# A decimal number as a measurement is written: no underscores, no "nan"/"inf", no hex.
+_DECIMAL = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+SCHEMA_MISMATCH = "INVALID_PARAMETER_VALUE"
 
 
 class BadRequest(Exception):
@@ -73,7 +86,7 @@ def parse_request(
         raise BadRequest(415, "unsupported Content-Type; use application/json or text/csv")
     n_rows = len(table[0]) if table else 0
     if n_rows == 0:
-        raise BadRequest(400, "no rows to score")
+        raise BadRequest(400, "no rows to score", SCHEMA_MISMATCH)
     if max_rows is not None and n_rows > max_rows:
         raise BadRequest(413, f"too many rows in one request (limit {max_rows})")
     return _to_matrix(table, columns)
@@ -156,7 +169,7 @@ def _from_split(value: Any, columns: Sequence[str]) -> list[Sequence[Any]]:
     position = {name: i for i, name in enumerate(names)}
     missing = [c for c in columns if c not in position]
     if missing:
-        raise BadRequest(400, f"missing column '{missing[0]}'")
+        raise BadRequest(400, f"missing column '{missing[0]}'", SCHEMA_MISMATCH)
     if not data:
         return [[] for _ in columns]
     transposed = _from_rows(data, len(names), "dataframe_split 'data'")
@@ -171,7 +184,7 @@ def _from_records(records: list[Any], columns: Sequence[str], key: str) -> list[
         try:
             table.append([record[column] for record in records])
         except KeyError:
-            raise BadRequest(400, f"missing column '{column}'") from None
+            raise BadRequest(400, f"missing column '{column}'", SCHEMA_MISMATCH) from None
     return table
 
 
@@ -187,17 +200,22 @@ def _from_rows(rows: list[Any], width: int, key: str) -> list[Sequence[Any]]:
 
 
 def _from_columnar(value: dict[str, Any], columns: Sequence[str], key: str) -> list[Sequence[Any]]:
-    table = []
+    """Columns as lists; a column given as one value is that value on every row (MLflow too)."""
+    table: list[Any] = []
     for column in columns:
         if column not in value:
-            raise BadRequest(400, f"missing column '{column}'")
+            raise BadRequest(400, f"missing column '{column}'", SCHEMA_MISMATCH)
         values = value[column]
-        if not isinstance(values, list):
-            raise BadRequest(400, f"{key} column '{column}' must be a list of values")
+        if isinstance(values, dict):
+            raise BadRequest(400, f"{key} column '{column}' must be a list of values or a value")
         table.append(values)
-    if len({len(values) for values in table}) > 1:
-        raise BadRequest(400, f"ragged columns: {key} columns have different lengths")
-    return table
+    lengths = {len(values) for values in table if isinstance(values, list)}
+    if len(lengths) > 1:
+        raise BadRequest(
+            400, f"ragged columns: {key} columns have different lengths", SCHEMA_MISMATCH
+        )
+    rows = lengths.pop() if lengths else 1
+    return [values if isinstance(values, list) else [values] * rows for values in table]
 
 
 # --- CSV ---------------------------------------------------------------------------------------
@@ -216,7 +234,7 @@ def _parse_csv(body: bytes, columns: Sequence[str]) -> list[Sequence[Any]]:
     position = {name: i for i, name in enumerate(header)}
     missing = [c for c in columns if c not in position]
     if missing:
-        raise BadRequest(400, f"missing column '{missing[0]}'")
+        raise BadRequest(400, f"missing column '{missing[0]}'", SCHEMA_MISMATCH)
     rows = lines[1:]
     for i, row in enumerate(rows):
         if len(row) != len(header):
@@ -231,10 +249,9 @@ def _parse_csv(body: bytes, columns: Sequence[str]) -> list[Sequence[Any]]:
             text_value = row[j].strip()
             if not text_value:
                 raise BadRequest(400, f"column '{column}' has a null value")
-            try:
-                values.append(float(text_value))
-            except ValueError:
-                raise BadRequest(400, f"column '{column}' has a non-numeric value") from None
+            if _DECIMAL.fullmatch(text_value) is None:
+                raise BadRequest(400, f"column '{column}' has a non-numeric value")
+            values.append(float(text_value))
         table.append(values)
     return table
 
@@ -247,9 +264,7 @@ def _to_matrix(table: list[Sequence[Any]], columns: Sequence[str]) -> np.ndarray
     for j, (column, values) in enumerate(zip(columns, table, strict=True)):
         kinds = set(map(type, values))
         if not kinds <= _NUMERIC_TYPES:
-            if _NONE_TYPE in kinds:
-                raise BadRequest(400, f"column '{column}' has a null value")
-            raise BadRequest(400, f"column '{column}' has a non-numeric value")
+            values = _numbers_from_strings(column, values, kinds)
         try:
             matrix[:, j] = values
         except OverflowError:
@@ -259,3 +274,19 @@ def _to_matrix(table: list[Sequence[Any]], columns: Sequence[str]) -> np.ndarray
         column = columns[int(np.argmin(finite.all(axis=0)))]
         raise BadRequest(400, f"column '{column}' has a NaN or infinite value")
     return matrix
+
+
+def _numbers_from_strings(column: str, values: Sequence[Any], kinds: set[type]) -> list[float]:
+    """A column with decimal strings among its numbers, as MLflow converts it; else refused."""
+    if _NONE_TYPE in kinds:
+        raise BadRequest(400, f"column '{column}' has a null value")
+    if not kinds <= _NUMERIC_TYPES | {str}:
+        raise BadRequest(400, f"column '{column}' has a non-numeric value")
+    numbers = []
+    for value in values:
+        if type(value) is str:
+            if _DECIMAL.fullmatch(value) is None:
+                raise BadRequest(400, f"column '{column}' has a non-numeric value")
+            value = float(value)
+        numbers.append(value)
+    return numbers

@@ -1,7 +1,7 @@
 """The HTTP server: one registered model version behind the MLflow scoring protocol.
 
-Owns the HTTP/1.1 layer (a small asyncio ``Protocol``: keep-alive, Content-Length bodies,
-pipelining, backpressure), the routes, the atomic model swap and graceful shutdown.
+Owns the HTTP/1.1 layer (a small asyncio ``Protocol``: keep-alive, Content-Length and chunked
+bodies, pipelining, backpressure), the routes, the atomic model swap and graceful shutdown.
 
 Why not a framework: a one-row prediction costs ~5 us through ``fastpath`` (~200 us through
 scikit-learn), while an empty ``GET /ping`` through FastAPI and uvicorn (MLflow's server) takes
@@ -9,9 +9,12 @@ scikit-learn), while an empty ``GET /ping`` through FastAPI and uvicorn (MLflow'
 answered inline in one event-loop callback; bodies over ``OFFLOAD_BYTES`` and model loads run in
 a worker thread so that they never stall the small requests of other connections.
 
-Routes: ``POST /invocations``, ``GET /ping``, ``GET /health``, ``GET /version`` and
-``POST /admin/model`` (``{"version": "N"}`` with header ``X-Iris-Admin-Token``; the token comes
-from the environment variable ``IRIS_SERVING_ADMIN_TOKEN`` and is never logged).
+Routes: ``POST /invocations`` (also as Databricks Model Serving's
+``POST /serving-endpoints/<endpoint>/invocations`` when started with ``--endpoint-name``, so one
+client, the Databricks SDK's ``serving_endpoints.query`` included, talks to both), ``GET /ping``,
+``GET /health``, ``GET /version`` and ``POST /admin/model`` (``{"version": "N"}`` with header
+``X-Iris-Admin-Token``; the token comes from the environment variable ``IRIS_SERVING_ADMIN_TOKEN``
+and is never logged).
 
     python -m iris_assets.serving.server --model-name NAME --version N --port P --state-dir DIR
 """
@@ -27,6 +30,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -58,6 +62,10 @@ OFFLOAD_BYTES = 256 * 1024
 IDLE_TIMEOUT_SECONDS = 75.0
 SHUTDOWN_GRACE_SECONDS = 8.0
 LINGER_SECONDS = 2.0
+CHUNKED = -1  # the body length of a chunked request: known only at its last chunk
+DATABRICKS_PREFIX = "/serving-endpoints/"
+DATABRICKS_SUFFIX = "/invocations"
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 try:
     SERVER_VERSION = metadata.version("iris-assets")
@@ -90,8 +98,15 @@ def _json(status: int, document: dict[str, object], extra: bytes = b"") -> Respo
 class ServingApp:
     """Routes and state: the model being served and the admin token. Transport-free."""
 
-    def __init__(self, model_name: str, admin_token: str | None, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        admin_token: str | None,
+        max_body_bytes: int,
+        endpoint_name: str | None = None,
+    ) -> None:
         self.model_name = model_name
+        self.endpoint_name = endpoint_name
         self.max_body_bytes = max_body_bytes
         self.model: LoadedModel | None = None
         self.started_at = datetime.now(UTC)
@@ -104,7 +119,7 @@ class ServingApp:
     ) -> Response | Awaitable[Response]:
         allowed = _ROUTES.get(path)
         if allowed is None:
-            return _error(404, "no such endpoint; see /invocations, /ping, /health, /version")
+            return self.databricks_invocations(method, path, headers, body)
         if method != allowed:
             return _error(405, f"use {allowed} for {path}", b"Allow: %s\r\n" % allowed.encode())
         if path == "/invocations":
@@ -137,6 +152,24 @@ class ServingApp:
         except Exception:
             log.exception("prediction failed with model version %s", model.version)
             return _error(500, "prediction failed; see the server log", extra)
+
+    def databricks_invocations(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> Response | Awaitable[Response]:
+        """``/serving-endpoints/<endpoint>/invocations``, the path Databricks clients call."""
+        if not (path.startswith(DATABRICKS_PREFIX) and path.endswith(DATABRICKS_SUFFIX)):
+            return _error(404, "no such endpoint; see /invocations, /ping, /health, /version")
+        name = path[len(DATABRICKS_PREFIX) : -len(DATABRICKS_SUFFIX)]
+        if self.endpoint_name is None or name != self.endpoint_name:
+            served = f"'{self.endpoint_name}'" if self.endpoint_name else "none"
+            return _error(
+                404,
+                f"no such serving endpoint here; this server's endpoint is {served}",
+                code="RESOURCE_DOES_NOT_EXIST",
+            )
+        if method != "POST":
+            return _error(405, f"use POST for {path}", b"Allow: POST\r\n")
+        return self.invocations(body, headers.get("content-type"))
 
     # --- status ----------------------------------------------------------------------------------
     def health(self) -> Response:
@@ -234,6 +267,9 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.request: tuple[str, str, dict[str, str], bool, int] | None = None
+        self.chunks: list[bytes] = []  # the chunks of a chunked body read so far
+        self.chunked_bytes = 0
+        self.in_trailer = False  # the last chunk was read; trailer lines until an empty one
         self.busy = False  # an awaited response (model swap, large batch) is pending
         self.write_paused = False
         self.draining = False  # shutting down: close after the response in progress
@@ -290,11 +326,16 @@ class _Connection(asyncio.Protocol):
             if self.request is None and not self._read_head():
                 return
             method, path, headers, keep_alive, length = self.request
-            if len(self.buffer) < length:
+            if length == CHUNKED:
+                body = self._read_chunks()
+                if body is None:
+                    return
+            elif len(self.buffer) < length:
                 return
-            with memoryview(self.buffer) as view:
-                body = bytes(view[:length])
-            del self.buffer[:length]
+            else:
+                with memoryview(self.buffer) as view:
+                    body = bytes(view[:length])
+                del self.buffer[:length]
             self.request = None
             if self.draining and self.idle():
                 keep_alive = False
@@ -370,8 +411,7 @@ class _Connection(asyncio.Protocol):
             self._fail(505, "only HTTP/1.1 and HTTP/1.0 are supported")
             return False
         if "transfer-encoding" in headers:
-            self._fail(411, "chunked request bodies are not supported; send Content-Length")
-            return False
+            return self._chunked_head(method, target, headers, keep_alive, http_version)
         length_text = headers.get("content-length", "0").split(",")[0].strip()
         if not (length_text.isascii() and length_text.isdigit()):
             self._fail(400, "invalid Content-Length")
@@ -384,6 +424,59 @@ class _Connection(asyncio.Protocol):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.request = (method, target.partition("?")[0], headers, keep_alive, length)
         return True
+
+    def _chunked_head(
+        self, method: str, target: str, headers: dict[str, str], keep_alive: bool, version: str
+    ) -> bool:
+        # A request with both framings is how requests are smuggled past proxies: refuse it.
+        if "content-length" in headers:
+            self._fail(400, "both Transfer-Encoding and Content-Length; send one")
+            return False
+        if headers["transfer-encoding"].lower() != "chunked" or version != "HTTP/1.1":
+            self._fail(501, "only the chunked transfer coding is supported (HTTP/1.1)")
+            return False
+        if not self.buffer and headers.get("expect", "").lower() == "100-continue":
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.request = (method, target.partition("?")[0], headers, keep_alive, CHUNKED)
+        return True
+
+    def _read_chunks(self) -> bytes | None:
+        """Consume complete chunks from the buffer; the whole body once the last one arrived."""
+        buffer = self.buffer
+        while True:
+            end = buffer.find(b"\r\n")
+            if end < 0:
+                if len(buffer) > MAX_HEAD_BYTES:
+                    self._fail(400, "malformed chunked body")
+                return None
+            if self.in_trailer:
+                del buffer[: end + 2]
+                if end == 0:  # the empty line that ends the body
+                    body = b"".join(self.chunks)
+                    self.chunks, self.chunked_bytes, self.in_trailer = [], 0, False
+                    return body
+                continue  # a trailer field: nothing here uses them
+            size_text = bytes(buffer[:end]).partition(b";")[0].strip()
+            if _CHUNK_SIZE.fullmatch(size_text) is None:
+                self._fail(400, "malformed chunk size")
+                return None
+            size = int(size_text, 16)
+            if size == 0:
+                del buffer[: end + 2]
+                self.in_trailer = True
+                continue
+            if self.chunked_bytes + size > self.app.max_body_bytes:
+                self._fail(413, f"request body too large (limit {self.app.max_body_bytes} bytes)")
+                return None
+            start, stop = end + 2, end + 2 + size
+            if len(buffer) < stop + 2:
+                return None
+            if buffer[stop : stop + 2] != b"\r\n":
+                self._fail(400, "malformed chunk: no CRLF after its data")
+                return None
+            self.chunks.append(bytes(buffer[start:stop]))
+            self.chunked_bytes += size
+            del buffer[: stop + 2]
 
     def _respond(self, response: Response, keep_alive: bool) -> None:
         self._write(response, keep_alive)
@@ -404,6 +497,7 @@ class _Connection(asyncio.Protocol):
         """Answer a request that cannot be framed, then stop reading requests from this peer."""
         self.buffer.clear()
         self.request = None
+        self.chunks = []
         self.discarding = True
         self._write(_error(status, message), keep_alive=False)
         # Closing with unread input makes the kernel send a reset, which can destroy the answer
@@ -469,9 +563,10 @@ async def serve(
     port: int,
     admin_token: str | None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    endpoint_name: str | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT; returns the process exit code."""
-    app = ServingApp(model_name, admin_token, max_body_bytes)
+    app = ServingApp(model_name, admin_token, max_body_bytes, endpoint_name)
     server = _HttpServer(app)
     try:
         await server.start(host, port)
@@ -514,6 +609,10 @@ def main(argv: list[str] | None = None) -> int:
         help="the folder process.py owns for this server; the server itself writes nothing there",
     )
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    parser.add_argument(
+        "--endpoint-name",
+        help="answer /serving-endpoints/<this name>/invocations too, as Databricks does",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -532,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
             args.port,
             admin_token,
             max_body_bytes=args.max_body_bytes,
+            endpoint_name=args.endpoint_name,
         )
     )
 

@@ -5,6 +5,10 @@ volume, and the Pipes bootstrap parameters come from the task's command-line arg
 (``--dagster-pipes-context``/``--dagster-pipes-messages``, which ``PipesDatabricksServerlessClient``
 appends to the task's parameters). Every step file runs as such a task: ``python <step>.py ...``.
 Locally the defaults of ``open_dagster_pipes`` (env vars, temp files) apply.
+
+Check results are held back until their asset's materialization is reported: Dagster records a
+check against the latest materialization (and partition) it knows when the result arrives, so a
+check reported first would be recorded against the previous run's materialization.
 """
 
 from __future__ import annotations
@@ -49,11 +53,34 @@ def _open() -> PipesContext:
     return open_dagster_pipes()
 
 
+class ChecksAfterMaterialization:
+    """A Pipes context whose check results reach Dagster after their asset's materialization."""
+
+    def __init__(self, pipes: PipesContext) -> None:
+        self._pipes = pipes
+        self._held: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipes, name)
+
+    def report_asset_check(self, *args: Any, **kwargs: Any) -> None:
+        self._held.append((args, kwargs))
+
+    def report_asset_materialization(self, *args: Any, **kwargs: Any) -> None:
+        self._pipes.report_asset_materialization(*args, **kwargs)
+        self.flush()
+
+    def flush(self) -> None:
+        held, self._held = self._held, []
+        for args, kwargs in held:
+            self._pipes.report_asset_check(*args, **kwargs)
+
+
 @dataclass(frozen=True)
 class Step:
     """What a step receives: the Pipes context, this environment's settings and its config."""
 
-    pipes: PipesContext
+    pipes: PipesContext  # a ChecksAfterMaterialization in open_step
     settings: Settings
     config: Mapping[str, Any]
 
@@ -73,7 +100,9 @@ def open_step() -> Iterator[Step]:
             extras = pipes.extras
             settings = load_settings(extras.get("settings") or os.environ)
             configure_mlflow(settings)
-            yield Step(pipes=pipes, settings=settings, config=extras.get("config") or {})
+            reporter = ChecksAfterMaterialization(pipes)
+            yield Step(pipes=reporter, settings=settings, config=extras.get("config") or {})
+            reporter.flush()  # checks of a step that reported no materialization
         except Exception as error:
             pipes.report_custom_message({"error": str(error), "error_type": type(error).__name__})
             raise
@@ -85,6 +114,11 @@ def md(text: str) -> dict[str, str]:
 
 def json_value(value: Any) -> dict[str, Any]:
     return {"raw_value": value, "type": "json"}
+
+
+def url_values(urls: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Links Dagster shows as links (``MetadataValue.url``)."""
+    return {name: {"raw_value": url, "type": "url"} for name, url in urls.items()}
 
 
 def path_value(value: str) -> dict[str, str]:

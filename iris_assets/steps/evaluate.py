@@ -31,6 +31,7 @@ from iris_assets.core.evidence import (
     write_record,
 )
 from iris_assets.core.held_out import held_out_rows_at, trained_on_version
+from iris_assets.core.mlflow_links import links
 from iris_assets.core.registry import (
     APPROVAL_RUN_TAG,
     APPROVED,
@@ -44,7 +45,7 @@ from iris_assets.core.registry import (
     utc_now_iso,
 )
 from iris_assets.settings import CHALLENGER_ALIAS
-from iris_assets.steps.bootstrap import Step, json_value, md, open_step
+from iris_assets.steps.bootstrap import Step, json_value, md, open_step, url_values
 from iris_assets.steps.stores import table_store
 
 
@@ -135,6 +136,7 @@ def evaluate(step: Step) -> None:
         "confusion_matrix": md(confusion_markdown(new)),
         "thresholds": json_value(thresholds.__dict__),
         **{name: float(value) for name, value in new.metrics.items()},
+        **url_values(mlflow_links(registry, challenger)),
     }
     step.pipes.report_asset_check(
         "evaluation_passed",
@@ -176,6 +178,12 @@ def carry_approval(registry: ModelRegistry, version: VersionInfo, record: Evalua
     ) == (record.verdict.passed, record.champion_version, record.feature_table_version)
     registry.set_tags(version.version, {APPROVAL_RUN_TAG: record.run_id if same else bound})
     return "carried over (same verdict, champion and data)" if same else "void: approve again"
+
+
+def mlflow_links(registry: ModelRegistry, version: VersionInfo) -> dict[str, str]:
+    run = registry.client.get_run(version.run_id) if version.run_id else None
+    experiment_id = run.info.experiment_id if run else None
+    return links(registry.settings, version.version, experiment_id, version.run_id)
 
 
 def log_to_training_run(registry: ModelRegistry, version: VersionInfo, scores: Scores) -> None:

@@ -10,6 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from iris_assets.core.mlflow_links import links
 from iris_assets.core.registry import (
     ModelRegistry,
     ensure_experiment,
@@ -18,7 +19,7 @@ from iris_assets.core.registry import (
 from iris_assets.core.schema import FEATURE_COLUMNS
 from iris_assets.core.training import TrainingParams, train_classifier, train_rows
 from iris_assets.settings import CHALLENGER_ALIAS, acting_identity
-from iris_assets.steps.bootstrap import Step, json_value, open_step
+from iris_assets.steps.bootstrap import Step, json_value, open_step, url_values
 from iris_assets.steps.failpoints import failpoint
 from iris_assets.steps.stores import table_store
 
@@ -116,6 +117,7 @@ def train(step: Step) -> None:
             "feature_table_version": feature_version,
             "params": json_value(params.as_dict()),
             "lineage": json_value(lineage),
+            **url_values(links(settings, version, experiment_id, run.info.run_id)),
         },
         data_version=version,
     )

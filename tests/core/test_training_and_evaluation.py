@@ -7,6 +7,7 @@ from iris_assets.core.evaluation import (
     Thresholds,
     comparison_markdown,
     confusion_markdown,
+    confusion_png,
     held_out_rows,
     judge,
     per_class_markdown,
@@ -89,6 +90,14 @@ def test_reports_render_side_by_side_tables(features):
     assert per_class_markdown(scores).count("\n") == 4
     assert "| setosa |" in confusion_markdown(scores)
     assert scores.confusion.sum() == len(test)
+
+
+def test_the_confusion_matrix_is_drawn_as_a_png(features, tmp_path):
+    # Also runs on the serverless environment (tests/databricks/test_serverless_env.py), where
+    # the evaluate step draws it too: the runtime dependencies must bring matplotlib.
+    scores = score_model(train_classifier(features, PARAMS), held_out_rows(features))
+    png = confusion_png(scores, tmp_path / "confusion.png", "v1 held-out")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_scoring_gives_names_and_probabilities(features):

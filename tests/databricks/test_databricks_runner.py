@@ -121,6 +121,7 @@ def test_the_submitted_task_is_serverless_and_names_the_dagster_run_without_secr
         f"dagster-pipes=={version('dagster-pipes')}",
         f"skops=={version('skops')}",
         f"mlflow-skinny=={version('mlflow-skinny')}",
+        f"matplotlib=={version('matplotlib')}",
     ]
     cli = subprocess.run(
         [sys.executable, "-m", "iris_assets.cli", "databricks", "env", "--json", "--user", USER],

@@ -32,7 +32,7 @@ def test_a_refused_request_raises_with_the_server_message(server: RunningServer)
     with pytest.raises(client.ServingError) as raised:
         client.predict(server.url, [{"sepal_length_cm": 5.0}])
     assert raised.value.status == 400
-    assert raised.value.error_code == "BAD_REQUEST"
+    assert raised.value.error_code == "INVALID_PARAMETER_VALUE"  # MLflow's code for it
     assert raised.value.message == "missing column 'sepal_width_cm'"
 
 

@@ -303,17 +303,71 @@ def test_pipelined_requests_are_answered_in_order(server: RunningServer) -> None
     sock.close()
 
 
-def test_chunked_request_body_is_411_and_closes(server: RunningServer) -> None:
+CHUNKED_HEAD = (
+    b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+)
+
+
+def chunked(body: bytes, size: int) -> bytes:
+    parts = [body[i : i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+def test_chunked_bodies_are_read_byte_by_byte_and_pipelined(server: RunningServer) -> None:
+    good = json.dumps(record()).encode()
     sock = raw_connect(server)
-    sock.sendall(
-        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"a":\r\n0\r\n\r\n'
+    # A chunk extension and a trailer are allowed and ignored; a request follows on the same
+    # connection, and every byte arrives on its own.
+    stream = (
+        CHUNKED_HEAD
+        + b"3;ext=1\r\n"
+        + good[:3]
+        + b"\r\n"
+        + chunked(good[3:], 7)[:-2]
+        + b"X-Trailer: 1\r\n\r\n"
+        + request_bytes("POST", "/invocations", good)
     )
+    for i in range(len(stream)):
+        sock.sendall(stream[i : i + 1])
+    buffer = bytearray()
+    for _ in range(2):
+        status, _, body = read_response(sock, buffer)
+        assert status.split()[1] == b"200"
+        assert json.loads(body) == {"predictions": [0]}
+    sock.close()
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        CHUNKED_HEAD + b"zz\r\n{}\r\n0\r\n\r\n",  # not a hex size
+        CHUNKED_HEAD + b"0x2\r\n{}\r\n0\r\n\r\n",  # int(.., 16) would accept it
+        CHUNKED_HEAD + b"2\r\n{}XX0\r\n\r\n",  # data longer than its size
+        CHUNKED_HEAD.replace(b"\r\n\r\n", b"\r\nContent-Length: 2\r\n\r\n") + b"{}",
+        CHUNKED_HEAD.replace(b"chunked", b"gzip, chunked") + b"0\r\n\r\n",
+    ],
+    ids=["bad size", "0x size", "no CRLF after data", "both framings", "gzip"],
+)
+def test_malformed_chunked_bodies_are_refused_and_close(
+    server: RunningServer, stream: bytes
+) -> None:
+    sock = raw_connect(server)
+    sock.sendall(stream)
     status, headers, body = read_response(sock, bytearray())
-    assert status.split()[1] == b"411"
+    assert status.split()[1] in (b"400", b"501")
     assert headers["connection"] == "close"
-    assert json.loads(body)["error_code"] == "LENGTH_REQUIRED"
+    assert set(json.loads(body)) == {"error_code", "message"}
     assert closed_by_server(sock)
+
+
+def test_a_chunked_body_over_the_limit_is_refused(start_server) -> None:
+    small = start_server(extra_args=("--max-body-bytes", "1000"))
+    sock = raw_connect(small)
+    sock.sendall(CHUNKED_HEAD + b"300\r\n" + b" " * 0x300 + b"\r\n300\r\n")
+    status, _, body = read_response(sock, bytearray())
+    assert status.split()[1] == b"413"
+    assert json.loads(body)["error_code"] == "REQUEST_TOO_LARGE"
 
 
 def test_an_oversized_body_is_refused_before_it_is_sent(server: RunningServer) -> None:

@@ -58,6 +58,37 @@ def test_every_json_form_gives_the_same_matrix(case: str) -> None:
     np.testing.assert_array_equal(matrix, EXPECTED)
 
 
+CONVERTED_LIKE_MLFLOW = {
+    "numeric strings in records": {
+        "dataframe_records": [
+            {c: f" {v} " for c, v in zip(COLUMNS, row, strict=True)} for row in ROWS
+        ]
+    },
+    "numeric strings in split": {
+        "dataframe_split": {"columns": COLUMNS, "data": [[str(v) for v in r] for r in ROWS]}
+    },
+    "exponents and signs": {
+        "inputs": [[f"{r[0] * 10}e-1", f"+{r[1]}", f"{r[2]}", r[3]] for r in ROWS]
+    },
+    "a value for a column is broadcast": {"inputs": {**columnar(), "petal_width_cm": 0.5}},
+}
+
+
+@pytest.mark.parametrize("case", list(CONVERTED_LIKE_MLFLOW))
+def test_what_mlflow_converts_is_converted(case: str) -> None:
+    matrix = parse_request(body(CONVERTED_LIKE_MLFLOW[case]), JSON, COLUMNS)
+    expected = EXPECTED.copy()
+    if case.startswith("a value"):
+        expected[:, 3] = 0.5
+    np.testing.assert_allclose(matrix, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("key", ["inputs", "instances"])
+def test_one_row_as_an_object_of_values(key: str) -> None:
+    row = dict(zip(COLUMNS, ROWS[0], strict=True))
+    np.testing.assert_array_equal(parse_request(body({key: row}), JSON, COLUMNS), EXPECTED[:1])
+
+
 def test_params_next_to_the_input_are_ignored() -> None:
     document = {"dataframe_records": records(), "params": {"threshold": 0.5}}
     np.testing.assert_array_equal(parse_request(body(document), JSON, COLUMNS), EXPECTED)
@@ -122,12 +153,16 @@ BAD = {
         400,
         "column 'sepal_width_cm' has a non-numeric value",
     ),
-    "numeric string": (
-        body(one_record(sepal_width_cm="3.5")),
+    # Python's float() reads these; MLflow's JSON path would too (51.0, NaN): a typo, not data.
+    "underscore in a numeric string": (
+        body(one_record(sepal_width_cm="5_1")),
         JSON,
         400,
         "column 'sepal_width_cm' has a non-numeric value",
     ),
+    "nan string": (body(one_record(sepal_width_cm="nan")), JSON, 400, "non-numeric"),
+    "empty string": (body(one_record(sepal_width_cm="")), JSON, 400, "non-numeric"),
+    "object as a column": (body({"inputs": {c: {"a": 1} for c in COLUMNS}}), JSON, 400, "list"),
     "boolean": (body(one_record(petal_length_cm=True)), JSON, 400, "'petal_length_cm'"),
     "nested list": (body(one_record(petal_length_cm=[1.0])), JSON, 400, "non-numeric"),
     "null": (body(one_record(petal_width_cm=None)), JSON, 400, "'petal_width_cm' has a null"),
@@ -178,7 +213,9 @@ BAD = {
         "column 'sepal_width_cm' has a non-numeric value",
     ),
     "csv empty value": (f"{CSV_HEADER}\n5.1,,1.4,0.2\n".encode(), "text/csv", 400, "null"),
-    "csv nan": (f"{CSV_HEADER}\n5.1,nan,1.4,0.2\n".encode(), "text/csv", 400, "NaN"),
+    "csv nan": (f"{CSV_HEADER}\n5.1,nan,1.4,0.2\n".encode(), "text/csv", 400, "sepal_width_cm"),
+    "csv underscore": (f"{CSV_HEADER}\n5_1,3.5,1.4,0.2\n".encode(), "text/csv", 400, "numeric"),
+    "csv hex": (f"{CSV_HEADER}\n0x5,3.5,1.4,0.2\n".encode(), "text/csv", 400, "numeric"),
     "csv ragged": (f"{CSV_HEADER}\n5.1,3.5,1.4\n".encode(), "text/csv", 400, "ragged"),
 }
 
@@ -192,7 +229,12 @@ def test_bad_requests_are_refused_with_a_short_message(case: str) -> None:
     assert fragment in raised.value.message
     assert SECRET not in raised.value.message
     assert len(raised.value.message) < 120
-    assert raised.value.error_code
+    # MLflow's codes: the input does not fit the schema, or it cannot be read as input at all.
+    schema_mismatch = any(
+        words in case for words in ("missing column", "no rows", "ragged columnar", "csv header")
+    )
+    expected_code = {400: "INVALID_PARAMETER_VALUE" if schema_mismatch else "BAD_REQUEST"}
+    assert raised.value.error_code == expected_code.get(status, "UNSUPPORTED_MEDIA_TYPE")
 
 
 def test_too_many_rows_is_413() -> None:
