@@ -7,9 +7,10 @@ pyarrow 21.0.0, scikit-learn 1.6.1, databricks-sdk 0.67. Those are never pinned 
 them would break Databricks Connect (it needs pandas < 3), and the project's wheel accepts them
 (its ``dependencies`` in pyproject.toml). Pinned, to the versions this orchestrator runs, is only
 what the environment lacks or has too old: dagster-pipes, whose protocol must match Dagster's;
-skops; matplotlib (the evaluate step draws the confusion matrix PNG); and mlflow-skinny, which replaces the environment's 3.8.1 (that one cannot log a model
-with ``serialization_format="skops"``, and the steps write to the registry the orchestrator
-reads, so they use its MLflow version).
+skops; matplotlib (the evaluate step draws the confusion matrix PNG); and mlflow-skinny, which
+replaces the environment's 3.8.1 (that one cannot log a model with
+``serialization_format="skops"``, and the steps write to the registry the orchestrator reads, so
+they use its MLflow version).
 
 Nothing here may pull in pyspark (Databricks: "Do not install PySpark or any library that
 installs PySpark as a dependency: it stops the session"), databricks-connect (it is the
