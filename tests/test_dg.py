@@ -33,9 +33,15 @@ def test_dg_list_defs_lists_the_graph(tmp_path):
     assert {job["name"] for job in listed["jobs"]} == {
         "training_job",
         "promotion_job",
+        "rollback_job",
+        "serving_job",
+        "lifecycle_checks_job",
         "inference_job",
     }
-    assert [s["name"] for s in listed["sensors"]] == ["champion_approval_sensor"]
+    assert sorted(s["name"] for s in listed["sensors"]) == [
+        "champion_approval_sensor",
+        "landing_files_sensor",
+    ]
 
 
 def test_dg_check_defs_passes(tmp_path):

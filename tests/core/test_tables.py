@@ -35,6 +35,7 @@ def features(ids, length=5.0, **overrides) -> pd.DataFrame:
             "species": [i % 3 for i in ids],
             "species_name": "setosa",
             "split": "train",
+            "source": "tests",
             # Nanoseconds from pandas: the store truncates them to the table's microseconds.
             "ingested_at": pd.Timestamp.now(tz="UTC"),
             **overrides,
