@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 demo: install
 	$(BIN)/iris demo
 
-# pytest exits 5 when it collected no tests: that is a failure here, never a pass.
+# pytest exits 5 when it collected no tests: that is a failure here, never a pass. The suite runs
+# on every core (pytest-xdist); a test file stays on one worker, so its fixtures are made once.
 test: install
-	$(BIN)/python -m pytest; rc=$$?; \
+	$(BIN)/python -m pytest -n auto --dist loadfile; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # The Dagster UI: `iris dev` runs `dg dev` from the project root on this env's DAGSTER_HOME.

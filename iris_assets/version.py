@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -34,21 +35,37 @@ def _git(root: Path, *args: str) -> str | None:
     return out.stdout
 
 
+def _untracked(root: Path) -> str:
+    """Names and contents of files git does not track yet: a build ships them too."""
+    listed = _git(root, "ls-files", "--others", "--exclude-standard", "-z", "--", ".") or ""
+    parts = []
+    for name in sorted(filter(None, listed.split("\0"))):
+        path = root / name
+        if path.is_file():
+            parts.append(f"{name}\0{hashlib.sha256(path.read_bytes()).hexdigest()}")
+    return "\n".join(parts)
+
+
 def git_version(root: Path, environ: dict[str, str] | None = None) -> str | None:
-    """The version of the source tree at ``root``; None outside a git checkout."""
+    """The version of the source tree at ``root``; None outside a checkout of this project."""
     environ = os.environ if environ is None else environ
     if sha := environ.get(SHA_VARIABLE, "").strip():
+        if not re.fullmatch(r"[0-9a-fA-F]{7,40}", sha):
+            raise ValueError(f"{SHA_VARIABLE}={sha!r} is not a commit sha (7 to 40 hex digits)")
         return f"{RELEASE}+g{sha[:12].lower()}"
+    toplevel = _git(root, "rev-parse", "--show-toplevel")
+    # Only this project's own repository: a tree exported into another repo is not a checkout.
     if (
         not (root / "pyproject.toml").is_file()
-        or _git(root, "rev-parse", "--show-toplevel") is None
+        or toplevel is None
+        or Path(toplevel.strip()).resolve() != root.resolve()
     ):
         return None
-    sha = (_git(root, "rev-parse", "HEAD") or "").strip()
+    sha = (_git(root, "rev-parse", "--verify", "-q", "HEAD") or "").strip()
     if not sha:
-        return f"{RELEASE}+uncommitted"
+        return None  # no commit yet: nothing names this code
     version = f"{RELEASE}+g{sha[:12]}"
-    changes = _git(root, "diff", "HEAD", "--", ".") or ""
+    changes = (_git(root, "diff", "HEAD", "--", ".") or "") + _untracked(root)
     if changes:
         version += f".dirty{hashlib.sha256(changes.encode()).hexdigest()[:8]}"
     return version

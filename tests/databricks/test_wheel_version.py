@@ -63,7 +63,7 @@ def checkout(tmp_path) -> Path:
     """A git repository holding the project's sources, one commit."""
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "setup.py", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md", ".gitignore"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(
         ROOT / "iris_assets", src / "iris_assets", ignore=shutil.ignore_patterns("__pycache__")
@@ -102,3 +102,28 @@ def test_a_build_outside_git_takes_the_commit_from_the_environment(tmp_path):
     assert git_version(tmp_path, {}) is None
     assert git_version(tmp_path, {SHA_VARIABLE: "ABCDEF0123456789"}) == "0.1.0+gabcdef012345"
     assert wheel_name("0.1.0+gabc") == "iris_assets-0.1.0+gabc-py3-none-any.whl"
+
+
+def test_an_untracked_new_module_is_a_new_version_too(checkout):
+    clean = git_version(checkout, {})
+    (checkout / "iris_assets" / "steps" / "new_step.py").write_text("print('new')\n")
+    assert git_version(checkout, {}) not in (clean, None)
+
+
+def test_a_tree_inside_another_repository_or_without_commits_has_no_version(tmp_path):
+    outer = tmp_path / "outer"
+    (outer / "project").mkdir(parents=True)
+    shutil.copy(ROOT / "pyproject.toml", outer / "project" / "pyproject.toml")
+    git(outer, "init", "-q")
+    assert git_version(outer / "project", {}) is None, "the outer repo's commit is not ours"
+    git(outer / "project", "init", "-q")
+    assert git_version(outer / "project", {}) is None, "no commit yet names no code"
+
+
+@pytest.mark.parametrize("sha", ["main", "abc", "g1234567", "1234567 "])
+def test_a_commit_variable_that_is_not_a_sha_is_refused(tmp_path, sha):
+    if sha.strip() == sha:
+        with pytest.raises(ValueError, match="not a commit sha"):
+            git_version(tmp_path, {SHA_VARIABLE: sha})
+    else:
+        assert git_version(tmp_path, {SHA_VARIABLE: sha}) == "0.1.0+g1234567"
