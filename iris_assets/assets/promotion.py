@@ -57,14 +57,18 @@ def feature_table_version(settings, instance: dg.DagsterInstance) -> str | None:
 
 
 def former_champions(instance: dg.DagsterInstance, model_name: str) -> set[str]:
-    """Versions champion_alias has made champion, from Dagster's event log (not from tags)."""
+    """The versions champion_alias has made champion, from Dagster's event log (not from tags),
+    each as ``champion_key`` (number and training run): a model deleted and re-created reuses
+    version numbers, never training runs."""
+    from iris_assets.core.registry import champion_key
+
     records = instance.fetch_materializations(dg.AssetKey("champion_alias"), limit=1000).records
     versions = set()
     for record in records:
         metadata = record.asset_materialization.metadata if record.asset_materialization else {}
-        model = metadata.get("model_name")
-        if "champion_version" in metadata and (model is None or model.value == model_name):
-            versions.add(str(metadata["champion_version"].value))
+        model, run = metadata.get("model_name"), metadata.get("model_run_id")
+        if "champion_version" in metadata and model and run and model.value == model_name:
+            versions.add(champion_key(str(metadata["champion_version"].value), run.value))
     return versions
 
 
@@ -119,6 +123,7 @@ def champion_alias(
             metadata={
                 "champion_version": target.version,
                 "model_name": models.name,
+                "model_run_id": target.run_id or "",
                 "rolled_back_from": old.version,
                 "rolled_back_by": config.by,
                 "rolled_back_reason": config.reason,
@@ -186,6 +191,7 @@ def champion_alias(
         metadata={
             "champion_version": candidate.version,
             "model_name": models.name,
+            "model_run_id": candidate.run_id or "",
             "previous_champion": champion.version if champion else "none",
             "approved_by": candidate.tags.get(APPROVED_BY_TAG, "unknown"),
             "approved_at": candidate.tags.get(APPROVED_AT_TAG, "unknown"),

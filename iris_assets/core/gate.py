@@ -24,6 +24,7 @@ from iris_assets.core.registry import (
     ModelRegistry,
     VersionInfo,
     duties_message,
+    unknown_trainer_message,
 )
 from iris_assets.settings import APPROVAL_TAG
 
@@ -199,7 +200,9 @@ def check_approval(
                     "(or use `iris approve`)",
                 )
             )
-        elif trainer and approver.lower() == trainer.lower():
+        elif not trainer:
+            blockers.append(Blocker("duties", unknown_trainer_message(v)))
+        elif approver.lower() == trainer.lower():
             blockers.append(Blocker("duties", duties_message(v, trainer)))
     return blockers
 

@@ -194,8 +194,10 @@ class ModelRegistry:
                 f"version {target.version} has no evaluation record yet: materialize "
                 "evaluation_report, look at its report, then approve"
             )
-        trainer = target.tags.get(TRAINED_BY_TAG, "")
-        if separate_duties and trainer and trainer.strip().lower() == by.lower():
+        trainer = target.tags.get(TRAINED_BY_TAG, "").strip()
+        if separate_duties and not trainer:
+            raise RegistryError(unknown_trainer_message(target.version))
+        if separate_duties and trainer.lower() == by.strip().lower():
             raise RegistryError(duties_message(target.version, trainer))
         self.set_tags(
             version,
@@ -253,7 +255,7 @@ class ModelRegistry:
             if target.version == champion.version:
                 raise RegistryError(f"version {target.version} is already the champion")
             if PROMOTED_AT_TAG not in target.tags or (
-                former is not None and target.version not in former
+                former is not None and champion_key(target.version, target.run_id) not in former
             ):
                 raise RegistryError(
                     f"version {target.version} was never champion: rollback only restores a "
@@ -271,7 +273,9 @@ class ModelRegistry:
         while previous not in ("", "none") and previous not in seen:
             seen.add(previous)
             candidate = self.get(previous)
-            was_champion = former is None or candidate.version in former
+            was_champion = former is None or (
+                champion_key(candidate.version, candidate.run_id) in former
+            )
             if candidate.approval != REJECTED and was_champion:
                 return champion, candidate
             previous = candidate.tags.get(PREVIOUS_CHAMPION_TAG, "none")
@@ -311,6 +315,19 @@ def duties_message(version: str, trainer: str) -> str:
         f"version {version} was trained by {trainer!r}, who may not also approve it: separation "
         "of duties is on (IRIS_SEPARATE_DUTIES, default on in prod); someone else must approve"
     )
+
+
+def unknown_trainer_message(version: str) -> str:
+    return (
+        f"version {version} has no {TRAINED_BY_TAG} tag, so separation of duties (on: "
+        "IRIS_SEPARATE_DUTIES, default on in prod) cannot tell that its approver did not train "
+        "it: train the challenger through the pipeline (challenger_model records who trained it)"
+    )
+
+
+def champion_key(version: str, run_id: str | None) -> str:
+    """A version as the champion history names it: its number and its training run."""
+    return f"{version}@{run_id or ''}"
 
 
 def utc_now_iso() -> str:

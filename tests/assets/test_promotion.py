@@ -338,6 +338,18 @@ def test_rollback_refuses_a_version_that_was_never_champion(home, models):
     assert models.champion().version == "1"
 
 
+def test_a_recreated_model_does_not_inherit_its_predecessors_champion_history(home, models):
+    settings, defs, instance = home
+    models.approve("1", by="ana")
+    assert promote(defs, instance)[0].success  # Dagster's history: v1 of the first model
+    catalog(settings).delete_registered_model(settings.model_name)
+    assert (new_challenger(settings), new_challenger(settings)) == ("1", "2")  # new runs
+    catalog(settings).set_registered_model_alias(settings.model_name, CHAMPION_ALIAS, "2")
+    tag(settings, "1", promoted_at="2026-01-01T00:00:00+00:00")
+    result, message = promote(defs, instance, rollback=True, to="1", by="olga", reason="old v1")
+    assert not result.success and "version 1 was never champion" in message
+
+
 def test_the_iris_command_refuses_out_of_turn_approvals_and_rollbacks(home, monkeypatch, capsys):
     from iris_assets.cli import main
 
@@ -413,6 +425,20 @@ def test_the_trainer_cannot_approve_their_own_model_when_duties_are_separated(
     assert not promote(defs, instance)[0].success
     tag(settings, "1", approved_by="ana")
     assert isinstance(sensor_decision(defs, instance)[0], dg.RunRequest)
+
+
+def test_a_version_without_a_recorded_trainer_is_not_approvable_when_duties_are_separated(
+    home, models, monkeypatch
+):
+    settings, defs, instance = home
+    monkeypatch.setenv("IRIS_SEPARATE_DUTIES", "on")
+    # The trainer erases the trace of who trained it, then approves as someone else would.
+    catalog(settings).delete_model_version_tag(settings.model_name, "1", "trained_by")
+    with pytest.raises(RegistryError, match="has no trained_by tag"):
+        models.approve("1", by=TRAINER, separate_duties=True)
+    tag(settings, "1", approval="approved", approved_by=TRAINER)
+    assert "has no trained_by tag" in skip_text(defs, instance)
+    assert not promote(defs, instance)[0].success
 
 
 def test_separation_of_duties_is_on_in_prod_and_off_in_dev():
