@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.processes import stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -121,12 +121,7 @@ def test_dagster_dev_serves_the_graph_with_its_sensor_and_schedule(tmp_path):
         ]
         assert [s["name"] for s in repository["schedules"]] == ["daily_inference_schedule"]
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
 
 
 def test_the_databricks_target_loads_with_credentials_only_from_the_environment(tmp_path):

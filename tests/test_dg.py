@@ -1,14 +1,13 @@
 """`dg`, Dagster 1.13's own command, from the project root: list, check, and `iris dev` on it."""
 
 import json
-import os
-import signal
 import subprocess
 import time
 
 import pytest
 
 from tests.conftest import free_port
+from tests.processes import stop_group
 from tests.test_definitions import BIN, GRAPH_ASSETS, REPOSITORY_QUERY, ROOT, clean_env, graphql
 
 
@@ -50,15 +49,6 @@ def test_dg_check_defs_passes(tmp_path):
     assert "All definitions loaded successfully" in out.stdout + out.stderr
 
 
-def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 @pytest.mark.slow
 def test_iris_dev_runs_dg_dev_once_per_home(tmp_path):
     env, port = clean_env(tmp_path), free_port()
@@ -93,4 +83,4 @@ def test_iris_dev_runs_dg_dev_once_per_home(tmp_path):
         assert "already running" in second.stderr
         assert f"pid {first.pid}" in second.stderr and f"127.0.0.1:{port}" in second.stderr
     finally:
-        stop(first)
+        stop_group(first)

@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pytest
 from iris_assets.core.mlflow_links import links, workspace_url
 from iris_assets.settings import load_settings
 from tests.conftest import free_port
+from tests.processes import stop_group
 
 IRIS = str(Path(sys.executable).with_name("iris"))
 
@@ -91,9 +91,4 @@ def test_iris_mlflow_serves_this_homes_registry(env, tmp_path, mlflow_db_templat
         assert [m["name"] for m in models or []] == ["iris_dev.ml.iris_model"]
         assert f"MLflow UI for {home}: http://127.0.0.1:{port}" in log.read_text()
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)

@@ -210,7 +210,11 @@ class LandingArea:
         for path in sorted(folder.iterdir()):
             if path.name.startswith((".", "_")):
                 continue
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except OSError:  # a dangling link, say: scan_day quarantines it; it must not stop this
+                parts.append(f"{path.name}:unreadable")
+                continue
             parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 

@@ -12,8 +12,9 @@ One behaviour with the local path (``steps/day_scoring.py``), shared by construc
   ``mapInPandas``) rejects those as duplicates;
 - the same drift sample: ``core.drift.in_sample`` on the ids, with the fraction from the count.
 
-Files are identified by the ``_metadata.file_path`` column, the one Unity Catalog and
-serverless offer (the older file-name function is not available there).
+Each file is read on its own and tagged with its place in the day's order, so nothing depends on
+a file-name function (the older one is not available on Unity Catalog / serverless) or on
+parsing a path URI.
 """
 
 from __future__ import annotations
@@ -126,29 +127,24 @@ def read_landing_files(spark, files: DayFiles):
     """The readable files of the day, all columns as text, each row tagged with file and line."""
     from pyspark.sql import functions as F
 
-    order = {str(path): position for position, path in enumerate(files.readable)}
+    formats = {str(f.path): f.format for f in files.files if f.readable}
     frames = []
-    for fmt in ("parquet", "csv"):
-        paths = [str(f.path) for f in files.files if f.readable and f.format == fmt]
-        if not paths:
-            continue
+    # One read per file: a multi-file CSV read applies the first file's header to every file,
+    # and the file's place in the day's order is then a literal, never parsed from a path URI.
+    for position, path in enumerate(files.readable):
+        fmt = formats[str(path)]
         reader = spark.read.option("header", True) if fmt == "csv" else spark.read
-        frame = reader.format(fmt).load(paths)
+        frame = reader.format(fmt).load(str(path))
         frames.append(
             frame.select(
                 *[F.col(c).cast("string").alias(c) for c in frame.columns],
-                F.col("_metadata.file_path").alias(FILE),
+                F.lit(position).alias(FILE),
             )
         )
     day = frames[0]
     for frame in frames[1:]:
         day = day.unionByName(frame, allowMissingColumns=True)
-    # The file's place in the shared order (file_path is a URI: map it back by its name).
-    names = {path.rsplit("/", 1)[-1]: position for path, position in order.items()}
-    position = F.create_map(*[x for n, p in names.items() for x in (F.lit(n), F.lit(p))])
-    return day.withColumn(FILE, position[F.element_at(F.split(F.col(FILE), "/"), -1)]).withColumn(
-        LINE, F.monotonically_increasing_id()
-    )
+    return day.withColumn(LINE, F.monotonically_increasing_id())
 
 
 def mark_seen(frame, day: str):

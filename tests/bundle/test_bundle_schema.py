@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import jsonschema
@@ -20,13 +21,24 @@ from iris_assets.settings import ENVS
 from tests.bundle.test_bundle import load_bundle, merge
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_FILE = ROOT.parent / "shared" / "databricks" / "bundle-config-schema-v0.299.0.json"
+SCHEMA_NAME = "bundle-config-schema-v0.299.0.json"
+# The schema is not vendored here: CI has it beside the checkout (shared/databricks/); elsewhere
+# point IRIS_BUNDLE_SCHEMA at a copy (the CLI prints it: `databricks bundle schema`).
+SCHEMA_FILE = Path(
+    os.environ.get("IRIS_BUNDLE_SCHEMA") or ROOT.parent / "shared" / "databricks" / SCHEMA_NAME
+)
 
 
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.protocols.Validator:
     if not SCHEMA_FILE.is_file():
-        pytest.fail(f"the CLI's bundle schema is missing: {SCHEMA_FILE}")
+        missing = (
+            f"the CLI's bundle schema is missing: {SCHEMA_FILE} (set IRIS_BUNDLE_SCHEMA to the "
+            "output of `databricks bundle schema` from CLI v0.299.0)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(missing)  # CI always has it: never a silent pass there
+        pytest.skip(missing)
     schema = json.loads(SCHEMA_FILE.read_text())
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     cls.check_schema(schema)

@@ -154,6 +154,15 @@ def test_every_csv_or_parquet_name_is_read_and_counted_from_the_file(area):
     assert area.fingerprint(DAY) != before, "a late file changes the day's fingerprint"
 
 
+def test_a_dangling_link_in_a_day_is_reported_and_does_not_stop_the_fingerprint(area):
+    area.write_batch(simulate_flowers(3, DAY, seed=1), DAY)
+    before = area.fingerprint(DAY)
+    (area.day_dir(DAY) / "dangling.csv").symlink_to("/nonexistent/flowers.csv")
+    assert area.fingerprint(DAY) != before
+    scanned = {f.path.name: f for f in area.scan_day(DAY)}
+    assert scanned["dangling.csv"].problem
+
+
 def test_empty_and_absent_days(area):
     for day in (area.read_day(DAY), area.read_day("2030-01-01")):
         assert list(day.columns) == list(LANDING_COLUMNS) and day.empty

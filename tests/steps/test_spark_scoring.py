@@ -77,6 +77,10 @@ def bad_corpus(settings):
     repeat = good.iloc[[0, 1, 9]].astype(str)  # valid repeats: duplicates
     repeat.loc[repeat.index[2], "flower_id"] = str(2**53 + 2)  # new: 2**53 + 2 is not 2**53
     write(folder, "flowers.csv", repeat)
+    # Each CSV's header names its own columns, and a space in a name is only a name.
+    newcomers = good.iloc[10:13].assign(flower_id=[21, 22, 23])
+    write(folder, "batch-3 reordered.csv", newcomers[list(reversed(newcomers.columns))])
+    write(folder, "zz late repeat.csv", newcomers.iloc[:1].assign(sepal_length_cm=7.7))
     (folder / "broken.parquet").write_bytes(b"not parquet")
     (folder / "notes.txt").write_text("collector notes")
     return good
@@ -84,7 +88,7 @@ def bad_corpus(settings):
 
 def test_one_bad_corpus_gives_the_same_rows_on_both_engines(spark, model, tmp_path):
     settings = load_settings({"IRIS_HOME": str(tmp_path)})
-    bad_corpus(settings)
+    good = bad_corpus(settings)
     champion = VersionInfo("iris_dev.ml.iris_model", "4", {}, ("champion",), None, None)
     store = DeltaTableStore(settings.warehouse)
     local = score_day_locally(store, settings, DAY, champion, model, batch_rows=3)
@@ -96,11 +100,14 @@ def test_one_bad_corpus_gives_the_same_rows_on_both_engines(spark, model, tmp_pa
     scored, rejects = (frame.toPandas() for frame in split_outcome(spark, outcome, files))
     scored = scored.sort_values("flower_id").reset_index(drop=True)
 
-    assert local.landing_rows == files.landing_rows == 38
-    assert len(local_scored) == len(scored) == 31
+    assert local.landing_rows == files.landing_rows == 42
+    assert len(local_scored) == len(scored) == 34
     compared = [c for c in INFERENCE_TABLE_SCHEMA.names if c != "predicted_at"]
     pd.testing.assert_frame_equal(local_scored[compared], scored[compared], check_dtype=False)
     assert 2**53 + 1 in set(scored["flower_id"]) and 2**53 + 2 in set(scored["flower_id"])
+    newcomers = good.iloc[10:13].set_axis([21, 22, 23])[list(FEATURE_COLUMNS)]
+    by_id = scored.set_index("flower_id").loc[[21, 22, 23], list(FEATURE_COLUMNS)]
+    pd.testing.assert_frame_equal(by_id, newcomers, check_dtype=False, check_names=False)
 
     def outcome_of(frame):
         return sorted(zip(frame["flower_id"].fillna("-"), frame["reason"], strict=True))
@@ -108,7 +115,7 @@ def test_one_bad_corpus_gives_the_same_rows_on_both_engines(spark, model, tmp_pa
     assert outcome_of(local_rejects) == outcome_of(rejects)
     assert Counter(rejects["reason"].str.split(":").str[0]) == Counter(
         {
-            "duplicate flower_id": 2,
+            "duplicate flower_id": 3,
             f"observed_at is not on the partition day {DAY}": 3,
             "petal_length_cm is missing": 1,
             "sepal_width_cm is not a number": 1,
