@@ -68,6 +68,21 @@ class Settings:
         return self.table_name("iris_rejects")
 
     @property
+    def labels_table(self) -> str:
+        """The landing of ``flower_labels``: species learned later for flowers already scored."""
+        return self.table_name("flower_labels")
+
+    @property
+    def performance_table(self) -> str:
+        """``model_performance``: live accuracy per observed day and model version."""
+        return self.table_name("iris_model_performance")
+
+    @property
+    def serving_log_table(self) -> str:
+        """``iris_serving_log``: a row per request the endpoint scored (as AI Gateway logs)."""
+        return self.table_name("iris_serving_log")
+
+    @property
     def model_name(self) -> str:
         return self.table_name("iris_model")
 
@@ -113,6 +128,13 @@ class Settings:
         if self.is_databricks:
             return Path(self.landing_volume) / "new_flowers"
         return self.env_home / "landing" / "new_flowers"
+
+    @property
+    def labels_landing_dir(self) -> Path:
+        """The landing area of ``flower_labels``: the same day folders and batch-file rules."""
+        if self.is_databricks:
+            return Path(self.landing_volume) / "flower_labels"
+        return self.env_home / "landing" / "flower_labels"
 
     @property
     def mlflow_db(self) -> Path:
