@@ -12,11 +12,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from iris_assets.core.confusion_thumbnail import confusion_image_markdown
 from iris_assets.core.evaluation import (
     Scores,
     Thresholds,
     comparison_markdown,
-    confusion_markdown,
     confusion_png,
     held_out_rows,
     judge,
@@ -133,7 +133,8 @@ def evaluate(step: Step) -> None:
         "verdict": verdict.summary,
         "comparison": md(comparison),
         "per_class": md(per_class_markdown(new)),
-        "confusion_matrix": md(confusion_markdown(new)),
+        # An image Dagster shows inline (core/confusion_thumbnail.py); the full PNG is in MLflow.
+        "confusion_matrix": md(confusion_image_markdown(new.confusion)),
         "thresholds": json_value(thresholds.__dict__),
         **{name: float(value) for name, value in new.metrics.items()},
         **url_values(mlflow_links(registry, challenger)),

@@ -8,6 +8,7 @@ the run's partition, and no PLANNED/SKIPPED leftovers.
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from iris_assets.core.confusion_thumbnail import INLINE_LIMIT
 from iris_assets.core.landing import LandingArea, simulate_flowers
 from iris_assets.core.registry import ModelRegistry
 from iris_assets.settings import CHAMPION_ALIAS
@@ -60,11 +61,21 @@ def assert_mlflow_links(result, settings) -> None:
     assert run.url.endswith(f"/runs/{run_id['mlflow_run_id'].value}")
 
 
+def assert_confusion_image(result) -> None:
+    """evaluation_report's confusion matrix is an image short enough for the UI to show inline."""
+    [materialization] = result.asset_materializations_for_node("evaluation_report")
+    confusion = materialization.metadata["confusion_matrix"]
+    assert isinstance(confusion, dg.MarkdownMetadataValue)
+    assert confusion.md_str.startswith("![confusion matrix](data:image/png;base64,")
+    assert len(confusion.md_str) < INLINE_LIMIT
+
+
 def test_check_results_target_this_runs_materialization_and_partition(settings, graph):
     defs, instance = graph
     first = materialize(defs, instance, "iris_features", "challenger_model", "evaluation_report")
     assert first.success, step_failure_messages(first)
     assert_mlflow_links(first, settings)
+    assert_confusion_image(first)
     # A second run: a check recorded against the latest materialization it knew *before* this
     # run's would point at the first run.
     second = materialize(defs, instance, "iris_features", "evaluation_report")
