@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test dev mlflow lint format clean lock bench-serving bench-batch
+.PHONY: install demo test dev mlflow test-ui chromium lint format clean lock bench-serving bench-batch
 
 install: $(STAMP)
 
@@ -33,6 +33,23 @@ dev: install
 # The MLflow UI over this env's registry and artifacts (http://127.0.0.1:5125 for dev).
 mlflow: install
 	$(BIN)/iris mlflow
+
+# The browser tests alone: `iris dev` on a tmp home, driven in headless Chromium (tests/ui).
+# UI_SCREENSHOTS=DIR keeps the screenshots they take.
+test-ui: install
+	$(BIN)/python -m pytest tests/ui -p no:cacheprovider
+
+# Debian's Chromium, which tests/ui drive through Playwright (Playwright's own browser download is
+# never used). Needs root and apt-get; without Chromium tests/ui skip, and fail under CI=true.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+	  echo "chromium: $$(command -v chromium || command -v chromium-browser)"; \
+	elif [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null && command -v chromium; \
+	else \
+	  echo "chromium is missing: as root, apt-get install -y chromium" >&2; exit 1; \
+	fi
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
