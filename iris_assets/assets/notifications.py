@@ -2,8 +2,9 @@
 
 Two events, read from Dagster's event log (a cursor of storage ids, so each is told once):
 
-- an ``evaluation_report`` materialization whose challenger passed and is not approved yet: it
-  waits for a person (links to the evaluation report, the MLflow version, and how to approve);
+- an ``evaluation_report`` materialization whose challenger passed and, when the tick reads the
+  registry, is still the challenger with no approval or rejection: it waits for a person (links
+  to the evaluation report, the MLflow version, and how to approve);
 - a failed monitoring check (``live_accuracy``, ``labels_accounted``, ``feature_drift``).
 
 Each message goes to the webhook in ``IRIS_NOTIFY_URL`` (``NotifierResource.url``, a
@@ -17,7 +18,7 @@ import json
 
 import dagster as dg
 
-from iris_assets.resources import SettingsResource
+from iris_assets.resources import ModelRegistryResource, SettingsResource
 
 WATCHED_CHECKS = (
     dg.AssetCheckKey(dg.AssetKey("model_performance"), "live_accuracy"),
@@ -84,7 +85,21 @@ def check_message(record, notifier: NotifierResource) -> dict:
     )
 
 
-def pending(instance: dg.DagsterInstance, cursor: dict, notifier: NotifierResource):
+def still_waiting(models, version: str) -> bool:
+    """Whether ``version`` is still the challenger and nobody decided on it yet: an old
+    evaluation of a version since approved, rejected or replaced is not news."""
+    from iris_assets.core.registry import RegistryError
+
+    try:
+        challenger, champion = models.challenger(), models.champion()
+    except RegistryError:
+        return True  # tell rather than stay silent when the registry cannot say
+    if challenger is None or challenger.version != version:
+        return False
+    return challenger.approval is None and not (champion and champion.version == version)
+
+
+def pending(instance: dg.DagsterInstance, cursor: dict, notifier: NotifierResource, models=None):
     """(messages, new cursor) for the events since ``cursor``, oldest first."""
     from dagster._core.storage.asset_check_execution_record import (
         AssetCheckExecutionRecordStatus,
@@ -99,7 +114,7 @@ def pending(instance: dg.DagsterInstance, cursor: dict, notifier: NotifierResour
     )
     for record in result.records:
         message = evaluation_message(record, notifier)
-        if message:
+        if message and (models is None or still_waiting(models, message["version"])):
             messages.append(message)
         cursor["evaluation_report"] = max(cursor.get("evaluation_report", 0), record.storage_id)
     for key in WATCHED_CHECKS:
@@ -122,12 +137,15 @@ def pending(instance: dg.DagsterInstance, cursor: dict, notifier: NotifierResour
     "monitoring check fails; also to the tick log and `iris status`.",
 )
 def notification_sensor(
-    context: dg.SensorEvaluationContext, settings: SettingsResource, notifier: NotifierResource
+    context: dg.SensorEvaluationContext,
+    settings: SettingsResource,
+    registry: ModelRegistryResource,
+    notifier: NotifierResource,
 ):
     from iris_assets.core.notify import notify
 
     known = json.loads(context.cursor) if context.cursor else {}
-    messages, cursor = pending(context.instance, known, notifier)
+    messages, cursor = pending(context.instance, known, notifier, registry.get())
     failed = []
     for message in messages:
         delivery = notify(message, notifier.url, settings.get().env_home)

@@ -118,7 +118,9 @@ def retraining_reasons(instance, settings, policy: RetrainingPolicy) -> list[tup
         )
     if decay := decayed_day(instance):
         reasons.append((f"decay:{decay[0]}", f"decay on {decay[0]}: {decay[1]}"))
-    fresh = new_labelled_flowers(settings)
+    # On Databricks the tables are Spark's, which the orchestrator does not have: the labels
+    # trigger is local only (decay and drift come from Dagster's own records).
+    fresh = 0 if settings.is_databricks else new_labelled_flowers(settings)
     if fresh >= policy.min_new_labels:
         reasons.append(
             (

@@ -134,3 +134,8 @@ def test_without_a_webhook_the_message_still_reaches_the_outbox(settings, graph,
     tick(defs, instance)
     [record] = recent(settings.env_home)
     assert record["delivery"] == "not configured"
+
+    ModelRegistry(settings).approve("1", by="ana")
+    outcome, _ = tick(defs, instance)  # a fresh cursor reads the same evaluation again
+    assert "nothing to tell" in outcome.skip_message, "an approved version is not news"
+    assert len(recent(settings.env_home)) == 1
