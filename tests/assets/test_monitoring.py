@@ -175,3 +175,34 @@ def test_an_accurate_model_passes_with_many_labels(settings, graph, scored_day):
     assert check_results(result)["live_accuracy"] is True
     by_version = metadata["by_version"]["1"]
     assert set(by_version) >= {"f1_macro", "recall_setosa", "recall_versicolor"}
+
+
+def test_labels_that_arrive_before_their_day_is_scored_count_once_it_is(
+    settings, graph, scored_day
+):
+    defs, instance = graph
+    early = "2026-11-25"
+    flowers = simulate_flowers(40, early, seed=9)
+    labels = pd.DataFrame({"flower_id": flowers["flower_id"], "species": "versicolor"})
+    LandingArea(settings.labels_landing_dir).write_batch(labels, early)
+    with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+        labels_files_sensor(context)
+        cursor = context.cursor
+
+    result, waiting = performance(graph, day=early)
+    assert (waiting["labelled_rows"], waiting["labels_rejected"]) == (0, 40)
+    assert check_results(result)["labels_accounted"] is True
+
+    LandingArea(settings.landing_dir).write_batch(flowers, early)
+    assert run_job(defs, instance, "inference_job", partition_key=early).success
+    with dg.build_sensor_context(
+        instance=instance, resources=defs.resources, cursor=cursor
+    ) as context:
+        requests = labels_files_sensor(context)
+    assert [r.partition_key for r in requests] == [early], "re-scored: its labels judged again"
+    _, counted = performance(graph, day=early)
+    assert (counted["labelled_rows"], counted["labels_rejected"]) == (40, 0)
+    rejects = table_store(settings).read(
+        settings.rejects_table, predicate=rejects_slice("labels", early)
+    )
+    assert rejects.empty, "the day's rejects slice is replaced, not piled up"
