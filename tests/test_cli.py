@@ -159,7 +159,9 @@ def test_label_refuses_a_file_the_landing_could_not_read(env, tmp_path):
     notes.write_bytes(b"PK\x03\x04 not a csv")
     broken = tmp_path / "labels.parquet"
     broken.write_bytes(b"PAR1 truncated")
-    for bad in (notes, broken, tmp_path / "missing.csv"):
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("flower_id,species\n")
+    for bad in (notes, broken, header_only, tmp_path / "missing.csv"):
         out = iris(env, "label", "--date", "2026-11-03", "--file", str(bad))
         assert out.returncode == 2, out.stdout
         assert "Traceback" not in out.stderr and bad.name in out.stderr

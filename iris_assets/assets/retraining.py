@@ -77,17 +77,25 @@ def drift_streak(instance: dg.DagsterInstance, days: int) -> list[str] | None:
     return recent
 
 
+def _metadata(record, key: str, default=None):
+    entry = record.evaluation.metadata.get(key) if record.evaluation else None
+    return default if entry is None else entry.value
+
+
 def decayed_day(instance: dg.DagsterInstance) -> tuple[str, str] | None:
-    """(day, summary) when the latest judged day's live_accuracy check failed."""
+    """(day, summary) when the latest judged day's live_accuracy check failed.
+
+    A later day with too few labels for a verdict does not hide an earlier decay.
+    """
     latest = latest_by_day(instance, DECAY_CHECK)
-    if not latest:
-        return None
-    day = max(latest)
-    record = latest[day]
-    if not _failed(record):
-        return None
-    entry = record.evaluation.metadata.get("summary") if record.evaluation else None
-    return day, entry.value if entry is not None else "live accuracy below the bar"
+    for day in sorted(latest, reverse=True):
+        record = latest[day]
+        if not _metadata(record, "judged", True):
+            continue
+        if not _failed(record):
+            return None
+        return day, _metadata(record, "summary", "live accuracy below the bar")
+    return None
 
 
 def new_labelled_flowers(settings) -> int:

@@ -105,6 +105,8 @@ def copy_label_file(source: Path | str, root: Path | str, day: str) -> tuple[Pat
     checked = inspect_file(source)
     if not checked.readable:
         raise LabelFileError(f"{checked.problem}: nothing was copied")
+    if not checked.rows:
+        raise LabelFileError(f"{source.name} holds no label rows: nothing was copied")
     folder = LandingArea(root).day_dir(day)
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")

@@ -106,6 +106,12 @@ def test_decay_is_a_reason_to_retrain(settings, graph, champion):
     assert reason.startswith(f"decay on {DAY}: v1: live accuracy")
     assert "labels:" not in reason, "40 labels are fewer than the 50 that trigger on their own"
 
+    later = "2026-11-25"
+    label_and_judge(graph, settings, score(graph, settings, later), rows=5, drop=0.0, day=later)
+    still = retraining_tick(graph)
+    assert isinstance(still, dg.RunRequest), "5 labels on a later day do not hide the decay"
+    assert still.tags["iris/retrain_reason"].startswith(f"decay on {DAY}")
+
 
 def test_three_drifting_days_in_a_row_are_a_reason_to_retrain(settings, graph, champion):
     for day in ("2026-11-01", "2026-11-02", "2026-11-04"):
