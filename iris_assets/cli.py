@@ -222,20 +222,88 @@ def cmd_stop(args) -> int:
     return 0
 
 
+def observed_day(text: str | None) -> str:
+    day = text or datetime.now(UTC).date().isoformat()
+    try:
+        return date.fromisoformat(day).isoformat()
+    except ValueError:
+        raise CliError(f"--date {day!r} is not a date like 2026-11-26") from None
+
+
+def cmd_label(args) -> int:
+    """Copy a file of labels (flower_id, species) into the day's label landing, atomically."""
+    from iris_assets.core.labels import LabelFileError, copy_label_file
+
+    settings = load_settings()
+    day = observed_day(args.date)
+    try:
+        path, rows = copy_label_file(args.file, settings.labels_landing_dir, day)
+    except LabelFileError as error:
+        raise CliError(str(error)) from None
+    print(
+        f"{rows} label rows for flowers observed on {day} -> {path}; labels_files_sensor "
+        f"re-computes model_performance for {day} (bad rows go to the rejects table)"
+    )
+    return 0
+
+
+def simulate_labels_for(args, settings, day: str) -> int:
+    from iris_assets.core.labels import labelled_ids, simulate_labels
+    from iris_assets.core.landing import LandingArea
+    from iris_assets.core.schema import FEATURE_COLUMNS, PRIMARY_KEY
+    from iris_assets.steps.stores import table_store
+
+    if not 0.0 <= args.accuracy_drop <= 1.0:
+        raise CliError("--accuracy-drop is a share of labels, between 0 and 1")
+    store = table_store(settings)
+    if not store.exists(settings.inference_table):
+        raise CliError(
+            f"nothing was scored yet: labels are for scored flowers (`iris demo`, or "
+            f"materialize inference_table for {day})"
+        )
+    scored = store.read(
+        settings.inference_table,
+        [PRIMARY_KEY, *FEATURE_COLUMNS, "prediction"],
+        predicate=f"observed_date = '{day}'",
+    )
+    if scored.empty:
+        raise CliError(f"no flowers were scored on {day}: score that day first")
+    if args.rows is not None and args.rows < 1:
+        raise CliError("--rows must be 1 or more: an empty batch file is not an observation")
+    labels = simulate_labels(
+        scored,
+        rows=args.rows,
+        accuracy_drop=args.accuracy_drop,
+        skip=labelled_ids(settings.labels_landing_dir, day),
+        seed=args.seed,
+    )
+    if labels.empty:
+        raise CliError(f"every flower scored on {day} already has a label")
+    path = LandingArea(settings.labels_landing_dir).write_batch(labels, day)
+    print(
+        f"{len(labels)} labels for flowers scored on {day} "
+        f"({args.accuracy_drop:.0%} disagree with the model on purpose) -> {path}"
+    )
+    return 0
+
+
 def cmd_simulate(args) -> int:
     from iris_assets.core.landing import LandingArea, simulate_flowers
 
     settings = load_settings()
-    day = args.date or datetime.now(UTC).date().isoformat()
-    try:
-        date.fromisoformat(day)
-    except ValueError:
-        raise CliError(f"--date {day!r} is not a date like 2026-11-26") from None
-    if args.rows < 1:
+    day = observed_day(args.date)
+    if args.labels:
+        if args.drift:
+            raise CliError("--drift shifts measurements; labels have none: leave it out")
+        return simulate_labels_for(args, settings, day)
+    if args.accuracy_drop:
+        raise CliError("--accuracy-drop applies to --labels only")
+    rows = 100 if args.rows is None else args.rows
+    if rows < 1:
         raise CliError("--rows must be 1 or more: an empty batch file is not an observation")
-    frame = simulate_flowers(args.rows, day, seed=args.seed, drift=args.drift)
+    frame = simulate_flowers(rows, day, seed=args.seed, drift=args.drift)
     path = LandingArea(settings.landing_dir).write_batch(frame, day)
-    print(f"{args.rows} flowers observed on {day} -> {path}")
+    print(f"{rows} flowers observed on {day} -> {path}")
     return 0
 
 
@@ -390,12 +458,33 @@ def parser() -> argparse.ArgumentParser:
     stop = sub.add_parser("stop", help="stop this IRIS_HOME's background server")
     stop.set_defaults(func=cmd_stop)
 
-    simulate = sub.add_parser("simulate", help="append unlabelled flowers to the landing area")
-    simulate.add_argument("--rows", type=int, default=100)
+    simulate = sub.add_parser(
+        "simulate", help="append unlabelled flowers (or, with --labels, late labels) to a landing"
+    )
+    simulate.add_argument(
+        "--rows",
+        type=int,
+        help="flowers (default 100); with --labels: at most this many labels "
+        "(default: every scored flower of the day without one)",
+    )
     simulate.add_argument("--date", help="observed date YYYY-MM-DD (default: today, UTC)")
     simulate.add_argument("--seed", type=int)
     simulate.add_argument("--drift", action="store_true", help="shift the measurements")
+    simulate.add_argument(
+        "--labels", action="store_true", help="labels for the flowers scored on --date"
+    )
+    simulate.add_argument(
+        "--accuracy-drop",
+        type=float,
+        default=0.0,
+        help="with --labels: the share of labels that disagree with the model (decay)",
+    )
     simulate.set_defaults(func=cmd_simulate)
+
+    label = sub.add_parser("label", help="land a file of labels (flower_id, species) for a day")
+    label.add_argument("--date", required=True, help="the day the flowers were observed")
+    label.add_argument("--file", required=True, help="a .csv or .parquet file")
+    label.set_defaults(func=cmd_label)
 
     mlflow = sub.add_parser("mlflow", help="start the MLflow UI over this env's registry")
     mlflow.add_argument("--port", type=int, help="default 5125 (dev), 5126 (prod)")

@@ -6,6 +6,8 @@ UI, the daemon and the sensor start fast; resources import those lazily when the
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from iris_assets.assets.inference import (
@@ -15,6 +17,13 @@ from iris_assets.assets.inference import (
     landing_files_sensor,
     new_flowers,
 )
+from iris_assets.assets.monitoring import (
+    flower_labels,
+    labels_files_sensor,
+    model_performance,
+    performance_job,
+)
+from iris_assets.assets.notifications import NotifierResource, notification_sensor
 from iris_assets.assets.promotion import (
     champion_alias,
     champion_is_approved,
@@ -24,6 +33,7 @@ from iris_assets.assets.promotion import (
     serving_job,
 )
 from iris_assets.assets.promotion_sensor import champion_approval_sensor
+from iris_assets.assets.retraining import RetrainingPolicy, retraining_sensor
 from iris_assets.assets.serving import (
     endpoint_round_trip,
     serving_endpoint,
@@ -40,6 +50,8 @@ from iris_assets.resources import (
 )
 from iris_assets.settings import Settings, load_settings
 
+NOTIFY_URL_ENV = "IRIS_NOTIFY_URL"
+
 training_job = dg.define_asset_job(
     "training_job",
     selection=dg.AssetSelection.assets(iris_features, challenger_model, evaluation_report),
@@ -51,6 +63,13 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """The one place that picks local or Databricks implementations; assets never branch."""
     settings_resource = SettingsResource.from_settings(settings)
     registry = ModelRegistryResource(settings=settings_resource)
+    monitoring = {
+        # The webhook is often a secret itself: an EnvVar, so Dagster shows only its name.
+        "notifier": NotifierResource(url=dg.EnvVar(NOTIFY_URL_ENV))
+        if os.environ.get(NOTIFY_URL_ENV)
+        else NotifierResource(),
+        "retraining": RetrainingPolicy(),
+    }
     if settings.is_databricks:
         # Credentials stay environment variables (dg.EnvVar): never values in config or logs.
         return {
@@ -58,12 +77,14 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             "registry": registry,
             "settings": settings_resource,
             "serving": DatabricksServingBackend.from_env(settings_resource),
+            **monitoring,
         }
     return {
         "step_runner": LocalStepRunner(settings=settings_resource),
         "registry": registry,
         "settings": settings_resource,
         "serving": LocalServingBackend(settings=settings_resource),
+        **monitoring,
     }
 
 
@@ -88,6 +109,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         champion_alias,
         serving_endpoint,
         inference_table,
+        flower_labels,
+        model_performance,
     ]
     return dg.Definitions(
         assets=dg.map_asset_specs(one_group, assets),
@@ -99,8 +122,15 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             serving_job,
             lifecycle_checks_job,
             inference_job,
+            performance_job,
         ],
-        sensors=[champion_approval_sensor, landing_files_sensor],
+        sensors=[
+            champion_approval_sensor,
+            landing_files_sensor,
+            labels_files_sensor,
+            retraining_sensor,
+            notification_sensor,
+        ],
         schedules=[daily_inference_schedule],
         resources=resources_for(settings),
     )

@@ -75,10 +75,10 @@ def run_demo(settings: Settings, rows: int = 200, say: Callable[[str], None] = p
     instance = dagster_instance(settings)
     day = datetime.now(UTC).date().isoformat()
 
-    say(f"1/5 collecting flowers: {rows} unlabelled flowers observed on {day} -> new_flowers")
+    say(f"1/6 collecting flowers: {rows} unlabelled flowers observed on {day} -> new_flowers")
     LandingArea(settings.landing_dir).write_batch(simulate_flowers(rows, day), day)
 
-    say("2/5 training: iris_features -> challenger_model -> evaluation_report")
+    say("2/6 training: iris_features -> challenger_model -> evaluation_report")
     run_job(defs, instance, "training_job")
     models = ModelRegistry(settings)
     challenger = models.challenger()
@@ -88,12 +88,12 @@ def run_demo(settings: Settings, rows: int = 200, say: Callable[[str], None] = p
     )
 
     say(
-        f"3/5 approval: the demo approves version {challenger.version} as user "
+        f"3/6 approval: the demo approves version {challenger.version} as user "
         f"'{DEMO_APPROVER}' (a person would: `iris approve {challenger.version} --by NAME`)"
     )
     models.approve(challenger.version, by=DEMO_APPROVER)
 
-    say("4/5 promotion: champion_approval_sensor decides; its run promotes and serves")
+    say("4/6 promotion: champion_approval_sensor decides; its run promotes and serves")
     with dg.build_sensor_context(
         instance=instance, definitions=defs, resources=defs.resources
     ) as context:
@@ -103,8 +103,12 @@ def run_demo(settings: Settings, rows: int = 200, say: Callable[[str], None] = p
     else:
         say(f"    sensor skipped: {decision.skip_message}")
 
-    say(f"5/5 batch inference: inference_table partition {day}")
+    say(f"5/6 batch inference: inference_table partition {day}")
     run_job(defs, instance, "inference_job", partition_key=day)
+
+    say(f"6/6 monitoring: labels arrive for {day}'s flowers -> model_performance")
+    land_demo_labels(settings, day)
+    performance = run_job(defs, instance, "performance_job", partition_key=day)
 
     status = collect_status(settings)
     status["metrics"] = {
@@ -112,12 +116,49 @@ def run_demo(settings: Settings, rows: int = 200, say: Callable[[str], None] = p
         for v in filter(None, (models.challenger(), models.champion()))
     }
     status["partition"] = {"date": day, "rows": partition_rows(settings, day)}
+    status["performance"] = performance_summary(performance)
     example = dict(zip(FEATURE_COLUMNS, (6.1, 2.8, 4.7, 1.2), strict=True))
     status["live_prediction"] = {
         "input": example,
         "output": predict(status["serving"]["url"], [example]),
     }
     return status
+
+
+def land_demo_labels(settings: Settings, day: str) -> None:
+    """Collectors learn the species of half of the day's scored flowers (``iris simulate
+    --labels`` does the same), in one new batch each time the demo runs."""
+    from iris_assets.core.labels import labelled_ids, simulate_labels
+    from iris_assets.core.landing import LandingArea
+    from iris_assets.core.schema import FEATURE_COLUMNS, PRIMARY_KEY
+    from iris_assets.steps.stores import table_store
+
+    scored = table_store(settings).read(
+        settings.inference_table,
+        [PRIMARY_KEY, *FEATURE_COLUMNS, "prediction"],
+        predicate=f"observed_date = '{day}'",
+    )
+    skip = labelled_ids(settings.labels_landing_dir, day)
+    labels = simulate_labels(scored, rows=max(1, len(scored) // 2), skip=skip)
+    if len(labels):
+        LandingArea(settings.labels_landing_dir).write_batch(labels, day)
+
+
+def performance_summary(result) -> dict[str, Any]:
+    [event] = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "model_performance"
+    ]
+    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+    [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "live_accuracy"]
+    return {
+        "labelled_rows": metadata["labelled_rows"],
+        "scored_rows": metadata["scored_rows"],
+        "coverage": metadata["coverage"],
+        "accuracy": metadata["accuracy"],
+        "live_accuracy_check": "passed" if check.passed else "WARN: decayed",
+    }
 
 
 def partition_rows(settings: Settings, day: str) -> int:
@@ -132,6 +173,16 @@ def _metrics_text(metrics: dict[str, str] | None) -> str:
     if not metrics:
         return ""
     return "held-out " + ", ".join(f"{name} {float(value):.3f}" for name, value in metrics.items())
+
+
+def performance_text(performance: dict) -> str:
+    accuracy = performance["accuracy"]
+    return (
+        f"{performance['labelled_rows']} of {performance['scored_rows']} flowers labelled "
+        f"(coverage {performance['coverage']:.2f}), live accuracy "
+        f"{'-' if accuracy is None else f'{accuracy:.3f}'}, check "
+        f"{performance['live_accuracy_check']}"
+    )
 
 
 def summary_table(status: dict) -> str:
@@ -157,6 +208,7 @@ def summary_table(status: dict) -> str:
             f"{status['inference_table']['name']} partition {status['partition']['date']}: "
             f"{status['partition']['rows']} rows",
         ),
+        ("performance", performance_text(status["performance"])),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)

@@ -59,6 +59,45 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             "rows": inference_rows,
             "partitions": partitions,
         },
+        "monitoring": monitoring_state(settings, store, models),
+    }
+
+
+def monitoring_state(settings: Settings, store, models) -> dict[str, Any]:
+    """Live accuracy of the latest labelled day, label and request-log counts, why the last
+    automatic retraining ran, and the latest notifications (what the webhook was sent)."""
+    from iris_assets.core.notify import recent
+
+    live_accuracy = live_day = None
+    if store.exists(settings.performance_table):
+        rows = store.read(
+            settings.performance_table, ["observed_date", "labelled_rows", "accuracy"]
+        )
+        rows = rows[rows["labelled_rows"] > 0]
+        if not rows.empty:
+            live_day = max(rows["observed_date"])
+            day = rows[rows["observed_date"] == live_day]
+            correct = (day["accuracy"] * day["labelled_rows"]).sum()
+            live_accuracy = round(float(correct / day["labelled_rows"].sum()), 4)
+    reason = None
+    if models is not None:
+        from iris_assets.assets.retraining import RETRAIN_REASON_TAG
+
+        retrained = [v for v in models.versions() if RETRAIN_REASON_TAG in v.tags]
+        if retrained:
+            latest = max(retrained, key=lambda v: int(v.version))
+            reason = f"v{latest.version}: {latest.tags[RETRAIN_REASON_TAG]}"
+
+    def rows_of(table: str) -> int:
+        return store.count(table) if store.exists(table) else 0
+
+    return {
+        "live_accuracy": live_accuracy,
+        "live_accuracy_day": live_day,
+        "labelled_rows": rows_of(settings.labels_table),
+        "serving_log_rows": rows_of(settings.serving_log_table),
+        "last_retrain_reason": reason,
+        "notifications": recent(settings.env_home, limit=3),
     }
 
 
@@ -124,6 +163,20 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         f"inference      {inference['name']}: {inference['rows']} rows in "
         f"{len(inference['partitions'])} partitions",
     ]
+    monitoring = status["monitoring"]
+    accuracy = (
+        f"live accuracy {monitoring['live_accuracy']:.3f} on {monitoring['live_accuracy_day']}"
+        if monitoring["live_accuracy"] is not None
+        else "no live accuracy yet (no labels: `iris simulate --labels` or `iris label`)"
+    )
+    lines.append(
+        f"monitoring     {accuracy}; {monitoring['labelled_rows']} labelled rows, "
+        f"{monitoring['serving_log_rows']} logged requests"
+    )
+    if monitoring["last_retrain_reason"]:
+        lines.append(f"retraining     last: {monitoring['last_retrain_reason']}")
+    for note in monitoring["notifications"]:
+        lines.append(f"notified       {note['at']} ({note['delivery']}): {note['message']['text']}")
     if model["registry"] is None and not status["feature_table"]["rows"]:
         lines.append(
             "nothing here yet: `iris demo` (or `make demo`) runs the whole lifecycle; "

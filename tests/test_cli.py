@@ -44,6 +44,17 @@ def test_demo_runs_the_whole_lifecycle_in_a_fresh_home(env):
         assert status["serving"]["healthy"] and status["serving"]["version"] == "1"
         assert status["inference_table"]["rows"] == 60
         assert len(status["inference_table"]["partitions"]) == 1
+        assert "performance      30 of 60 flowers labelled" in out
+        monitoring = status["monitoring"]
+        assert monitoring["labelled_rows"] == 30 and monitoring["serving_log_rows"] >= 0
+        assert 0.0 <= monitoring["live_accuracy"] <= 1.0
+        assert monitoring["last_retrain_reason"] is None, "the demo trains by hand"
+
+        day = status["inference_table"]["partitions"][0]
+        decay = iris(env, "simulate", "--labels", "--date", day, "--accuracy-drop", "0.5")
+        assert decay.returncode == 0, decay.stderr
+        assert "30 labels for flowers scored on" in decay.stdout
+        assert "every flower scored" in iris(env, "simulate", "--labels", "--date", day).stderr
 
         flower = {"sepal_length_cm": 5.0, "sepal_width_cm": 3.4, "petal_length_cm": 1.5}
         predicted = iris(env, "predict", json.dumps({**flower, "petal_width_cm": 0.2}))
@@ -116,3 +127,51 @@ def test_an_unknown_env_is_named(env):
 def test_status_on_the_databricks_target_points_to_where_the_state_is(env):
     out = iris({**env, "IRIS_TARGET": "databricks"}, "status")
     assert out.returncode == 2 and "Catalog Explorer" in out.stderr
+
+
+def test_status_json_has_a_monitoring_section_on_a_fresh_home(env):
+    status = json.loads(iris(env, "status", "--json").stdout)
+    assert status["monitoring"] == {
+        "live_accuracy": None,
+        "live_accuracy_day": None,
+        "labelled_rows": 0,
+        "serving_log_rows": 0,
+        "last_retrain_reason": None,
+        "notifications": [],
+    }
+    assert not Path(env["IRIS_HOME"]).exists()
+
+
+def test_label_copies_a_file_into_the_day_whole(env, tmp_path):
+    labels = tmp_path / "lab-results.csv"
+    labels.write_text("flower_id,species\n7,setosa\n8,tulip\n")
+    out = iris(env, "label", "--date", "2026-11-03", "--file", str(labels))
+    assert out.returncode == 0, out.stderr
+    assert "2 label rows for flowers observed on 2026-11-03" in out.stdout
+    folder = Path(env["IRIS_HOME"]) / "dev/landing/flower_labels/observed_date=2026-11-03"
+    [landed] = list(folder.iterdir())
+    assert landed.name.startswith("batch-") and landed.suffix == ".csv"
+    assert landed.read_bytes() == labels.read_bytes(), "copied byte for byte, bad rows too"
+
+
+def test_label_refuses_a_file_the_landing_could_not_read(env, tmp_path):
+    notes = tmp_path / "labels.xlsx"
+    notes.write_bytes(b"PK\x03\x04 not a csv")
+    broken = tmp_path / "labels.parquet"
+    broken.write_bytes(b"PAR1 truncated")
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("flower_id,species\n")
+    for bad in (notes, broken, header_only, tmp_path / "missing.csv"):
+        out = iris(env, "label", "--date", "2026-11-03", "--file", str(bad))
+        assert out.returncode == 2, out.stdout
+        assert "Traceback" not in out.stderr and bad.name in out.stderr
+    assert not (Path(env["IRIS_HOME"]) / "dev" / "landing").exists(), "nothing was copied"
+
+
+def test_simulate_labels_needs_scored_flowers_and_a_share(env):
+    out = iris(env, "simulate", "--labels", "--date", "2026-11-03")
+    assert out.returncode == 2 and "nothing was scored yet" in out.stderr
+    out = iris(env, "simulate", "--labels", "--accuracy-drop", "1.5")
+    assert out.returncode == 2 and "between 0 and 1" in out.stderr
+    out = iris(env, "simulate", "--rows", "5", "--accuracy-drop", "0.2")
+    assert out.returncode == 2 and "--labels only" in out.stderr

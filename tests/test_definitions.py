@@ -23,6 +23,8 @@ GRAPH_ASSETS = {
     "champion_alias",
     "serving_endpoint",
     "inference_table",
+    "flower_labels",
+    "model_performance",
 }
 
 
@@ -114,10 +116,18 @@ def test_dagster_dev_serves_the_graph_with_its_sensor_and_schedule(tmp_path):
             "evaluation_report",
             "serving_endpoint",
             "inference_table",
+            "model_performance",
+        }
+        assert {"/".join(d["path"]) for d in nodes["model_performance"]["dependencyKeys"]} == {
+            "flower_labels",
+            "inference_table",
         }
         assert sorted((s["name"], s["sensorState"]["status"]) for s in repository["sensors"]) == [
             ("champion_approval_sensor", "RUNNING"),
+            ("labels_files_sensor", "RUNNING"),
             ("landing_files_sensor", "RUNNING"),
+            ("notification_sensor", "RUNNING"),
+            ("retraining_sensor", "RUNNING"),
         ]
         assert [s["name"] for s in repository["schedules"]] == ["daily_inference_schedule"]
     finally:
@@ -132,6 +142,7 @@ def test_the_databricks_target_loads_with_credentials_only_from_the_environment(
         DATABRICKS_HOST="https://example.cloud.databricks.com",
         DATABRICKS_CLIENT_ID="sp-app-id",
         DATABRICKS_CLIENT_SECRET="do-not-print-me",
+        IRIS_NOTIFY_URL="https://hooks.example.com/services/secret-hook-token",
     )
     code = (
         "import sys; from iris_assets.definitions import defs; "
@@ -144,10 +155,12 @@ def test_the_databricks_target_loads_with_credentials_only_from_the_environment(
     assert out.returncode == 0, out.stderr
     kinds, everything, loaded = out.stdout.strip().splitlines()
     assert kinds == (
-        "{'registry': 'ModelRegistryResource', 'serving': 'DatabricksServingBackend', "
+        "{'notifier': 'NotifierResource', 'registry': 'ModelRegistryResource', "
+        "'retraining': 'RetrainingPolicy', 'serving': 'DatabricksServingBackend', "
         "'settings': 'SettingsResource', 'step_runner': 'DatabricksStepRunner'}"
     )
     assert "do-not-print-me" not in everything + out.stderr
+    assert "secret-hook-token" not in everything + out.stderr
     assert loaded == "[]"
     validate = subprocess.run(
         [str(BIN / "dagster"), "definitions", "validate", "-w", str(ROOT / "workspace.yaml")],

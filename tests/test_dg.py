@@ -36,10 +36,14 @@ def test_dg_list_defs_lists_the_graph(tmp_path):
         "serving_job",
         "lifecycle_checks_job",
         "inference_job",
+        "performance_job",
     }
     assert sorted(s["name"] for s in listed["sensors"]) == [
         "champion_approval_sensor",
+        "labels_files_sensor",
         "landing_files_sensor",
+        "notification_sensor",
+        "retraining_sensor",
     ]
 
 

@@ -63,8 +63,16 @@ def challenger_model(
     from iris_assets.settings import acting_identity
 
     trained_by = acting_identity(context.run.tags)  # separation of duties compares the approver
+    # Set by retraining_sensor: why this challenger was trained, recorded on its version.
+    retrain_reason = context.run.tags.get("iris/retrain_reason", "")
     yield from step_runner.run(
-        context, "train", {"params": config.model_dump(), "trained_by": trained_by}
+        context,
+        "train",
+        {
+            "params": config.model_dump(),
+            "trained_by": trained_by,
+            "retrain_reason": retrain_reason,
+        },
     )
 
 

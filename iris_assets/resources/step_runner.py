@@ -19,7 +19,7 @@ import dagster as dg
 from iris_assets.resources.settings import SettingsResource
 from iris_assets.resources.warm_steps import launch_step
 
-STEPS = ("ingest", "train", "evaluate", "score")
+STEPS = ("ingest", "train", "evaluate", "score", "performance")
 
 
 def step_error(custom_messages: Sequence[Any]) -> str | None:

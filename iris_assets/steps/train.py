@@ -88,6 +88,8 @@ def train(step: Step) -> None:
     }
     if sha := git_sha():
         lineage["git_sha"] = sha
+    if reason := step.config.get("retrain_reason"):
+        lineage["retrain_reason"] = reason[:4000]  # who or what asked for this model
 
     example = rows[list(FEATURE_COLUMNS)].head(3).reset_index(drop=True)
     with mlflow.start_run(

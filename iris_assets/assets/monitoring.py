@@ -1,0 +1,122 @@
+"""Monitoring: late labels (``flower_labels``) and the live performance they reveal.
+
+``model_performance`` is re-computed by ``labels_files_sensor`` whenever a day's label folder
+changes (a batch landed) or the day was scored again. A sensor rather than declarative
+automation: ``flower_labels`` is files outside Dagster that nobody materializes, so an
+``AutomationCondition`` (which reacts to materializations) would never see a label arrive; the
+sensor fingerprints the folder exactly as ``landing_files_sensor`` does for ``new_flowers``, and
+adds the day's latest ``inference_table`` materialization so a re-scored day is judged again.
+"""
+
+import json
+
+import dagster as dg
+from pydantic import Field
+
+from iris_assets.assets.inference import daily, inference_table
+from iris_assets.resources import SettingsResource, StepRunner
+
+MONITORING_GROUP = "monitoring"
+
+flower_labels = dg.AssetSpec(
+    "flower_labels",
+    group_name=MONITORING_GROUP,
+    kinds={"parquet"},
+    partitions_def=daily,
+    description=(
+        "Landing area of late ground truth: flower_id and species of flowers already scored, one "
+        "folder per observed day (`iris label --date D --file F`, `iris simulate --labels`)."
+    ),
+)
+
+
+class PerformanceConfig(dg.Config):
+    min_accuracy: float = Field(
+        default=0.9, description="The evaluation bar (evaluation_report's min_accuracy)."
+    )
+    margin: float = Field(default=0.05, description="How far under the bar counts as decay.")
+    min_labelled: int = Field(default=30, description="Fewer labelled rows: no verdict.")
+    confidence: float = Field(default=0.95, description="Of the one-sided Wilson upper bound.")
+
+
+@dg.asset(
+    group_name=MONITORING_GROUP,
+    kinds={"python", "delta"},
+    partitions_def=daily,
+    deps=[flower_labels, inference_table],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "labels_accounted",
+            asset="model_performance",
+            partitions_def=daily,
+            blocking=True,
+            description="Labelled + rejected = label rows in the day's landing files.",
+        ),
+        dg.AssetCheckSpec(
+            "live_accuracy",
+            asset="model_performance",
+            partitions_def=daily,
+            description=(
+                "Warns when live accuracy is, with 95% confidence (one-sided Wilson bound), "
+                "more than the margin below the evaluation bar, on enough labelled rows."
+            ),
+        ),
+    ],
+)
+def model_performance(
+    context: dg.AssetExecutionContext, config: PerformanceConfig, step_runner: StepRunner
+):
+    """The day's predictions judged against the labels that arrived: accuracy, macro F1,
+    per-class recall and coverage per model version; a trend of the last days."""
+    yield from step_runner.run(
+        context, "performance", {"date": context.partition_key, "policy": config.model_dump()}
+    )
+
+
+performance_job = dg.define_asset_job(
+    "performance_job",
+    selection=dg.AssetSelection.assets(model_performance),
+    partitions_def=daily,
+    description="Judge one day's predictions against the labels that have arrived.",
+)
+
+
+def latest_scoring(instance: dg.DagsterInstance, day: str) -> int | None:
+    """The storage id of ``inference_table``'s latest materialization of ``day``, if any."""
+    result = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=inference_table.key, asset_partitions=[day]), limit=1
+    )
+    return result.records[0].storage_id if result.records else None
+
+
+@dg.sensor(
+    job=performance_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Re-computes model_performance for a day when labels land or it is re-scored.",
+)
+def labels_files_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
+    from iris_assets.core.landing import LandingArea
+
+    current = settings.get()
+    if current.is_databricks:
+        return dg.SkipReason(
+            "the labels landing is a Unity Catalog volume the orchestrator cannot list: use a "
+            "Databricks file-arrival trigger on it"
+        )
+    landing = LandingArea(current.labels_landing_dir)
+    known = json.loads(context.cursor) if context.cursor else {}
+    valid_days = set(daily.get_partition_keys(dynamic_partitions_store=context.instance))
+    requests = []
+    for day in landing.days():
+        if day not in valid_days:
+            continue
+        fingerprint = f"{landing.fingerprint(day)}-{latest_scoring(context.instance, day)}"
+        if known.get(day) == fingerprint:
+            continue
+        known[day] = fingerprint
+        requests.append(
+            dg.RunRequest(run_key=f"performance-{day}-{fingerprint}", partition_key=day)
+        )
+    context.update_cursor(json.dumps(known, sort_keys=True))
+    return requests or dg.SkipReason("no label folder changed and no labelled day was re-scored")

@@ -1,0 +1,196 @@
+"""``retraining_sensor``: retraining that starts itself; approval stays human.
+
+Three triggers, each judged from evidence the pipeline already keeps:
+
+- **drift**: ``feature_drift`` warned on the ``drift_days`` latest scored days, and they are
+  consecutive calendar days (one drifting day is noise; a streak is a changed world);
+- **decay**: the latest judged day's ``live_accuracy`` check failed (its own one-sided Wilson
+  rule, on enough labels: ``core.performance``);
+- **labels**: at least ``min_new_labels`` labelled flowers are not in ``iris_features`` yet.
+
+It runs ``training_job`` (ingest, train, evaluate), ingesting the labelled flowers
+(``steps.performance.labelled_flowers_path``) as one more source: each keeps its ``flower_id``
+and its side of the split is a hash of its measurements (``core.split``), so no existing flower
+moves between train and test. The run carries the reason as the tag ``iris/retrain_reason``;
+``challenger_model`` writes it on the new version as ``retrain_reason``. The job ends at
+``evaluation_report``: nothing here can promote, ``champion_alias`` still needs a person.
+
+A sensor rather than declarative automation: the triggers are conditions on check history and
+table contents, not on asset materialization state, and the run needs config (the labelled
+source) and a tag (the reason) that an ``AutomationCondition`` cannot attach. While a retrained
+challenger waits for its approval, no other is trained (a run key per evidence also keeps a
+trigger from firing twice).
+"""
+
+import hashlib
+from datetime import date, timedelta
+
+import dagster as dg
+
+from iris_assets.resources import ModelRegistryResource, SettingsResource
+
+RETRAIN_REASON_RUN_TAG = "iris/retrain_reason"
+RETRAIN_REASON_TAG = "retrain_reason"  # on the model version
+DRIFT_CHECK = dg.AssetCheckKey(dg.AssetKey("inference_table"), "feature_drift")
+DECAY_CHECK = dg.AssetCheckKey(dg.AssetKey("model_performance"), "live_accuracy")
+HISTORY = 200
+
+
+class RetrainingPolicy(dg.ConfigurableResource):
+    """When ``retraining_sensor`` trains a new challenger."""
+
+    drift_days: int = 3
+    min_new_labels: int = 50
+
+
+def latest_by_day(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> dict[str, object]:
+    """The latest evaluated record of ``key`` per partition (day)."""
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus as Status,
+    )
+
+    history = instance.event_log_storage.get_asset_check_execution_history(key, limit=HISTORY)
+    latest: dict[str, object] = {}
+    for record in sorted(history, key=lambda r: r.id):
+        if record.partition and record.status in (Status.SUCCEEDED, Status.FAILED):
+            latest[record.partition] = record
+    return latest
+
+
+def _failed(record) -> bool:
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus as Status,
+    )
+
+    return record.status == Status.FAILED
+
+
+def drift_streak(instance: dg.DagsterInstance, days: int) -> list[str] | None:
+    """The ``days`` latest scored days when all drifted and are consecutive, else None."""
+    latest = latest_by_day(instance, DRIFT_CHECK)
+    recent = sorted(latest)[-days:]
+    if days < 1 or len(recent) < days or not all(_failed(latest[d]) for d in recent):
+        return None
+    dates = [date.fromisoformat(d) for d in recent]
+    if any(b - a != timedelta(days=1) for a, b in zip(dates, dates[1:], strict=False)):
+        return None
+    return recent
+
+
+def _metadata(record, key: str, default=None):
+    entry = record.evaluation.metadata.get(key) if record.evaluation else None
+    return default if entry is None else entry.value
+
+
+def decayed_day(instance: dg.DagsterInstance) -> tuple[str, str] | None:
+    """(day, summary) when the latest judged day's live_accuracy check failed.
+
+    A later day with too few labels for a verdict does not hide an earlier decay.
+    """
+    latest = latest_by_day(instance, DECAY_CHECK)
+    for day in sorted(latest, reverse=True):
+        record = latest[day]
+        if not _metadata(record, "judged", True):
+            continue
+        if not _failed(record):
+            return None
+        return day, _metadata(record, "summary", "live accuracy below the bar")
+    return None
+
+
+def new_labelled_flowers(settings) -> int:
+    """Labelled flowers whose id the feature table does not hold yet."""
+    from iris_assets.core.schema import PRIMARY_KEY
+    from iris_assets.steps.stores import table_store
+
+    store = table_store(settings)
+    if not store.exists(settings.labels_table):
+        return 0
+    labelled = set(store.read(settings.labels_table, [PRIMARY_KEY])[PRIMARY_KEY])
+    if not labelled or not store.exists(settings.feature_table):
+        return len(labelled)
+    held = set(store.read(settings.feature_table, [PRIMARY_KEY])[PRIMARY_KEY])
+    return len(labelled - held)
+
+
+def retraining_reasons(instance, settings, policy: RetrainingPolicy) -> list[tuple[str, str]]:
+    """(evidence key, reason) for every trigger that holds now."""
+    reasons = []
+    if streak := drift_streak(instance, policy.drift_days):
+        reasons.append(
+            (
+                f"drift:{streak[-1]}",
+                f"drift: feature_drift warned {len(streak)} days in a row "
+                f"({streak[0]} to {streak[-1]})",
+            )
+        )
+    if decay := decayed_day(instance):
+        reasons.append((f"decay:{decay[0]}", f"decay on {decay[0]}: {decay[1]}"))
+    # On Databricks the tables are Spark's, which the orchestrator does not have: the labels
+    # trigger is local only (decay and drift come from Dagster's own records).
+    fresh = 0 if settings.is_databricks else new_labelled_flowers(settings)
+    if fresh >= policy.min_new_labels:
+        reasons.append(
+            (
+                f"labels:{fresh}",
+                f"labels: {fresh} new labelled flowers (at least {policy.min_new_labels})",
+            )
+        )
+    return reasons
+
+
+def waiting_retrained(models) -> str | None:
+    """Why not to train now: a retrained challenger still waits for a person, else None."""
+    from iris_assets.core.registry import REJECTED
+
+    challenger, champion = models.challenger(), models.champion()
+    if challenger is None or (champion and champion.version == challenger.version):
+        return None
+    if RETRAIN_REASON_TAG not in challenger.tags or challenger.approval == REJECTED:
+        return None
+    return (
+        f"retrained challenger v{challenger.version} ({challenger.tags[RETRAIN_REASON_TAG]}) "
+        f"waits for approval: `iris approve {challenger.version} --by NAME` or `iris reject "
+        f"{challenger.version} --by NAME --reason ...`"
+    )
+
+
+@dg.sensor(
+    job_name="training_job",
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Trains and evaluates a challenger when drift persists, live accuracy decays or "
+    "enough labels arrived; never promotes.",
+)
+def retraining_sensor(
+    context: dg.SensorEvaluationContext,
+    settings: SettingsResource,
+    registry: ModelRegistryResource,
+    retraining: RetrainingPolicy,
+):
+    from iris_assets.steps.performance import labelled_flowers_path
+
+    current = settings.get()
+    if not current.is_databricks and not current.mlflow_db.exists():
+        return dg.SkipReason("no registry yet: retraining starts once a champion serves")
+    models = registry.get()
+    if models.champion() is None:
+        return dg.SkipReason("no champion yet: the first model is trained by a person")
+    if waiting := waiting_retrained(models):
+        return dg.SkipReason(waiting)
+    reasons = retraining_reasons(context.instance, current, retraining)
+    if not reasons:
+        return dg.SkipReason(
+            f"no trigger: no drift streak of {retraining.drift_days} days, no decay, fewer than "
+            f"{retraining.min_new_labels} new labelled flowers"
+        )
+    evidence = "|".join(key for key, _ in reasons)
+    reason = "; ".join(text for _, text in reasons)
+    source = labelled_flowers_path(current)
+    config = {"source_path": str(source)} if source.is_file() else {}
+    context.log.info(f"retraining: {reason}")
+    return dg.RunRequest(
+        run_key="retrain-" + hashlib.sha256(evidence.encode()).hexdigest()[:16],
+        run_config={"ops": {"iris_features": {"config": config}}} if config else {},
+        tags={RETRAIN_REASON_RUN_TAG: reason[:4000], "iris/trigger": "retraining_sensor"},
+    )

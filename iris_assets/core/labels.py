@@ -1,0 +1,311 @@
+"""Late ground truth: the ``flower_labels`` landing, its validation and the labelled-rows table.
+
+Collectors learn the species of some flowers after they were scored and drop label batches in
+``Settings.labels_landing_dir`` with the same conventions as ``new_flowers``
+(``observed_date=YYYY-MM-DD/batch-<UTC time>-<hex>.parquet|csv``, written whole or not at all,
+read by ``core.landing``): the day folder is the day the flower was *observed* (its inference
+partition), not the day the label arrived. A label row is ``flower_id`` and ``species`` (0-2 or
+the species name); other columns (``labelled_at``, a collector's note) are kept in rejects only.
+
+Every landing row ends in exactly one place: the labels table (``flower_labels``: the label
+joined with that day's prediction and measurements) or the rejects table (stage ``labels``,
+partition = the day) with every reason it failed. ``flower_id`` and ``species`` are checked by
+``core.validation.validate_measurements`` itself (the same parsing and wording as the feature
+table), then a valid label must name a flower scored that day. A repeated ``flower_id`` in a day
+is a duplicate: the first label in file order counts, the repeat is quarantined. Labels are
+re-derived from the landing files on every run, so a label quarantined because its day was not
+scored yet is accepted once the day is scored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from iris_assets.core.landing import LandingArea, LandingFile, inspect_file, iso_day, iter_files
+from iris_assets.core.schema import (
+    FEATURE_COLUMNS,
+    LABEL,
+    LANDING_COLUMNS,
+    PRIMARY_KEY,
+    REJECTS_TABLE_SCHEMA,
+    SPECIES_NAMES,
+    UTC_TIMESTAMP,
+    TableSpec,
+)
+from iris_assets.core.validation import validate_measurements
+
+STAGE = "labels"
+LABEL_COLUMNS: tuple[str, ...] = (PRIMARY_KEY, LABEL)
+_ROW = "__label_row"
+
+LABELS_TABLE_SCHEMA = pa.schema(
+    [
+        pa.field(PRIMARY_KEY, pa.int64(), nullable=False),
+        pa.field("observed_date", pa.string(), nullable=False),
+        pa.field(LABEL, pa.int64(), nullable=False),
+        pa.field("species_name", pa.string(), nullable=False),
+        *(pa.field(c, pa.float64(), nullable=False) for c in FEATURE_COLUMNS),
+        pa.field("prediction", pa.int64(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("correct", pa.bool_(), nullable=False),
+        pa.field("label_file", pa.string(), nullable=False),
+        pa.field("labelled_at", UTC_TIMESTAMP, nullable=False),
+    ]
+)
+LABELS_TABLE = TableSpec(LABELS_TABLE_SCHEMA, partition_by=("observed_date",))
+
+# Columns the landing reader adds to every chunk (``core.landing.iter_files``); they are not part
+# of a label file unless the file has them.
+_READER_COLUMNS = tuple(c for c in LANDING_COLUMNS if c not in LABEL_COLUMNS)
+
+
+class LabelFileError(ValueError):
+    """A file offered as a label batch cannot be read: nothing was copied."""
+
+
+@dataclass(frozen=True)
+class LabelledDay:
+    """One day of labels as validated: accepted rows, rejects rows, and what the files held."""
+
+    day: str
+    labelled: pd.DataFrame  # LABELS_TABLE_SCHEMA columns
+    rejects: pd.DataFrame  # REJECTS_TABLE_SCHEMA columns, row rejects and file rejects
+    landing_rows: int  # counted from the files (footers, lines), independently of validation
+    files: tuple[LandingFile, ...]
+
+    @property
+    def files_quarantined(self) -> list[LandingFile]:
+        return [f for f in self.files if not f.readable]
+
+    @property
+    def rows_rejected(self) -> int:
+        """Rejected label rows (a quarantined file is one more rejects row, not a label row)."""
+        return len(self.rejects) - len(self.files_quarantined)
+
+
+def copy_label_file(source: Path | str, root: Path | str, day: str) -> tuple[Path, int]:
+    """Copy ``source`` byte for byte into the day's label folder, whole or not at all.
+
+    A file the landing could not read (unknown suffix, broken Parquet, not UTF-8) is refused
+    before anything is copied. Returns the batch's path and its rows.
+    """
+    source = Path(source).expanduser()
+    if not source.is_file():
+        raise LabelFileError(f"{source} does not exist or is not a file")
+    checked = inspect_file(source)
+    if not checked.readable:
+        raise LabelFileError(f"{checked.problem}: nothing was copied")
+    if not checked.rows:
+        raise LabelFileError(f"{source.name} holds no label rows: nothing was copied")
+    folder = LandingArea(root).day_dir(day)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    final = folder / f"batch-{stamp}-{secrets.token_hex(4)}.{checked.format}"
+    temporary = folder / f".{final.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        shutil.copyfile(source, temporary)
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, final)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return final, checked.rows or 0
+
+
+def labelled_ids(root: Path | str, day: str) -> set[int]:
+    """Flower ids that already have a label row in the day's landing files (valid or not)."""
+    from iris_assets.core.validation import parse_ids
+
+    found: set[int] = set()
+    for chunk in iter_files(LandingArea(root).batch_files(day)):
+        ids, usable = parse_ids(chunk[PRIMARY_KEY])
+        found.update(int(i) for i in ids[usable])
+    return found
+
+
+def _records(raw: pd.DataFrame) -> list[str]:
+    """Each raw row as JSON, without the empty columns the landing reader added."""
+    added = [c for c in _READER_COLUMNS if c in raw.columns and raw[c].isna().all()]
+    shown = raw.drop(columns=added)
+    return [
+        json.dumps({k: _plain(v) for k, v in row.items()}, ensure_ascii=False, default=str)
+        for row in shown.to_dict("records")
+    ]
+
+
+def _plain(value):
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def _labelled_at(raw: pd.DataFrame, now: pd.Timestamp) -> pd.Series:
+    if "labelled_at" not in raw.columns:
+        return pd.Series(now, index=raw.index)
+    stamps = pd.to_datetime(raw["labelled_at"], utc=True, errors="coerce", format="ISO8601")
+    return stamps.fillna(now)
+
+
+def validate_labels(
+    raw: pd.DataFrame, scored: pd.DataFrame, day: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(labelled rows, rejects) for one day's raw label rows (``raw.label_file`` names each file).
+
+    ``scored`` holds the day's inference rows: ``flower_id``, the measurements, ``prediction``
+    and ``model_version``. Rejects have ``flower_id`` (raw text), ``reason`` and ``record``.
+    """
+    raw = raw.reset_index(drop=True)
+    # Placeholder measurements: validation checks a label's id and species exactly as it checks
+    # a feature row's; the measurements of a labelled flower are the scored ones, joined below.
+    probe = pd.DataFrame({c: raw[c] for c in LABEL_COLUMNS if c in raw.columns})
+    for column in FEATURE_COLUMNS:
+        probe[column] = 1.0
+    probe[_ROW] = np.arange(len(raw))
+    checked = validate_measurements(probe, require_label=True, passthrough=[_ROW])
+    valid = checked.valid
+    rejected_rows = np.setdiff1d(np.arange(len(raw)), valid[_ROW].to_numpy())
+    reasons = list(checked.rejects["reason"])
+    ids_text = list(checked.rejects[PRIMARY_KEY])
+
+    joined = valid[[PRIMARY_KEY, LABEL, "species_name", _ROW]].merge(
+        scored[[PRIMARY_KEY, *FEATURE_COLUMNS, "prediction", "model_version"]],
+        on=PRIMARY_KEY,
+        how="left",
+    )
+    unscored = joined["prediction"].isna().to_numpy()
+    for flower in joined.loc[unscored, PRIMARY_KEY]:
+        ids_text.append(str(flower))
+        reasons.append(
+            f"{PRIMARY_KEY} {flower} was not scored on {day}: a label names a flower of that "
+            "day's inference partition (score the day first, or check the date)"
+        )
+    rejected_rows = np.concatenate([rejected_rows, joined.loc[unscored, _ROW].to_numpy()])
+    rejects = pd.DataFrame(
+        {
+            PRIMARY_KEY: pd.Series(ids_text, dtype=object),
+            "reason": pd.Series(reasons, dtype=object),
+            "record": pd.Series(
+                _records(raw.iloc[rejected_rows].drop(columns=["label_file"])), dtype=object
+            ),
+        }
+    )
+
+    now = pd.Timestamp(datetime.now(UTC))
+    kept = joined[~unscored].reset_index(drop=True)
+    source_rows = raw.iloc[kept[_ROW].to_numpy()].reset_index(drop=True)
+    labelled = pd.DataFrame(
+        {
+            PRIMARY_KEY: kept[PRIMARY_KEY].astype("int64"),
+            "observed_date": day,
+            LABEL: kept[LABEL].astype("int64"),
+            "species_name": kept["species_name"].astype(str),
+            **{c: kept[c].astype("float64") for c in FEATURE_COLUMNS},
+            "prediction": kept["prediction"].astype("int64"),
+            "model_version": kept["model_version"].astype(str),
+            "correct": (kept["prediction"].astype("int64") == kept[LABEL]).astype(bool),
+            "label_file": source_rows["label_file"].astype(str),
+            "labelled_at": _labelled_at(source_rows, now).astype("datetime64[us, UTC]"),
+        }
+    )
+    return labelled[LABELS_TABLE_SCHEMA.names], rejects
+
+
+def read_labelled_day(root: Path | str, day: str, scored: pd.DataFrame) -> LabelledDay:
+    """Read, validate and account for every label file of ``day`` (small: labels, not flowers)."""
+    day = iso_day(day)
+    landing = LandingArea(root)
+    files = tuple(landing.scan_day(day))
+    frames = []
+    for entry in files:
+        if not entry.readable:
+            continue
+        for chunk in iter_files([entry.path]):
+            frames.append(chunk.assign(label_file=entry.path.name))
+    if frames:
+        raw = pd.concat(frames, ignore_index=True)
+    else:
+        raw = pd.DataFrame({c: pd.Series([], dtype=object) for c in (*LABEL_COLUMNS, "label_file")})
+    for column in LABEL_COLUMNS:
+        if column not in raw.columns:
+            raw[column] = None
+    labelled, row_rejects = validate_labels(raw, scored, day)
+    now = pd.Timestamp(datetime.now(UTC))
+    quarantined = [f for f in files if not f.readable]
+    file_rejects = pd.DataFrame(
+        {
+            PRIMARY_KEY: pd.Series([None] * len(quarantined), dtype=object),
+            "reason": pd.Series([f.problem for f in quarantined], dtype=object),
+            "record": pd.Series(
+                [json.dumps({"file": f.path.name}) for f in quarantined], dtype=object
+            ),
+        }
+    )
+    rejects = pd.concat([row_rejects, file_rejects], ignore_index=True)
+    rejects = pd.DataFrame(
+        {
+            "stage": STAGE,
+            "partition": day,
+            PRIMARY_KEY: rejects[PRIMARY_KEY].astype(object),
+            "reason": rejects["reason"].astype(object),
+            "record": rejects["record"].astype(object),
+            "rejected_at": now,
+        }
+    )[REJECTS_TABLE_SCHEMA.names]
+    landing_rows = sum(f.rows or 0 for f in files if f.readable)
+    return LabelledDay(day, labelled, rejects, landing_rows, files)
+
+
+def simulate_labels(
+    scored: pd.DataFrame,
+    *,
+    rows: int | None = None,
+    accuracy_drop: float = 0.0,
+    skip: set[int] | frozenset[int] = frozenset(),
+    seed: int | None = None,
+) -> pd.DataFrame:
+    """Labels (``flower_id``, ``species``, ``labelled_at``) for flowers of ``scored``.
+
+    The label is the species whose Iris distribution makes the measurements most likely (what a
+    botanist would say for a typical flower); then a share ``accuracy_drop`` of the labels is
+    changed to a species the model did not predict, to simulate a model that decays. Flowers in
+    ``skip`` (already labelled) are left out; ``rows`` caps how many are labelled.
+    """
+    from iris_assets.core.landing import iris_class_statistics
+
+    if not 0.0 <= accuracy_drop <= 1.0:
+        raise ValueError(f"accuracy_drop must be between 0 and 1, got {accuracy_drop}")
+    rng = np.random.default_rng(seed)
+    pool = scored[~scored[PRIMARY_KEY].isin(list(skip))]
+    if rows is not None:
+        pool = pool.iloc[rng.permutation(len(pool))[: max(rows, 0)]]
+    pool = pool.sort_values(PRIMARY_KEY).reset_index(drop=True)
+    means, stds = iris_class_statistics()
+    values = pool[list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
+    z = (values[:, None, :] - means[None, :, :]) / stds[None, :, :]
+    log_likelihood = -0.5 * (z**2).sum(axis=2) - np.log(stds).sum(axis=1)[None, :]
+    species = log_likelihood.argmax(axis=1).astype(np.int64)
+    predicted = pool["prediction"].to_numpy(dtype=np.int64)
+    disagree = rng.random(len(pool)) < accuracy_drop
+    shift = rng.integers(1, len(SPECIES_NAMES), size=len(pool))
+    species = np.where(disagree, (predicted + shift) % len(SPECIES_NAMES), species)
+    return pd.DataFrame(
+        {
+            PRIMARY_KEY: pool[PRIMARY_KEY].astype("int64"),
+            LABEL: species,
+            "labelled_at": pd.Timestamp(datetime.now(UTC)),
+        }
+    )

@@ -1,0 +1,201 @@
+"""Performance step: one observed day's labels -> the labels table, rejects, live performance.
+
+For partition D it reads every label file of D (``core.labels``), joins the labels with D's
+inference rows, and in this order replaces D in the labels table (``flower_labels``), D's slice
+of the rejects table (stage ``labels``) and D in the performance table. It then rewrites the
+labelled-flowers file that retraining ingests (``labelled_flowers_path``) from the whole labels
+table, and reports two checks: ``labels_accounted`` (blocking: labelled + rejected = landing
+rows, read back from the tables) and ``live_accuracy`` (warn: ``core.performance.judge_decay``).
+Re-running D (more labels arrived, or D was re-scored) replaces all three slices, so a run is
+idempotent and never piles rows up.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from iris_assets.core.labels import LABELS_TABLE, STAGE, LabelledDay, read_labelled_day
+from iris_assets.core.performance import (
+    PERFORMANCE_TABLE,
+    DecayPolicy,
+    day_performance,
+    judge_decay,
+    trend_markdown,
+)
+from iris_assets.core.quarantine import rejects_slice
+from iris_assets.core.schema import FEATURE_COLUMNS, LABEL, PRIMARY_KEY, REJECTS_TABLE
+from iris_assets.core.tables import TableStore, sql_string
+from iris_assets.settings import Settings
+from iris_assets.steps.bootstrap import Step, json_value, md, open_step, path_value
+from iris_assets.steps.stores import table_store
+
+TREND_DAYS = 14
+
+
+def labelled_flowers_path(settings: Settings) -> Path:
+    """The training source retraining ingests: every labelled flower, as a Parquet file."""
+    root = (
+        Path(settings.landing_volume) if settings.is_databricks else settings.env_home / "landing"
+    )
+    return root / "labelled_flowers.parquet"
+
+
+def scored_rows(store: TableStore, settings: Settings, day: str) -> pd.DataFrame:
+    columns = [PRIMARY_KEY, *FEATURE_COLUMNS, "prediction", "model_version"]
+    if not store.exists(settings.inference_table):
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    return store.read(
+        settings.inference_table, columns, predicate=f"observed_date = {sql_string(day)}"
+    )
+
+
+def export_labelled_flowers(store: TableStore, settings: Settings) -> tuple[Path, int]:
+    """Write all labelled flowers (id, measurements, species) whole, for ``iris_features``."""
+    flowers = store.read(settings.labels_table, [PRIMARY_KEY, *FEATURE_COLUMNS, LABEL])
+    path = labelled_flowers_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        pq.write_table(pa.Table.from_pandas(flowers, preserve_index=False), temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path, len(flowers)
+
+
+def performance(step: Step) -> None:
+    settings = step.settings
+    day = step.config.get("date") or step.pipes.partition_key
+    if not day:
+        raise ValueError("model_performance is partitioned by day: give a partition (YYYY-MM-DD)")
+    day = date.fromisoformat(day).isoformat()
+    policy = DecayPolicy(**step.config.get("policy", {}))
+    store = table_store(settings)
+    for spec, name in (
+        (LABELS_TABLE, settings.labels_table),
+        (REJECTS_TABLE, settings.rejects_table),
+        (PERFORMANCE_TABLE, settings.performance_table),
+    ):
+        spec.ensure(store, name)
+
+    scored = scored_rows(store, settings, day)
+    labels = read_labelled_day(settings.labels_landing_dir, day, scored)
+    store.replace_partition(settings.labels_table, labels.labelled, "observed_date", day)
+    store.replace_where(settings.rejects_table, labels.rejects, rejects_slice(STAGE, day))
+    computed_at = pd.Timestamp(datetime.now(UTC))
+    by_version = scored["model_version"].astype(str).value_counts().to_dict()
+    rows = day_performance(day, by_version, labels.labelled, computed_at, policy.confidence)
+    version = store.replace_partition(settings.performance_table, rows, "observed_date", day)
+    export, exported = export_labelled_flowers(store, settings)
+    for table in (settings.labels_table, settings.performance_table, settings.rejects_table):
+        store.compact_if_fragmented(table)
+
+    stored_labels = store.count(settings.labels_table, f"observed_date = {sql_string(day)}")
+    stored_rejects = store.count(settings.rejects_table, rejects_slice(STAGE, day))
+    step.log(
+        f"{day}: {labels.landing_rows} label rows -> {stored_labels} labelled, "
+        f"{labels.rows_rejected} rejected; {len(scored)} scored"
+    )
+    report_accounting(step, labels, stored_labels, stored_rejects)
+    verdicts = report_live_accuracy(step, rows, policy)
+
+    history = store.read(settings.performance_table)
+    overall = rows.dropna(subset=["accuracy"])
+    labelled_total = int(rows["labelled_rows"].sum())
+    correct = int(labels.labelled["correct"].sum())
+    step.pipes.report_asset_materialization(
+        metadata={
+            "table": settings.performance_table,
+            "partition": day,
+            "scored_rows": len(scored),
+            "labelled_rows": labelled_total,
+            "label_landing_rows": labels.landing_rows,
+            "labels_rejected": labels.rows_rejected,
+            "coverage": round(labelled_total / len(scored), 4) if len(scored) else 0.0,
+            "accuracy": round(correct / labelled_total, 4) if labelled_total else None,
+            "by_version": json_value(
+                {r["model_version"]: _plain(r) for r in overall.to_dict("records")}
+            ),
+            "verdict": " | ".join(v.summary for v in verdicts) or "nothing scored on this day",
+            "trend": md(trend_markdown(history, policy, TREND_DAYS)),
+            "labelled_flowers_file": path_value(str(export)),
+            "labelled_flowers": exported,
+            "dagster/row_count": len(rows),
+            "delta_version": version,
+        },
+        data_version=f"{day}-{labels.landing_rows}-{len(scored)}-{version}",
+    )
+
+
+def _plain(row: dict) -> dict:
+    keep = ("labelled_rows", "scored_rows", "coverage", "accuracy", "accuracy_upper", "f1_macro")
+    out = {}
+    for key in (*keep, *(k for k in row if k.startswith("recall_"))):
+        value = row[key]
+        out[key] = None if value is None or pd.isna(value) else round(float(value), 4)
+    return out
+
+
+def report_accounting(step: Step, labels: LabelledDay, stored_labels: int, stored_rejects: int):
+    row_rejects = stored_rejects - len(labels.files_quarantined)
+    problems = []
+    if stored_labels + row_rejects != labels.landing_rows:
+        problems.append(
+            f"{stored_labels} labelled + {row_rejects} rejected != {labels.landing_rows} "
+            "label rows in the landing files"
+        )
+    step.pipes.report_asset_check(
+        "labels_accounted",
+        passed=not problems,
+        severity="ERROR",
+        metadata={
+            "label_landing_rows": labels.landing_rows,
+            "labelled_rows": stored_labels,
+            "rows_rejected": row_rejects,
+            "files_quarantined": json_value(
+                [f"{f.path.name}: {f.problem}" for f in labels.files_quarantined]
+            ),
+            "reject_reasons": json_value(
+                labels.rejects["reason"].value_counts().head(10).to_dict()
+            ),
+            "where": f"rejects table, stage = '{STAGE}', partition = '{labels.day}'",
+            "problems": json_value(problems),
+        },
+    )
+
+
+def report_live_accuracy(step: Step, rows: pd.DataFrame, policy: DecayPolicy):
+    verdicts = [judge_decay(row, policy) for row in rows.to_dict("records")]
+    decayed = [v for v in verdicts if v.decayed]
+    step.pipes.report_asset_check(
+        "live_accuracy",
+        passed=not decayed,
+        severity="WARN",
+        metadata={
+            "summary": " | ".join(v.summary for v in verdicts) or "nothing scored on this day",
+            "judged": any(v.judged for v in verdicts),
+            "min_accuracy": policy.min_accuracy,
+            "margin": policy.margin,
+            "min_labelled": policy.min_labelled,
+            "confidence": policy.confidence,
+            "rule": "decayed when the one-sided Wilson upper bound of accuracy is below "
+            "min_accuracy - margin, on at least min_labelled labels",
+        },
+    )
+    return verdicts
+
+
+def main() -> None:
+    with open_step() as step:
+        performance(step)
+
+
+if __name__ == "__main__":
+    main()
