@@ -354,7 +354,9 @@ def _id_texts(series: pd.Series) -> np.ndarray:
         whole = pc.and_(pc.is_finite(array), pc.equal(array, pc.floor(array)))
         whole = pc.and_(whole, pc.less(pc.abs(array), 2.0**63))
         as_int = pc.cast(pc.if_else(whole, array, 0.0), pa.int64())
-        text = pc.if_else(whole, pc.cast(as_int, pa.string()), pc.cast(array, pa.string()))
+        # A float stays visibly a float ("61.0", as Spark writes it): it is why the id failed.
+        as_float = pc.binary_join_element_wise(pc.cast(as_int, pa.string()), ".0", "")
+        text = pc.if_else(whole, as_float, pc.cast(array, pa.string()))
     else:
         text = pc.cast(array, pa.string())
     blank = pc.equal(pc.utf8_trim_whitespace(text), "")

@@ -204,7 +204,7 @@ def test_reject_ids_are_raw_text_or_none():
     raw = pd.DataFrame(
         {"flower_id": [7.0, np.nan, 8.5], **{c: [-1.0] * 3 for c in FEATURE_COLUMNS}}
     )
-    assert validate_measurements(raw).rejects["flower_id"].tolist() == ["7", None, "8.5"]
+    assert validate_measurements(raw).rejects["flower_id"].tolist() == ["7.0", None, "8.5"]
 
 
 def test_csv_style_all_text_input():
