@@ -160,7 +160,7 @@ class LandingArea:
         return final
 
     def days(self) -> list[str]:
-        """ISO dates whose folder holds at least one file (read or quarantined), oldest first."""
+        """ISO dates whose folder holds an entry of the day, oldest first (files are not read)."""
         if not self.root.is_dir():
             return []
         found = []
@@ -209,7 +209,7 @@ class LandingArea:
         yield from iter_files(self.batch_files(date), batch_rows)
 
     def count(self, date: dt.date | str) -> int:
-        """Rows in the day's readable files, counted from the files (footer, lines)."""
+        """Rows in the day's readable files, counted from the files (footer, CSV records)."""
         return sum(f.rows or 0 for f in self.scan_day(date))
 
     def fingerprint(self, date: dt.date | str) -> str:

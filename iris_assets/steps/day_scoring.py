@@ -79,7 +79,7 @@ class DayFiles:
 
     @property
     def landing_rows(self) -> int:
-        """Rows of the readable files, from their footers and line counts."""
+        """Rows of the readable files, from their footers and CSV records."""
         return sum(f.rows or 0 for f in self.files if f.readable)
 
     def rejects(self, run_id: str | None = None) -> pd.DataFrame:
