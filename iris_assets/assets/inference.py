@@ -110,7 +110,12 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, settings: Settings
         known[day] = fingerprint
         requests.append(dg.RunRequest(run_key=f"landing-{day}-{fingerprint}", partition_key=day))
     requested = {r.partition_key for r in requests}
-    for day, state in _days_to_repair(current, days, requested, audited):
+    try:
+        repairs = _days_to_repair(current, days, requested, audited)
+    except Exception as error:  # an unreadable table must not stop the late-data requests
+        context.log.warning(f"could not audit the scored days: {error}")
+        repairs = []
+    for day, state in repairs:
         requests.append(
             dg.RunRequest(
                 run_key=f"repair-{day}-{known.get(day, '')}-{state}",
@@ -126,7 +131,7 @@ def _days_to_repair(settings, days: list[str], requested: set[str], audited: dic
     """(day, state) for each scored day whose tables do not add up and that no run holds.
 
     A day is audited (its landing rows counted) only when what the tables hold for it changed
-    since it last added up: ``audited`` remembers that state per day.
+    since its last audit: ``audited`` remembers that state per day.
     """
     from iris_assets.core.accounting import day_problems, read_accounts, run_problems
     from iris_assets.core.day_lock import day_is_locked
@@ -156,6 +161,5 @@ def _days_to_repair(settings, days: list[str], requested: set[str], audited: dic
             # Counts off with one run's tokens: a lost rejects commit, repaired once per set of
             # files (the run key repeats), so a day that never adds up is not re-run forever.
             repairs.append((day, "counts"))
-        else:
-            audited[day] = state
+        audited[day] = state  # audited again only once the tables change (the repair's commits)
     return repairs

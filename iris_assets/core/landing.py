@@ -249,12 +249,11 @@ def inspect_file(path: Path, root: Path | None = None) -> LandingFile:
     refused, so collectors cannot make the pipeline read files it was never given.
     """
     fmt = SUFFIXES.get(path.suffix.lower())
-    if root is not None and path.is_symlink():
-        target = path.resolve()
-        if not target.is_relative_to(Path(root).resolve()):
-            return LandingFile(
-                path, fmt, None, f"refused link {path.name}: it points outside the landing area"
-            )
+    # Checked on every entry, not only links: the day folder itself may be a link elsewhere.
+    if root is not None and not path.resolve().is_relative_to(Path(root).resolve()):
+        return LandingFile(
+            path, fmt, None, f"refused link {path.name}: it points outside the landing area"
+        )
     if not path.is_file():
         return LandingFile(path, None, None, f"unrecognised entry {path.name}: not a file")
     if fmt is None:
@@ -289,7 +288,8 @@ def _csv_rows(path: Path) -> int:
     fields than the header (a reader would have to drop or shift values).
     """
     with open(path, encoding="utf-8", newline="") as handle:
-        records = (r for r in csv.reader(handle, strict=True) if r and r != [""])
+        # As pandas reads them: an empty line, or one of only spaces and tabs, is not a record.
+        records = (r for r in csv.reader(handle, strict=True) if r and not _blank_record(r))
         header = next(records, None)
         if header is None:
             return 0
@@ -300,6 +300,10 @@ def _csv_rows(path: Path) -> int:
                     f"record {rows} has {len(record)} fields, the header has {len(header)}"
                 )
         return rows
+
+
+def _blank_record(record: list[str]) -> bool:
+    return len(record) == 1 and record[0] != "" and not record[0].strip(" \t")
 
 
 def iter_files(paths: list[Path], batch_rows: int = 250_000) -> Iterator[pd.DataFrame]:

@@ -186,6 +186,17 @@ def test_observed_at_is_always_utc_microseconds(area):
     assert back.tolist() == flowers["observed_at"].tolist()
 
 
+def test_a_linked_day_folder_is_refused_too(area, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    simulate_flowers(4, DAY, seed=1).to_csv(outside / "batch-1.csv", index=False)
+    area.root.mkdir(parents=True, exist_ok=True)
+    area.day_dir(DAY).symlink_to(outside, target_is_directory=True)
+    [linked] = area.scan_day(DAY)
+    assert linked.problem == "refused link batch-1.csv: it points outside the landing area"
+    assert area.count(DAY) == 0
+
+
 def test_a_link_out_of_the_landing_area_is_refused_and_one_inside_is_read(area, tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -209,10 +220,14 @@ def test_csv_rows_are_records_not_lines(area):
     flowers.to_csv(folder / "notes.csv", index=False)
     text = (folder / "notes.csv").read_text()
     assert text.count("\n") > 5, "more lines than rows"
-    (folder / "blank-lines.csv").write_text(text.replace("\r\n", "\n") + "\n\n")
+    header, rest = text.split("\n", 1)
+    # Blank lines, and lines of only spaces or tabs, are not rows (as pandas reads them);
+    # a line of empty fields is one.
+    spaced = f"{header}\n \n\t\n{rest}\n\n" + "," * 6 + "\n"
+    (folder / "blank-lines.csv").write_text(spaced)
     scanned = {f.path.name: f for f in area.scan_day(DAY)}
-    assert scanned["notes.csv"].rows == 4 == scanned["blank-lines.csv"].rows
-    assert len(area.read_day(DAY)) == 8
+    assert (scanned["notes.csv"].rows, scanned["blank-lines.csv"].rows) == (4, 5)
+    assert len(area.read_day(DAY)) == 9
 
 
 def test_a_csv_record_wider_than_its_header_quarantines_the_file(area):
