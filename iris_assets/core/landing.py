@@ -325,6 +325,24 @@ def iter_files(paths: list[Path], batch_rows: int = 250_000) -> Iterator[pd.Data
             yield chunk[[*LANDING_COLUMNS, *extras]].reset_index(drop=True)
 
 
+_NULLABLE_INTEGERS = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(),
+    pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(),
+    pa.uint64(): pd.UInt64Dtype(),
+}
+
+
+def nullable_integers(kind: pa.DataType):
+    """Integer columns stay integers when some values are null (pandas would make them floats,
+    and a float column does not hold ids: ``core.validation.ID_RULE``)."""
+    return _NULLABLE_INTEGERS.get(kind)
+
+
 def _iter_batch(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
     if path.suffix.lower() == ".csv":
         try:
@@ -334,7 +352,7 @@ def _iter_batch(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
         return
     parquet = pq.ParquetFile(path)
     for batch in parquet.iter_batches(batch_size=batch_rows, use_threads=False):
-        yield batch.to_pandas()
+        yield batch.to_pandas(types_mapper=nullable_integers)
 
 
 def utc_timestamps(values: pd.Series) -> pd.Series:

@@ -344,3 +344,16 @@ def test_two_runs_of_one_day_at_once_leave_one_run_whole(tmp_path, model):
     assert audit_day(store, settings, files) == [], "partition and rejects of one run"
     assert store.group_counts(settings.inference_table, "run_id") == {"second": 68}
     assert store.group_counts(settings.rejects_table, "run_id") == {"second": 2}
+
+
+def test_a_parquet_id_column_with_a_null_keeps_its_other_ids(tmp_path, model):
+    """pandas turns an int64 column with a null into floats; the ids must survive that."""
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    store = DeltaTableStore(settings.warehouse)
+    flowers = simulate_flowers(3, DAY, seed=18)
+    flowers["flower_id"] = pd.array([2**53 + 1, None, 7], dtype="Int64")
+    LandingArea(settings.landing_dir).write_batch(flowers, DAY)
+    result = score_day_locally(store, settings, DAY, CHAMPION, model)
+    assert result.reject_reasons == {"flower_id is missing": 1}
+    scored = store.read(settings.inference_table, order_by="flower_id")["flower_id"].tolist()
+    assert scored == [7, 2**53 + 1]
