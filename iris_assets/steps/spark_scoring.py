@@ -1,4 +1,8 @@
-"""Scoring a day with Spark on Databricks: the landing files never pass through the driver.
+"""Scoring a day with Spark on Databricks: the landing rows are never collected to the driver.
+
+The driver only inspects the day's files (``select_day_files`` reads each through once, in
+bounded memory, to count its rows and quarantine a bad file whole); the rows are scored on the
+executors.
 
 One behaviour with the local path (``steps/day_scoring.py``), shared by construction:
 
