@@ -4,10 +4,13 @@ Two triggers. The 01:00 schedule scores the day that just ended (and fails loudl
 has no landing rows, rather than replacing its partition with nothing). ``landing_files_sensor``
 watches the landing area and scores a day again whenever its folder changes (a file added,
 removed or rewritten: the day's fingerprint of names, sizes and mtimes), so data that arrives
-late is never lost. A sensor rather than declarative automation: the trigger is a change in files
-outside Dagster, and ``new_flowers`` is an external asset nobody materializes.
+late is never lost. The same sensor repairs a day whose tables disagree (a run stopped between
+the partition commit and the rejects commit, ``core.accounting``): it asks for the day again
+unless a run is scoring it right now. A sensor rather than declarative automation: the trigger is
+a change in files outside Dagster, and ``new_flowers`` is an external asset nobody materializes.
 """
 
+import hashlib
 import json
 from datetime import timedelta
 
@@ -93,14 +96,70 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, settings: Settings
             "Databricks file-arrival trigger on it"
         )
     landing = LandingArea(current.landing_dir)
-    known = json.loads(context.cursor) if context.cursor else {}
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    # Older cursors were {day: fingerprint}.
+    known = cursor.get("files", {}) if "files" in cursor else cursor
+    audited = cursor.get("audited", {})
     valid_days = set(daily.get_partition_keys(dynamic_partitions_store=context.instance))
+    days = [d for d in landing.days() if d in valid_days]
     requests = []
-    for day in landing.days():
+    for day in days:
         fingerprint = landing.fingerprint(day)
-        if known.get(day) == fingerprint or day not in valid_days:
+        if known.get(day) == fingerprint:
             continue
         known[day] = fingerprint
         requests.append(dg.RunRequest(run_key=f"landing-{day}-{fingerprint}", partition_key=day))
-    context.update_cursor(json.dumps(known, sort_keys=True))
-    return requests or dg.SkipReason("no day folder changed since the last tick")
+    requested = {r.partition_key for r in requests}
+    try:
+        repairs = _days_to_repair(current, days, requested, audited)
+    except Exception as error:  # an unreadable table must not stop the late-data requests
+        context.log.warning(f"could not audit the scored days: {error}")
+        repairs = []
+    for day, state in repairs:
+        requests.append(
+            dg.RunRequest(
+                run_key=f"repair-{day}-{known.get(day, '')}-{state}",
+                partition_key=day,
+                tags={"iris/repair": "the partition and the rejects of the day disagree"},
+            )
+        )
+    context.update_cursor(json.dumps({"files": known, "audited": audited}, sort_keys=True))
+    return requests or dg.SkipReason("no day folder changed and no scored day needs repair")
+
+
+def _days_to_repair(settings, days: list[str], requested: set[str], audited: dict[str, str]):
+    """(day, state) for each scored day whose tables do not add up and that no run holds.
+
+    A day is audited (its landing rows counted) only when what the tables hold for it changed
+    since its last audit: ``audited`` remembers that state per day.
+    """
+    from iris_assets.core.accounting import day_problems, read_accounts, run_problems
+    from iris_assets.core.day_lock import day_is_locked
+    from iris_assets.core.landing import LandingArea
+    from iris_assets.steps.stores import table_store
+
+    store = table_store(settings)
+    if not store.exists(settings.inference_table):
+        return []
+    accounts = read_accounts(store, settings.inference_table, settings.rejects_table)
+    landing = LandingArea(settings.landing_dir)
+    repairs = []
+    for day in days:
+        account = accounts.get(day)
+        if account is None or day in requested:
+            continue
+        state = json.dumps([account.partition_runs, account.rejects_runs], sort_keys=True)
+        state = hashlib.sha256(state.encode()).hexdigest()[:16]
+        if audited.get(day) == state or day_is_locked(settings.env_home, day):
+            continue
+        if run_problems(account):
+            repairs.append((day, state))
+            continue
+        files = landing.scan_day(day)
+        rows = sum(f.rows or 0 for f in files if f.readable)
+        if day_problems(account, rows, sum(not f.readable for f in files)):
+            # Counts off with one run's tokens: a lost rejects commit, repaired once per set of
+            # files (the run key repeats), so a day that never adds up is not re-run forever.
+            repairs.append((day, "counts"))
+        audited[day] = state  # audited again only once the tables change (the repair's commits)
+    return repairs

@@ -36,6 +36,7 @@ def score_batch(
     model_version: str,
     predicted_at: pd.Timestamp,
     seen_column: str | None = None,
+    run_id: str | None = None,
 ) -> ScoredBatch:
     checked = validate_measurements(
         raw, passthrough=["observed_at"], seen_column=seen_column, observed_on=day
@@ -62,6 +63,7 @@ def score_batch(
             "model_name": constant(model_name),
             "model_version": constant(str(model_version)),
             "predicted_at": predicted_at,
+            "run_id": constant(run_id) if run_id is not None else None,
         },
         index=valid.index,
     )[INFERENCE_TABLE_SCHEMA.names]
@@ -113,6 +115,7 @@ def score_stream(
     model_name: str,
     model_version: str,
     predicted_at: pd.Timestamp,
+    run_id: str | None = None,
 ) -> Iterator[ScoredBatch]:
     """Score a partition chunk by chunk; an id already scored in an earlier chunk is a duplicate."""
     seen = SeenIds()
@@ -127,6 +130,7 @@ def score_stream(
             model_version=model_version,
             predicted_at=predicted_at,
             seen_column=SEEN,
+            run_id=run_id,
         )
         seen.add(batch.scored[PRIMARY_KEY].to_numpy())
         yield batch

@@ -10,15 +10,19 @@ Which files of a day folder are read (``scan_day``, the one rule both engines us
 file whose name ends in ``.parquet`` or ``.csv`` (any case: ``flowers.csv`` and
 ``batch-x.PARQUET`` are read), in name order (batch names start with their UTC time, so this is
 write order). Names starting with ``.`` or ``_`` are in-flight temporaries or markers
-(``_SUCCESS``) and are not part of the day yet. Anything else (another extension, a folder, a
-Parquet file without a readable footer, a CSV that is not UTF-8 text) is quarantined: it becomes
-a rejects row naming the file and why, never silently skipped. Landing rows are counted from the
-files themselves (``LandingFile.rows``: the Parquet footer, the CSV's non-blank lines minus the
-header), independently of the scoring that reads them.
+(``_SUCCESS``) and are not part of the day yet. Anything else is quarantined: it becomes a rejects
+row naming the file and why, never silently skipped. That covers another extension, a folder, a
+link that leads outside the landing area, a Parquet file whose footer or any page cannot be
+decoded, and a CSV that is not UTF-8 throughout or has a record with more fields than its header.
+Every file is read through once when it is inspected, so a file is either read whole or
+quarantined whole, and one bad file never fails the day.
+Landing rows are counted from the files themselves (``LandingFile.rows``: the Parquet footer, the
+CSV's records as the ``csv`` module parses them, so a quoted field spanning lines is one row),
+independently of the scoring that reads them.
 Reading is deliberately loose: CSV values stay text, a column missing from one batch is null
 there, extra columns are kept, so that validation, not the reader, decides what is scoreable.
-The one column normalised on read is ``observed_at`` (UTC timestamps; unparsable text becomes
-missing), which validation does not check and batches of mixed formats would otherwise disagree on.
+``observed_at`` is passed to validation as it arrived (``iter_files``), which rejects text that is
+not a timestamp; ``read_day`` parses it to UTC timestamps for readers that want them.
 
 Simulated flower ids are ``date.toordinal() * 10**10 + a random block start + row number``: unique
 within a batch, disjoint between days, below 2**53 so exact wherever they pass through a float,
@@ -28,6 +32,7 @@ and two batches of the same day collide only if their random blocks overlap (pro
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import os
@@ -42,6 +47,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pandas.api import types as ptypes
 
 from iris_assets.core.schema import FEATURE_COLUMNS, LANDING_COLUMNS, PRIMARY_KEY
 
@@ -154,23 +160,26 @@ class LandingArea:
         return final
 
     def days(self) -> list[str]:
-        """ISO dates whose folder holds at least one file (read or quarantined), oldest first."""
+        """ISO dates whose folder holds an entry of the day, oldest first (files are not read)."""
         if not self.root.is_dir():
             return []
         found = []
         for entry in self.root.iterdir():
             match = _DAY_FOLDER.match(entry.name)
-            if match and entry.is_dir() and self.scan_day(match.group(1)):
+            if match and entry.is_dir() and self._entries(entry):
                 found.append(match.group(1))
         return sorted(found)
 
     def scan_day(self, date: dt.date | str) -> list[LandingFile]:
         """Every file of the day folder, in name order, each readable or with its problem."""
-        folder = self.day_dir(date)
+        return [inspect_file(p, self.root) for p in self._entries(self.day_dir(date))]
+
+    @staticmethod
+    def _entries(folder: Path) -> list[Path]:
+        """The day folder's entries that are part of the day (not in-flight), in name order."""
         if not folder.is_dir():
             return []
-        entries = sorted(p for p in folder.iterdir() if not p.name.startswith((".", "_")))
-        return [inspect_file(p) for p in entries]
+        return sorted(p for p in folder.iterdir() if not p.name.startswith((".", "_")))
 
     def batch_files(self, date: dt.date | str) -> list[Path]:
         """The day's readable batch files, in the order they are read."""
@@ -179,6 +188,8 @@ class LandingArea:
     def read_day(self, date: dt.date | str) -> pd.DataFrame:
         """All batches of ``date`` in one frame: ``LANDING_COLUMNS`` first, then any extras."""
         frames = [f for f in self.iter_day(date) if len(f)]
+        for frame in frames:
+            frame["observed_at"] = utc_timestamps(frame["observed_at"])
         if not frames:
             return _empty_landing()
         day = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
@@ -193,12 +204,12 @@ class LandingArea:
         """The day's rows in chunks of at most ``batch_rows``, file by file, in bounded memory.
 
         Every chunk has ``LANDING_COLUMNS`` first (null where its file lacks one), then the
-        file's extra columns; ``observed_at`` is parsed to UTC timestamps.
+        file's extra columns; ``observed_at`` as ``iter_files`` gives it.
         """
         yield from iter_files(self.batch_files(date), batch_rows)
 
     def count(self, date: dt.date | str) -> int:
-        """Rows in the day's readable files, counted from the files (footer, lines)."""
+        """Rows in the day's readable files, counted from the files (footer, CSV records)."""
         return sum(f.rows or 0 for f in self.scan_day(date))
 
     def fingerprint(self, date: dt.date | str) -> str:
@@ -207,9 +218,7 @@ class LandingArea:
         if not folder.is_dir():
             return ""
         parts = []
-        for path in sorted(folder.iterdir()):
-            if path.name.startswith((".", "_")):
-                continue
+        for path in self._entries(folder):
             try:
                 stat = path.stat()
             except OSError:  # a dangling link, say: scan_day quarantines it; it must not stop this
@@ -233,9 +242,18 @@ class LandingFile:
         return self.problem is None
 
 
-def inspect_file(path: Path) -> LandingFile:
-    """Classify one entry of a day folder and count its rows without parsing them."""
+def inspect_file(path: Path, root: Path | None = None) -> LandingFile:
+    """Classify one entry of a day folder, read it through once and count its rows.
+
+    ``root`` is the landing area: an entry that resolves outside it (a link to elsewhere) is
+    refused, so collectors cannot make the pipeline read files it was never given.
+    """
     fmt = SUFFIXES.get(path.suffix.lower())
+    # Checked on every entry, not only links: the day folder itself may be a link elsewhere.
+    if root is not None and not path.resolve().is_relative_to(Path(root).resolve()):
+        return LandingFile(
+            path, fmt, None, f"refused link {path.name}: it points outside the landing area"
+        )
     if not path.is_file():
         return LandingFile(path, None, None, f"unrecognised entry {path.name}: not a file")
     if fmt is None:
@@ -246,26 +264,54 @@ def inspect_file(path: Path) -> LandingFile:
             f"unrecognised file {path.name}: only .parquet and .csv files are read",
         )
     try:
-        rows = pq.ParquetFile(path).metadata.num_rows if fmt == "parquet" else _csv_rows(path)
+        rows = _parquet_rows(path) if fmt == "parquet" else _csv_rows(path)
     except Exception as exc:
         return LandingFile(path, fmt, None, f"unreadable {fmt} file {path.name}: {exc}")
     return LandingFile(path, fmt, rows)
 
 
+def _parquet_rows(path: Path) -> int:
+    """Rows in the footer, after decoding every page (a corrupt page raises here, not mid-day)."""
+    parquet = pq.ParquetFile(path)
+    decoded = sum(b.num_rows for b in parquet.iter_batches(batch_size=65_536, use_threads=False))
+    if decoded != parquet.metadata.num_rows:
+        raise ValueError(
+            f"the footer says {parquet.metadata.num_rows} rows, the pages hold {decoded}"
+        )
+    return decoded
+
+
 def _csv_rows(path: Path) -> int:
-    """Non-blank lines after the header; a UnicodeDecodeError when the file is not UTF-8."""
-    lines = 0
-    with open(path, "rb") as handle:
-        for line in handle:
-            if line.strip():
-                lines += 1
-                if lines == 1:
-                    line.decode("utf-8")
-    return max(lines - 1, 0)
+    """Records after the header, as the ``csv`` module parses them (blank lines are not records).
+
+    Raises on a byte sequence that is not UTF-8 anywhere in the file, and on a record with more
+    fields than the header (a reader would have to drop or shift values).
+    """
+    with open(path, encoding="utf-8", newline="") as handle:
+        # As pandas reads them: an empty line, or one of only spaces and tabs, is not a record.
+        records = (r for r in csv.reader(handle, strict=True) if r and not _blank_record(r))
+        header = next(records, None)
+        if header is None:
+            return 0
+        rows = 0
+        for rows, record in enumerate(records, start=1):  # noqa: B007
+            if len(record) > len(header):
+                raise ValueError(
+                    f"record {rows} has {len(record)} fields, the header has {len(header)}"
+                )
+        return rows
+
+
+def _blank_record(record: list[str]) -> bool:
+    return len(record) == 1 and record[0] != "" and not record[0].strip(" \t")
 
 
 def iter_files(paths: list[Path], batch_rows: int = 250_000) -> Iterator[pd.DataFrame]:
-    """The rows of ``paths`` in chunks, as ``LandingArea.iter_day`` describes."""
+    """The rows of ``paths`` in chunks: ``LANDING_COLUMNS`` first, then the file's extras.
+
+    ``observed_at`` stays as it arrived (text is validation's to judge), except that timestamps
+    are converted to UTC microseconds.
+    """
     for path in paths:
         for chunk in _iter_batch(path, batch_rows):
             if not len(chunk.columns):
@@ -273,9 +319,28 @@ def iter_files(paths: list[Path], batch_rows: int = 250_000) -> Iterator[pd.Data
             for column in LANDING_COLUMNS:
                 if column not in chunk.columns:
                     chunk[column] = None
-            chunk["observed_at"] = _utc_timestamps(chunk["observed_at"])
+            if ptypes.is_datetime64_any_dtype(chunk["observed_at"].dtype):
+                chunk["observed_at"] = utc_timestamps(chunk["observed_at"])
             extras = [c for c in chunk.columns if c not in LANDING_COLUMNS]
             yield chunk[[*LANDING_COLUMNS, *extras]].reset_index(drop=True)
+
+
+_NULLABLE_INTEGERS = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(),
+    pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(),
+    pa.uint64(): pd.UInt64Dtype(),
+}
+
+
+def nullable_integers(kind: pa.DataType):
+    """Integer columns stay integers when some values are null (pandas would make them floats,
+    and a float column does not hold ids: ``core.validation.ID_RULE``)."""
+    return _NULLABLE_INTEGERS.get(kind)
 
 
 def _iter_batch(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
@@ -287,10 +352,11 @@ def _iter_batch(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
         return
     parquet = pq.ParquetFile(path)
     for batch in parquet.iter_batches(batch_size=batch_rows, use_threads=False):
-        yield batch.to_pandas()
+        yield batch.to_pandas(types_mapper=nullable_integers)
 
 
-def _utc_timestamps(values: pd.Series) -> pd.Series:
+def utc_timestamps(values: pd.Series) -> pd.Series:
+    """``values`` as UTC microsecond timestamps; text that is not a timestamp becomes missing."""
     if not isinstance(values.dtype, pd.DatetimeTZDtype):
         values = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
     return values.dt.tz_convert("UTC").astype(OBSERVED_AT_DTYPE)

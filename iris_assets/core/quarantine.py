@@ -19,8 +19,10 @@ def rejects_slice(stage: str, partition: str) -> str:
     return f"stage = {sql_string(stage)} AND partition = {sql_string(partition)}"
 
 
-def rejects_rows(rejects: pd.DataFrame, stage: str, partition: str) -> pd.DataFrame:
-    """Shape validation rejects as rows of the rejects table."""
+def rejects_rows(
+    rejects: pd.DataFrame, stage: str, partition: str, run_id: str | None = None
+) -> pd.DataFrame:
+    """Shape validation rejects as rows of the rejects table, tagged with the writing run."""
     frame = pd.DataFrame(
         {
             "stage": stage,
@@ -29,6 +31,7 @@ def rejects_rows(rejects: pd.DataFrame, stage: str, partition: str) -> pd.DataFr
             "reason": rejects["reason"],
             "record": rejects["record"],
             "rejected_at": pd.Timestamp(datetime.now(UTC)),
+            "run_id": run_id,
         },
         index=rejects.index,
     )

@@ -61,8 +61,14 @@ INFERENCE_TABLE_SCHEMA = pa.schema(
         pa.field("model_name", pa.string(), nullable=False),
         pa.field("model_version", pa.string(), nullable=False),
         pa.field("predicted_at", UTC_TIMESTAMP, nullable=False),
+        # The scoring run that wrote the row (``RUN_COLUMN``); nullable so older tables gain it.
+        pa.field("run_id", pa.string(), nullable=True),
     ]
 )
+
+# Both commits of a scored day (its partition, then its rejects slice) carry the run's token here:
+# a day whose partition and rejects disagree on it was cut between the two (``core.accounting``).
+RUN_COLUMN = "run_id"
 
 # Quarantine for rows that failed validation, whichever stage found them. ``partition`` is the
 # observed date for inference and the source name for ingestion, so a re-run replaces its own rows.
@@ -74,6 +80,7 @@ REJECTS_TABLE_SCHEMA = pa.schema(
         pa.field("reason", pa.string(), nullable=False),
         pa.field("record", pa.string(), nullable=False),
         pa.field("rejected_at", UTC_TIMESTAMP, nullable=False),
+        pa.field("run_id", pa.string(), nullable=True),
     ]
 )
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from iris_assets.core.landing import nullable_integers
 from iris_assets.core.schema import FEATURE_COLUMNS, LABEL, PRIMARY_KEY
 
 BUNDLED_SOURCE = "sklearn:iris"
@@ -57,7 +58,8 @@ def load_source(path: str | Path | None = None) -> pd.DataFrame:
         if suffix == ".csv":
             frame = pd.read_csv(file, dtype=str, keep_default_na=False)
         else:
-            frame = pq.read_table(file, use_threads=False).to_pandas()
+            table = pq.read_table(file, use_threads=False)
+            frame = table.to_pandas(types_mapper=nullable_integers)
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame()
     except Exception as exc:

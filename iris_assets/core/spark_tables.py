@@ -176,6 +176,7 @@ class SparkTableStore:
         primary_key: str | None = None,
         properties: dict[str, str] | None = None,
     ) -> None:
+        existed = self.exists(name)
         self.spark.sql(
             create_table_sql(
                 name,
@@ -185,6 +186,11 @@ class SparkTableStore:
                 properties=properties,
             )
         )
+        have = set(self._columns(name)) if existed else set(schema.names)
+        new = [f for f in schema if f.name not in have and f.nullable]
+        if new:  # a table made by an older release: gain the nullable columns added since
+            added = ", ".join(f"{quote(f.name)} {spark_type(f)}" for f in new)
+            self.spark.sql(f"ALTER TABLE {table_ref(name)} ADD COLUMNS ({added})")
         existing = {
             row.asDict()["key"].removeprefix("delta.constraints.").lower()
             for row in self.spark.sql(f"SHOW TBLPROPERTIES {table_ref(name)}").collect()
@@ -274,6 +280,14 @@ class SparkTableStore:
         return {
             str(r.asDict()["value"]): int(r.asDict()["n"]) for r in self.spark.sql(sql).collect()
         }
+
+    def group_rows(
+        self, name: str, columns: list[str], predicate: str | None = None
+    ) -> list[dict[str, Any]]:
+        keys = ", ".join(quote(c) for c in columns)
+        sql = f"SELECT {keys}, COUNT(*) AS n FROM {table_ref(name)}"
+        sql += (f" WHERE {predicate}" if predicate else "") + f" GROUP BY {keys}"
+        return [r.asDict() for r in self.spark.sql(sql).collect()]
 
     def compact_if_fragmented(self, name: str, max_files: int = 64) -> dict[str, Any] | None:
         [detail] = self.spark.sql(f"DESCRIBE DETAIL {table_ref(name)}").collect()

@@ -94,6 +94,10 @@ class TableStore(Protocol):
         self, name: str, column: str, predicate: str | None = None, limit: int | None = None
     ) -> dict[str, int]: ...
 
+    def group_rows(
+        self, name: str, columns: list[str], predicate: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
     def compact(self, name: str) -> dict[str, Any]: ...
 
     def compact_if_fragmented(self, name: str, max_files: int = 64) -> dict[str, Any] | None: ...
@@ -231,6 +235,7 @@ class DeltaTableStore:
         if self.exists(name):
             table = DeltaTable(str(path))
             self._check_layout(name, table, schema, partition_by)
+            self._add_new_columns(name, table, schema)
         else:
             path.mkdir(parents=True, exist_ok=True)
             table = DeltaTable.create(
@@ -259,6 +264,20 @@ class DeltaTableStore:
             except DeltaError as exc:
                 raise TableError(f"{name}: cannot add constraint {constraint} ({exc})") from exc
 
+    def _add_new_columns(self, name: str, table: DeltaTable, schema: pa.Schema) -> None:
+        """Add the schema's nullable columns a table made by an older release does not have."""
+        from deltalake.schema import Field
+
+        have = set(self._schema(table).names)
+        new = [f for f in schema if f.name not in have and f.nullable]
+        if not new:
+            return
+        try:
+            table.alter.add_columns([Field.from_arrow(f) for f in new])
+        except DeltaError as exc:
+            raise TableError(f"{name}: cannot add columns {[f.name for f in new]}: {exc}") from exc
+        table.update_incremental()
+
     def _check_layout(
         self, name: str, table: DeltaTable, schema: pa.Schema, partition_by: list[str]
     ) -> None:
@@ -266,7 +285,8 @@ class DeltaTableStore:
         differences = []
         for field in schema:
             if field.name not in existing.names:
-                differences.append(f"missing column {field.name}")
+                if not field.nullable:  # a new nullable column is added (_add_new_columns)
+                    differences.append(f"missing column {field.name}")
                 continue
             have = existing.field(field.name)
             if have.type != field.type or have.nullable != field.nullable:
@@ -526,6 +546,15 @@ class DeltaTableStore:
         sql += (f" WHERE {predicate}" if predicate else "") + f" GROUP BY {c} ORDER BY n DESC"
         sql += f" LIMIT {int(limit)}" if limit else ""
         return {str(r["value"]): int(r["n"]) for r in self._query(name, sql).to_pylist()}
+
+    def group_rows(
+        self, name: str, columns: list[str], predicate: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows per distinct combination of ``columns`` (nulls included): the columns and ``n``."""
+        keys = ", ".join(sql_identifier(c) for c in columns)
+        sql = f"SELECT {keys}, COUNT(*) AS n FROM tbl"
+        sql += (f" WHERE {predicate}" if predicate else "") + f" GROUP BY {keys}"
+        return self._query(name, sql).to_pylist()
 
     def compact_if_fragmented(self, name: str, max_files: int = 64) -> dict[str, Any] | None:
         """Compact when the table has more than ``max_files`` data files; None when it had not.

@@ -28,12 +28,16 @@ from iris_assets.core.schema import (
 )
 
 REJECT_COLUMNS: tuple[str, ...] = (PRIMARY_KEY, "reason", "record")
+OBSERVED_AT_RULE = "observed_at is not a timestamp (ISO 8601, e.g. 2026-11-24T08:00:00Z)"
 
 _INT64_MAX = np.iinfo(np.int64).max
 _INT64_MAX_TEXT = str(_INT64_MAX)
-# Integers above 2**53 are not exact as floats: only digit text may carry them.
-_FLOAT_EXACT_INT = 2.0**53
-_DIGITS = r"^\s*\+?0*(?P<digits>\d+)(?:\.0*)?\s*$"
+# The id rule (``ID_RULE``): an integer column, or text of decimal digits in canonical form.
+_CANONICAL_ID = r"^(0|[1-9][0-9]*)$"
+ID_RULE = (
+    f"{PRIMARY_KEY} is not a non-negative integer in canonical form (an integer column, or "
+    "decimal digits without sign, leading zeros, spaces, decimal point or exponent)"
+)
 _NAN_TEXT = ("nan", "+nan", "-nan")
 _LABEL_TEXT = pa.array([*SPECIES_NAMES, *(str(i) for i in range(len(SPECIES_NAMES)))])
 _LABEL_VALUE = np.array([*range(len(SPECIES_NAMES)), *range(len(SPECIES_NAMES))], dtype=np.int64)
@@ -142,66 +146,39 @@ def _parse_measurement(series: pd.Series):
 
 
 def _parse_ids_from_text(series: pd.Series, missing: np.ndarray):
-    """(ids, missing, invalid) for a text/object id column, exact for every int64 digit string."""
+    """(ids, missing, invalid) for a text/object id column: canonical digit strings only."""
     text = _text_array(series, missing)
-    matched = pc.extract_regex(text, _DIGITS)
-    digits = pc.struct_field(matched, "digits")
-    length = pc.utf8_length(digits)
+    canonical = pc.match_substring_regex(text, _CANONICAL_ID)
+    length = pc.utf8_length(text)
     fits = pc.or_(
         pc.less(length, 19),
-        pc.and_(pc.equal(length, 19), pc.less_equal(digits, _INT64_MAX_TEXT)),
+        pc.and_(pc.equal(length, 19), pc.less_equal(text, _INT64_MAX_TEXT)),
     )
-    ok = pc.fill_null(fits, False).to_numpy(zero_copy_only=False)
-    ids = pc.cast(pc.if_else(ok, digits, "0"), pa.int64()).to_numpy(zero_copy_only=False)
+    ok = pc.fill_null(pc.and_(canonical, fits), False).to_numpy(zero_copy_only=False)
+    ids = pc.cast(pc.if_else(ok, text, "0"), pa.int64()).to_numpy(zero_copy_only=False)
     ids = np.array(ids, dtype=np.int64)
-    invalid = np.zeros(len(series), dtype=bool)
-    rest = np.flatnonzero(~ok & ~missing)
-    if len(rest):
-        # Rare spellings such as "1e3": accepted when the float value is an exact integer.
-        text_rest = _unparsed_text(series, rest)
-        blank = (text_rest == "").to_numpy()
-        values = pd.to_numeric(series.iloc[rest], errors="coerce").to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
-        with np.errstate(invalid="ignore"):
-            whole = (
-                np.isfinite(values)
-                & (values >= 0)
-                & (values == np.floor(values))
-                & (values < _FLOAT_EXACT_INT)
-            )
-        ids[rest[whole]] = values[whole].astype(np.int64)
-        missing = missing.copy()
-        missing[rest[blank]] = True
-        invalid[rest[~blank & ~whole]] = True
-    return ids, missing, invalid
+    blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(text), ""), False).to_numpy(
+        zero_copy_only=False
+    )
+    missing = missing | blank
+    return ids, missing, ~ok & ~missing
 
 
 def _parse_ids(series: pd.Series):
-    """(ids, missing, invalid): ids are int64, 0 wherever missing or invalid."""
+    """(ids, missing, invalid): ids are int64, 0 wherever missing or invalid (``ID_RULE``)."""
     missing = series.isna().to_numpy(dtype=bool, copy=True)
     rows = len(series)
-    if _is_never_number(series):
-        return np.zeros(rows, dtype=np.int64), missing, ~missing
     if ptypes.is_unsigned_integer_dtype(series.dtype):
         raw = series.to_numpy(dtype=np.uint64, na_value=0)
         invalid = raw > np.uint64(_INT64_MAX)
         return np.where(invalid, 0, raw).astype(np.int64), missing, invalid
-    if ptypes.is_integer_dtype(series.dtype):
+    if ptypes.is_integer_dtype(series.dtype) and not ptypes.is_bool_dtype(series.dtype):
         ids = series.to_numpy(dtype=np.int64, na_value=0)
         invalid = ids < 0
         return np.where(invalid, 0, ids), missing, invalid
-    if _is_number_dtype(series):
-        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        with np.errstate(invalid="ignore"):
-            whole = (
-                np.isfinite(values)
-                & (values >= 0)
-                & (values == np.floor(values))
-                & (values < 2.0**63)
-            )
-        ids = np.where(whole, values, 0).astype(np.int64)
-        return ids, missing, ~whole & ~missing
+    if _is_never_number(series) or _is_number_dtype(series):
+        # A float (or boolean, or date) column does not hold ids: 5.0 is not written as an id.
+        return np.zeros(rows, dtype=np.int64), missing, ~missing
     return _parse_ids_from_text(series, missing)
 
 
@@ -209,6 +186,23 @@ def parse_ids(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(int64 ids, usable) for raw ids of any dtype, exact to int64 (never through a float)."""
     ids, missing, invalid = _parse_ids(series)
     return ids, ~missing & ~invalid
+
+
+def _parse_timestamps(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """(UTC timestamps, unparsable): text is ISO 8601, each value on its own; blank is missing."""
+    if ptypes.is_datetime64_any_dtype(series.dtype):
+        stamps = pd.to_datetime(series, utc=True)
+        return stamps, np.zeros(len(series), dtype=bool)
+    missing = series.isna().to_numpy(dtype=bool, copy=True)
+    if _is_number_dtype(series) or ptypes.is_bool_dtype(series.dtype):
+        # An epoch number says nothing of its unit: refused rather than guessed.
+        return pd.Series(pd.NaT, index=series.index, dtype="datetime64[us, UTC]"), ~missing
+    trimmed = pc.utf8_trim_whitespace(_text_array(series, missing))
+    blank = pc.fill_null(pc.equal(trimmed, ""), False).to_numpy(zero_copy_only=False)
+    text = series.astype(object).where(~(missing | blank), None)
+    stamps = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+    unparsable = stamps.isna().to_numpy(dtype=bool) & ~missing & ~blank
+    return stamps, unparsable
 
 
 def _parse_species(series: pd.Series):
@@ -360,7 +354,9 @@ def _id_texts(series: pd.Series) -> np.ndarray:
         whole = pc.and_(pc.is_finite(array), pc.equal(array, pc.floor(array)))
         whole = pc.and_(whole, pc.less(pc.abs(array), 2.0**63))
         as_int = pc.cast(pc.if_else(whole, array, 0.0), pa.int64())
-        text = pc.if_else(whole, pc.cast(as_int, pa.string()), pc.cast(array, pa.string()))
+        # A float stays visibly a float ("61.0", as Spark writes it): it is why the id failed.
+        as_float = pc.binary_join_element_wise(pc.cast(as_int, pa.string()), ".0", "")
+        text = pc.if_else(whole, as_float, pc.cast(array, pa.string()))
     else:
         text = pc.cast(array, pa.string())
     blank = pc.equal(pc.utf8_trim_whitespace(text), "")
@@ -402,9 +398,9 @@ def validate_measurements(
     With ``derive_missing_ids`` (and ``require_label``) a frame without a ``flower_id`` column
     gets content-derived ids (``core.identity``) instead of being rejected; ``id_below`` rejects
     explicit ids at or above it (ingestion reserves [2**62, 2**63) for derived ids).
-    ``observed_on`` (YYYY-MM-DD) rejects rows whose ``observed_at`` is on another UTC day; a
-    missing ``observed_at`` is allowed. ``check_duplicates=False`` leaves repeated ids to the
-    caller (Spark decides them across the whole day).
+    ``observed_on`` (YYYY-MM-DD) rejects rows whose ``observed_at`` is not a timestamp or is on
+    another UTC day; a missing (or blank) ``observed_at`` is allowed. ``check_duplicates=False``
+    leaves repeated ids to the caller (Spark decides them across the whole day).
     """
     seen = None
     if seen_column is not None and seen_column in raw.columns:
@@ -423,7 +419,7 @@ def validate_measurements(
     if columns[PRIMARY_KEY] is not None:
         ids, missing, invalid = _parse_ids(columns[PRIMARY_KEY])
         failures.add(missing, f"{PRIMARY_KEY} is missing")
-        failures.add(invalid, f"{PRIMARY_KEY} is not a non-negative integer")
+        failures.add(invalid, ID_RULE)
         if id_below is not None:
             failures.add(
                 ~missing & ~invalid & (ids >= id_below),
@@ -450,9 +446,8 @@ def validate_measurements(
 
     observed = _column(raw, "observed_at") if observed_on is not None else None
     if observed is not None:
-        stamps = observed
-        if not isinstance(observed.dtype, pd.DatetimeTZDtype):
-            stamps = pd.to_datetime(observed, utc=True, errors="coerce", format="ISO8601")
+        stamps, unparsable = _parse_timestamps(observed)
+        failures.add(unparsable, OBSERVED_AT_RULE)
         start = pd.Timestamp(observed_on, tz="UTC")
         inside = (stamps >= start) & (stamps < start + pd.Timedelta(days=1))
         off_day = (stamps.notna() & ~inside).to_numpy(dtype=bool)

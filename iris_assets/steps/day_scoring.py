@@ -3,6 +3,9 @@
 Chunks of the landing files are validated and scored one at a time and written as one stream,
 so the inference partition is replaced in a single Delta commit (a run killed halfway leaves the
 old partition). Rejects are spooled to a local Parquet file and replace their slice afterwards.
+Both commits carry the run's token (``new_run_id``); a run killed between them leaves a day whose
+partition and rejects disagree, which the output check reports (``core.accounting``) and the
+next run of the day repairs. One run scores a day at a time (``core.day_lock``).
 The summary the checks need is read back from the written table with aggregates.
 
 Shared with the Spark path (``steps/spark_scoring.py``): which files are read and how many rows
@@ -14,6 +17,7 @@ be read, and what the output check compares.
 from __future__ import annotations
 
 import json
+import secrets
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -24,7 +28,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from iris_assets.core.accounting import day_problems, read_accounts
 from iris_assets.core.batch_scoring import ScoredBatch, score_stream
+from iris_assets.core.day_lock import DEFAULT_WAIT_SECONDS, day_lock
 from iris_assets.core.drift import in_sample, sample_fraction
 from iris_assets.core.landing import LandingArea, LandingFile, iter_files
 from iris_assets.core.quarantine import rejects_rows, rejects_slice
@@ -38,6 +44,7 @@ from iris_assets.core.schema import (
 )
 from iris_assets.core.tables import TableStore
 from iris_assets.settings import Settings
+from iris_assets.steps.failpoints import failpoint
 
 
 @dataclass(frozen=True)
@@ -72,10 +79,10 @@ class DayFiles:
 
     @property
     def landing_rows(self) -> int:
-        """Rows of the readable files, from their footers and line counts."""
+        """Rows of the readable files, from their footers and CSV records."""
         return sum(f.rows or 0 for f in self.files if f.readable)
 
-    def rejects(self) -> pd.DataFrame:
+    def rejects(self, run_id: str | None = None) -> pd.DataFrame:
         """One rejects row per quarantined file: the file and why it was not read."""
         bad = self.quarantined
         return pd.DataFrame(
@@ -86,6 +93,7 @@ class DayFiles:
                 "reason": [f.problem for f in bad],
                 "record": [json.dumps({"file": f.path.name}) for f in bad],
                 "rejected_at": pd.Timestamp(datetime.now(UTC)),
+                "run_id": pd.Series([run_id] * len(bad), dtype=object),
             }
         )[REJECTS_TABLE_SCHEMA.names]
 
@@ -116,6 +124,25 @@ class ScoredDay:
     features_sample: pd.DataFrame  # scored measurements (a uniform sample when large), for drift
     written: PartitionStats
     files_quarantined: tuple[str, ...] = ()  # "name: reason" of each file that was not read
+    run_id: str = ""  # the token both commits carry
+    problems: tuple[str, ...] = ()  # how the stored day fails to add up (core.accounting)
+
+
+def new_run_id(dagster_run_id: str | None = None) -> str:
+    """The token of one scoring attempt: the Dagster run id (when there is one) and a nonce."""
+    nonce = secrets.token_hex(4)
+    return f"{dagster_run_id}.{nonce}" if dagster_run_id else f"local.{nonce}"
+
+
+def audit_day(
+    store: TableStore, settings: Settings, files: DayFiles, run_id: str | None = None
+) -> list[str]:
+    """What the output check fails on for the day as stored (after ``run_id``'s commits)."""
+    accounts = read_accounts(store, settings.inference_table, settings.rejects_table, files.day)
+    account = accounts.get(files.day)
+    if account is None:
+        return [f"nothing is stored for {files.day}"]
+    return day_problems(account, files.landing_rows, len(files.quarantined), run_id)
 
 
 def partition_stats(store: TableStore, settings: Settings, day: str) -> PartitionStats:
@@ -192,35 +219,40 @@ def score_day_locally(
     champion: VersionInfo,
     model,
     batch_rows: int = 250_000,
+    run_id: str | None = None,
+    wait_seconds: float = DEFAULT_WAIT_SECONDS,
 ) -> ScoredDay:
-    files = select_day_files(settings, day)
-    INFERENCE_TABLE.ensure(store, settings.inference_table)
-    REJECTS_TABLE.ensure(store, settings.rejects_table)
-    tally = Tally(sample_fraction(files.landing_rows))
-    settings.env_home.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=settings.env_home, prefix=".spool-") as folder:
-        spool = RejectSpool(Path(folder) / "rejects.parquet")
-        spool.write(files.rejects())
+    run_id = run_id or new_run_id()
+    with day_lock(settings.env_home, day, wait_seconds):
+        files = select_day_files(settings, day)
+        INFERENCE_TABLE.ensure(store, settings.inference_table)
+        REJECTS_TABLE.ensure(store, settings.rejects_table)
+        tally = Tally(sample_fraction(files.landing_rows))
+        with tempfile.TemporaryDirectory(dir=settings.env_home, prefix=".spool-") as folder:
+            spool = RejectSpool(Path(folder) / "rejects.parquet")
+            spool.write(files.rejects(run_id))
 
-        def scored_chunks():
-            for batch in score_stream(
-                iter_files(files.readable, batch_rows),
-                model,
-                day=day,
-                model_name=settings.model_name,
-                model_version=champion.version,
-                predicted_at=pd.Timestamp(datetime.now(UTC)),
-            ):
-                tally.add(batch)
-                spool.write(rejects_rows(batch.rejects, "inference", day))
-                yield batch.scored
+            def scored_chunks():
+                for batch in score_stream(
+                    iter_files(files.readable, batch_rows),
+                    model,
+                    day=day,
+                    model_name=settings.model_name,
+                    model_version=champion.version,
+                    predicted_at=pd.Timestamp(datetime.now(UTC)),
+                    run_id=run_id,
+                ):
+                    tally.add(batch)
+                    spool.write(rejects_rows(batch.rejects, "inference", day, run_id))
+                    yield batch.scored
 
-        version = store.replace_partition(
-            settings.inference_table, scored_chunks(), "observed_date", day
-        )
-        store.replace_where(
-            settings.rejects_table, spool.batches(), rejects_slice("inference", day)
-        )
+            version = store.replace_partition(
+                settings.inference_table, scored_chunks(), "observed_date", day
+            )
+            failpoint("score:partition_committed")
+            store.replace_where(
+                settings.rejects_table, spool.batches(), rejects_slice("inference", day)
+            )
     for table in (settings.inference_table, settings.rejects_table):
         store.compact_if_fragmented(table)
     return ScoredDay(
@@ -233,6 +265,8 @@ def score_day_locally(
         features_sample=tally.sample,
         written=partition_stats(store, settings, day),
         files_quarantined=tuple(f"{f.path.name}: {f.problem}" for f in files.quarantined),
+        run_id=run_id,
+        problems=tuple(audit_day(store, settings, files, run_id)),
     )
 
 

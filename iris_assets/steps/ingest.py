@@ -3,15 +3,17 @@
 Malformed source rows are quarantined in the rejects table with a reason; nothing is dropped.
 Identity (``core.identity``): a row keeps its ``flower_id``, or gets one derived from its content
 when the file has none. An id already held by a different flower from another source is rejected
-with a reason, never overwritten; the source that delivered a flower may correct it. Unchanged
-rows are not rewritten (the MERGE compares the data columns only), so re-ingesting the same data
-commits nothing. The split fraction is fixed in the table's properties when it is created.
+with a reason, never overwritten; the source that delivered a flower may correct it (a source is
+known by its resolved path, ``source_identity``), and a correction keeps the flower's split.
+Unchanged rows are not rewritten (the MERGE compares the data columns only), so re-ingesting the
+same data commits nothing. The split fraction is fixed in the table's properties when it is created.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 
@@ -33,6 +35,24 @@ from iris_assets.core.validation import validate_measurements
 from iris_assets.steps.bootstrap import Step, json_value, open_step, path_value
 from iris_assets.steps.failpoints import failpoint
 from iris_assets.steps.stores import table_store
+
+
+def source_identity(source_path: str | None) -> str:
+    """The name a source is known by: its absolute, resolved path (``./x.csv`` is ``x.csv``)."""
+    if not source_path or not str(source_path).strip():
+        return BUNDLED_SOURCE
+    return str(Path(source_path).expanduser().resolve())
+
+
+def keep_held_split(held: pd.DataFrame, features: pd.DataFrame, proposed: pd.Series) -> pd.Series:
+    """The split of each row: the one its id already has, else ``proposed`` (from its content).
+
+    The split is a property of the flower, fixed when it first arrives: a corrected measurement
+    must not move a flower between train and test.
+    """
+    existing = held.set_index(PRIMARY_KEY)["split"]
+    kept = features[PRIMARY_KEY].map(existing)
+    return kept.where(kept.notna(), proposed).astype(object)
 
 
 def refuse_conflicts(
@@ -63,7 +83,7 @@ def refuse_conflicts(
 def ingest(step: Step) -> None:
     settings, config = step.settings, step.config
     source_path = config.get("source_path") or None
-    source_name = str(source_path) if source_path else BUNDLED_SOURCE
+    source_name = source_identity(source_path)
     test_fraction = float(config.get("test_fraction", 0.3))
     store = table_store(settings)
 
@@ -76,11 +96,13 @@ def ingest(step: Step) -> None:
         raw, require_label=True, derive_missing_ids=True, id_below=DERIVED_ID_BASE
     )
     features = checked.valid.copy()
-    features["split"] = split_by_measurements(features, test_fraction)
+    held = store.read(settings.feature_table, [PRIMARY_KEY, *FEATURE_DATA_COLUMNS, "source"])
+    features["split"] = keep_held_split(
+        held, features, split_by_measurements(features, test_fraction)
+    )
     features["source"] = source_name
     features["ingested_at"] = pd.Timestamp(datetime.now(UTC))
     features = features[FEATURE_TABLE_SCHEMA.names]
-    held = store.read(settings.feature_table, [PRIMARY_KEY, *FEATURE_DATA_COLUMNS, "source"])
     features, conflicts = refuse_conflicts(held, features, source_name)
     rejects = pd.concat([checked.rejects, conflicts], ignore_index=True)
 

@@ -1,4 +1,8 @@
-"""Scoring a day with Spark on Databricks: the landing files never pass through the driver.
+"""Scoring a day with Spark on Databricks: the landing rows are never collected to the driver.
+
+The driver only inspects the day's files (``select_day_files`` reads each through once, in
+bounded memory, to count its rows and quarantine a bad file whole); the rows are scored on the
+executors.
 
 One behaviour with the local path (``steps/day_scoring.py``), shared by construction:
 
@@ -10,7 +14,12 @@ One behaviour with the local path (``steps/day_scoring.py``), shared by construc
   every row (``core.validation``, ids parsed exactly as int64), a window over the valid rows
   marks later occurrences as seen, and the second pass (``core.batch_scoring.score_batch`` in
   ``mapInPandas``) rejects those as duplicates;
-- the same drift sample: ``core.drift.in_sample`` on the ids, with the fraction from the count.
+- the same drift sample: ``core.drift.in_sample`` on the ids, with the fraction from the count;
+- the same two commits tagged with the run's token, under the same day lock, with the same
+  failpoint between them and the same accounting read back (``core.accounting``).
+
+CSV files are read as RFC 4180 (``multiLine``, ``""`` escapes), as pandas and the ``csv`` module
+that counted them read them, so a quoted field spanning lines is one row on both engines.
 
 Each file is read on its own and tagged with its place in the day's order, so nothing depends on
 a file-name function (the older one is not available on Unity Catalog / serverless) or on
@@ -27,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 
 from iris_assets.core.batch_scoring import SEEN, score_batch
+from iris_assets.core.day_lock import DEFAULT_WAIT_SECONDS, day_lock
 from iris_assets.core.drift import in_sample, sample_fraction
 from iris_assets.core.quarantine import rejects_slice
 from iris_assets.core.registry import VersionInfo
@@ -44,10 +54,13 @@ from iris_assets.settings import Settings
 from iris_assets.steps.day_scoring import (
     DayFiles,
     ScoredDay,
+    audit_day,
+    new_run_id,
     partition_stats,
     select_day_files,
     written_row_rejects,
 )
+from iris_assets.steps.failpoints import failpoint
 
 FILE = "_iris_file"
 LINE = "_iris_line"
@@ -104,7 +117,9 @@ def valid_ids(day: str):
     return mark
 
 
-def batch_scorer(model, *, day: str, model_name: str, model_version: str, predicted_at):
+def batch_scorer(
+    model, *, day: str, model_name: str, model_version: str, predicted_at, run_id=None
+):
     """Second pass, on the executors, one Arrow batch at a time: validate and score."""
 
     def score_batches(batches):
@@ -117,6 +132,7 @@ def batch_scorer(model, *, day: str, model_name: str, model_version: str, predic
                 model_version=model_version,
                 predicted_at=predicted_at,
                 seen_column=SEEN,
+                run_id=run_id,
             )
             yield combine(batch.scored, batch.rejects)
 
@@ -133,7 +149,9 @@ def read_landing_files(spark, files: DayFiles):
     # and the file's place in the day's order is then a literal, never parsed from a path URI.
     for position, path in enumerate(files.readable):
         fmt = formats[str(path)]
-        reader = spark.read.option("header", True) if fmt == "csv" else spark.read
+        reader = spark.read
+        if fmt == "csv":
+            reader = reader.options(header=True, multiLine=True, escape='"')
         frame = reader.format(fmt).load(str(path))
         frames.append(
             frame.select(
@@ -161,7 +179,15 @@ def mark_seen(frame, day: str):
     )
 
 
-def day_outcome(spark, settings: Settings, files: DayFiles, champion: VersionInfo, model, at):
+def day_outcome(
+    spark,
+    settings: Settings,
+    files: DayFiles,
+    champion: VersionInfo,
+    model,
+    at,
+    run_id: str | None = None,
+):
     """The scored + rejected rows of the day as one Spark frame (column ``KIND``)."""
     scorer = batch_scorer(
         model,
@@ -169,13 +195,14 @@ def day_outcome(spark, settings: Settings, files: DayFiles, champion: VersionInf
         model_name=settings.model_name,
         model_version=champion.version,
         predicted_at=at,
+        run_id=run_id,
     )
     return mark_seen(read_landing_files(spark, files), files.day).mapInPandas(
         scorer, output_schema()
     )
 
 
-def split_outcome(spark, outcome, files: DayFiles):
+def split_outcome(spark, outcome, files: DayFiles, run_id: str | None = None):
     """(inference rows, rejects rows incl. one per quarantined file) as Spark frames."""
     from pyspark.sql import functions as F
 
@@ -187,9 +214,10 @@ def split_outcome(spark, outcome, files: DayFiles):
         "reason",
         "record",
         F.current_timestamp().alias("rejected_at"),
+        F.lit(run_id).cast("string").alias("run_id"),
     )
     if files.quarantined:
-        bad = files.rejects().astype({"stage": object, "partition": object})
+        bad = files.rejects(run_id).astype({"stage": object, "partition": object})
         rejects = rejects.unionByName(spark.createDataFrame(bad, schema=ddl(REJECTS_TABLE_SCHEMA)))
     return scored, rejects
 
@@ -213,18 +241,29 @@ def ddl(schema: pa.Schema) -> str:
 
 
 def score_day_with_spark(
-    store, settings: Settings, day: str, champion: VersionInfo, model, spark: Any = None
+    store,
+    settings: Settings,
+    day: str,
+    champion: VersionInfo,
+    model,
+    spark: Any = None,
+    run_id: str | None = None,
+    wait_seconds: float = DEFAULT_WAIT_SECONDS,
 ) -> ScoredDay:
     """Score ``day`` with Spark into ``store`` (a ``SparkTableStore`` on the same session)."""
     spark = spark or store.spark
-    files = select_day_files(settings, day)
-    INFERENCE_TABLE.ensure(store, settings.inference_table)
-    REJECTS_TABLE.ensure(store, settings.rejects_table)
+    run_id = run_id or new_run_id()
+    with day_lock(settings.env_home, day, wait_seconds):
+        files = select_day_files(settings, day)
+        INFERENCE_TABLE.ensure(store, settings.inference_table)
+        REJECTS_TABLE.ensure(store, settings.rejects_table)
 
-    outcome = day_outcome(spark, settings, files, champion, model, pd.Timestamp(datetime.now(UTC)))
-    scored, rejects = split_outcome(spark, outcome, files)
-    version = store.replace_partition(settings.inference_table, scored, "observed_date", day)
-    store.replace_where(settings.rejects_table, rejects, rejects_slice("inference", day))
+        at = pd.Timestamp(datetime.now(UTC))
+        outcome = day_outcome(spark, settings, files, champion, model, at, run_id)
+        scored, rejects = split_outcome(spark, outcome, files, run_id)
+        version = store.replace_partition(settings.inference_table, scored, "observed_date", day)
+        failpoint("score:partition_committed")
+        store.replace_where(settings.rejects_table, rejects, rejects_slice("inference", day))
 
     where = f"observed_date = '{day}'"
     written_rows = spark.table(settings.inference_table).where(where)
@@ -241,4 +280,6 @@ def score_day_with_spark(
         features_sample=drift_sample(written_rows, sample_fraction(files.landing_rows)),
         written=written,
         files_quarantined=tuple(f"{f.path.name}: {f.problem}" for f in files.quarantined),
+        run_id=run_id,
+        problems=tuple(audit_day(store, settings, files, run_id)),
     )

@@ -167,3 +167,41 @@ def test_the_landing_sensor_scores_a_day_again_when_late_files_arrive(settings, 
     landing.write_batch(simulate_flowers(5, DAY, seed=2), DAY)  # late data, after scoring
     [late], cursor = tick(cursor)
     assert late.partition_key == DAY and late.run_key != first.run_key
+
+
+def test_the_landing_sensor_repairs_a_day_whose_partition_and_rejects_disagree(
+    settings, graph, champion
+):
+    import dagster as dg
+
+    from iris_assets.assets.inference import landing_files_sensor
+    from iris_assets.core.day_lock import day_lock
+
+    defs, instance = graph
+
+    def tick(cursor):
+        with dg.build_sensor_context(
+            instance=instance, definitions=defs, resources=defs.resources, cursor=cursor
+        ) as context:
+            return landing_files_sensor(context), context.cursor
+
+    landing = LandingArea(settings.landing_dir)
+    landing.write_batch(simulate_flowers(20, DAY, seed=1), DAY)
+    landing.write_batch(bad_batch(), DAY, fmt="csv")
+    [_], cursor = tick(None)
+    score_day(graph)
+    quiet, cursor = tick(cursor)
+    assert isinstance(quiet, dg.SkipReason), "a day that adds up is left alone"
+
+    # A later run of the day committed its partition and died before its rejects commit.
+    store = table_store(settings)
+    rows = store.read(settings.inference_table).assign(run_id="killed-run")
+    store.replace_partition(settings.inference_table, rows, "observed_date", DAY)
+    with day_lock(settings.env_home, DAY):
+        busy, cursor = tick(cursor)
+    assert isinstance(busy, dg.SkipReason), "a day some run is scoring is not repaired under it"
+    [repair], cursor = tick(cursor)
+    assert repair.partition_key == DAY and "iris/repair" in repair.tags
+    score_day(graph)
+    healed, cursor = tick(cursor)
+    assert isinstance(healed, dg.SkipReason), healed

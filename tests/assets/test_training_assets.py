@@ -185,3 +185,35 @@ def test_evaluation_reads_the_feature_table_at_the_version_the_challenger_was_tr
     metadata = materialization_metadata(result, "evaluation_report")
     assert metadata["held_out_rows"] == held_out
     assert check_results(result)["evaluation_passed"] is True
+
+
+def test_a_correction_keeps_the_flowers_split_and_a_source_is_one_whatever_its_spelling(
+    settings, graph, tmp_path, monkeypatch
+):
+    from iris_assets.core.split import split_by_measurements
+
+    store = table_store(settings)
+    flowers = load_source(None).head(6).assign(flower_id=range(1001, 1007))
+    path = tmp_path / "owner.csv"
+    flowers.to_csv(path, index=False)
+    ingest(*graph)  # the bundled Iris, so both splits hold every species
+    ingest(*graph, str(path))
+    before = store.read(settings.feature_table, predicate="flower_id > 1000", order_by="flower_id")
+    # A correction of flower 1001 that its content alone would put on the other side.
+    corrected = flowers.copy()
+    for value in [round(4.0 + 0.1 * i, 1) for i in range(40)]:
+        candidate = corrected.assign(sepal_length_cm=[value, *flowers["sepal_length_cm"][1:]])
+        if split_by_measurements(candidate.head(1))[0] != before["split"][0]:
+            corrected = candidate
+            break
+    else:
+        raise AssertionError("no correction found that would move the split")
+    monkeypatch.chdir(tmp_path)
+    corrected.to_csv("owner.csv", index=False)
+    result = ingest(*graph, "./owner.csv")  # the same source, spelled relative to the cwd
+    metadata = materialization_metadata(result, "iris_features")
+    assert metadata["source"] == str(path.resolve())
+    assert (metadata["rows_updated"], metadata["rows_conflicting"]) == (1, 0), metadata
+    after = store.read(settings.feature_table, predicate="flower_id > 1000", order_by="flower_id")
+    assert after["sepal_length_cm"][0] == corrected["sepal_length_cm"][0]
+    assert after["split"].tolist() == before["split"].tolist(), "the split never moves"

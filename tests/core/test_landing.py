@@ -184,3 +184,55 @@ def test_observed_at_is_always_utc_microseconds(area):
     back = area.read_day("2026-03-15")["observed_at"]
     assert str(back.dtype) == "datetime64[us, UTC]"
     assert back.tolist() == flowers["observed_at"].tolist()
+
+
+def test_a_linked_day_folder_is_refused_too(area, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    simulate_flowers(4, DAY, seed=1).to_csv(outside / "batch-1.csv", index=False)
+    area.root.mkdir(parents=True, exist_ok=True)
+    area.day_dir(DAY).symlink_to(outside, target_is_directory=True)
+    [linked] = area.scan_day(DAY)
+    assert linked.problem == "refused link batch-1.csv: it points outside the landing area"
+    assert area.count(DAY) == 0
+
+
+def test_a_link_out_of_the_landing_area_is_refused_and_one_inside_is_read(area, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    simulate_flowers(4, DAY, seed=1).to_csv(outside / "secrets.csv", index=False)
+    area.write_batch(simulate_flowers(3, DAY, seed=2), DAY)
+    inside = area.write_batch(simulate_flowers(2, "2026-03-15", seed=3), "2026-03-15")
+    (area.day_dir(DAY) / "stolen.csv").symlink_to(outside / "secrets.csv")
+    (area.day_dir(DAY) / "shared.parquet").symlink_to(inside)
+    scanned = {f.path.name: f for f in area.scan_day(DAY)}
+    assert scanned["stolen.csv"].problem == (
+        "refused link stolen.csv: it points outside the landing area"
+    )
+    assert scanned["shared.parquet"].readable and scanned["shared.parquet"].rows == 2
+    assert area.count(DAY) == 5
+
+
+def test_csv_rows_are_records_not_lines(area):
+    folder = area.day_dir(DAY)
+    folder.mkdir(parents=True)
+    flowers = simulate_flowers(4, DAY, seed=5).assign(note=["a\nb", "", 'c ""d""\n\ne', "\n"])
+    flowers.to_csv(folder / "notes.csv", index=False)
+    text = (folder / "notes.csv").read_text()
+    assert text.count("\n") > 5, "more lines than rows"
+    header, rest = text.split("\n", 1)
+    # Blank lines, and lines of only spaces or tabs, are not rows (as pandas reads them);
+    # a line of empty fields is one.
+    spaced = f"{header}\n \n\t\n{rest}\n\n" + "," * 6 + "\n"
+    (folder / "blank-lines.csv").write_text(spaced)
+    scanned = {f.path.name: f for f in area.scan_day(DAY)}
+    assert (scanned["notes.csv"].rows, scanned["blank-lines.csv"].rows) == (4, 5)
+    assert len(area.read_day(DAY)) == 9
+
+
+def test_a_csv_record_wider_than_its_header_quarantines_the_file(area):
+    folder = area.day_dir(DAY)
+    folder.mkdir(parents=True)
+    (folder / "wide.csv").write_text("flower_id,sepal_length_cm\n1,5.1\n2,5.2,extra\n")
+    [wide] = area.scan_day(DAY)
+    assert wide.problem == "unreadable csv file wide.csv: record 2 has 3 fields, the header has 2"

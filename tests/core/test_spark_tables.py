@@ -199,3 +199,17 @@ def test_a_fragmented_table_is_optimized():
     spark.files = 65
     store.compact_if_fragmented(FEATURES, max_files=64)
     assert spark.statements[-1] == "OPTIMIZE `iris_dev`.`ml`.`iris_features`"
+
+
+def test_a_table_made_before_the_run_column_gains_it_and_a_current_one_is_left_alone():
+    from iris_assets.core.schema import INFERENCE_TABLE_SCHEMA
+
+    name = "iris_dev.ml.iris_inferences"
+    older = [c for c in INFERENCE_TABLE_SCHEMA.names if c != "run_id"]
+    spark = RecordingSpark({name: pd.DataFrame(columns=older)})
+    INFERENCE_TABLE.ensure(SparkTableStore(spark), name)
+    alters = [s for s in spark.statements if s.startswith("ALTER TABLE")]
+    assert alters == ["ALTER TABLE `iris_dev`.`ml`.`iris_inferences` ADD COLUMNS (`run_id` STRING)"]
+    current = RecordingSpark({name: pd.DataFrame(columns=INFERENCE_TABLE_SCHEMA.names)})
+    INFERENCE_TABLE.ensure(SparkTableStore(current), name)
+    assert not [s for s in current.statements if s.startswith("ALTER TABLE")]

@@ -294,3 +294,14 @@ def test_a_fragmented_table_is_compacted_and_reads_the_same(tmp_path):
     assert metrics["numFilesRemoved"] > metrics["numFilesAdded"]
     assert len(store._table("c.s.daily").file_uris()) <= 4
     assert store.read("c.s.daily", order_by=["day", "n"]).equals(before)
+
+
+def test_a_table_made_before_a_nullable_column_existed_gains_it(store):
+    import pyarrow as pa
+
+    older = pa.schema([f for f in INFERENCE_TABLE_SCHEMA if f.name != "run_id"])
+    store.ensure_table("iris_dev.ml.old_inferences", older, partition_by=["observed_date"])
+    store.ensure_table(
+        "iris_dev.ml.old_inferences", INFERENCE_TABLE_SCHEMA, partition_by=["observed_date"]
+    )
+    assert list(store.read("iris_dev.ml.old_inferences").columns) == INFERENCE_TABLE_SCHEMA.names

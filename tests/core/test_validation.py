@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from iris_assets.core.schema import FEATURE_COLUMNS, SPECIES_NAMES
-from iris_assets.core.validation import REJECT_COLUMNS, validate_measurements
+from iris_assets.core.validation import ID_RULE, REJECT_COLUMNS, validate_measurements
 
 GOOD = {
     "flower_id": 1,
@@ -73,34 +73,58 @@ def test_good_measurement_spellings(value):
     ("value", "expected"),
     [
         ("7", 7),
-        ("7.0", 7),
-        (" 007 ", 7),
-        (7.0, 7),
-        ("1e3", 1000),
+        ("0", 0),
+        (7, 7),
+        ("9007199254740993", 2**53 + 1),
         ("9223372036854775807", 2**63 - 1),
     ],
 )
-def test_integer_ids_accepted(value, expected):
+def test_canonical_ids_are_accepted(value, expected):
     result = validate_measurements(frame({"flower_id": value}, dtype=object))
     assert result.valid["flower_id"].tolist() == [expected]
     assert result.valid["flower_id"].dtype == np.int64
 
 
 @pytest.mark.parametrize(
-    ("value", "reason"),
+    "value",
+    # Each of these names some number, but not one way: "007" and "7" would be two spellings of
+    # one flower, "1e3" and "5.0" go through a float. The rule has one spelling per id.
     [
-        ("7.5", "flower_id is not a non-negative integer"),
-        (7.5, "flower_id is not a non-negative integer"),
-        ("-3", "flower_id is not a non-negative integer"),
-        (-3, "flower_id is not a non-negative integer"),
-        ("x", "flower_id is not a non-negative integer"),
-        ("9223372036854775808", "flower_id is not a non-negative integer"),
-        ("inf", "flower_id is not a non-negative integer"),
-        (None, "flower_id is missing"),
-        ("", "flower_id is missing"),
+        "1e3",
+        "+8",
+        "007",
+        " 5",
+        "5 ",
+        "5.0",
+        "7.5",
+        7.5,
+        7.0,
+        "-3",
+        -3,
+        "x",
+        "inf",
+        "0x1F",
+        "9223372036854775808",
+        "１２",
     ],
 )
-def test_bad_ids(value, reason):
+def test_non_canonical_ids_are_rejected_with_the_rule(value):
+    raw = frame({"flower_id": value}, dtype=object)
+    assert only_reason(raw) == ID_RULE
+    assert "canonical" in ID_RULE and "leading zeros" in ID_RULE
+
+
+def test_a_float_id_column_is_rejected_even_when_whole():
+    raw = frame({"flower_id": 5.0})
+    assert raw["flower_id"].dtype == np.float64
+    assert only_reason(raw) == ID_RULE
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [(None, "flower_id is missing"), ("", "flower_id is missing"), ("  ", "flower_id is missing")],
+)
+def test_missing_ids(value, reason):
     raw = frame({"flower_id": value}, dtype=object)
     assert only_reason(raw) == reason
 
@@ -117,8 +141,7 @@ def test_big_ids_stay_exact_next_to_a_bad_row():
 def test_all_reasons_of_a_row_are_joined():
     raw = frame({"flower_id": "-1", "sepal_width_cm": "abc", "petal_width_cm": 0}, dtype=object)
     assert only_reason(raw) == (
-        "flower_id is not a non-negative integer; sepal_width_cm is not a number; "
-        "petal_width_cm must be positive"
+        f"{ID_RULE}; sepal_width_cm is not a number; petal_width_cm must be positive"
     )
 
 
@@ -181,7 +204,7 @@ def test_reject_ids_are_raw_text_or_none():
     raw = pd.DataFrame(
         {"flower_id": [7.0, np.nan, 8.5], **{c: [-1.0] * 3 for c in FEATURE_COLUMNS}}
     )
-    assert validate_measurements(raw).rejects["flower_id"].tolist() == ["7", None, "8.5"]
+    assert validate_measurements(raw).rejects["flower_id"].tolist() == ["7.0", None, "8.5"]
 
 
 def test_csv_style_all_text_input():
@@ -210,7 +233,7 @@ def test_typed_and_arrow_backed_inputs():
     for raw in (
         pd.DataFrame(data),
         pd.DataFrame(data).astype({"flower_id": "Int64"}),
-        pd.DataFrame(data).astype("float32"),
+        pd.DataFrame(data).astype(dict.fromkeys(FEATURE_COLUMNS, "float32")),
         pa.table(data).to_pandas(types_mapper=pd.ArrowDtype),
         pd.DataFrame(data).astype(str).astype(pd.ArrowDtype(pa.string())),
     ):

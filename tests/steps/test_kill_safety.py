@@ -1,4 +1,9 @@
-"""A scoring run killed with SIGKILL halfway through its write leaves the previous partition."""
+"""A scoring run killed with SIGKILL leaves the previous partition, or a day the check catches.
+
+Killed halfway through its stream, the partition is the old one, whole. Killed between the
+partition commit and the rejects commit (failpoint ``score:partition_committed``), the day's
+accounting fails until the next run, which repairs it.
+"""
 
 import os
 import signal
@@ -7,9 +12,12 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from iris_assets.core.landing import LandingArea, simulate_flowers
 from iris_assets.core.tables import DeltaTableStore
 from iris_assets.settings import load_settings
+from iris_assets.steps.failpoints import FAILPOINT_ENV
 
 DAY = "2026-11-22"
 
@@ -52,8 +60,12 @@ CHILD = textwrap.dedent(
 )
 
 
-def run_child(home, marker, mode):
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(home), str(marker), mode, DAY])
+def run_child(home, marker, mode, failpoint=None):
+    env = {k: v for k, v in os.environ.items() if k != FAILPOINT_ENV}
+    if failpoint:
+        env[FAILPOINT_ENV] = failpoint
+    command = [sys.executable, "-c", CHILD, str(home), str(marker), mode, DAY]
+    return subprocess.Popen(command, env=env)
 
 
 def test_a_killed_run_leaves_the_old_partition_and_the_next_run_replaces_it(tmp_path):
@@ -83,3 +95,47 @@ def test_a_killed_run_leaves_the_old_partition_and_the_next_run_replaces_it(tmp_
         settings.inference_table, "COUNT(DISTINCT flower_id) AS ids, COUNT(*) AS n_rows"
     )
     assert stats == {"ids": 1000, "n_rows": 1000}
+
+
+def bad_rows(count, seed):
+    rows = simulate_flowers(count, DAY, seed=seed).astype(str)
+    rows["sepal_width_cm"] = "wide"
+    return rows
+
+
+@pytest.mark.parametrize("earlier_rejects", [3, 0], ids=["stale-rejects", "no-rejects"])
+def test_a_kill_between_the_partition_and_rejects_commits_is_caught_and_repaired(
+    tmp_path, earlier_rejects
+):
+    from iris_assets.core.accounting import read_accounts
+    from iris_assets.steps.day_scoring import audit_day, select_day_files
+
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    landing = LandingArea(settings.landing_dir)
+    store = DeltaTableStore(settings.warehouse)
+    landing.write_batch(simulate_flowers(300, DAY, seed=1), DAY)
+    if earlier_rejects:
+        landing.write_batch(bad_rows(earlier_rejects, 5), DAY, "csv")
+    assert run_child(tmp_path, tmp_path / "unused", "fast").wait(timeout=120) == 0
+    assert audit_day(store, settings, select_day_files(settings, DAY)) == []
+
+    landing.write_batch(simulate_flowers(50, DAY, seed=2), DAY)  # late data: 50 good, 2 bad
+    landing.write_batch(bad_rows(2, 6), DAY, "csv")
+    child = run_child(tmp_path, tmp_path / "unused", "fast", failpoint="score:partition_committed")
+    assert child.wait(timeout=120) == -signal.SIGKILL
+
+    # The partition is the new run's, the rejects slice the old run's (or nothing): while it lasts,
+    # the output check's accounting says so.
+    problems = audit_day(store, settings, select_day_files(settings, DAY))
+    landing_rows = 300 + earlier_rejects + 52
+    assert f"350 scored + {earlier_rejects} rejected != {landing_rows} landing rows" in problems
+    if earlier_rejects:
+        assert any("written by another run" in p for p in problems), problems
+
+    assert run_child(tmp_path, tmp_path / "unused", "fast").wait(timeout=120) == 0
+    assert audit_day(store, settings, select_day_files(settings, DAY)) == []
+    [account] = read_accounts(store, settings.inference_table, settings.rejects_table).values()
+    assert len(account.partition_runs) == 1 and account.rejects_runs.keys() == (
+        account.partition_runs.keys()
+    )
+    assert (account.scored, account.rejected) == (350, earlier_rejects + 2)

@@ -20,9 +20,11 @@ from iris_assets.core.landing import LandingArea, simulate_flowers
 from iris_assets.core.registry import VersionInfo
 from iris_assets.core.schema import FEATURE_COLUMNS, INFERENCE_TABLE_SCHEMA
 from iris_assets.core.tables import DeltaTableStore
+from iris_assets.core.validation import ID_RULE, OBSERVED_AT_RULE
 from iris_assets.settings import load_settings
 from iris_assets.steps.day_scoring import NoLandingData, score_day_locally, select_day_files
 from iris_assets.steps.spark_scoring import day_outcome, drift_sample, split_outcome
+from tests.steps.test_day_scoring import corrupt_parquet
 
 DAY = "2026-11-24"
 
@@ -83,6 +85,24 @@ def bad_corpus(settings):
     write(folder, "zz late repeat.csv", newcomers.iloc[:1].assign(sepal_length_cm=7.7))
     (folder / "broken.parquet").write_bytes(b"not parquet")
     (folder / "notes.txt").write_text("collector notes")
+    # Quoted fields spanning lines: one row each, counted and read alike.
+    notes = good.iloc[13:16].assign(flower_id=[31, 32, 33], note=["a\nb", 'say ""hi""\n', "\n\n"])
+    write(folder, "batch-4 notes.csv", notes)
+    # Id spellings that name a number but are not canonical ids, and observed_at text.
+    odd = good.iloc[16:24].astype(str)
+    odd["flower_id"] = ["1e3", "+8", "007", " 5", "5.0", "41", "42", "43"]
+    odd["observed_at"] = [*odd["observed_at"][:5], "yesterday", "", f"{DAY}T23:59:59Z"]
+    write(folder, "batch-5 odd.csv", odd)
+    write(folder, "batch-6 float ids.parquet", good.iloc[24:26].assign(flower_id=[61.0, 62.0]))
+    # Bad bytes past the first line, a corrupt page behind a good footer, a link out: each
+    # costs its own file only.
+    text = good.iloc[26:29].to_csv(index=False).splitlines(keepends=True)
+    text[2] = text[2].rstrip("\n") + ",caf\xe9\n"
+    (folder / "latin1.csv").write_bytes("".join(text).encode("latin-1"))
+    corrupt_parquet(good.iloc[26:29], folder / "corrupt.parquet")
+    outside = folder.parent.parent / "outside.csv"
+    good.iloc[:3].to_csv(outside, index=False)
+    (folder / "linked.csv").symlink_to(outside)
     return good
 
 
@@ -91,17 +111,21 @@ def test_one_bad_corpus_gives_the_same_rows_on_both_engines(spark, model, tmp_pa
     good = bad_corpus(settings)
     champion = VersionInfo("iris_dev.ml.iris_model", "4", {}, ("champion",), None, None)
     store = DeltaTableStore(settings.warehouse)
-    local = score_day_locally(store, settings, DAY, champion, model, batch_rows=3)
+    run = "parity-run"
+    local = score_day_locally(store, settings, DAY, champion, model, batch_rows=3, run_id=run)
     local_scored = store.read(settings.inference_table, order_by="flower_id")
     local_rejects = store.read(settings.rejects_table)
+    assert not local.problems, local.problems
 
     files = select_day_files(settings, DAY)
-    outcome = day_outcome(spark, settings, files, champion, model, pd.Timestamp.now(tz="UTC"))
-    scored, rejects = (frame.toPandas() for frame in split_outcome(spark, outcome, files))
+    at = pd.Timestamp.now(tz="UTC")
+    outcome = day_outcome(spark, settings, files, champion, model, at, run)
+    scored, rejects = (frame.toPandas() for frame in split_outcome(spark, outcome, files, run))
     scored = scored.sort_values("flower_id").reset_index(drop=True)
 
-    assert local.landing_rows == files.landing_rows == 42
-    assert len(local_scored) == len(scored) == 34
+    assert local.landing_rows == files.landing_rows == 42 + 3 + 8 + 2
+    assert len(local_scored) == len(scored) == 34 + 3 + 2
+    assert set(rejects["run_id"]) == set(local_rejects["run_id"]) == {run}
     compared = [c for c in INFERENCE_TABLE_SCHEMA.names if c != "predicted_at"]
     pd.testing.assert_frame_equal(local_scored[compared], scored[compared], check_dtype=False)
     assert 2**53 + 1 in set(scored["flower_id"]) and 2**53 + 2 in set(scored["flower_id"])
@@ -113,7 +137,7 @@ def test_one_bad_corpus_gives_the_same_rows_on_both_engines(spark, model, tmp_pa
         return sorted(zip(frame["flower_id"].fillna("-"), frame["reason"], strict=True))
 
     assert outcome_of(local_rejects) == outcome_of(rejects)
-    assert Counter(rejects["reason"].str.split(":").str[0]) == Counter(
+    assert Counter(rejects["reason"].str.split(": ").str[0]) == Counter(
         {
             "duplicate flower_id": 3,
             f"observed_at is not on the partition day {DAY}": 3,
@@ -121,6 +145,11 @@ def test_one_bad_corpus_gives_the_same_rows_on_both_engines(spark, model, tmp_pa
             "sepal_width_cm is not a number": 1,
             "unreadable parquet file broken.parquet": 1,
             "unrecognised file notes.txt": 1,
+            ID_RULE: 5 + 2,
+            OBSERVED_AT_RULE: 1,
+            "unreadable csv file latin1.csv": 1,
+            "unreadable parquet file corrupt.parquet": 1,
+            "refused link linked.csv": 1,
         }
     )
     sample = drift_sample(spark.createDataFrame(local_scored[[*compared]]), 0.5)
@@ -149,3 +178,48 @@ def test_a_day_without_landing_rows_is_refused_before_spark_runs(tmp_path):
     settings = load_settings({"IRIS_HOME": str(tmp_path)})
     with pytest.raises(NoLandingData, match="no landing rows"):
         select_day_files(settings, DAY)
+
+
+class RecordingStore:
+    """Stands in for the Spark table store's writes (Delta's jars are not available here)."""
+
+    def __init__(self, spark):
+        self.spark, self.calls = spark, []
+
+    def ensure_table(self, name, *args, **kwargs):
+        self.calls.append(("ensure", name))
+
+    def replace_where(self, name, data, predicate):
+        self.calls.append(("replace", name, predicate))
+        return 1
+
+    def replace_partition(self, name, data, column, value):
+        return self.replace_where(name, data, f"{column} = '{value}'")
+
+
+def test_the_spark_path_commits_under_the_day_lock_with_the_failpoint_between(
+    spark, model, tmp_path, monkeypatch
+):
+    from iris_assets.core.day_lock import DayBusy, day_lock
+    from iris_assets.steps import spark_scoring
+
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    LandingArea(settings.landing_dir).write_batch(simulate_flowers(5, DAY, seed=1), DAY)
+    champion = VersionInfo("iris_dev.ml.iris_model", "4", {}, ("champion",), None, None)
+    store = RecordingStore(spark)
+    with day_lock(settings.env_home, DAY), pytest.raises(DayBusy, match=f"scoring {DAY}"):
+        spark_scoring.score_day_with_spark(store, settings, DAY, champion, model, wait_seconds=0.3)
+    assert store.calls == [], "a run that could not take the day changed nothing"
+
+    def killed(name):
+        store.calls.append(("failpoint", name))
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(spark_scoring, "failpoint", killed)
+    with pytest.raises(SystemExit):
+        spark_scoring.score_day_with_spark(store, settings, DAY, champion, model)
+    writes = [c for c in store.calls if c[0] != "ensure"]
+    assert writes == [
+        ("replace", settings.inference_table, f"observed_date = '{DAY}'"),
+        ("failpoint", "score:partition_committed"),
+    ]

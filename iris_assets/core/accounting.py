@@ -1,0 +1,100 @@
+"""The accounting of a scored day: does what the tables hold add up to what landed?
+
+A scored day is written in two commits, its inference partition and then its rejects slice, each
+row carrying the scoring run's token (``schema.RUN_COLUMN``). What the tables hold for a day adds
+up when:
+
+- the partition was written by one run, and every rejects row of the day by that same run (a
+  crash between the two commits, or two runs interleaving, leaves another run's rejects or none);
+- scored rows + rejects rows = the rows counted in the landing files + one rejects row per
+  quarantined file.
+
+``day_problems`` says what does not hold; the blocking ``inference_output_valid`` check reports
+it, and ``landing_files_sensor`` asks for the day again while it does not hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from iris_assets.core.quarantine import rejects_slice
+from iris_assets.core.schema import RUN_COLUMN
+from iris_assets.core.tables import TableStore, sql_string
+
+STAGE = "inference"
+
+
+@dataclass(frozen=True)
+class DayAccount:
+    """What the two tables hold for one day: rows per writing run."""
+
+    day: str
+    partition_runs: dict[str, int]  # run token -> scored rows
+    rejects_runs: dict[str, int]  # run token -> rejects rows (file rows included)
+
+    @property
+    def scored(self) -> int:
+        return sum(self.partition_runs.values())
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejects_runs.values())
+
+
+def _runs(rows: list[dict], key: str) -> dict[str, dict[str, int]]:
+    found: dict[str, dict[str, int]] = {}
+    for row in rows:
+        run = "(none)" if row[RUN_COLUMN] is None else str(row[RUN_COLUMN])
+        found.setdefault(str(row[key]), {})[run] = int(row["n"])
+    return found
+
+
+def read_accounts(
+    store: TableStore, inference_table: str, rejects_table: str, day: str | None = None
+) -> dict[str, DayAccount]:
+    """Each day's account (every day in the tables, or only ``day``): two grouped counts."""
+    where = None if day is None else f"observed_date = {sql_string(day)}"
+    slice_ = f"stage = {sql_string(STAGE)}" if day is None else rejects_slice(STAGE, day)
+    partitions = _runs(
+        store.group_rows(inference_table, ["observed_date", RUN_COLUMN], where), "observed_date"
+    )
+    rejects = (
+        _runs(store.group_rows(rejects_table, ["partition", RUN_COLUMN], slice_), "partition")
+        if store.exists(rejects_table)
+        else {}
+    )
+    return {
+        d: DayAccount(d, partitions.get(d, {}), rejects.get(d, {}))
+        for d in sorted(set(partitions) | set(rejects))
+    }
+
+
+def run_problems(account: DayAccount, run_id: str | None = None) -> list[str]:
+    """Runs that disagree: the partition's writer(s) against the rejects' (and ``run_id``)."""
+    problems = []
+    writers = set(account.partition_runs)
+    if len(writers) > 1:
+        problems.append(f"the partition holds rows of {len(writers)} runs: {sorted(writers)}")
+    expected = {run_id} if run_id is not None else writers
+    if run_id is not None and writers and writers != expected:
+        problems.append(f"the partition was written by {sorted(writers)}, not by this run")
+    foreign = sorted(set(account.rejects_runs) - expected) if expected else []
+    if foreign:
+        problems.append(
+            f"the rejects of {account.day} were written by another run ({', '.join(foreign)}) "
+            "than its partition: a run stopped between the two commits, or two runs interleaved"
+        )
+    return problems
+
+
+def day_problems(
+    account: DayAccount, landing_rows: int, quarantined_files: int, run_id: str | None = None
+) -> list[str]:
+    """Every way the day's tables fail to account for its landing rows (empty when they do)."""
+    problems = run_problems(account, run_id)
+    row_rejects = account.rejected - quarantined_files
+    if account.scored + row_rejects != landing_rows:
+        problems.append(
+            f"{account.scored} scored + {row_rejects} rejected != {landing_rows} landing rows"
+        )
+    return problems
