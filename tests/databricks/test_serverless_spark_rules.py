@@ -9,6 +9,7 @@ JVM handles, no DataFrame caching, only the listed Spark confs, and no ``input_f
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ TASK_CODE = sorted(
     [*(PACKAGE / "steps").glob("*.py"), *(PACKAGE / "core").glob("*.py"), PACKAGE / "settings.py"]
 )
 
-# Attribute or function names serverless rejects, with the reason shown on a violation.
+# Attribute or function names serverless rejects, with the reason shown on a violation. A name
+# is caught as an attribute, a bare name, an import, and as a string constant equal to it (what
+# getattr(spark, "sparkContext"), operator.attrgetter("rdd") or a name kept in a variable use).
 DENIED_NAMES = {
     "input_file_name": "not available on Unity Catalog: select _metadata.file_path",
     "input_file_block_start": "not available on Unity Catalog: use _metadata.file_block_start",
@@ -27,31 +30,45 @@ DENIED_NAMES = {
     "sparkContext": "SparkContext is not supported on serverless (Spark Connect only)",
     "rdd": "RDD APIs are not supported on serverless",
     "parallelize": "SparkContext (RDD) API, not supported on serverless",
+    "toJSON": "DataFrame.toJSON() returns an RDD: not supported on serverless",
+    "foreachPartition": "runs on the RDD of the frame: not supported on serverless",
+    "mapPartitions": "RDD API, not supported on serverless",
+    "getNumPartitions": "RDD API, not supported on serverless",
     "_jvm": "no JVM access on serverless / standard access mode",
     "_jdf": "no JVM access on serverless / standard access mode",
     "_jsc": "no JVM access on serverless / standard access mode",
+    "_jsparkSession": "no JVM access on serverless / standard access mode",
     "sqlContext": "sqlContext is not supported on serverless",
     "cache": "DataFrame.cache() fails with NOT_SUPPORTED_WITH_SERVERLESS",
     "persist": "DataFrame.persist() fails with NOT_SUPPORTED_WITH_SERVERLESS",
     "unpersist": "DataFrame.unpersist() fails with NOT_SUPPORTED_WITH_SERVERLESS",
+    "cacheTable": "catalog.cacheTable() fails with NOT_SUPPORTED_WITH_SERVERLESS",
+    "uncacheTable": "catalog.uncacheTable() fails with NOT_SUPPORTED_WITH_SERVERLESS",
+    "clearCache": "catalog.clearCache() fails with NOT_SUPPORTED_WITH_SERVERLESS",
     "createGlobalTempView": "global temp views are not supported on serverless",
     "createOrReplaceGlobalTempView": "global temp views are not supported on serverless",
     "checkpoint": "needs a SparkContext checkpoint dir; only localCheckpoint works",
 }
-# SQL text serverless rejects.
+# SQL text serverless rejects (matched case-insensitively, any whitespace between words).
 DENIED_SQL = {
-    "GLOBAL TEMP": "global temp views are not supported on serverless",
-    "REFRESH TABLE": "fails with NOT_SUPPORTED_WITH_SERVERLESS",
-    "CACHE TABLE": "caching is not supported on serverless",
-    "INPUT_FILE_NAME": "not available on Unity Catalog: select _metadata.file_path",
+    r"\bGLOBAL\s+TEMP": "global temp views are not supported on serverless",
+    r"\bREFRESH\s+TABLE\b": "fails with NOT_SUPPORTED_WITH_SERVERLESS",
+    r"\b(UN)?CACHE\s+(LAZY\s+)?TABLE\b": "caching is not supported on serverless",
+    r"\bCLEAR\s+CACHE\b": "caching is not supported on serverless",
+    r"\bINPUT_FILE_NAME\b": "not available on Unity Catalog: select _metadata.file_path",
 }
 # Spark confs a serverless task may set (the session time zone; ANSI mode only with limits).
 ALLOWED_CONFS = {"spark.sql.session.timeZone"}
+# A SQL `SET key[ = value]` statement: a statement of its own (not the SET of UPDATE or MERGE,
+# which follows other words) naming a dotted conf key, or `SET -v`.
+SQL_SET = re.compile(r"(?:^|;)\s*SET\s+(-v\b|[A-Za-z_][\w-]*(?:\.[\w-]+)+)", re.IGNORECASE)
 
 
 def violations(source: str, filename: str) -> list[str]:
+    tree = ast.parse(source, filename)
+    conf_aliases, setter_aliases = _conf_aliases(tree)
     found = []
-    for node in ast.walk(ast.parse(source, filename)):
+    for node in ast.walk(tree):
         name = None
         if isinstance(node, ast.Attribute):
             name = node.attr
@@ -59,14 +76,18 @@ def violations(source: str, filename: str) -> list[str]:
             name = node.id
         elif isinstance(node, ast.alias):
             name = node.name.rsplit(".", 1)[-1]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            name = node.value.strip()
         if name in DENIED_NAMES:
             found.append(f"{filename}:{node.lineno}: {name}: {DENIED_NAMES[name]}")
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            text = node.value.upper()
-            for phrase, why in DENIED_SQL.items():
-                if phrase in text:
-                    found.append(f"{filename}:{node.lineno}: {phrase!r} in SQL: {why}")
-        if isinstance(node, ast.Call) and _is_conf_set(node.func):
+            for pattern, why in DENIED_SQL.items():
+                if match := re.search(pattern, node.value, re.IGNORECASE):
+                    found.append(f"{filename}:{node.lineno}: {match[0]!r} in SQL: {why}")
+            for match in SQL_SET.finditer(node.value):
+                if match[1] not in ALLOWED_CONFS:
+                    found.append(f"{filename}:{node.lineno}: SQL SET {match[1]}: not allowed")
+        if isinstance(node, ast.Call) and _is_conf_set(node.func, conf_aliases, setter_aliases):
             key = node.args[0] if node.args else None
             if not (isinstance(key, ast.Constant) and key.value in ALLOWED_CONFS):
                 shown = ast.unparse(key) if key is not None else "?"
@@ -74,10 +95,36 @@ def violations(source: str, filename: str) -> list[str]:
     return found
 
 
-def _is_conf_set(func: ast.expr) -> bool:
-    """``<x>.conf.set(...)`` or ``.config(...)`` on a session builder."""
+def _conf_aliases(tree: ast.AST) -> tuple[set[str], set[str]]:
+    """Names bound to a session's conf (``c = spark.conf``) and to its setter
+    (``s = spark.conf.set``), anywhere in the module."""
+    confs, setters = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign | ast.AnnAssign | ast.NamedExpr):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            value = node.value
+            if not isinstance(value, ast.Attribute):
+                continue
+            names = {t.id for t in targets if isinstance(t, ast.Name)}
+            if value.attr == "conf":
+                confs |= names
+            elif value.attr == "set" and _is_conf(value.value, confs):
+                setters |= names
+    return confs, setters
+
+
+def _is_conf(node: ast.expr, aliases: set[str]) -> bool:
+    return (isinstance(node, ast.Attribute) and node.attr == "conf") or (
+        isinstance(node, ast.Name) and node.id in aliases
+    )
+
+
+def _is_conf_set(func: ast.expr, conf_aliases: set[str], setter_aliases: set[str]) -> bool:
+    """``<x>.conf.set(...)`` (or through an alias), or ``.config(...)`` on a session builder."""
+    if isinstance(func, ast.Name):
+        return func.id in setter_aliases
     if isinstance(func, ast.Attribute) and func.attr == "set":
-        return isinstance(func.value, ast.Attribute) and func.value.attr == "conf"
+        return _is_conf(func.value, conf_aliases)
     return isinstance(func, ast.Attribute) and func.attr == "config"
 
 
@@ -96,11 +143,30 @@ def test_task_code_uses_only_what_serverless_spark_allows(path):
         ("frame.cache()", "cache"),
         ("frame.persist()", "persist"),
         ("frame.createOrReplaceGlobalTempView('v')", "createOrReplaceGlobalTempView"),
-        ("spark.sql('SELECT input_file_name() FROM t')", "INPUT_FILE_NAME"),
-        ("spark.sql('create global temp view v as select 1')", "GLOBAL TEMP"),
+        ("spark.sql('SELECT input_file_name() FROM t')", "input_file_name"),
+        ("spark.sql('create global temp view v as select 1')", "global temp"),
         ("spark.conf.set('spark.sql.autoBroadcastJoinThreshold', -1)", "spark.conf.set"),
         ("SparkSession.builder.config('spark.sql.shuffle.partitions', 4)", "spark.conf.set"),
         ("spark._jvm.java.lang.System", "_jvm"),
+        ('getattr(spark, "sparkContext").parallelize([1])', "sparkContext"),
+        ("getattr(frame, 'rdd')", "rdd"),
+        ("operator.attrgetter('rdd')(frame)", "rdd"),
+        ("name = 'sparkContext'\ncontext = getattr(spark, name)", "sparkContext"),
+        ("spark.catalog.cacheTable('main.iris.t')", "cacheTable"),
+        ("spark.catalog.clearCache()", "clearCache"),
+        ("spark.sql('CACHE TABLE main.iris.t')", "CACHE TABLE"),
+        ("spark.sql('cache  lazy\\t table t')", "lazy"),
+        ("spark.sql('UNCACHE TABLE t')", "UNCACHE TABLE"),
+        ("spark.sql('SET spark.sql.shuffle.partitions = 4')", "SQL SET spark.sql.shuffle"),
+        ("spark.sql('set spark.sql.ansi.enabled=false')", "SQL SET spark.sql.ansi"),
+        ("spark.sql('SELECT 1; SET spark.databricks.delta.x = 1')", "SQL SET spark.databricks"),
+        ("spark.sql('SET -v')", "SQL SET -v"),
+        ("frame.toJSON().collect()", "toJSON"),
+        ("frame.foreachPartition(print)", "foreachPartition"),
+        ("c = spark.conf\nc.set('spark.sql.shuffle.partitions', 4)", "spark.conf.set"),
+        ("c: object = spark.conf\nc.set('spark.sql.shuffle.partitions', 4)", "spark.conf.set"),
+        ("put = spark.conf.set\nput('spark.sql.shuffle.partitions', 4)", "spark.conf.set"),
+        ("c = spark.conf\nput = c.set\nput('spark.sql.shuffle.partitions', 4)", "spark.conf.set"),
     ],
 )
 def test_the_scan_catches_each_denied_use(code, what):
@@ -112,6 +178,11 @@ def test_the_allowed_replacements_pass():
     allowed = """
 F.col("_metadata.file_path")
 spark.conf.set("spark.sql.session.timeZone", "UTC")
+c = spark.conf
+c.set("spark.sql.session.timeZone", "UTC")
+spark.sql("SET spark.sql.session.timeZone = UTC")
+spark.sql("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET *")
+spark.sql("UPDATE t SET cache = 1 WHERE id = 2")
 frame.localCheckpoint(eager=True)
 spark.catalog.tableExists("a.b.c")
 """
