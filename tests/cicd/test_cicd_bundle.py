@@ -73,3 +73,25 @@ def test_every_bundle_command_gets_the_variables_no_target_sets(bundle):
     for name in unset_variables(bundle):
         for where, env in envs:
             assert f"BUNDLE_VAR_{name}" in env, f"{where}: databricks.yml's {name} is unset"
+
+
+def commands_in(node) -> list[str]:
+    """Every shell line anywhere in a loaded pipeline file (steps' run/bash/script values)."""
+    if isinstance(node, dict):
+        return [line for value in node.values() for line in commands_in(value)]
+    if isinstance(node, list):
+        return [line for value in node for line in commands_in(value)]
+    return node.splitlines() if isinstance(node, str) else []
+
+
+@pytest.mark.parametrize("pipeline", [DEPLOY_TARGET, AZURE], ids=lambda p: p.name)
+def test_a_destructive_bundle_change_stops_ci_instead_of_being_approved(pipeline):
+    """Without --auto-approve the CLI asks before deleting or recreating a resource; with no
+    terminal in CI it exits with an error, so such a change never deploys unreviewed."""
+    deploys = [
+        line
+        for line in commands_in(load_yaml(pipeline))
+        if "bundle deploy" in line.split("#", 1)[0]
+    ]
+    assert deploys, f"{pipeline.name} deploys no bundle"
+    assert not [line for line in deploys if "--auto-approve" in line], deploys
