@@ -30,7 +30,9 @@ What the platform refuses, the fake refuses too: an ``environment_version`` it d
 and a run fails at library installation when a dependency does not resolve on the environment,
 when its dependencies (parsed as pip parses them, under any spelling, extras included), or what
 they or the deployed wheel require in turn, include pyspark or databricks-connect ("Do not install
-PySpark or any library that installs PySpark": it stops the session), and when the synced code
+PySpark or any library that installs PySpark": it stops the session), when a pin replaces a
+package outside what the environment's Databricks Connect needs (``pandas==3`` on environment 5,
+whose Connect needs pandas < 3), and when the synced code
 calls ``input_file_name()`` (not available on Unity Catalog). Stricter than the platform, it also
 refuses the orchestrator's Dagster, and lines whose content it cannot check: pip options
 (``-r file``, ``-e``, ``--index-url``) and URL or VCS requirements, which serverless would install
@@ -83,6 +85,9 @@ ENVIRONMENT_VERSIONS = ("1", "2", "3", "4", "5")
 SPARK_PACKAGES = ("pyspark", "databricks-connect")
 # The orchestrator's: a step task that installs Dagster installs a second, unrelated Dagster.
 ORCHESTRATOR_PACKAGES = ("dagster",)
+# What each environment's own Databricks Connect requires of packages a task could replace: a
+# dependency pinned outside these breaks the session (issue 11: Connect 18 needs pandas < 3).
+CONNECT_REQUIRES = {"5": ("pandas<3",)}
 INPUT_FILE_NAME = re.compile(r"\binput_file_name\s*\(", re.IGNORECASE)
 
 # Fake workspaces by key, so a runner (a Dagster resource, built from plain config) can find one.
@@ -289,6 +294,11 @@ class FakeWorkspace:
                 f"Library installation failed: {bad} installs PySpark, Databricks Connect or "
                 "Dagster; PySpark stops the session: do not install PySpark or any library that "
                 "installs it on serverless"
+            )
+        if conflicts := connect_conflicts(run.environment["environment_version"], requirements):
+            return (
+                f"Library installation failed: {conflicts} replace what the environment's "
+                "Databricks Connect needs, which breaks the session"
             )
         python_file = run.task["spark_python_task"]["python_file"]
         local = self.local_file(python_file)
@@ -505,6 +515,28 @@ def forbidden_packages(dependencies: list[str], requirements: list[Requirement |
                 continue
             todo.extend((r, tuple(parsed.extras)) for r in requires)
     return found
+
+
+def connect_conflicts(
+    environment_version: str, requirements: list[Requirement | Path]
+) -> list[str]:
+    """The index requirements that admit no version Databricks Connect of the environment
+    accepts (``pandas==3.0.0`` against its ``pandas<3``), with what it needs."""
+    needs = {
+        canonicalize_name(r.name): r.specifier
+        for r in map(Requirement, CONNECT_REQUIRES.get(environment_version, ()))
+    }
+    conflicts = []
+    for requirement in requirements:
+        if isinstance(requirement, Path):
+            continue
+        needed = needs.get(canonicalize_name(requirement.name))
+        pinned = [s.version for s in requirement.specifier if s.operator in ("==", "===")]
+        if needed is not None and pinned and not any(needed.contains(v) for v in pinned):
+            conflicts.append(
+                f"{requirement} (Databricks Connect: {canonicalize_name(requirement.name)}{needed})"
+            )
+    return conflicts
 
 
 def requirement_lines(metadata) -> list[str]:

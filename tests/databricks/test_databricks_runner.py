@@ -427,6 +427,15 @@ def test_a_dependency_that_installs_spark_or_dagster_fails_the_run(workspace, de
     assert dependency in error
 
 
+@pytest.mark.parametrize("pin", ["pandas==3.0.0", "Pandas==3.0.1"])
+def test_a_pin_that_replaces_what_databricks_connect_needs_fails_the_run(workspace, pin):
+    """Environment 5's Databricks Connect needs pandas < 3: pinning pandas 3 breaks its session."""
+    error = submitted_error(workspace, [pin])
+    assert "replace what the environment's Databricks Connect needs" in error, error
+    assert "pandas<3" in error
+    assert "Databricks Connect needs" not in submitted_error(workspace, ["pandas==2.2.3"])
+
+
 # Distributions with an extra that requires PySpark or Databricks Connect (any one installed here).
 EXTRAS_WITH_SPARK = [("narwhals", "pyspark"), ("databricks-sdk", "dev")]
 
