@@ -29,9 +29,11 @@ from iris_assets.settings import ENVS
 from tests.bundle.test_bundle import load_bundle, merge
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_NAME = "bundle-config-schema-v0.299.0.json"
-# The schema is not vendored here: CI has it beside the checkout (shared/databricks/); elsewhere
-# point IRIS_BUNDLE_SCHEMA at a copy (the CLI prints it: `databricks bundle schema`).
+CLI_VERSION = "0.299.0"  # databricks/setup-cli and DATABRICKS_CLI_VERSION in the pipelines
+SCHEMA_NAME = f"bundle-config-schema-v{CLI_VERSION}.json"
+# The schema is not vendored here. The pipelines write it with the pinned CLI (`databricks bundle
+# schema`) and export IRIS_BUNDLE_SCHEMA; this machine's .ci/run has it beside the checkout
+# (shared/databricks/).
 SCHEMA_FILE = Path(
     os.environ.get("IRIS_BUNDLE_SCHEMA") or ROOT.parent / "shared" / "databricks" / SCHEMA_NAME
 )
@@ -74,13 +76,27 @@ def with_documented_enums(schema: dict) -> tuple[dict, dict[str, list[str]]]:
     return schema, enums
 
 
+def missing_schema(path: Path) -> str:
+    """What a run without the schema says: how to get it, exactly."""
+    return (
+        f"the CLI's bundle schema is missing: {path}. Get it from the pinned CLI "
+        f"(v{CLI_VERSION}, no login needed): `databricks bundle schema > bundle-schema.json`, "
+        "then `export IRIS_BUNDLE_SCHEMA=$PWD/bundle-schema.json` and run the tests again "
+        "(CI does this before `make test`)"
+    )
+
+
+def test_a_missing_schema_says_how_to_get_it(tmp_path):
+    """Outside CI the schema tests skip with this; it must be a recipe, not a shrug."""
+    message = missing_schema(tmp_path / "absent.json")
+    assert "`databricks bundle schema > bundle-schema.json`" in message
+    assert "IRIS_BUNDLE_SCHEMA=" in message and f"v{CLI_VERSION}" in message
+
+
 @pytest.fixture(scope="module")
 def schema() -> dict:
     if not SCHEMA_FILE.is_file():
-        missing = (
-            f"the CLI's bundle schema is missing: {SCHEMA_FILE} (set IRIS_BUNDLE_SCHEMA to the "
-            "output of `databricks bundle schema` from CLI v0.299.0)"
-        )
+        missing = missing_schema(SCHEMA_FILE)
         if os.environ.get("CI"):
             pytest.fail(missing)  # CI always has it: never a silent pass there
         pytest.skip(missing)

@@ -23,7 +23,7 @@ from iris_assets import databricks_env
 from iris_assets.assets.training import challenger_model, evaluation_report, iris_features
 from iris_assets.resources import LocalStepRunner, ModelRegistryResource, SettingsResource
 from iris_assets.resources.databricks_runner import DatabricksStepRunner
-from iris_assets.version import project_version
+from iris_assets.version import SHA_VARIABLE, project_version
 from tests.assets.helpers import (
     check_results,
     materialization_metadata,
@@ -31,7 +31,7 @@ from tests.assets.helpers import (
     run_job,
     step_failure_messages,
 )
-from tests.databricks.conftest import ROOT
+from tests.databricks.conftest import DEPLOYED_SHA, ROOT
 from tests.databricks.fake_workspace import TOKEN, USER, FakeWorkspaceRunner
 from tests.databricks.serverless_env import PLATFORM_STAND_INS
 
@@ -361,6 +361,23 @@ def test_an_environment_version_databricks_does_not_have_is_refused(settings, wo
     result = materialize(defs, instance, "iris_features")
     assert not result.success and workspace.runs == {}
     assert "Invalid environment version '9'" in step_failure_messages(result)
+
+
+def test_a_runner_of_another_commit_than_the_deploy_finds_no_wheel(
+    settings, workspace, databricks_defs, instance, monkeypatch
+):
+    """The deploy uploaded the wheel of DEPLOYED_SHA; a Dagster+ build that names another version
+    (no IRIS_GIT_SHA in the bundle's CI step, a `.dirty` tree on one side) must not run: it asks
+    for a wheel that is not there, and the run fails saying which."""
+    other = "f" * 12 if DEPLOYED_SHA != "f" * 12 else "e" * 12
+    monkeypatch.setenv(SHA_VARIABLE, other)
+    asked = databricks_env.bundle_wheel_path(f"{BUNDLE_ROOT}/{settings.env}")
+    assert f"+g{other}" in asked and asked not in workspace.artifacts
+    result = materialize(databricks_defs, instance, "iris_features")
+    assert not result.success
+    assert f"Library installation failed: {asked} does not exist" in step_failure_messages(result)
+    monkeypatch.setenv(SHA_VARIABLE, DEPLOYED_SHA)
+    assert databricks_env.bundle_wheel_path(f"{BUNDLE_ROOT}/{settings.env}") in workspace.artifacts
 
 
 def test_a_wheel_that_pulls_in_pyspark_fails_the_run_at_library_installation(
