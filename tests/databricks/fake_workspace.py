@@ -41,10 +41,10 @@ refuses the orchestrator's Dagster, and lines whose content it cannot check: pip
 
 from __future__ import annotations
 
+import ast
 import io
 import itertools
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -88,7 +88,7 @@ ORCHESTRATOR_PACKAGES = ("dagster",)
 # What each environment's own Databricks Connect requires of packages a task could replace: a
 # dependency pinned outside these breaks the session (issue 11: Connect 18 needs pandas < 3).
 CONNECT_REQUIRES = {"5": ("pandas<3",)}
-INPUT_FILE_NAME = re.compile(r"\binput_file_name\s*\(", re.IGNORECASE)
+INPUT_FILE_NAME = "input_file_name"  # Spark SQL names are case-insensitive
 
 # Fake workspaces by key, so a runner (a Dagster resource, built from plain config) can find one.
 WORKSPACES: dict[str, FakeWorkspace] = {}
@@ -564,14 +564,39 @@ def forge_requires(wheel: Path, requires: list[str], folder: Path) -> Path:
 
 
 def input_file_name_calls(python_file: Path) -> list[str]:
-    """Where the step file or the synced iris_assets package calls input_file_name()."""
+    """Where the step file or the synced iris_assets package uses input_file_name: by attribute
+    (``F.input_file_name()``, also inside ``F.concat_ws("#", ...)``), imported by name, or named
+    in a string (``F.call_function("input_file_name")``, ``getattr(F, "input_file_name")``,
+    ``F.expr("input_file_name()")``, SQL). Read with ``ast``, so comments and docstrings never
+    count and a ``#`` inside a string hides nothing. A file that does not parse is refused too:
+    the platform would not run it either."""
     package = next((p for p in python_file.parents if p.name == "iris_assets"), python_file.parent)
     calls = []
     for path in sorted({python_file, *package.rglob("*.py")}):
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if INPUT_FILE_NAME.search(line.split("#", 1)[0]):
-                calls.append(f"{path.name}:{number}")
-    return calls
+        try:
+            tree = ast.parse(path.read_text(), filename=str(path))
+        except SyntaxError as error:
+            calls.append(f"{path.name}:{error.lineno} (does not parse)")
+            continue
+        docstrings = {
+            id(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if (
+                (isinstance(node, ast.Attribute) and node.attr.lower() == INPUT_FILE_NAME)
+                or (isinstance(node, ast.Name) and node.id.lower() == INPUT_FILE_NAME)
+                or (isinstance(node, ast.alias) and node.name.lower() == INPUT_FILE_NAME)
+                or (
+                    isinstance(node, ast.Constant)
+                    and isinstance(node.value, str)
+                    and id(node) not in docstrings
+                    and INPUT_FILE_NAME in node.value.lower()
+                )
+            ):
+                calls.append(f"{path.name}:{node.lineno}")
+    return sorted(set(calls), key=calls.index)
 
 
 def validate_serverless_submission(body: dict[str, Any]) -> None:
