@@ -14,13 +14,17 @@ they use its MLflow version).
 
 Nothing here may pull in pyspark (Databricks: "Do not install PySpark or any library that
 installs PySpark as a dependency: it stops the session"), databricks-connect (it is the
-environment's own), or the orchestrator's packages. Standard library only: no Dagster here.
+environment's own), or the orchestrator's packages (``check_dependencies``). It runs in the
+orchestrator, never in a step: the standard library and ``packaging`` only, no Dagster here.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from iris_assets.version import wheel_name
 
@@ -60,13 +64,47 @@ def pins(packages: tuple[str, ...] = PINNED_PACKAGES) -> list[str]:
 
 
 def requirement_name(requirement: str) -> str:
-    """The distribution a requirements line names (normalized); '' for a path or URL."""
+    """The distribution a requirements line names, canonical (``PySpark[connect]>=4`` and
+    ``pyspark`` alike); '' for a path or a pip option. Raises ServerlessEnvironmentError for a
+    line that is neither and does not parse as a requirement."""
     line = requirement.strip()
-    if line.startswith(("/", ".", "-")) or "://" in line:
+    if line.startswith(("/", ".", "-")):
         return ""
-    for stop in "=<>!~[;@ ":
-        line = line.split(stop, 1)[0]
-    return line.lower().replace("_", "-").replace(".", "-")
+    return canonicalize_name(parse_requirement(line).name)
+
+
+def parse_requirement(line: str) -> Requirement:
+    try:
+        return Requirement(line)
+    except InvalidRequirement as error:
+        raise ServerlessEnvironmentError(
+            f"{line!r} is not a requirement serverless can be trusted to install ({error})"
+        ) from None
+
+
+def check_dependencies(dependencies: list[str]) -> None:
+    """Refuse what would break a serverless task, or what cannot be checked for it: a forbidden
+    package under any spelling or with extras, a URL or VCS requirement (it installs whatever the
+    URL holds, whatever its name says), a pip option (``-r file``, ``-e``, ``--index-url``: what
+    it brings in is not in the list), a path that is not a wheel, an unparseable line."""
+    refused = []
+    for dependency in dependencies:
+        line = dependency.strip()
+        if line.startswith("-"):
+            refused.append(f"{dependency!r}: a pip option, not a requirement")
+        elif line.startswith("/"):
+            if not line.endswith(".whl"):
+                refused.append(f"{dependency!r}: a path that is not a wheel")
+        else:
+            requirement = parse_requirement(line)
+            if requirement.url:
+                refused.append(f"{dependency!r}: a URL or VCS requirement")
+            elif canonicalize_name(requirement.name) in FORBIDDEN_PACKAGES:
+                refused.append(f"{dependency!r}: {canonicalize_name(requirement.name)}")
+    if refused:
+        raise ServerlessEnvironmentError(
+            "these must not be installed on serverless: " + "; ".join(refused)
+        )
 
 
 BUNDLE_NAME = "iris-assets"  # `bundle.name` in databricks.yml
@@ -85,8 +123,7 @@ def bundle_wheel_path(bundle_root: str) -> str:
 def environment_spec(wheel_path: str, environment_version: str = ENVIRONMENT_VERSION) -> dict:
     """The ``spec`` of the tasks' environment: the project's wheel and the pins."""
     dependencies = [wheel_path, *pins()]
-    if forbidden := [d for d in dependencies if requirement_name(d) in FORBIDDEN_PACKAGES]:
-        raise ServerlessEnvironmentError(f"{forbidden} must not be installed on serverless")
+    check_dependencies(dependencies)
     return {"environment_version": environment_version, "dependencies": dependencies}
 
 

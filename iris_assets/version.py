@@ -46,13 +46,28 @@ def _untracked(root: Path) -> str:
     return "\n".join(parts)
 
 
+def commit_from(environ: dict[str, str]) -> str | None:
+    """The commit ``IRIS_GIT_SHA`` names, as 12 lowercase hex digits (what git's own version
+    carries); None when unset. Fewer than 12 digits could name another commit than the one the
+    same build from git would name, so they are refused."""
+    sha = environ.get(SHA_VARIABLE, "").strip()
+    if not sha:
+        return None
+    if not re.fullmatch(r"[0-9a-fA-F]{12,40}", sha):
+        raise ValueError(
+            f"{SHA_VARIABLE}={sha!r} is not a commit sha (12 to 40 hex digits: pass the full "
+            "sha, as `git rev-parse HEAD` prints it)"
+        )
+    return sha[:12].lower()
+
+
 def git_version(root: Path, environ: dict[str, str] | None = None) -> str | None:
-    """The version of the source tree at ``root``; None outside a checkout of this project."""
+    """The version of the source tree at ``root``; None outside a checkout of this project and
+    without ``IRIS_GIT_SHA``. Inside a checkout ``IRIS_GIT_SHA`` may name the commit, but
+    uncommitted changes still add their ``.dirty<hash>``: the variable cannot make edited code
+    look like a commit."""
     environ = os.environ if environ is None else environ
-    if sha := environ.get(SHA_VARIABLE, "").strip():
-        if not re.fullmatch(r"[0-9a-fA-F]{7,40}", sha):
-            raise ValueError(f"{SHA_VARIABLE}={sha!r} is not a commit sha (7 to 40 hex digits)")
-        return f"{RELEASE}+g{sha[:12].lower()}"
+    named = commit_from(environ)
     toplevel = _git(root, "rev-parse", "--show-toplevel")
     # Only this project's own repository: a tree exported into another repo is not a checkout.
     if (
@@ -60,11 +75,11 @@ def git_version(root: Path, environ: dict[str, str] | None = None) -> str | None
         or toplevel is None
         or Path(toplevel.strip()).resolve() != root.resolve()
     ):
-        return None
-    sha = (_git(root, "rev-parse", "--verify", "-q", "HEAD") or "").strip()
+        return f"{RELEASE}+g{named}" if named else None
+    sha = named or (_git(root, "rev-parse", "--verify", "-q", "HEAD") or "").strip()[:12]
     if not sha:
         return None  # no commit yet: nothing names this code
-    version = f"{RELEASE}+g{sha[:12]}"
+    version = f"{RELEASE}+g{sha}"
     changes = (_git(root, "diff", "HEAD", "--", ".") or "") + _untracked(root)
     if changes:
         version += f".dirty{hashlib.sha256(changes.encode()).hexdigest()[:8]}"

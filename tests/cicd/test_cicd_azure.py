@@ -159,9 +159,9 @@ def test_the_databricks_cli_is_the_same_pinned_release_as_on_github(pipeline):
                 walk(value)
 
     walk(pipeline)
-    assert len(installs) == 3, "bundle validate, deploy dev and deploy prod install the CLI"
+    assert len(installs) == 4, "the schema for the tests, validate, deploy dev and prod"
     assert len({tuple(run_commands([{"bash": body}], "bash")) for body in installs}) == 1, (
-        "the three copies of the CLI install script differ"
+        "the copies of the CLI install script differ"
     )
     script = installs[0]
     assert "sha256sum -c" in script, "the downloaded CLI must be checked against its checksum"

@@ -1,18 +1,23 @@
 """Fixtures for the Databricks runner: a fake workspace with the bundle deployed, and definitions.
 
 The steps run with this test's settings (IRIS_TARGET=local: deltalake tables and the sqlite
-registry under a tmp IRIS_HOME); what is Databricks here is the transport and the job submission.
+registry under a tmp IRIS_HOME, served to the task venv by the fake's platform stand-ins); what
+is Databricks here is the transport, the job submission and the task's environment, built from
+the submitted spec on the environment's Python (3.12, from pyenv). Without that Python the tests
+that run a task skip (fail under CI).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from iris_assets import databricks_env
 from iris_assets.assets.training import challenger_model, evaluation_report, iris_features
-from iris_assets.version import SHA_VARIABLE, project_version
+from iris_assets.version import SHA_VARIABLE, git_version, project_version, wheel_name
 from tests.databricks.fake_workspace import (
     HOST,
     TOKEN,
@@ -21,6 +26,7 @@ from tests.databricks.fake_workspace import (
     FakeWorkspace,
     FakeWorkspaceRunner,
 )
+from tests.databricks.serverless_env import build_wheel, python312
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,11 +38,35 @@ def short_pipes_grace(monkeypatch):
     monkeypatch.setattr("dagster._core.pipes.utils.WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 1)
 
 
+# A deploy fixes the wheel's version once: pin it to the commit, so that editing the tree while
+# the tests run (a new .dirty<hash>) cannot make the runner ask for another wheel.
+DEPLOYED_SHA = project_version().partition("+g")[2][:12] or "0" * 12
+
+
+@pytest.fixture(scope="session")
+def environment_python() -> Path:
+    """The Python of the serverless environment version the runner submits."""
+    python = python312()
+    if python is None:
+        message = f"no Python {databricks_env.PYTHON} here (pyenv install {databricks_env.PYTHON})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return python
+
+
+@pytest.fixture(scope="session")
+def deployed_wheel(tmp_path_factory) -> Path:
+    """This checkout's wheel as `databricks bundle deploy` builds it, once per test process."""
+    wheel = build_wheel(tmp_path_factory.mktemp("dist"), sha=DEPLOYED_SHA)
+    deployed = git_version(ROOT, {SHA_VARIABLE: DEPLOYED_SHA})
+    assert wheel.name == wheel_name(deployed), "the runner asks for the wheel the deploy built"
+    return wheel
+
+
 @pytest.fixture
-def workspace(settings, tmp_path, monkeypatch):
-    # A deploy fixes the wheel's version once: pin it to the commit, so that editing the tree
-    # while the tests run (a new .dirty<hash>) cannot make the runner ask for another wheel.
-    monkeypatch.setenv(SHA_VARIABLE, project_version().partition("+g")[2][:12] or "0")
+def workspace(settings, tmp_path, monkeypatch, environment_python, deployed_wheel):
+    monkeypatch.setenv(SHA_VARIABLE, DEPLOYED_SHA)
     monkeypatch.setenv("DATABRICKS_HOST", HOST)
     monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
     monkeypatch.delenv("DATABRICKS_CLIENT_ID", raising=False)
@@ -47,8 +77,11 @@ def workspace(settings, tmp_path, monkeypatch):
         user=USER,
         volumes=[settings.pipes_volume],
         key=tmp_path.name,
+        python=environment_python,
     )
-    fake.deploy_bundle(f"/Workspace/Users/{USER}/.bundle/iris-assets/{settings.env}", ROOT)
+    fake.deploy_bundle(
+        f"/Workspace/Users/{USER}/.bundle/iris-assets/{settings.env}", ROOT, deployed_wheel
+    )
     WORKSPACES[fake.key] = fake
     yield fake
     fake.close()

@@ -13,33 +13,47 @@ the endpoints they call:
   ``runs/get``, ``runs/get-output`` and ``runs/cancel`` follow that process;
 - ``scim/v2/Me``, for the bundle's default root folder.
 
-A bundle deployment is ``deploy_bundle``: the synced files map to this repository, the wheel is a
-known artifact path (the task process imports the installed ``iris_assets``, it installs nothing).
+A bundle deployment is ``deploy_bundle``: the synced files map to a local folder, and the wheel
+is a real wheel file (built from this checkout) at its artifact path.
+
+Each task runs in a venv built from the environment it was submitted with, never this test's
+interpreter: environment N's Python and preinstalled packages, then the submitted
+``dependencies`` installed by pip (tests/databricks/serverless_env.py; cached per machine, keyed by
+the spec). The deployed wheel's code goes first on the task's path, unpacked as pip would install
+it. Where Databricks would serve Unity Catalog (Delta tables, the model registry), the task venv
+adds stand-ins the platform provides, apart from the submitted list: deltalake for UC tables,
+sqlalchemy and alembic for the sqlite MLflow registry (``PLATFORM_STAND_INS``); the steps run with
+the test's IRIS_TARGET=local settings. ``FakeRun.resolved`` is what the submitted list alone
+installed.
 
 What the platform refuses, the fake refuses too: an ``environment_version`` it does not have (400),
-and a run fails at library installation when its dependencies, or what the deployed wheel
-requires in turn, include pyspark or databricks-connect ("Do not install PySpark or any library
-that installs PySpark": it stops the session), and when the synced code calls
-``input_file_name()`` (not available on Unity Catalog). The steps themselves run on environment 5
-in tests/databricks/test_serverless_env.py, where a task also runs in that environment
-(``task_python``); elsewhere tasks run with this interpreter.
+and a run fails at library installation when a dependency does not resolve on the environment,
+when its dependencies (parsed as pip parses them, under any spelling, extras included), or what
+they or the deployed wheel require in turn, include pyspark or databricks-connect ("Do not install
+PySpark or any library that installs PySpark": it stops the session), when a pin replaces a
+package outside what the environment's Databricks Connect needs (``pandas==3`` on environment 5,
+whose Connect needs pandas < 3), and when the synced code
+calls ``input_file_name()`` (not available on Unity Catalog). Stricter than the platform, it also
+refuses the orchestrator's Dagster, and lines whose content it cannot check: pip options
+(``-r file``, ``-e``, ``--index-url``) and URL or VCS requirements, which serverless would install
+(shared/databricks/SERVERLESS.md §3) whatever they hold.
 """
 
 from __future__ import annotations
 
+import ast
 import io
 import itertools
 import os
-import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, distribution, version
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +64,13 @@ from databricks.sdk.errors import (
     ResourceConflict,
     Unauthenticated,
 )
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from iris_assets.resources import SettingsResource
 from iris_assets.resources.databricks_runner import DatabricksStepRunner
 from iris_assets.settings import Settings
-from iris_assets.version import wheel_name
+from tests.databricks import serverless_env
 
 TASK_PROCESS = Path(__file__).with_name("task_process.py")
 HOST = "https://fake-workspace.cloud.databricks.com"
@@ -67,10 +83,17 @@ JOBS = "/api/2.2/jobs/runs"
 ENVIRONMENT_VERSIONS = ("1", "2", "3", "4", "5")
 # Installing these into a serverless environment breaks its Spark Connect session.
 SPARK_PACKAGES = ("pyspark", "databricks-connect")
-INPUT_FILE_NAME = re.compile(r"\binput_file_name\s*\(", re.IGNORECASE)
+# The orchestrator's: a step task that installs Dagster installs a second, unrelated Dagster.
+ORCHESTRATOR_PACKAGES = ("dagster",)
+# What each environment's own Databricks Connect requires of packages a task could replace: a
+# dependency pinned outside these breaks the session (issue 11: Connect 18 needs pandas < 3).
+CONNECT_REQUIRES = {"5": ("pandas<3",)}
+INPUT_FILE_NAME = "input_file_name"  # Spark SQL names are case-insensitive
 
 # Fake workspaces by key, so a runner (a Dagster resource, built from plain config) can find one.
 WORKSPACES: dict[str, FakeWorkspace] = {}
+# The venvs built (or found in the cache) by this process, by interpreter and environment spec.
+INSTALLED: dict[tuple, tuple[Path, Path]] = {}
 
 
 @dataclass
@@ -84,6 +107,8 @@ class FakeRun:
     observed: int = 0
     cancelled: bool = False
     result_state: str | None = None
+    task_python: Path | None = None  # the venv the task ran in (environment plus stand-ins)
+    resolved: dict[str, str] = field(default_factory=dict)  # what the submitted list installed
 
     @property
     def task(self) -> dict[str, Any]:
@@ -114,11 +139,11 @@ class FakeWorkspace:
     cancel_grace_seconds: float = 5.0
     runs: dict[int, FakeRun] = field(default_factory=dict)
     workspace_files: dict[str, Path] = field(default_factory=dict)
-    artifacts: set[str] = field(default_factory=set)
-    wheel_requires: dict[str, list[str]] = field(default_factory=dict)
-    # The interpreter of the task processes: this one, or a copy of a serverless environment
-    # (tests/databricks/serverless_env.py) to run the steps as the platform would install them.
-    task_python: Path | None = None
+    # Wheels uploaded by a deploy: workspace path -> local file.
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    # The Python of the environment versions (3.12 for environment 5); without it a run fails at
+    # library installation, as a task cannot run on another interpreter than its environment's.
+    python: Path | None = None
 
     def __post_init__(self):
         self.volumes = tuple(self.volumes)
@@ -131,16 +156,14 @@ class FakeWorkspace:
 
     # --- set-up ----------------------------------------------------------------------------------
     def deploy_bundle(
-        self, bundle_root: str, repo: Path, requires: list[str] | None = None
+        self, bundle_root: str, repo: Path, wheel: Path, requires: list[str] | None = None
     ) -> None:
-        """What `databricks bundle deploy` leaves: synced files and the uploaded wheel, whose
-        requirements are those of this checkout's ``iris-assets`` unless given."""
+        """What `databricks bundle deploy` leaves: synced files and the uploaded wheel (with its
+        ``Requires-Dist`` replaced by ``requires`` when given, as an older build declared it)."""
         self.workspace_files[f"{bundle_root}/files/"] = repo
-        wheel = f"{bundle_root}/artifacts/.internal/{wheel_name()}"
-        self.artifacts.add(wheel)
-        if requires is None:
-            requires = distribution("iris-assets").requires or []
-        self.wheel_requires[wheel] = requires
+        if requires is not None:
+            wheel = forge_requires(wheel, requires, self.root / "forged")
+        self.artifacts[f"{bundle_root}/artifacts/.internal/{wheel.name}"] = wheel
 
     def connect(self, client: WorkspaceClient) -> WorkspaceClient:
         client.api_client.do = self.handler(client)
@@ -259,25 +282,24 @@ class FakeWorkspace:
         return {"run_id": run_id}
 
     def installation_error(self, run: FakeRun) -> str | None:
-        """Why the task cannot start: a dependency it cannot install, or no such python_file."""
+        """Why the task cannot start: a dependency it must not or cannot install, a python_file
+        that does not exist, synced code Unity Catalog refuses. Else install the environment."""
         dependencies = run.environment["dependencies"]
-        if spark := spark_packages(dependencies, self.wheel_requires):
+        try:
+            requirements = [self.requirement(dependency) for dependency in dependencies]
+        except ValueError as error:
+            return f"Library installation failed: {error}"
+        if bad := forbidden_packages(dependencies, requirements):
             return (
-                f"Library installation failed: {spark} installs PySpark, which stops the "
-                "session: do not install PySpark or any library that installs it on serverless"
+                f"Library installation failed: {bad} installs PySpark, Databricks Connect or "
+                "Dagster; PySpark stops the session: do not install PySpark or any library that "
+                "installs it on serverless"
             )
-        for requirement in dependencies:
-            if requirement.startswith("/"):
-                if requirement not in self.artifacts:
-                    return f"Library installation failed: {requirement} does not exist"
-                continue
-            name, _, pinned = requirement.partition("==")
-            try:
-                installed = version(name)
-            except PackageNotFoundError:
-                installed = None
-            if pinned != installed:  # the task process runs with this machine's packages
-                return f"Library installation failed: {requirement} (here: {name} {installed})"
+        if conflicts := connect_conflicts(run.environment["environment_version"], requirements):
+            return (
+                f"Library installation failed: {conflicts} replace what the environment's "
+                "Databricks Connect needs, which breaks the session"
+            )
         python_file = run.task["spark_python_task"]["python_file"]
         local = self.local_file(python_file)
         if local is None:
@@ -287,7 +309,51 @@ class FakeWorkspace:
                 "[UC_COMMAND_NOT_SUPPORTED] input_file_name is not supported in Unity Catalog; "
                 f"use the _metadata.file_path column ({', '.join(calls)})"
             )
+        try:
+            run.task_python, run.resolved = self.install(run.environment)
+        except RuntimeError as error:
+            return f"Library installation failed: {error}"
         return None
+
+    def requirement(self, dependency: str) -> Requirement | Path:
+        """A dependency as pip reads it: a deployed wheel, or a requirement from the index."""
+        line = dependency.strip()
+        if line.startswith("/"):
+            if line not in self.artifacts:
+                raise ValueError(f"{dependency} does not exist")
+            return self.artifacts[line]
+        if line.startswith("-"):
+            raise ValueError(f"{dependency!r}: the fake installs no pip options (-r, -e, ...)")
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement as error:
+            raise ValueError(f"{dependency!r} is not a valid requirement: {error}") from None
+        if requirement.url:
+            raise ValueError(f"{dependency!r}: the fake installs from the package index only")
+        return requirement
+
+    def install(self, spec: dict[str, Any]) -> tuple[Path, dict[str, str]]:
+        """The venv of the environment version with the dependencies installed (pip), plus the
+        platform's stand-ins. Returns its python and what the dependencies alone resolved to."""
+        if self.python is None:
+            raise RuntimeError(
+                f"no Python for environment {spec['environment_version']} on this machine"
+            )
+        wheels = [d for d in spec["dependencies"] if d.startswith("/")]
+        if len(wheels) != 1:
+            raise RuntimeError(f"the fake installs one deployed wheel per environment: {wheels}")
+        [wheel_path] = wheels
+        key = (self.python, spec["environment_version"], *spec["dependencies"])
+        if key not in INSTALLED:  # building is minutes cold; checking the cache, a second
+            env_python = serverless_env.serverless_venv(
+                spec["dependencies"],
+                self.artifacts[wheel_path],
+                self.python,
+                spec["environment_version"],
+            )
+            INSTALLED[key] = (serverless_env.task_venv(env_python), env_python)
+        task_python, env_python = INSTALLED[key]
+        return task_python, serverless_env.resolved(env_python)
 
     def local_file(self, workspace_path: str) -> Path | None:
         for prefix, folder in self.workspace_files.items():
@@ -300,16 +366,20 @@ class FakeWorkspace:
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("IRIS_", "MLFLOW_", "DAGSTER_", "DATABRICKS_"))
+            if not k.startswith(("IRIS_", "MLFLOW_", "DAGSTER_", "DATABRICKS_", "PYTHON"))
         }
         env["DATABRICKS_RUNTIME_VERSION"] = f"client.{run.environment['environment_version']}.0"
+        [wheel_path] = [d for d in run.environment["dependencies"] if d.startswith("/")]
+        env["PYTHONPATH"] = str(
+            serverless_env.wheel_overlay(self.artifacts[wheel_path], self.root / "installed")
+        )
         workdir = self.root / "runs" / str(run.run_id)
         workdir.mkdir(parents=True)
         python_file = self.local_file(run.task["spark_python_task"]["python_file"])
         with open(run.log, "wb") as log:
             return subprocess.Popen(
                 [
-                    str(self.task_python or sys.executable),
+                    str(run.task_python),
                     str(TASK_PROCESS),
                     str(self.local_volumes),
                     str(python_file),
@@ -414,47 +484,119 @@ class FakeWorkspace:
         raise TimeoutError(f"no Databricks run was running within {timeout} s")
 
 
-def requirement_name(line: str) -> str:
-    for stop in "=<>!~[;@ ":
-        line = line.split(stop, 1)[0]
-    return line.strip().lower().replace("_", "-")
-
-
-def spark_packages(dependencies: list[str], wheel_requires: dict[str, list[str]]) -> list[str]:
-    """The dependencies that bring PySpark: named, or required (transitively) by one, judged by
-    the metadata of the distributions installed here (a deployed wheel's by its requirements)."""
+def forbidden_packages(dependencies: list[str], requirements: list[Requirement | Path]) -> list:
+    """The dependencies that bring PySpark, Databricks Connect or Dagster: named, or required
+    (transitively, extras included) by one, judged by the metadata of the distributions installed
+    here (a deployed wheel's by its own)."""
     found = []
-    for dependency in dependencies:
-        if dependency.startswith("/"):
-            todo = [r for r in wheel_requires.get(dependency, []) if "extra ==" not in r]
+    for dependency, requirement in zip(dependencies, requirements, strict=True):
+        if isinstance(requirement, Path):
+            todo = [(r, ()) for r in requirement_lines(serverless_env.wheel_metadata(requirement))]
         else:
-            todo = [dependency]
-        seen: set[str] = set()
+            todo = [(str(requirement), ())]
+        seen: set[tuple[str, frozenset]] = set()
         while todo:
-            name = requirement_name(todo.pop())
-            if name in seen:
+            line, parent_extras = todo.pop()
+            parsed = Requirement(line)
+            if parsed.marker and not any(
+                parsed.marker.evaluate({"extra": extra}) for extra in (*parent_extras, "")
+            ):
                 continue
-            seen.add(name)
-            if name in SPARK_PACKAGES:
+            name = canonicalize_name(parsed.name)
+            if (name, frozenset(parsed.extras)) in seen:
+                continue
+            seen.add((name, frozenset(parsed.extras)))
+            if name in SPARK_PACKAGES + ORCHESTRATOR_PACKAGES:
                 found.append(dependency)
                 break
             try:
                 requires = distribution(name).requires or []
             except PackageNotFoundError:
                 continue
-            todo.extend(r for r in requires if "extra ==" not in r)
+            todo.extend((r, tuple(parsed.extras)) for r in requires)
     return found
 
 
+def connect_conflicts(
+    environment_version: str, requirements: list[Requirement | Path]
+) -> list[str]:
+    """The index requirements that admit no version Databricks Connect of the environment
+    accepts (``pandas==3.0.0`` against its ``pandas<3``), with what it needs."""
+    needs = {
+        canonicalize_name(r.name): r.specifier
+        for r in map(Requirement, CONNECT_REQUIRES.get(environment_version, ()))
+    }
+    conflicts = []
+    for requirement in requirements:
+        if isinstance(requirement, Path):
+            continue
+        needed = needs.get(canonicalize_name(requirement.name))
+        pinned = [s.version for s in requirement.specifier if s.operator in ("==", "===")]
+        if needed is not None and pinned and not any(needed.contains(v) for v in pinned):
+            conflicts.append(
+                f"{requirement} (Databricks Connect: {canonicalize_name(requirement.name)}{needed})"
+            )
+    return conflicts
+
+
+def requirement_lines(metadata) -> list[str]:
+    return metadata.get_all("Requires-Dist") or []
+
+
+def forge_requires(wheel: Path, requires: list[str], folder: Path) -> Path:
+    """A copy of the wheel whose METADATA declares ``requires`` instead of its own."""
+    folder.mkdir(parents=True, exist_ok=True)
+    forged = folder / wheel.name
+    with zipfile.ZipFile(wheel) as source, zipfile.ZipFile(forged, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename.endswith(".dist-info/METADATA"):
+                lines = [
+                    line
+                    for line in data.decode().splitlines()
+                    if not line.startswith("Requires-Dist:")
+                ]
+                at = next(i for i, line in enumerate(lines) if line.startswith("Version:")) + 1
+                lines[at:at] = [f"Requires-Dist: {r}" for r in requires]
+                data = ("\n".join(lines) + "\n").encode()
+            target.writestr(item, data)
+    return forged
+
+
 def input_file_name_calls(python_file: Path) -> list[str]:
-    """Where the step file or the synced iris_assets package calls input_file_name()."""
+    """Where the step file or the synced iris_assets package uses input_file_name: by attribute
+    (``F.input_file_name()``, also inside ``F.concat_ws("#", ...)``), imported by name, or named
+    in a string (``F.call_function("input_file_name")``, ``getattr(F, "input_file_name")``,
+    ``F.expr("input_file_name()")``, SQL). Read with ``ast``, so comments and docstrings never
+    count and a ``#`` inside a string hides nothing. A file that does not parse is refused too:
+    the platform would not run it either."""
     package = next((p for p in python_file.parents if p.name == "iris_assets"), python_file.parent)
     calls = []
     for path in sorted({python_file, *package.rglob("*.py")}):
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if INPUT_FILE_NAME.search(line.split("#", 1)[0]):
-                calls.append(f"{path.name}:{number}")
-    return calls
+        try:
+            tree = ast.parse(path.read_text(), filename=str(path))
+        except SyntaxError as error:
+            calls.append(f"{path.name}:{error.lineno} (does not parse)")
+            continue
+        docstrings = {
+            id(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if (
+                (isinstance(node, ast.Attribute) and node.attr.lower() == INPUT_FILE_NAME)
+                or (isinstance(node, ast.Name) and node.id.lower() == INPUT_FILE_NAME)
+                or (isinstance(node, ast.alias) and node.name.lower() == INPUT_FILE_NAME)
+                or (
+                    isinstance(node, ast.Constant)
+                    and isinstance(node.value, str)
+                    and id(node) not in docstrings
+                    and INPUT_FILE_NAME in node.value.lower()
+                )
+            ):
+                calls.append(f"{path.name}:{node.lineno}")
+    return sorted(set(calls), key=calls.index)
 
 
 def validate_serverless_submission(body: dict[str, Any]) -> None:

@@ -1,16 +1,20 @@
-"""A local copy of Databricks serverless environment 5, to run the step code the way a task would.
+"""A local copy of a Databricks serverless environment, to run the step code the way a task would.
 
-``serverless_venv`` builds a Python 3.12 venv, installs the environment's preinstalled packages
-(``serverless-env-5.txt``), then installs what the runner submits (``databricks_env``: the
-project's wheel, built like the bundle builds it, and the pins) with that list as pip
-constraints (less the packages the spec pins itself, which it replaces), so a dependency that
-needs another pandas, numpy or scikit-learn than the environment's fails to resolve here as it
-would break there. No pyspark: the environment brings
-its own Spark Connect, and nothing submitted may install one.
+``serverless_venv`` builds a venv on the environment's Python (3.12 for environment 5), installs
+the environment's preinstalled packages (``serverless-env-<version>.txt``), then installs what
+the runner submits (``databricks_env``: the project's wheel, built like the bundle builds it, and
+the pins) with that list as pip constraints (less the packages the spec pins itself, which it
+replaces), so a dependency that needs another pandas, numpy or scikit-learn than the
+environment's fails to resolve here as it would break there. No pyspark: the environment brings
+its own Spark Connect, and nothing submitted may install one. What pip resolved is kept in the
+venv's ``resolved.txt``.
 
-The venv is cached under ``~/.cache/iris-assets/serverless-env-5-<hash of its inputs>`` (override
-with ``IRIS_CACHE``), so only the first run on a machine pays for the installation; a changed
-wheel with the same requirements is reinstalled into the cached venv without its dependencies.
+The venv is cached under ``~/.cache/iris-assets/serverless-env-<version>-<hash of its inputs>``
+(override with ``IRIS_CACHE``) and keyed by the wheel's requirements, not its code: a cold build
+costs 2.5-5 minutes on a busy 2-core machine, a warm one nothing. The project's own code never
+stays in it; each task puts the deployed wheel first on its path (``wheel_overlay``). The fake
+workspace runs tasks in ``task_venv``: the same venv plus what stands in for the platform's
+services (``PLATFORM_STAND_INS``), kept apart from the submitted environment.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ import subprocess
 import sys
 import zipfile
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 
 from iris_assets import databricks_env
+from iris_assets.version import DISTRIBUTION, SHA_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENT_FILE = Path(__file__).with_name(
@@ -35,6 +41,9 @@ ENVIRONMENT_FILE = Path(__file__).with_name(
 )
 # Tools the tests run inside the venv, not step dependencies (the version of this venv's pytest).
 TEST_TOOLS = ("pytest",)
+# Part of the cache key: a venv of another layout (one that kept the wheel installed) is another
+# venv, so checkouts of either layout can share ~/.cache without touching each other's.
+LAYOUT = "wheel-overlay"
 
 
 def cache_dir() -> Path:
@@ -53,8 +62,10 @@ def python312() -> Path | None:
     return Path(found) if found and "shims" not in found else None
 
 
-def build_wheel(dest: Path) -> Path:
-    """The project's wheel, built with the bundle's artifact command (databricks.yml)."""
+def build_wheel(dest: Path, sha: str | None = None) -> Path:
+    """The project's wheel, built with the bundle's artifact command (databricks.yml); for the
+    commit ``sha`` when given, as a deploy job builds it (IRIS_GIT_SHA)."""
+    env = {**os.environ, SHA_VARIABLE: sha} if sha else None
     subprocess.run(
         [
             sys.executable,
@@ -63,11 +74,13 @@ def build_wheel(dest: Path) -> Path:
             "wheel",
             "--quiet",
             "--no-deps",
+            "--no-build-isolation",  # this venv has setuptools; saves a build env per worker
             "--wheel-dir",
             str(dest),
             ".",
         ],
         cwd=ROOT,
+        env=env,
         check=True,
         capture_output=True,
     )
@@ -113,70 +126,127 @@ def locked(path: Path):
         yield
 
 
-def preinstalled_constraints(pins: list[str]) -> str:
+def preinstalled_constraints(pins: list[str], preinstalled: Path = ENVIRONMENT_FILE) -> str:
     """The environment's packages as constraints, except those the task names explicitly: pip
     replaces only a preinstalled package a dependency pins, and leaves the others as they are."""
     named = {databricks_env.requirement_name(pin) for pin in pins}
     kept = [
         line
-        for line in ENVIRONMENT_FILE.read_text().splitlines()
+        for line in preinstalled.read_text().splitlines()
         if line and not line.startswith("#") and databricks_env.requirement_name(line) not in named
     ]
     return "\n".join(kept) + "\n"
 
 
-def serverless_venv(dependencies: list[str], wheel: Path, python: Path) -> Path:
-    """A venv of the environment with ``dependencies`` installed; the wheel replaces the first
-    dependency (its workspace path). Returns the venv's python."""
+def resolved(venv_python: Path) -> dict[str, str]:
+    """What pip installed for the submitted environment (``resolved.txt``, written right after the
+    installation, before the tools and stand-ins): name -> version."""
+    lines = (venv_python.parents[1] / "resolved.txt").read_text().splitlines()
+    return {
+        databricks_env.requirement_name(line.partition("==")[0]): line.partition("==")[2]
+        for line in lines
+        if "==" in line
+    }
+
+
+def environment_file(environment_version: str) -> Path | None:
+    """The preinstalled packages of a serverless environment version, if this checkout has them."""
+    path = ENVIRONMENT_FILE.with_name(f"serverless-env-{environment_version}.txt")
+    return path if path.is_file() else None
+
+
+def serverless_venv(
+    dependencies: list[str],
+    wheel: Path,
+    python: Path,
+    environment_version: str = databricks_env.ENVIRONMENT_VERSION,
+) -> Path:
+    """A venv of the environment with ``dependencies`` installed by pip; the wheel replaces the
+    first dependency (its workspace path). Returns the venv's python.
+
+    The wheel is installed to prove it resolves, then uninstalled again: the venv is cached by
+    the wheel's requirements, not its code, so a task gets the deployed wheel's code through
+    ``wheel_overlay`` and never a stale copy left from an older build (it fails to import
+    ``iris_assets`` without one)."""
+    preinstalled = environment_file(environment_version)
+    if preinstalled is None:
+        raise RuntimeError(f"no package list of serverless environment {environment_version} here")
     pins = [d for d in dependencies if not d.startswith("/")]
     requires = [  # what installing the wheel (no extras) resolves
         r for r in wheel_metadata(wheel).get_all("Requires-Dist") or [] if "extra ==" not in r
     ]
-    tools = [f"{name}=={installed(Path(sys.executable))[name]}" for name in TEST_TOOLS]
-    version = subprocess.run(
+    tools = [f"{name}=={version(name)}" for name in TEST_TOOLS]
+    python_version = subprocess.run(
         [str(python), "-c", "import sys; print(sys.version)"], capture_output=True, text=True
     ).stdout
-    inputs = "\n".join([version, ENVIRONMENT_FILE.read_text(), *pins, *sorted(requires), *tools])
+    inputs = "\n".join(
+        [LAYOUT, python_version, preinstalled.read_text(), *pins, *sorted(requires), *tools]
+    )
     key = hashlib.sha256(inputs.encode()).hexdigest()[:16]
-    venv = cache_dir() / f"serverless-env-{databricks_env.ENVIRONMENT_VERSION}-{key}"
+    venv = cache_dir() / f"serverless-env-{environment_version}-{key}"
     venv_python = venv / "bin" / "python"
     with locked(venv.with_suffix(".lock")):
         if not (venv / ".complete").exists():  # absent: never built, or a build was cut short
             shutil.rmtree(venv, ignore_errors=True)
             subprocess.run([str(python), "-m", "venv", str(venv)], check=True)
             # What the environment preinstalls, then what the task installs on top of it.
-            pip(venv_python, "install", "--quiet", "-r", str(ENVIRONMENT_FILE))
+            pip(venv_python, "install", "--quiet", "-r", str(preinstalled))
             constraints = venv / "preinstalled-constraints.txt"
-            constraints.write_text(preinstalled_constraints(pins))
+            constraints.write_text(preinstalled_constraints(pins, preinstalled))
             pip(venv_python, "install", "--quiet", "-c", str(constraints), str(wheel), *pins)
+            (venv / "resolved.txt").write_text(freeze(venv_python))
+            pip(venv_python, "uninstall", "--quiet", "--yes", DISTRIBUTION)
             pip(venv_python, "install", "--quiet", *tools)
             (venv / ".complete").write_text(inputs)
-        wheel_version = wheel_metadata(wheel)["Version"]
-        if installed(venv_python).get("iris-assets") != wheel_version:
-            pip(venv_python, "install", "--quiet", "--no-deps", "--force-reinstall", str(wheel))
     return venv_python
 
 
-# What stands in for the platform's services inside a task venv: Unity Catalog's Delta tables are
-# the local store's deltalake files (the tests' steps run with IRIS_TARGET=local).
-PLATFORM_STAND_INS = ("deltalake",)
+def freeze(python: Path) -> str:
+    out = subprocess.run(
+        # name==version for every package, a local wheel too (pip freeze would name its file)
+        [str(python), "-m", "pip", "list", "--format", "freeze", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout
 
 
-def task_venv(env_python: Path, wheel: Path) -> Path:
+def wheel_overlay(wheel: Path, folder: Path) -> Path:
+    """The wheel's files as pip installs a pure-Python wheel (its archive, unpacked), in a folder
+    of their own that goes first on a task's ``PYTHONPATH``. Returns that folder."""
+    overlay = folder / wheel.stem
+    if not (overlay / ".complete").exists():
+        shutil.rmtree(overlay, ignore_errors=True)
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(overlay)
+        (overlay / ".complete").write_text(wheel.name)
+    return overlay
+
+
+# What stands in for the platform's services inside a task venv, never part of the submitted
+# environment: Unity Catalog's Delta tables are the local store's deltalake files, and its model
+# registry the sqlite MLflow backend (sqlalchemy, alembic); the tests' steps run with
+# IRIS_TARGET=local. Installed at this orchestrator's versions.
+PLATFORM_STAND_INS = ("deltalake", "sqlalchemy", "alembic")
+
+
+def task_venv(env_python: Path) -> Path:
     """A copy of the environment venv with the platform's stand-ins added (the environment venv
-    itself stays as the platform installs it). Returns its python."""
+    itself stays as the submitted spec installs it). The stand-ins may add packages but not
+    change one the environment resolved. Returns its python."""
     env_venv = env_python.parents[1]
-    venv = env_venv.with_name(env_venv.name + "-task")
+    stand_ins = [f"{name}=={version(name)}" for name in PLATFORM_STAND_INS]
+    key = hashlib.sha256("\n".join(stand_ins).encode()).hexdigest()[:8]
+    venv = env_venv.with_name(f"{env_venv.name}-platform-{key}")
     venv_python = venv / "bin" / "python"
     with locked(venv.with_suffix(".lock")):
         if not (venv / ".complete").exists():
             shutil.rmtree(venv, ignore_errors=True)
             shutil.copytree(env_venv, venv, symlinks=True)
             (venv / ".complete").unlink()
-            here = installed(Path(sys.executable))
-            stand_ins = [f"{name}=={here[name]}" for name in PLATFORM_STAND_INS]
-            pip(venv_python, "install", "--quiet", "-c", str(ENVIRONMENT_FILE), *stand_ins)
+            constraints = venv / "environment-constraints.txt"
+            constraints.write_text((env_venv / "resolved.txt").read_text())
+            pip(venv_python, "install", "--quiet", "-c", str(constraints), *stand_ins)
             (venv / ".complete").write_text("\n".join(stand_ins))
-        if installed(venv_python).get("iris-assets") != wheel_metadata(wheel)["Version"]:
-            pip(venv_python, "install", "--quiet", "--no-deps", "--force-reinstall", str(wheel))
     return venv_python

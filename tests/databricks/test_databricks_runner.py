@@ -13,16 +13,17 @@ import signal
 import subprocess
 import sys
 import threading
-from importlib.metadata import version
+from importlib.metadata import distributions, version
 
 import dagster as dg
 import pytest
 from dagster_pipes import decode_param
 
+from iris_assets import databricks_env
 from iris_assets.assets.training import challenger_model, evaluation_report, iris_features
 from iris_assets.resources import LocalStepRunner, ModelRegistryResource, SettingsResource
 from iris_assets.resources.databricks_runner import DatabricksStepRunner
-from iris_assets.version import project_version
+from iris_assets.version import SHA_VARIABLE, project_version
 from tests.assets.helpers import (
     check_results,
     materialization_metadata,
@@ -30,8 +31,9 @@ from tests.assets.helpers import (
     run_job,
     step_failure_messages,
 )
-from tests.databricks.conftest import ROOT
+from tests.databricks.conftest import DEPLOYED_SHA, ROOT
 from tests.databricks.fake_workspace import TOKEN, USER, FakeWorkspaceRunner
+from tests.databricks.serverless_env import PLATFORM_STAND_INS
 
 TRAINING = ("iris_features", "challenger_model", "evaluation_report")
 TRAINING_ASSETS = (iris_features, challenger_model, evaluation_report)
@@ -79,6 +81,8 @@ def test_heavy_assets_report_the_same_metadata_and_checks_on_databricks_as_local
     )
     runs = list(workspace.runs.values())
     assert [run.task["task_key"] for run in runs] == ["iris_ingest", "iris_train", "iris_evaluate"]
+    for run in runs:
+        assert_ran_in_the_submitted_environment(workspace, run)
     for asset, run in zip(TRAINING, runs, strict=True):
         on_databricks = materialization_metadata(remote, asset)
         assert set(on_databricks) == set(materialization_metadata(local, asset)) | {
@@ -89,6 +93,25 @@ def test_heavy_assets_report_the_same_metadata_and_checks_on_databricks_as_local
         assert workspace.state(run)["result_state"] == "SUCCESS"
     assert materialization_metadata(remote, "iris_features")["rows_inserted"] == 150
     assert workspace.volume_entries(settings.pipes_volume) == ["tmp"], "Pipes files cleaned up"
+
+
+def assert_ran_in_the_submitted_environment(workspace, run) -> None:
+    """The task process ran on the venv the fake built from the run's own environment spec
+    (Python 3.12, the deployed wheel first on its path), and what the submitted dependencies
+    installed holds no Spark, Dagster or deltalake: those reach a task only as the fake's
+    platform stand-ins."""
+    assert run.process.args[0] == str(run.task_python) != sys.executable
+    assert run.task_python.parents[1].name.startswith("serverless-env-5-")
+    started = workspace.log_text(run).splitlines()[0].split()
+    assert started[:2] == ["task", "python"] and started[2].startswith("3.12."), started
+    assert started[3] == str(run.task_python.parents[1])  # sys.prefix: that venv
+    wheel = workspace.artifacts[run.environment["dependencies"][0]]
+    assert started[4].startswith(str(workspace.root / "installed" / wheel.stem)), started
+    assert {"dagster-pipes", "skops", "mlflow-skinny", "scikit-learn", "iris-assets"} <= set(
+        run.resolved
+    )
+    forbidden = {*databricks_env.FORBIDDEN_PACKAGES, *PLATFORM_STAND_INS}
+    assert forbidden & set(run.resolved) == set(), "only the stand-ins bring these"
 
 
 def test_the_submitted_task_is_serverless_and_names_the_dagster_run_without_secrets(
@@ -324,6 +347,8 @@ def test_a_day_of_inference_runs_through_the_serverless_client_too(settings, wor
     assert metadata["databricks_run_url"].startswith("https://")
     run = list(workspace.runs.values())[-1]
     assert run.task["task_key"] == "iris_score" and day in run.body["run_name"]
+    for run in workspace.runs.values():
+        assert_ran_in_the_submitted_environment(workspace, run)
 
 
 # --- what the platform refuses, the fake refuses -------------------------------------------------
@@ -338,33 +363,52 @@ def test_an_environment_version_databricks_does_not_have_is_refused(settings, wo
     assert "Invalid environment version '9'" in step_failure_messages(result)
 
 
+def test_a_runner_of_another_commit_than_the_deploy_finds_no_wheel(
+    settings, workspace, databricks_defs, instance, monkeypatch
+):
+    """The deploy uploaded the wheel of DEPLOYED_SHA; a Dagster+ build that names another version
+    (no IRIS_GIT_SHA in the bundle's CI step, a `.dirty` tree on one side) must not run: it asks
+    for a wheel that is not there, and the run fails saying which."""
+    other = "f" * 12 if DEPLOYED_SHA != "f" * 12 else "e" * 12
+    monkeypatch.setenv(SHA_VARIABLE, other)
+    asked = databricks_env.bundle_wheel_path(f"{BUNDLE_ROOT}/{settings.env}")
+    assert f"+g{other}" in asked and asked not in workspace.artifacts
+    result = materialize(databricks_defs, instance, "iris_features")
+    assert not result.success
+    assert f"Library installation failed: {asked} does not exist" in step_failure_messages(result)
+    monkeypatch.setenv(SHA_VARIABLE, DEPLOYED_SHA)
+    assert databricks_env.bundle_wheel_path(f"{BUNDLE_ROOT}/{settings.env}") in workspace.artifacts
+
+
 def test_a_wheel_that_pulls_in_pyspark_fails_the_run_at_library_installation(
-    settings, workspace, databricks_defs, instance
+    settings, workspace, databricks_defs, instance, deployed_wheel
 ):
     """The first deploy's wheel required the orchestrator: dagster-databricks -> dagster-pyspark
     -> pyspark, which stops a serverless session."""
     workspace.deploy_bundle(
-        f"{BUNDLE_ROOT}/{settings.env}", ROOT, requires=["dagster-databricks==0.29.27"]
+        f"{BUNDLE_ROOT}/{settings.env}",
+        ROOT,
+        deployed_wheel,
+        requires=["dagster-databricks==0.29.27"],
     )
     result = materialize(databricks_defs, instance, "iris_features")
     assert not result.success
     message = step_failure_messages(result)
-    assert "installs PySpark, which stops the session" in message
+    assert "installs PySpark, Databricks Connect or Dagster" in message
     assert [run.process for run in workspace.runs.values()] == [None], "the step never started"
 
 
-def test_databricks_connect_in_the_dependencies_fails_the_run(workspace):
+def submitted_error(workspace, dependencies: list[str]) -> str:
+    """Submit a one-time run with these dependencies through the SDK; the task's error."""
     from databricks.sdk.service import compute, jobs
 
     client = workspace.client()
     run = client.jobs.submit(
-        run_name="with-connect",
+        run_name="dependencies",
         environments=[
             jobs.JobEnvironment(
                 environment_key="e",
-                spec=compute.Environment(
-                    environment_version="5", dependencies=["databricks-connect==18.0.0"]
-                ),
+                spec=compute.Environment(environment_version="5", dependencies=dependencies),
             )
         ],
         tasks=[
@@ -376,17 +420,81 @@ def test_databricks_connect_in_the_dependencies_fails_the_run(workspace):
         ],
     ).response
     [task] = client.jobs.get_run(run.run_id).tasks
-    assert "installs PySpark" in client.jobs.get_run_output(task.run_id).error
+    assert workspace.runs[run.run_id].process is None, "nothing was installed or started"
+    return client.jobs.get_run_output(task.run_id).error
+
+
+@pytest.mark.parametrize(
+    "dependency",
+    [
+        "databricks-connect==18.0.0",
+        "pyspark==4.0.0",
+        "PySpark==4.0.0",  # pip's names are case-insensitive
+        "databricks_connect>=18",  # and _ - . are one
+        "Databricks.Connect",
+        "pyspark[connect]",
+        "pyspark ; python_version >= '3'",
+        "dagster==1.13.27",
+        "dagster-databricks",  # -> dagster-pyspark -> pyspark
+    ],
+)
+def test_a_dependency_that_installs_spark_or_dagster_fails_the_run(workspace, dependency):
+    error = submitted_error(workspace, [dependency])
+    assert "installs PySpark, Databricks Connect or Dagster" in error, error
+    assert dependency in error
+
+
+@pytest.mark.parametrize("pin", ["pandas==3.0.0", "Pandas==3.0.1"])
+def test_a_pin_that_replaces_what_databricks_connect_needs_fails_the_run(workspace, pin):
+    """Environment 5's Databricks Connect needs pandas < 3: pinning pandas 3 breaks its session."""
+    error = submitted_error(workspace, [pin])
+    assert "replace what the environment's Databricks Connect needs" in error, error
+    assert "pandas<3" in error
+    assert "Databricks Connect needs" not in submitted_error(workspace, ["pandas==2.2.3"])
+
+
+# Distributions with an extra that requires PySpark or Databricks Connect (any one installed here).
+EXTRAS_WITH_SPARK = [("narwhals", "pyspark"), ("databricks-sdk", "dev")]
+
+
+def test_an_extra_that_pulls_in_pyspark_fails_the_run(workspace):
+    """A harmless name with an extra that requires PySpark (judged by its metadata here)."""
+    extras = [
+        (name, extra)
+        for name, extra in EXTRAS_WITH_SPARK
+        if name in {d.metadata["Name"].lower() for d in distributions()}
+    ]
+    assert extras, "no installed distribution here has an extra that requires pyspark"
+    name, extra = extras[0]
+    assert "installs PySpark" not in submitted_error(workspace, [name])
+    assert "installs PySpark" in submitted_error(workspace, [f"{name}[{extra}]"])
+
+
+@pytest.mark.parametrize(
+    ("dependency", "why"),
+    [
+        ("-r /Workspace/Shared/requirements.txt", "installs no pip options"),
+        ("--index-url https://example.com/simple", "installs no pip options"),
+        ("-e git+https://github.com/apache/spark#egg=pyspark", "installs no pip options"),
+        ("skops @ https://example.com/pyspark-4.0.0.tar.gz", "from the package index only"),
+        ("skops @ git+https://github.com/apache/spark", "from the package index only"),
+        ("https://example.com/pyspark-4.0.0.tar.gz", "is not a valid requirement"),
+        ("skops===", "is not a valid requirement"),
+    ],
+)
+def test_a_dependency_nothing_can_vouch_for_fails_the_run(workspace, dependency, why):
+    error = submitted_error(workspace, [dependency])
+    assert error.startswith("Library installation failed:") and why in error, error
 
 
 def test_synced_code_that_calls_input_file_name_is_refused(
-    settings, workspace, databricks_defs, instance, tmp_path
+    settings, workspace, databricks_defs, instance, tmp_path, deployed_wheel
 ):
     synced = tmp_path / "synced"
     shutil.copytree(ROOT / "iris_assets", synced / "iris_assets")
     scoring = synced / "iris_assets" / "steps" / "spark_scoring.py"
     scoring.write_text(scoring.read_text() + "\n\ndef path(F):\n    return F.input_file_name()\n")
-    workspace.deploy_bundle(f"{BUNDLE_ROOT}/{settings.env}", synced)
+    workspace.deploy_bundle(f"{BUNDLE_ROOT}/{settings.env}", synced, deployed_wheel)
     result = materialize(databricks_defs, instance, "iris_features")
     assert not result.success
     message = step_failure_messages(result)

@@ -3,8 +3,9 @@ environment's preinstalled packages with no pyspark, and the step code that need
 under them (Python 3.12, pandas 2.2, numpy 2.1, scikit-learn 1.6; mlflow-skinny is the one
 preinstalled package the spec replaces, with the orchestrator's version).
 
-The venv is built once per machine and cached (tests/databricks/serverless_env.py): about 4
-minutes the first time on a busy 2-core machine, a few seconds afterwards.
+The venv is built once per machine and cached (tests/databricks/serverless_env.py): 2.5-5
+minutes the first time on a busy 2-core machine, a few seconds afterwards. The fake workspace
+runs every step task in this same venv (tests/databricks/test_databricks_runner.py).
 """
 
 from __future__ import annotations
@@ -18,15 +19,14 @@ from pathlib import Path
 import pytest
 
 from iris_assets import databricks_env
-from tests.assets.helpers import materialization_metadata, materialize, step_failure_messages
 from tests.databricks.serverless_env import (
     ENVIRONMENT_FILE,
+    PLATFORM_STAND_INS,
     ROOT,
-    build_wheel,
     installed,
-    python312,
+    resolved,
     serverless_venv,
-    task_venv,
+    wheel_overlay,
 )
 
 pytestmark = pytest.mark.serverless_env
@@ -42,8 +42,8 @@ CORE_TESTS = [
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    return build_wheel(tmp_path_factory.mktemp("dist"))
+def wheel(deployed_wheel) -> Path:
+    return deployed_wheel
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +52,14 @@ def spec(wheel) -> dict:
 
 
 @pytest.fixture(scope="module")
-def env_python(spec, wheel) -> Path:
-    python = python312()
-    if python is None:
-        message = f"no Python {databricks_env.PYTHON} here (pyenv install {databricks_env.PYTHON})"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return serverless_venv(spec["dependencies"], wheel, python)
+def env_python(spec, wheel, environment_python) -> Path:
+    return serverless_venv(spec["dependencies"], wheel, environment_python)
+
+
+@pytest.fixture(scope="module")
+def overlay(wheel, tmp_path_factory) -> Path:
+    """The wheel as installed into a task: first on its path."""
+    return wheel_overlay(wheel, tmp_path_factory.mktemp("installed"))
 
 
 def preinstalled() -> dict[str, str]:
@@ -75,9 +75,10 @@ def test_the_spec_is_environment_5_on_python_3_12(spec):
     assert spec["environment_version"] == "5" and databricks_env.PYTHON == "3.12"
 
 
-def test_the_submitted_dependencies_resolve_on_the_environment_without_spark(env_python, wheel):
-    packages = installed(env_python)
-    assert packages["iris-assets"] in wheel.name
+def test_the_submitted_dependencies_resolve_on_the_environment_without_spark(env_python):
+    packages = resolved(env_python)
+    assert "iris-assets" in packages, "pip installed the wheel with the pins"
+    assert "iris-assets" not in installed(env_python), "no stale copy of the code stays cached"
     replaced = {databricks_env.requirement_name(p): p for p in databricks_env.pins()}
     assert set(replaced) & set(preinstalled()) == {"mlflow-skinny"}
     for name, pinned in preinstalled().items():
@@ -86,6 +87,7 @@ def test_the_submitted_dependencies_resolve_on_the_environment_without_spark(env
     assert packages["mlflow-skinny"] == version("mlflow-skinny"), "the orchestrator's MLflow"
     forbidden = set(databricks_env.FORBIDDEN_PACKAGES) | {"mlflow"}
     assert forbidden & set(packages) == set()
+    assert set(PLATFORM_STAND_INS) & set(packages) == set(), "stand-ins are the fake's, not ours"
     python = subprocess.run(
         [str(env_python), "-c", "import sys; print(sys.version_info[:2])"],
         capture_output=True,
@@ -94,8 +96,15 @@ def test_the_submitted_dependencies_resolve_on_the_environment_without_spark(env
     assert python.stdout.strip() == "(3, 12)"
 
 
-def run_in_env(env_python: Path, code: str, cwd: Path) -> subprocess.CompletedProcess:
+def task_environ(overlay: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IRIS_", "PYTHON"))}
+    return {**env, "PYTHONPATH": str(overlay)}
+
+
+def run_in_env(
+    env_python: Path, overlay: Path, code: str, cwd: Path
+) -> subprocess.CompletedProcess:
+    env = task_environ(overlay)
     env.update(IRIS_TARGET="databricks", IRIS_ENV="dev", IRIS_HOME=str(cwd / "iris"))
     return subprocess.run(
         [str(env_python), "-c", textwrap.dedent(code)],
@@ -106,15 +115,16 @@ def run_in_env(env_python: Path, code: str, cwd: Path) -> subprocess.CompletedPr
     )
 
 
-def test_every_step_module_imports_from_the_installed_wheel(env_python, tmp_path):
+def test_every_step_module_imports_from_the_installed_wheel(env_python, overlay, tmp_path):
     out = run_in_env(
         env_python,
+        overlay,
         """
-        import importlib, sys
+        import importlib, os, sys
         for step in ("ingest", "train", "evaluate", "score", "day_scoring", "spark_scoring"):
             importlib.import_module(f"iris_assets.steps.{step}")
         import iris_assets
-        assert "site-packages" in iris_assets.__file__, iris_assets.__file__
+        assert iris_assets.__file__.startswith(os.environ["PYTHONPATH"]), iris_assets.__file__
         assert not any(m.split(".")[0] in ("dagster", "deltalake", "pyspark") for m in sys.modules)
         from iris_assets.settings import load_settings
         print(load_settings().registry_uri)
@@ -125,7 +135,7 @@ def test_every_step_module_imports_from_the_installed_wheel(env_python, tmp_path
     assert out.stdout.strip() == "databricks-uc"
 
 
-def test_the_core_step_code_passes_its_tests_on_the_environment(env_python, tmp_path):
+def test_the_core_step_code_passes_its_tests_on_the_environment(env_python, overlay, tmp_path):
     """Validation, split, training, evaluation, batch scoring and drift: their own tests, run
     with the environment's pandas, numpy, pyarrow and scikit-learn against the installed wheel
     (from outside the checkout, so the repository's iris_assets cannot be imported instead)."""
@@ -138,18 +148,21 @@ def test_the_core_step_code_passes_its_tests_on_the_environment(env_python, tmp_
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("IRIS_", "PYTHON"))},
+        env=task_environ(overlay),
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and "failed" not in out.stdout
 
 
-def test_a_model_trained_on_the_environment_logs_with_its_mlflow_client(env_python, tmp_path):
+def test_a_model_trained_on_the_environment_logs_with_its_mlflow_client(
+    env_python, overlay, tmp_path
+):
     """The train step's own log_and_register with the pinned mlflow-skinny (skops, signature,
     pinned requirements), against a file store standing in for Unity Catalog's registry.
     (Environment 5's own mlflow-skinny 3.8.1 fails here: no skops serialization format.)"""
     out = run_in_env(
         env_python,
+        overlay,
         """
         import os, types
         import mlflow, sklearn
@@ -178,16 +191,3 @@ def test_a_model_trained_on_the_environment_logs_with_its_mlflow_client(env_pyth
     assert first.split()[:3] == [version("mlflow-skinny"), "1.6.1", "1"]
     assert "scikit-learn==1.6.1" in first.split() and "pandas==2.2.3" in first.split()
     assert second == "True"
-
-
-def test_a_step_task_runs_in_the_environment_through_the_fake_workspace(
-    env_python, wheel, settings, workspace, databricks_defs, instance
-):
-    """iris_features end to end with its task process on environment 5 (plus deltalake, standing
-    in for Unity Catalog's tables), not on this test's interpreter."""
-    workspace.task_python = task_venv(env_python, wheel)
-    result = materialize(databricks_defs, instance, "iris_features")
-    assert result.success, step_failure_messages(result)
-    [run] = workspace.runs.values()
-    assert run.process.args[0] == str(workspace.task_python)
-    assert materialization_metadata(result, "iris_features")["rows_inserted"] == 150

@@ -141,9 +141,60 @@ def test_the_orchestrator_extra_still_brings_dagster_and_deltalake():
 
 
 @pytest.mark.parametrize(
-    "dependency", ["pyspark==4.0.0", "databricks-connect~=18.0", "dagster==1.13.27", "deltalake"]
+    "dependency",
+    [
+        "pyspark==4.0.0",
+        "databricks-connect~=18.0",
+        "dagster==1.13.27",
+        "deltalake",
+        # Every spelling pip treats as the same distribution, and with extras or markers.
+        "PySpark==4.0.0",
+        "databricks_connect>=18",
+        "Databricks.Connect",
+        "pyspark[connect]>=4",
+        "DAGSTER_WEBSERVER",
+        "pyspark; python_version >= '3.12'",
+        # What installs something no name in the list shows.
+        "skops @ https://example.com/pyspark-4.0.0.tar.gz",
+        "mlflow-skinny @ git+https://github.com/mlflow/mlflow.git",
+        "-r /Workspace/Shared/requirements.txt",
+        "--index-url https://example.com/simple",
+        "-e /Workspace/Shared/pyspark",
+        "/Workspace/Shared/requirements.txt",
+    ],
 )
 def test_the_spec_refuses_what_breaks_a_serverless_task(dependency, monkeypatch):
     monkeypatch.setattr(databricks_env, "pins", lambda: [dependency])
     with pytest.raises(databricks_env.ServerlessEnvironmentError, match="must not be installed"):
         databricks_env.environment_spec("/Workspace/w.whl")
+
+
+@pytest.mark.parametrize(
+    "dependency", ["https://example.com/pyspark-4.0.0.tar.gz", "skops===", "pyspark==4.0.0 !!"]
+)
+def test_the_spec_refuses_a_line_that_does_not_parse(dependency, monkeypatch):
+    monkeypatch.setattr(databricks_env, "pins", lambda: [dependency])
+    with pytest.raises(databricks_env.ServerlessEnvironmentError, match="is not a requirement"):
+        databricks_env.environment_spec("/Workspace/w.whl")
+
+
+def test_the_real_spec_passes_its_own_checks():
+    spec = databricks_env.environment_spec("/Workspace/b/artifacts/.internal/iris.whl")
+    databricks_env.check_dependencies(spec["dependencies"])
+    names = [databricks_env.requirement_name(d) for d in spec["dependencies"]]
+    assert names == ["", "dagster-pipes", "skops", "mlflow-skinny", "matplotlib"]
+
+
+@pytest.mark.parametrize(
+    ("line", "name"),
+    [
+        ("PySpark[connect]>=4", "pyspark"),
+        ("databricks_connect", "databricks-connect"),
+        ("Databricks.Connect==18", "databricks-connect"),
+        ("mlflow_skinny ; python_version >= '3'", "mlflow-skinny"),
+        ("/Workspace/w.whl", ""),
+        ("-r req.txt", ""),
+    ],
+)
+def test_requirement_names_are_canonical(line, name):
+    assert databricks_env.requirement_name(line) == name

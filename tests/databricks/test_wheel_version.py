@@ -120,10 +120,40 @@ def test_a_tree_inside_another_repository_or_without_commits_has_no_version(tmp_
     assert git_version(outer / "project", {}) is None, "no commit yet names no code"
 
 
-@pytest.mark.parametrize("sha", ["main", "abc", "g1234567", "1234567 "])
-def test_a_commit_variable_that_is_not_a_sha_is_refused(tmp_path, sha):
-    if sha.strip() == sha:
-        with pytest.raises(ValueError, match="not a commit sha"):
-            git_version(tmp_path, {SHA_VARIABLE: sha})
-    else:
-        assert git_version(tmp_path, {SHA_VARIABLE: sha}) == "0.1.0+g1234567"
+@pytest.mark.parametrize("sha", ["main", "abc", "g1234567", "6b61254", "6b61254 ", "0" * 11])
+def test_a_commit_variable_that_is_not_a_full_sha_is_refused(tmp_path, sha):
+    """A short sha (``6b61254``) would name another version than git's 12 digits for the same
+    commit: the runner would then ask for a wheel the deploy never built."""
+    with pytest.raises(ValueError, match="not a commit sha"):
+        git_version(tmp_path, {SHA_VARIABLE: sha})
+
+
+def test_the_commit_variable_gives_the_version_git_gives(checkout):
+    sha = git(checkout, "rev-parse", "HEAD")
+    from_git = git_version(checkout, {})
+    assert git_version(checkout, {SHA_VARIABLE: sha}) == from_git
+    assert git_version(checkout, {SHA_VARIABLE: f" {sha.upper()} "}) == from_git
+
+
+def test_the_commit_variable_does_not_hide_uncommitted_changes(checkout):
+    sha = git(checkout, "rev-parse", "HEAD")
+    clean = git_version(checkout, {SHA_VARIABLE: sha})
+    train = checkout / "iris_assets" / "steps" / "train.py"
+    train.write_text(train.read_text() + "\n# an edit\n")
+    edited = git_version(checkout, {SHA_VARIABLE: sha})
+    assert edited.startswith(f"{clean}.dirty"), edited
+
+
+def test_the_databricks_cli_state_folder_leaves_the_version_alone(checkout):
+    """The CLI appends `.databricks` to .gitignore (even on `bundle validate`) when git does not
+    ignore it, and writes its state there: either would make a CI deploy's wheel `.dirty` while
+    Dagster+ asks for the clean version of the same commit."""
+    sha = git(checkout, "rev-parse", "HEAD")
+    clean = git_version(checkout, {SHA_VARIABLE: sha})
+    state = checkout / ".databricks" / "bundle" / "dev" / "sync-snapshots" / "x.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("{}")
+    git(checkout, "check-ignore", "-q", ".databricks/")
+    assert git_version(checkout, {SHA_VARIABLE: sha}) == clean
+    # ...and so the CLI has no reason to touch .gitignore: it only appends when not ignored.
+    assert git(ROOT, "check-ignore", ".databricks/") == ".databricks/"
