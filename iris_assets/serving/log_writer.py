@@ -1,7 +1,8 @@
 """The request log's writer process: batches of served requests in, one Delta commit per batch.
 
 The model server (``request_log.py``) starts this process and sends it frames on its stdin: an
-8-byte big-endian length, then a pickled ``{"dropped": N, "rows": [...]}``. Each frame becomes one
+8-byte big-endian length, then ``marshal``'s encoding of ``(dropped, rows)`` (the same
+interpreter on both ends; twice as fast as pickle for these tuples). Each frame becomes one
 append to the ``iris_serving_log`` Delta table (partitioned by ``request_date``), with the
 server's running count of dropped requests in the commit's metadata
 (``iris.dropped_requests_total``), and one JSON line on stdout saying what happened.
@@ -17,9 +18,10 @@ committing every frame it has read, so a killed server loses only what it had no
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
-import pickle
+import marshal
 import secrets
 import signal
 import struct
@@ -29,6 +31,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from iris_assets.core.serving_log import PARTITION_COLUMN, SERVING_LOG_SCHEMA
 
@@ -46,7 +49,7 @@ Row = tuple[float, float, str, int, bytes, bytes | None, int, str | None, bytes,
 
 
 def encode_frame(dropped: int, rows: list[Row]) -> bytes:
-    payload = pickle.dumps({"dropped": dropped, "rows": rows}, protocol=pickle.HIGHEST_PROTOCOL)
+    payload = marshal.dumps((dropped, rows))
     return FRAME_HEADER.pack(len(payload)) + payload
 
 
@@ -58,7 +61,8 @@ def read_frame(stream: BinaryIO) -> dict[str, Any] | None:
     payload = _read_exact(stream, FRAME_HEADER.unpack(header)[0])
     if payload is None:
         return None
-    return pickle.loads(payload)  # the server that started us wrote it: a trusted peer
+    dropped, rows = marshal.loads(payload)  # our own server wrote it, same interpreter
+    return {"dropped": dropped, "rows": rows}
 
 
 def _read_exact(stream: BinaryIO, size: int) -> bytes | None:
@@ -72,6 +76,24 @@ def _read_exact(stream: BinaryIO, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
+# The queued row as Arrow reads it: one C-level pass turns the whole batch into columns.
+_ROW_TYPE = pa.struct(
+    [
+        ("time", pa.float64()),
+        ("latency", pa.float64()),
+        ("path", pa.string()),
+        ("status", pa.int32()),
+        ("extra", pa.binary()),
+        ("request", pa.binary()),
+        ("size", pa.int64()),
+        ("content_type", pa.string()),
+        ("response", pa.binary()),
+        ("cost", pa.int64()),
+    ]
+)
+_MICROS_PER_DAY = 86_400_000_000
+
+
 class BatchConverter:
     """Turns queued rows into Arrow tables of ``SERVING_LOG_SCHEMA``; numbers rows per run."""
 
@@ -80,89 +102,105 @@ class BatchConverter:
         self.endpoint = endpoint
         self.run_id = run_id or secrets.token_hex(6)
         self.sequence = 0
-        self._versions: dict[bytes, str | None] = {}
 
     def table(self, rows: list[Row]) -> pa.Table:
         n = len(rows)
-        (times, latencies, paths, statuses, extras, requests, sizes, types, responses, _) = zip(
-            *rows, strict=True
-        )
-        micros = (np.fromiter(times, dtype="float64", count=n) * 1e6).astype("int64")
-        request_time = pa.array(micros, type=pa.timestamp("us", tz="UTC"))
-        request_date = pa.array((micros // 86_400_000_000).astype("int32"), pa.int32())
-        first = self.sequence
+        row = pa.array(rows, type=_ROW_TYPE)
+        field = {name: row.field(name) for name in _ROW_TYPE.names}
+        micros = pc.cast(pc.floor(pc.multiply(field["time"], 1e6)), pa.int64())
+        sequence = pa.array(np.arange(self.sequence, self.sequence + n), pa.int64())
         self.sequence += n
-        requests_text, errors = self._requests(requests, statuses)
+        status = field["status"]
+        request = field["request"]
+        not_kept = pc.if_else(pc.equal(status, 200), NOT_LOGGED_TOO_LARGE, NOT_LOGGED_REFUSED)
+        errors = pc.if_else(pc.is_null(request), not_kept, pa.scalar(None, pa.string()))
+        request_text, errors = _as_text(request, errors)
         columns = {
-            "request_date": request_date.cast(pa.date32()),
-            "request_time": request_time,
-            "databricks_request_id": pa.array(
-                [f"{self.run_id}-{i}" for i in range(first, first + n)], pa.string()
+            "request_date": pc.cast(pc.divide(micros, _MICROS_PER_DAY), pa.int32()).cast(
+                pa.date32()
+            ),
+            "request_time": micros.cast(pa.timestamp("us", tz="UTC")),
+            "databricks_request_id": pc.binary_join_element_wise(
+                self.run_id, pc.cast(sequence, pa.string()), "-"
             ),
             "endpoint": pa.array([self.endpoint] * n, pa.string()),
-            "path": pa.array(paths, pa.string()),
+            "path": field["path"],
             "model_name": pa.array([self.model_name] * n, pa.string()),
-            "model_version": pa.array([self._version(extra) for extra in extras], pa.string()),
-            "status_code": pa.array(statuses, pa.int32()),
-            "execution_duration_ms": pa.array(
-                np.fromiter(latencies, dtype="float64", count=n) * 1e3, pa.float64()
-            ),
-            "request_content_type": pa.array(types, pa.string()),
-            "request_bytes": pa.array(sizes, pa.int64()),
-            "request": requests_text,
-            "response": pa.array(responses, pa.binary()).cast(pa.string()),
-            "logging_error": pa.array(errors, pa.string()),
+            "model_version": _versions(field["extra"]),
+            "status_code": status,
+            "execution_duration_ms": pc.multiply(field["latency"], 1e3),
+            "request_content_type": field["content_type"],
+            "request_bytes": field["size"],
+            "request": request_text,
+            "response": field["response"].cast(pa.string()),
+            "logging_error": errors,
         }
         return pa.Table.from_pydict(columns, schema=SERVING_LOG_SCHEMA)
 
-    def _requests(
-        self, requests: tuple[bytes | None, ...], statuses: tuple[int, ...]
-    ) -> tuple[pa.Array, list[str | None]]:
-        errors: list[str | None] = [
-            None if request is not None else _why_not_logged(status)
-            for request, status in zip(requests, statuses, strict=True)
-        ]
-        binary = pa.array(requests, pa.binary())
-        try:
-            return binary.cast(pa.string()), errors
-        except pa.ArrowInvalid:  # a JSON body in UTF-16 or -32 (json.loads reads those too)
-            texts: list[str | None] = []
-            for position, request in enumerate(requests):
-                try:
-                    texts.append(None if request is None else request.decode("utf-8"))
-                except UnicodeDecodeError:
-                    texts.append(None)
-                    errors[position] = NOT_LOGGED_NOT_UTF8
-            return pa.array(texts, pa.string()), errors
 
-    def _version(self, extra: bytes) -> str | None:
-        if extra not in self._versions:
-            version = None
-            for line in extra.split(b"\r\n"):
-                if line.lower().startswith(_VERSION_HEADER):
-                    version = line[len(_VERSION_HEADER) :].strip().decode("latin-1")
-            self._versions[extra] = version
-        return self._versions[extra]
+def _as_text(request: pa.Array, errors: pa.Array) -> tuple[pa.Array, pa.Array]:
+    try:
+        return request.cast(pa.string()), errors
+    except pa.ArrowInvalid:  # a JSON body in UTF-16 or -32 (json.loads reads those too)
+        texts, reasons = [], errors.to_pylist()
+        for position, body in enumerate(request.to_pylist()):
+            try:
+                texts.append(None if body is None else body.decode("utf-8"))
+            except UnicodeDecodeError:
+                texts.append(None)
+                reasons[position] = NOT_LOGGED_NOT_UTF8
+        return pa.array(texts, pa.string()), pa.array(reasons, pa.string())
+
+
+def _versions(extras: pa.Array) -> pa.Array:
+    """The ``X-Model-Version`` of each response's extra headers (few distinct values a batch)."""
+    encoded = extras.dictionary_encode()
+    versions = []
+    for extra in encoded.dictionary.to_pylist():
+        version = None
+        for line in (extra or b"").split(b"\r\n"):
+            if line.lower().startswith(_VERSION_HEADER):
+                version = line[len(_VERSION_HEADER) :].strip().decode("latin-1")
+        versions.append(version)
+    return pa.array(versions, pa.string()).take(encoded.indices)
 
 
 def _why_not_logged(status: int) -> str:
     return NOT_LOGGED_TOO_LARGE if status == 200 else NOT_LOGGED_REFUSED
 
 
-def commit(table_path: str, batch: pa.Table, dropped_total: int) -> int:
-    """Append ``batch`` in one Delta commit; returns the table version it made."""
-    from deltalake import CommitProperties, DeltaTable, write_deltalake
+class DeltaAppender:
+    """Appends batches to one Delta table, keeping its state between commits (no log re-read)."""
 
-    write_deltalake(
-        table_path,
-        batch,
-        mode="append",
-        partition_by=[PARTITION_COLUMN],
-        commit_properties=CommitProperties(
-            custom_metadata={DROPPED_METADATA_KEY: str(dropped_total)}
-        ),
-    )
-    return int(DeltaTable(table_path).version())
+    def __init__(self, table_path: str):
+        self.table_path = table_path
+        self._table = None
+
+    def commit(self, batch: pa.Table, dropped_total: int) -> int:
+        """Append ``batch`` in one Delta commit; returns the table version it made."""
+        from deltalake import CommitProperties, DeltaTable, write_deltalake
+        from deltalake.exceptions import TableNotFoundError
+
+        if self._table is None:
+            with contextlib.suppress(TableNotFoundError):  # else the first batch creates it
+                self._table = DeltaTable(self.table_path)
+        write_deltalake(
+            self._table if self._table is not None else self.table_path,
+            batch,
+            mode="append",
+            partition_by=[PARTITION_COLUMN],
+            commit_properties=CommitProperties(
+                custom_metadata={DROPPED_METADATA_KEY: str(dropped_total)}
+            ),
+        )
+        if self._table is None:
+            self._table = DeltaTable(self.table_path)
+        return int(self._table.version())
+
+
+def commit(table_path: str, batch: pa.Table, dropped_total: int) -> int:
+    """Append ``batch`` to the table at ``table_path`` in one commit (a one-off appender)."""
+    return DeltaAppender(table_path).commit(batch, dropped_total)
 
 
 def run(
@@ -170,13 +208,14 @@ def run(
 ) -> tuple[int, int]:
     """Commit every frame read from ``frames`` until it ends; returns (rows written, failed)."""
     written = failed = 0
+    appender = DeltaAppender(table_path)
     while (frame := read_frame(frames)) is not None:
         rows, dropped = frame["rows"], frame["dropped"]
         if not rows:
             continue
         started = time.perf_counter()
         try:
-            version = commit(table_path, converter.table(rows), dropped)
+            version = appender.commit(converter.table(rows), dropped)
         except Exception as exc:  # a full disk, a broken table: report it and keep serving
             failed += len(rows)
             log.exception("request log: %d rows not written", len(rows))
