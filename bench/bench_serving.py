@@ -60,6 +60,7 @@ OURS, THEIRS = "iris", "mlflow"
 # The same server without its request log: the floor the request log is measured against.
 UNLOGGED = "iris-unlogged"
 MIN_LOGGED_THROUGHPUT_RATIO = 0.90
+MIN_CLEAN_PAIRS = 3
 
 THROUGHPUT_CONNECTIONS = 8
 MIN_THROUGHPUT_RATIO = 3.0
@@ -767,41 +768,53 @@ def table_rows(m: Measurements) -> list[Row]:
 
 def request_log_rows(m: Measurements) -> list[Row]:
     """Our server with its request log against the same server without, same run."""
+    info_rows = _request_log_info_rows(m)
+    single = "1-row dataframe_records"
+    # On a machine others keep busy, a few seconds of throughput measure the neighbours (pairs
+    # taken seconds apart differ by 2x); the CPU time each server's processes spend per request
+    # is what bounds its throughput, and it barely moves with them. Throughput decides when at
+    # least MIN_CLEAN_PAIRS pairs ran undisturbed; CPU time per request decides otherwise.
+    clean = [(on, off) for on, off in m.log_pairs if on.clean and off.clean]
+    judged_by_throughput = len(clean) >= MIN_CLEAN_PAIRS
+    pairs = clean if judged_by_throughput else m.log_pairs
+    paired = statistics.median(on.rps / off.rps for on, off in pairs)
+    on_cpu = statistics.median(on for on, _ in m.log_cpu) * 1e6
+    off_cpu = statistics.median(off for _, off in m.log_cpu) * 1e6
+    max_cpu_ratio = 1 / MIN_LOGGED_THROUGHPUT_RATIO
+    which = "undisturbed" if judged_by_throughput else "all, the machine was busy:"
+    return [
+        Row(
+            f"throughput, {single}, {THROUGHPUT_CONNECTIONS} connections, {len(pairs)} "
+            f"back-to-back pairs ({which} median of the pairs' ratios)",
+            "req/s",
+            {
+                OURS: statistics.median(on.rps for on, _ in pairs),
+                UNLOGGED: statistics.median(off.rps for _, off in pairs),
+            },
+            UNLOGGED,
+            paired,
+            f">= {MIN_LOGGED_THROUGHPUT_RATIO:.2f}x" if judged_by_throughput else "(info: busy)",
+            paired >= MIN_LOGGED_THROUGHPUT_RATIO if judged_by_throughput else None,
+        ),
+        Row(
+            f"CPU time per request, server and writer processes ({len(m.log_cpu)} pairs)",
+            "us",
+            {OURS: on_cpu, UNLOGGED: off_cpu},
+            UNLOGGED,
+            on_cpu / off_cpu,
+            "(info)" if judged_by_throughput else f"<= {max_cpu_ratio:.2f}x (machine busy)",
+            None if judged_by_throughput else on_cpu / off_cpu <= max_cpu_ratio,
+        ),
+        *info_rows,
+    ]
 
+
+def _request_log_info_rows(m: Measurements) -> list[Row]:
     def value(runs: dict[str, list[LoadResult]], name: str, metric: str) -> float:
         return statistics.median(getattr(run, metric) for run in usable(runs[name], m.rounds))
 
     single = "1-row dataframe_records"
-    paired = statistics.median(on.rps / off.rps for on, off in m.log_pairs)
-    rows = [
-        Row(
-            f"throughput, {single}, {THROUGHPUT_CONNECTIONS} connections, "
-            f"{len(m.log_pairs)} back-to-back pairs (median of the pairs' ratios)",
-            "req/s",
-            {
-                OURS: statistics.median(on.rps for on, _ in m.log_pairs),
-                UNLOGGED: statistics.median(off.rps for _, off in m.log_pairs),
-            },
-            UNLOGGED,
-            paired,
-            f">= {MIN_LOGGED_THROUGHPUT_RATIO:.2f}x",
-            paired >= MIN_LOGGED_THROUGHPUT_RATIO,
-        )
-    ]
-    if m.log_cpu:
-        on_cpu = statistics.median(on for on, _ in m.log_cpu) * 1e6
-        off_cpu = statistics.median(off for _, off in m.log_cpu) * 1e6
-        rows.append(
-            Row(
-                "CPU time per request, server and writer processes (same pairs)",
-                "us",
-                {OURS: on_cpu, UNLOGGED: off_cpu},
-                UNLOGGED,
-                on_cpu / off_cpu,
-                "(info)",
-                None,
-            )
-        )
+    rows = []
     measures = [
         (
             f"throughput, {single}, {THROUGHPUT_CONNECTIONS} connections (rounds)",
