@@ -34,7 +34,7 @@ WRITER_MODULE = "iris_assets.serving.log_writer"
 DEFAULT_MAX_ROWS = 100_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_BATCH_ROWS = 50_000
-DEFAULT_FLUSH_SECONDS = 2.0
+DEFAULT_FLUSH_SECONDS = 5.0
 # What a queued row costs besides its payload bytes (the tuple, floats, ints): measured ~250.
 ROW_OVERHEAD_BYTES = 256
 
