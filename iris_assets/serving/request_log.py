@@ -87,6 +87,10 @@ class RequestLog:
             stdout=subprocess.PIPE,
             stderr=None,  # the server's own log
             env={k: v for k, v in os.environ.items() if k != "IRIS_SERVING_ADMIN_TOKEN"},
+            # Its own session, so its own scheduling group: with Linux's autogroup scheduling a
+            # child in the server's session is paid from the server's share of a busy machine's
+            # CPUs, and the log would slow the answers it records.
+            start_new_session=True,
         )
         self._forwarder = threading.Thread(target=self._forward, name="request-log", daemon=True)
         self._reader = threading.Thread(target=self._read_reports, name="request-log-reports")
