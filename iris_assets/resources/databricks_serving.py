@@ -2,7 +2,14 @@
 
 ``deploy`` creates the endpoint ``settings.endpoint_name`` or updates its config, pins it to the
 requested version of the Unity Catalog model with all traffic on it, waits until the endpoint is
-ready and serves that version, and sends one flower through it. Everything goes through
+ready and serves that version, and sends one flower through it.
+
+Every request the endpoint answers is logged by its **AI Gateway inference table**
+(``ai_gateway.inference_table_config``) into ``{catalog}.{schema}.iris_serving_log_payload``, the
+schema the pipeline's tables live in: set at creation, and put with ``put_ai_gateway`` on an
+endpoint whose gateway logs elsewhere or not at all (other gateway settings are kept). The legacy
+``auto_capture_config`` is never sent: Databricks refuses it on new and existing endpoints since
+February 2026. Everything goes through
 ``databricks-sdk``'s ``serving_endpoints`` API on the client that ``workspace_client()`` builds
 (tests override only that method).
 
@@ -130,6 +137,7 @@ class DatabricksServingBackend(ServingBackend):
     # --- ServingBackend ------------------------------------------------------------------------
     def deploy(self, model_name: str, version: str) -> Deployment:
         from databricks.sdk.service.serving import (
+            AiGatewayConfig,
             EndpointCoreConfigInput,
             Route,
             ServedEntityInput,
@@ -156,6 +164,7 @@ class DatabricksServingBackend(ServingBackend):
             _log.info(f"creating serving endpoint {name} for {model_name} version {version}")
             api.create(
                 name,
+                ai_gateway=AiGatewayConfig(inference_table_config=self.inference_table_config()),
                 config=EndpointCoreConfigInput(served_entities=[entity], traffic_config=traffic),
             )
             action = "created"
@@ -172,6 +181,7 @@ class DatabricksServingBackend(ServingBackend):
             action = "updated"
 
         endpoint = self._wait(api, name, expect=(model_name, version))
+        inference_table = self._ensure_inference_table(api, endpoint)
         self._smoke_test(api, name)
         return Deployment(
             url=self.url(),
@@ -183,7 +193,22 @@ class DatabricksServingBackend(ServingBackend):
                 "config_version": getattr(endpoint.config, "config_version", None),
                 "scale_to_zero_enabled": self._scale_to_zero(),
                 "workload_size": self.workload_size,
+                "inference_table": inference_table,
             },
+        )
+
+    def inference_table_config(self):
+        """The endpoint's AI Gateway inference table: this env's catalog and schema."""
+        from databricks.sdk.service.serving import AiGatewayInferenceTableConfig
+
+        from iris_assets.core.serving_log import inference_table_prefix
+
+        settings = self.settings.get()
+        return AiGatewayInferenceTableConfig(
+            catalog_name=settings.catalog,
+            schema_name=settings.schema,
+            table_name_prefix=inference_table_prefix(settings),
+            enabled=True,
         )
 
     def url(self) -> str:
@@ -276,6 +301,36 @@ class DatabricksServingBackend(ServingBackend):
                     f"{self.ready_timeout_seconds:g} s: {state}{_entity_messages(endpoint)}"
                 )
             time.sleep(self.poll_interval_seconds)
+
+    def _ensure_inference_table(self, api: Any, endpoint: ServingEndpointDetailed) -> str:
+        """Make the endpoint's AI Gateway log into our table; returns the table's name."""
+        from dataclasses import replace
+
+        from databricks.sdk.service.serving import AiGatewayConfig
+
+        from iris_assets.core.serving_log import served_table
+
+        table = served_table(self.settings.get())
+        wanted = self.inference_table_config()
+        gateway = endpoint.ai_gateway or AiGatewayConfig()
+        current = gateway.inference_table_config
+        if current is None or current.as_dict() != wanted.as_dict():
+            name = endpoint.name or self._endpoint_name()
+            kept = {
+                "fallback_config": gateway.fallback_config,
+                "guardrails": gateway.guardrails,
+                "rate_limits": gateway.rate_limits,
+                "usage_tracking_config": gateway.usage_tracking_config,
+            }
+            if current is not None and current.enabled:
+                # Databricks changes the catalog, schema or prefix only of a disabled table.
+                _log.info(f"serving endpoint {name}: disabling its inference table to move it")
+                api.put_ai_gateway(
+                    name, inference_table_config=replace(current, enabled=False), **kept
+                )
+            _log.info(f"serving endpoint {name}: AI Gateway inference table -> {table}")
+            api.put_ai_gateway(name, inference_table_config=wanted, **kept)
+        return table
 
     def _smoke_test(self, api: Any, name: str) -> None:
         from databricks.sdk.errors import DatabricksError

@@ -5,11 +5,13 @@ Both backends speak the MLflow scoring protocol, so the same client and smoke te
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
 from iris_assets.resources.settings import SettingsResource
 
@@ -42,18 +44,38 @@ class ServingBackend(dg.ConfigurableResource, ABC):
         return predict(self.url(), {"dataframe_records": records})
 
 
+REQUEST_LOG_SETTING = "IRIS_SERVING_LOG"
+_OFF = ("0", "false", "no", "off")
+
+
 class LocalServingBackend(ServingBackend):
-    """A serving process on this machine, owned by this IRIS_HOME (started on first deploy)."""
+    """A serving process on this machine, owned by this IRIS_HOME (started on first deploy).
+
+    It logs every scoring request into ``Settings.serving_log_table`` unless ``request_log`` is
+    False or, when that is left unset, ``IRIS_SERVING_LOG`` is ``off``.
+    """
+
+    request_log: bool | None = Field(
+        default=None,
+        description="Log requests to iris_serving_log; default: on unless IRIS_SERVING_LOG=off.",
+    )
+
+    def request_log_enabled(self) -> bool:
+        if self.request_log is not None:
+            return self.request_log
+        return os.environ.get(REQUEST_LOG_SETTING, "on").strip().lower() not in _OFF
 
     def _process(self):
         from iris_assets.serving.process import ServingProcess
 
         settings = self.settings.get()
+        table = settings.table_path(settings.serving_log_table)
         return ServingProcess(
             settings.serving_dir,
             settings.serving_host,
             settings.serving_port,
             endpoint_name=settings.endpoint_name,
+            request_log=table if self.request_log_enabled() else None,
         )
 
     def deploy(self, model_name, version):

@@ -52,12 +52,18 @@ class ServingProcess:
     """The background server described by ``state_dir/server.json``."""
 
     def __init__(
-        self, state_dir: Path, host: str, port: int, endpoint_name: str | None = None
+        self,
+        state_dir: Path,
+        host: str,
+        port: int,
+        endpoint_name: str | None = None,
+        request_log: Path | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
         self.port = int(port)
         self.endpoint_name = endpoint_name  # also answered as Databricks' endpoint path
+        self.request_log = request_log  # the Delta table a new server logs requests to, or None
         self._child: subprocess.Popen[bytes] | None = None
 
     @property
@@ -190,6 +196,8 @@ class ServingProcess:
         ]
         if self.endpoint_name:
             command += ["--endpoint-name", self.endpoint_name]
+        if self.request_log is not None:
+            command += ["--request-log", str(self.request_log)]
         if self.log_file.exists():
             self.log_file.replace(self.log_file.with_name(LOG_FILE + ".1"))
         with open(self.log_file, "ab") as log:

@@ -16,6 +16,10 @@ client, the Databricks SDK's ``serving_endpoints.query`` included, talks to both
 ``X-Iris-Admin-Token``; the token comes from the environment variable ``IRIS_SERVING_ADMIN_TOKEN``
 and is never logged).
 
+With ``--request-log TABLE_DIR`` every request to a scoring route is also recorded (time, version,
+input, output, latency, status) into the Delta table there, through ``request_log.RequestLog``:
+the request only appends to a bounded in-memory queue; a writer process commits the batches.
+
     python -m iris_assets.serving.server --model-name NAME --version N --port P --state-dir DIR
 """
 
@@ -52,6 +56,12 @@ from iris_assets.serving.protocol import (
     format_error,
     format_predictions,
     parse_request,
+)
+from iris_assets.serving.request_log import (
+    DEFAULT_FLUSH_SECONDS,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ROWS,
+    RequestLog,
 )
 
 ADMIN_TOKEN_HEADER = "x-iris-admin-token"
@@ -113,6 +123,12 @@ class ServingApp:
         self._admin_token = admin_token.encode() if admin_token else None
         self._version_header = b""
         self._swap_lock = asyncio.Lock()
+        self.request_log: RequestLog | None = None
+        # The paths whose requests the request log records: the scoring routes.
+        self.scoring_paths = frozenset(
+            ["/invocations"]
+            + ([DATABRICKS_PREFIX + endpoint_name + DATABRICKS_SUFFIX] if endpoint_name else [])
+        )
 
     def handle(
         self, method: str, path: str, headers: dict[str, str], body: bytes
@@ -184,7 +200,10 @@ class ServingApp:
                     "version": None,
                 },
             )
-        return _json(200, {"status": "ok", **model.describe()})
+        return _json(200, {"status": "ok", **model.describe(), "request_log": self.log_stats()})
+
+    def log_stats(self) -> dict[str, object]:
+        return self.request_log.stats() if self.request_log is not None else {"enabled": False}
 
     def version(self) -> Response:
         model = self.model
@@ -339,6 +358,7 @@ class _Connection(asyncio.Protocol):
             self.request = None
             if self.draining and self.idle():
                 keep_alive = False
+            started = time.perf_counter()
             try:
                 result = self.app.handle(method, path, headers, body)
             except Exception:
@@ -346,20 +366,40 @@ class _Connection(asyncio.Protocol):
                 result = _error(500, "internal error; see the server log")
             if isinstance(result, tuple):
                 self._respond(result, keep_alive)
+                if path in self.app.scoring_paths and self.app.request_log is not None:
+                    self.app.request_log.record(
+                        path,
+                        headers.get("content-type"),
+                        body,
+                        result,
+                        time.perf_counter() - started,
+                    )
                 continue
             self.busy = True
             self._pause_reading()
             task = asyncio.ensure_future(result)
-            task.add_done_callback(lambda t, k=keep_alive: self._finish(t, k))
+            task.add_done_callback(
+                lambda t, k=keep_alive, r=(path, headers, body, started): self._finish(t, k, r)
+            )
             return
 
-    def _finish(self, task: asyncio.Future[Response], keep_alive: bool) -> None:
+    def _finish(
+        self,
+        task: asyncio.Future[Response],
+        keep_alive: bool,
+        request: tuple[str, dict[str, str], bytes, float],
+    ) -> None:
         self.busy = False
         try:
             response = task.result()
         except Exception:
             log.exception("request handler failed")
             response = _error(500, "internal error; see the server log")
+        path, headers, body, started = request
+        if path in self.app.scoring_paths and self.app.request_log is not None:
+            self.app.request_log.record(
+                path, headers.get("content-type"), body, response, time.perf_counter() - started
+            )
         if self.transport.is_closing():
             return
         if self.draining and self.request is None and not self.buffer:
@@ -418,7 +458,10 @@ class _Connection(asyncio.Protocol):
             return False
         length = int(length_text)
         if length > self.app.max_body_bytes:
-            self._fail(413, f"request body too large (limit {self.app.max_body_bytes} bytes)")
+            response = self._fail(
+                413, f"request body too large (limit {self.app.max_body_bytes} bytes)"
+            )
+            self._log_refused(target.partition("?")[0], response)
             return False
         if length > len(buffer) and headers.get("expect", "").lower() == "100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -466,7 +509,11 @@ class _Connection(asyncio.Protocol):
                 self.in_trailer = True
                 continue
             if self.chunked_bytes + size > self.app.max_body_bytes:
-                self._fail(413, f"request body too large (limit {self.app.max_body_bytes} bytes)")
+                path = self.request[1] if self.request is not None else ""
+                response = self._fail(
+                    413, f"request body too large (limit {self.app.max_body_bytes} bytes)"
+                )
+                self._log_refused(path, response)
                 return None
             start, stop = end + 2, end + 2 + size
             if len(buffer) < stop + 2:
@@ -493,19 +540,26 @@ class _Connection(asyncio.Protocol):
             % (status, _REASONS.get(status, b""), self.server.date, len(body), extra, body)
         )
 
-    def _fail(self, status: int, message: str) -> None:
+    def _log_refused(self, path: str, response: Response) -> None:
+        """Record a scoring request refused before it was read (too large): status only."""
+        if path in self.app.scoring_paths and self.app.request_log is not None:
+            self.app.request_log.record(path, None, b"", response, 0.0)
+
+    def _fail(self, status: int, message: str) -> Response:
         """Answer a request that cannot be framed, then stop reading requests from this peer."""
         self.buffer.clear()
         self.request = None
         self.chunks = []
         self.discarding = True
-        self._write(_error(status, message), keep_alive=False)
+        response = _error(status, message)
+        self._write(response, keep_alive=False)
         # Closing with unread input makes the kernel send a reset, which can destroy the answer
         # before the client reads it (a client still sending a too-large body, say). Half-close
         # instead, drop whatever still arrives, and close for good a little later.
         if self.transport.can_write_eof():
             self.transport.write_eof()
         asyncio.get_running_loop().call_later(LINGER_SECONDS, self.transport.close)
+        return response
 
     def _pause_reading(self) -> None:
         if not self.transport.is_closing():
@@ -539,6 +593,8 @@ class _HttpServer:
         for connection in list(self.connections):
             if not connection.busy and connection.last_active < cutoff:
                 connection.transport.close()
+        if self.app.request_log is not None:
+            self.app.request_log.report_drops()
         self._tick = asyncio.get_running_loop().call_later(1.0, self._housekeeping)
 
     async def shutdown(self, grace: float) -> None:
@@ -564,18 +620,36 @@ async def serve(
     admin_token: str | None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     endpoint_name: str | None = None,
+    request_log: dict[str, object] | None = None,
 ) -> int:
-    """Serve until SIGTERM or SIGINT; returns the process exit code."""
+    """Serve until SIGTERM or SIGINT; returns the process exit code.
+
+    ``request_log`` holds ``RequestLog``'s arguments besides the model and endpoint names (at
+    least ``table_path``); None serves without a request log.
+    """
     app = ServingApp(model_name, admin_token, max_body_bytes, endpoint_name)
     server = _HttpServer(app)
+    if request_log is not None:
+        app.request_log = RequestLog(model_name=model_name, endpoint=endpoint_name, **request_log)
+        log.info("logging requests to %s", app.request_log.table_path)
     try:
-        await server.start(host, port)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            log.error("port %s on %s is in use; set IRIS_SERVING_PORT to a free port", port, host)
-            return EXIT_PORT_IN_USE
-        raise
-    log.info("listening on http://%s:%s (pid %s)", host, port, os.getpid())
+        try:
+            await server.start(host, port)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                log.error(
+                    "port %s on %s is in use; set IRIS_SERVING_PORT to a free port", port, host
+                )
+                return EXIT_PORT_IN_USE
+            raise
+        log.info("listening on http://%s:%s (pid %s)", host, port, os.getpid())
+        return await _serve_until_stopped(app, server, version)
+    finally:
+        if app.request_log is not None:
+            await asyncio.get_running_loop().run_in_executor(None, app.request_log.close)
+
+
+async def _serve_until_stopped(app: ServingApp, server: _HttpServer, version: str) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -613,6 +687,15 @@ def main(argv: list[str] | None = None) -> int:
         "--endpoint-name",
         help="answer /serving-endpoints/<this name>/invocations too, as Databricks does",
     )
+    parser.add_argument(
+        "--request-log",
+        type=Path,
+        metavar="TABLE_DIR",
+        help="record every scoring request into the Delta table in this folder",
+    )
+    parser.add_argument("--request-log-max-rows", type=int, default=DEFAULT_MAX_ROWS)
+    parser.add_argument("--request-log-max-bytes", type=int, default=DEFAULT_MAX_BYTES)
+    parser.add_argument("--request-log-flush-seconds", type=float, default=DEFAULT_FLUSH_SECONDS)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -632,6 +715,16 @@ def main(argv: list[str] | None = None) -> int:
             admin_token,
             max_body_bytes=args.max_body_bytes,
             endpoint_name=args.endpoint_name,
+            request_log=(
+                {
+                    "table_path": args.request_log,
+                    "max_rows": args.request_log_max_rows,
+                    "max_bytes": args.request_log_max_bytes,
+                    "flush_seconds": args.request_log_flush_seconds,
+                }
+                if args.request_log
+                else None
+            ),
         )
     )
 

@@ -16,7 +16,8 @@ import pandas as pd
 
 from iris_assets.core.drift import feature_drift
 from iris_assets.core.registry import ModelRegistry, RegistryError, VersionInfo
-from iris_assets.core.schema import TRAIN
+from iris_assets.core.schema import FEATURE_COLUMNS, TRAIN
+from iris_assets.core.serving_log import served_features, served_table
 from iris_assets.settings import CHAMPION_ALIAS, Settings
 from iris_assets.steps.bootstrap import Step, json_value, open_step
 from iris_assets.steps.day_scoring import ScoredDay, new_run_id, score_day_locally
@@ -62,7 +63,8 @@ def score(step: Step) -> None:
 
     report_inference_checks(step, result)
     training = store.read(settings.feature_table, predicate=f"split = '{TRAIN}'")
-    report_drift_check(step, training, result.features_sample)
+    served = served_features(store, served_table(settings), day)  # the endpoint's requests
+    report_drift_check(step, training, result.features_sample, served)
     step.pipes.report_asset_materialization(
         metadata={
             "table": settings.inference_table,
@@ -108,7 +110,12 @@ def report_inference_checks(step: Step, result: ScoredDay) -> None:
     )
 
 
-def report_drift_check(step: Step, training: pd.DataFrame, current: pd.DataFrame) -> None:
+def report_drift_check(
+    step: Step, training: pd.DataFrame, batch: pd.DataFrame, served: pd.DataFrame | None = None
+) -> None:
+    columns = list(FEATURE_COLUMNS)
+    served = served if served is not None else batch.iloc[:0]
+    current = pd.concat([batch[columns], served[columns]], ignore_index=True)
     report = feature_drift(training, current)
     if not report.enough_rows:
         note = f"only {report.rows} rows scored: too few to judge drift"
@@ -120,7 +127,13 @@ def report_drift_check(step: Step, training: pd.DataFrame, current: pd.DataFrame
         "feature_drift",
         passed=not report.drifted,
         severity="WARN",
-        metadata={"summary": note, "psi": json_value(report.psi), "rows": report.rows},
+        metadata={
+            "summary": note,
+            "psi": json_value(report.psi),
+            "rows": report.rows,
+            "batch_rows": len(batch),
+            "served_rows": len(served),
+        },
     )
 
 

@@ -14,6 +14,12 @@ It behaves like Model Serving in the ways the backend depends on:
   swaps it in. ``fail_updates`` makes the update end UPDATE_FAILED with the old config kept.
 - ``query`` answers ``predict(record)`` (class 0 by default) for each record from the live served
   entity, and refuses when the endpoint is not ready.
+- the AI Gateway: ``create(ai_gateway=...)`` and ``put_ai_gateway`` set it, ``get`` returns it.
+  ``put_ai_gateway`` runs the SDK's own ``ServingEndpointsAPI.put_ai_gateway`` against a fake REST
+  client (``_GatewayRest``), so the path, the JSON body and the parsing of the answer are the
+  SDK's. As Databricks documents: enabling an inference table needs ``catalog_name`` and
+  ``schema_name``; its catalog, schema or prefix change only while it is disabled; and the legacy
+  ``auto_capture_config`` is refused on new and existing endpoints (since February 20, 2026).
 """
 
 from __future__ import annotations
@@ -23,9 +29,18 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from databricks.sdk.errors import ResourceAlreadyExists, ResourceConflict, ResourceDoesNotExist
+from databricks.sdk.errors import (
+    InvalidParameterValue,
+    ResourceAlreadyExists,
+    ResourceConflict,
+    ResourceDoesNotExist,
+)
 from databricks.sdk.service.serving import (
     AiGatewayConfig,
+    AiGatewayGuardrails,
+    AiGatewayInferenceTableConfig,
+    AiGatewayRateLimit,
+    AiGatewayUsageTrackingConfig,
     AutoCaptureConfigInput,
     ChatMessage,
     DataframeSplitInput,
@@ -36,6 +51,8 @@ from databricks.sdk.service.serving import (
     EndpointStateConfigUpdate,
     EndpointStateReady,
     EndpointTag,
+    FallbackConfig,
+    PutAiGatewayResponse,
     QueryEndpointResponse,
     RateLimit,
     ServedEntityInput,
@@ -44,10 +61,15 @@ from databricks.sdk.service.serving import (
     ServedModelState,
     ServedModelStateDeployment,
     ServingEndpointDetailed,
+    ServingEndpointsAPI,
     TrafficConfig,
 )
 
 NEVER = None
+LEGACY_INFERENCE_TABLES = (
+    "Legacy inference tables (auto_capture_config) can no longer be enabled on serving "
+    "endpoints. Use AI Gateway inference tables (ai_gateway.inference_table_config) instead."
+)
 
 
 class FakeServingEndpoints:
@@ -81,14 +103,22 @@ class FakeServingEndpoints:
         tags: list[EndpointTag] | None = None,
     ):
         body = {"name": name, "config": config.as_dict() if config else None}
+        if ai_gateway is not None:
+            body["ai_gateway"] = ai_gateway.as_dict()
         self.requests.append(("create", name, body))
+        if config is not None and config.auto_capture_config is not None:
+            raise InvalidParameterValue(LEGACY_INFERENCE_TABLES)
         if name in self._endpoints:
             raise ResourceAlreadyExists(f"Endpoint with name '{name}' already exists.")
+        gateway = AiGatewayConfig.from_dict(ai_gateway.as_dict()) if ai_gateway else None
+        if gateway is not None:
+            _check_inference_table(gateway.inference_table_config, None)
         self._endpoints[name] = {
             "live": None,
             "pending": config,
             "pending_version": next(self._config_versions),
             "countdown": self._countdown(),
+            "ai_gateway": gateway,
         }
         return _Submitted(name)
 
@@ -104,7 +134,11 @@ class FakeServingEndpoints:
         body = EndpointCoreConfigInput(
             served_entities=served_entities, traffic_config=traffic_config
         ).as_dict()
+        if auto_capture_config is not None:
+            body["auto_capture_config"] = auto_capture_config.as_dict()
         self.requests.append(("update_config", name, body))
+        if auto_capture_config is not None:
+            raise InvalidParameterValue(LEGACY_INFERENCE_TABLES)
         endpoint = self._existing(name)
         if endpoint["pending"] is not None:
             raise ResourceConflict(f"Endpoint {name} is currently updating.")
@@ -115,6 +149,35 @@ class FakeServingEndpoints:
         endpoint["countdown"] = self._countdown()
         endpoint["failed"] = False
         return _Submitted(name)
+
+    def put_ai_gateway(
+        self,
+        name: str,
+        *,
+        fallback_config: FallbackConfig | None = None,
+        guardrails: AiGatewayGuardrails | None = None,
+        inference_table_config: AiGatewayInferenceTableConfig | None = None,
+        rate_limits: list[AiGatewayRateLimit] | None = None,
+        usage_tracking_config: AiGatewayUsageTrackingConfig | None = None,
+    ) -> PutAiGatewayResponse:
+        return ServingEndpointsAPI(_GatewayRest(self)).put_ai_gateway(
+            name,
+            fallback_config=fallback_config,
+            guardrails=guardrails,
+            inference_table_config=inference_table_config,
+            rate_limits=rate_limits,
+            usage_tracking_config=usage_tracking_config,
+        )
+
+    def _put_ai_gateway(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``PUT /api/2.0/serving-endpoints/{name}/ai-gateway``: the whole gateway, replaced."""
+        self.requests.append(("put_ai_gateway", name, body))
+        endpoint = self._existing(name)
+        gateway = AiGatewayConfig.from_dict(body)
+        current = endpoint["ai_gateway"].inference_table_config if endpoint["ai_gateway"] else None
+        _check_inference_table(gateway.inference_table_config, current)
+        endpoint["ai_gateway"] = gateway
+        return gateway.as_dict()
 
     def get(self, name: str) -> ServingEndpointDetailed:
         self.get_calls += 1
@@ -190,6 +253,7 @@ class FakeServingEndpoints:
             update = EndpointStateConfigUpdate.NOT_UPDATING
         return ServingEndpointDetailed(
             name=name,
+            ai_gateway=endpoint["ai_gateway"],
             state=EndpointState(ready=ready, config_update=update),
             config=_output(*live) if live is not None else None,
             pending_config=(
@@ -203,6 +267,41 @@ class FakeServingEndpoints:
                 else None
             ),
         )
+
+
+class _GatewayRest:
+    """The REST side of the AI Gateway route, under the SDK's ``ApiClient.do`` signature."""
+
+    def __init__(self, fake: FakeServingEndpoints):
+        self.fake = fake
+
+    def do(self, method: str, url: str, query=None, headers=None, body=None, **kwargs):
+        prefix, suffix = "/api/2.0/serving-endpoints/", "/ai-gateway"
+        if method != "PUT" or not (url.startswith(prefix) and url.endswith(suffix)):
+            raise AssertionError(f"the fake does not serve {method} {url}")
+        return self.fake._put_ai_gateway(url[len(prefix) : -len(suffix)], body or {})
+
+
+def _check_inference_table(
+    wanted: AiGatewayInferenceTableConfig | None, current: AiGatewayInferenceTableConfig | None
+) -> None:
+    if wanted is None or not wanted.enabled:
+        return
+    if not wanted.catalog_name or not wanted.schema_name:
+        raise InvalidParameterValue(
+            "catalog_name and schema_name are required when enabling inference tables."
+        )
+    if current is not None and current.enabled:
+        moved = [
+            field
+            for field in ("catalog_name", "schema_name", "table_name_prefix")
+            if getattr(current, field) != getattr(wanted, field)
+        ]
+        if moved:
+            raise InvalidParameterValue(
+                f"Cannot change {', '.join(moved)} of an enabled inference table; disable the "
+                "inference table first."
+            )
 
 
 class _Submitted:

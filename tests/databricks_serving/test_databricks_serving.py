@@ -75,12 +75,21 @@ def served_entity(model: str, version: str, scale_to_zero: bool) -> dict:
     }
 
 
+def inference_table(catalog: str, schema: str = "ml") -> dict:
+    return {
+        "catalog_name": catalog,
+        "schema_name": schema,
+        "table_name_prefix": "iris_serving_log",
+        "enabled": True,
+    }
+
+
 def routes_to(version: str) -> dict:
     return {"routes": [{"served_entity_name": f"iris_model-{version}", "traffic_percentage": 100}]}
 
 
 # --- the fake is faithful to the SDK --------------------------------------------------------------
-@pytest.mark.parametrize("method", ["create", "update_config", "get", "query"])
+@pytest.mark.parametrize("method", ["create", "update_config", "get", "query", "put_ai_gateway"])
 def test_fake_has_the_sdk_signatures(method):
     def shape(function):
         parameters = list(inspect.signature(function).parameters.values())[1:]  # without self
@@ -105,9 +114,11 @@ def test_first_deploy_creates_the_endpoint_pinned_to_the_version_and_waits(tmp_p
                 "served_entities": [served_entity("iris_dev.ml.iris_model", "1", True)],
                 "traffic_config": routes_to("1"),
             },
+            "ai_gateway": {"inference_table_config": inference_table("iris_dev")},
         }
     ]
     assert fake.calls("update_config") == []
+    assert fake.calls("put_ai_gateway") == []  # set at creation already
     # NOT_READY for three reads, then READY: deploy returned only after it saw READY.
     assert fake.get_calls >= 4
     assert deployment.version == "1"
@@ -423,3 +434,104 @@ def test_importing_the_backend_does_not_load_the_sdk():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# --- the AI Gateway inference table -------------------------------------------------------------
+def test_an_endpoint_without_an_inference_table_gets_one_in_this_schema(tmp_path):
+    fake = FakeServingEndpoints()
+    entity = ServedEntityInput(
+        name="iris_model-1", entity_name="iris_prod.ml.iris_model", entity_version="1"
+    )
+    fake.create("iris-prod", config=EndpointCoreConfigInput(served_entities=[entity]))
+    backend = make_backend(fake, tmp_path, env="prod")
+
+    deployment = backend.deploy("iris_prod.ml.iris_model", "2")
+
+    assert fake.calls("put_ai_gateway") == [
+        {"inference_table_config": inference_table("iris_prod")}
+    ]
+    assert deployment.detail["inference_table"] == "iris_prod.ml.iris_serving_log_payload"
+    gateway = fake.get("iris-prod").ai_gateway
+    assert gateway.inference_table_config.enabled is True
+    # Deploying again finds the table in place and leaves the gateway alone.
+    backend.deploy("iris_prod.ml.iris_model", "3")
+    assert len(fake.calls("put_ai_gateway")) == 1
+
+
+def test_an_inference_table_logging_elsewhere_is_disabled_moved_and_other_settings_kept(tmp_path):
+    from databricks.sdk.service.serving import (
+        AiGatewayConfig,
+        AiGatewayInferenceTableConfig,
+        AiGatewayRateLimit,
+        AiGatewayRateLimitKey,
+        AiGatewayRateLimitRenewalPeriod,
+    )
+
+    fake = FakeServingEndpoints()
+    limit = AiGatewayRateLimit(
+        calls=100,
+        key=AiGatewayRateLimitKey.USER,
+        renewal_period=AiGatewayRateLimitRenewalPeriod.MINUTE,
+    )
+    elsewhere = AiGatewayInferenceTableConfig(
+        catalog_name="someone", schema_name="else", table_name_prefix="old", enabled=True
+    )
+    fake.create(
+        "iris-dev",
+        ai_gateway=AiGatewayConfig(inference_table_config=elsewhere, rate_limits=[limit]),
+        config=EndpointCoreConfigInput(
+            served_entities=[
+                ServedEntityInput(
+                    name="iris_model-1", entity_name="iris_dev.ml.iris_model", entity_version="1"
+                )
+            ]
+        ),
+    )
+    backend = make_backend(fake, tmp_path)
+
+    backend.deploy("iris_dev.ml.iris_model", "2")
+
+    disabled, enabled = fake.calls("put_ai_gateway")
+    assert disabled["inference_table_config"] == {
+        "catalog_name": "someone",
+        "schema_name": "else",
+        "table_name_prefix": "old",
+        "enabled": False,
+    }
+    assert enabled["inference_table_config"] == inference_table("iris_dev")
+    # A PUT replaces the whole gateway: the rate limit someone set is sent again, not lost.
+    assert enabled["rate_limits"] == disabled["rate_limits"] == [limit.as_dict()]
+    assert fake.get("iris-dev").ai_gateway.rate_limits == [limit]
+
+
+def test_the_fake_refuses_what_databricks_refuses_for_inference_tables():
+    from databricks.sdk.errors import InvalidParameterValue
+    from databricks.sdk.service.serving import AiGatewayInferenceTableConfig, AutoCaptureConfigInput
+
+    fake = FakeServingEndpoints()
+    legacy = AutoCaptureConfigInput(catalog_name="c", schema_name="s", enabled=True)
+    entity = ServedEntityInput(name="m-1", entity_name="c.s.m", entity_version="1")
+    with pytest.raises(InvalidParameterValue, match="auto_capture_config"):
+        fake.create(
+            "e",
+            config=EndpointCoreConfigInput(served_entities=[entity], auto_capture_config=legacy),
+        )
+    fake.create("e", config=EndpointCoreConfigInput(served_entities=[entity]))
+    with pytest.raises(InvalidParameterValue, match="auto_capture_config"):
+        fake.update_config("e", served_entities=[entity], auto_capture_config=legacy)
+    with pytest.raises(InvalidParameterValue, match="catalog_name and schema_name"):
+        fake.put_ai_gateway("e", inference_table_config=AiGatewayInferenceTableConfig(enabled=True))
+    table = AiGatewayInferenceTableConfig(catalog_name="c", schema_name="s", enabled=True)
+    answer = fake.put_ai_gateway("e", inference_table_config=table)
+    assert answer.inference_table_config == table  # parsed back by the SDK's from_dict
+    moved = AiGatewayInferenceTableConfig(catalog_name="c", schema_name="other", enabled=True)
+    with pytest.raises(InvalidParameterValue, match="disable the inference table first"):
+        fake.put_ai_gateway("e", inference_table_config=moved)
+
+
+def test_the_backend_never_sends_the_legacy_auto_capture_config(tmp_path):
+    fake = FakeServingEndpoints()
+    backend = make_backend(fake, tmp_path)
+    backend.deploy("iris_dev.ml.iris_model", "1")
+    backend.deploy("iris_dev.ml.iris_model", "2")
+    assert "auto_capture" not in json.dumps(fake.requests)
