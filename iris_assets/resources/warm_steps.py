@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -174,6 +175,14 @@ class WarmWorker:
             self.process.kill()
             self.process.wait()
         self._folder.cleanup()
+
+
+def prestart(python: str = sys.executable, env: Mapping[str, str] = os.environ) -> None:
+    """Start this process's warm worker now rather than on the first step, so that its imports
+    run while the caller does its own start-up (the demo: importing Dagster, opening the
+    instance). Does nothing with warm steps off."""
+    if warm_steps_enabled(env):
+        WarmWorker.for_python(python)
 
 
 def launch_step(python: str, module: str, env: Mapping[str, str]) -> WarmStep | subprocess.Popen:
