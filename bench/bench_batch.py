@@ -349,9 +349,13 @@ def through_dagster(home: Path) -> dict:
 
 def process_name(command: str) -> str:
     for marker, name in (
-        ("warm_worker", "warm step worker / step"),
+        ("warm_worker", "warm step worker and the step forked from it"),
         ("iris_assets.steps.score", "score step (cold)"),
         ("dagster asset materialize", "dagster CLI (orchestrator)"),
+        ("multiprocessing.spawn", "the run's step process (multiprocess executor)"),
+        ("multiprocessing.resource_tracker", "multiprocessing resource tracker"),
+        ("watch_orphans", "Dagster's orphan watcher"),
+        ("tail -F", "Dagster's compute-log tail"),
     ):
         if marker in command:
             return name

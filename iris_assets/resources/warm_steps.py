@@ -1,7 +1,9 @@
 """Warm steps, orchestrator side: one warm worker per orchestrator process runs the local steps.
 
-``iris_assets.steps.warm_worker`` has the steps' heavy imports loaded and forks a fresh child per
-step, so a step starts in milliseconds instead of paying ~2.5 s of imports. What the runner gets
+``iris_assets.steps.warm_worker`` loads a step's heavy imports before forking it a fresh child, so
+the second and later steps of a run start in milliseconds instead of paying ~2.5 s of imports
+each (a worker started for one step costs what a cold step would; ``prestart`` loads everything
+ahead for a caller that knows several steps follow). What the runner gets
 back behaves like ``subprocess.Popen`` (``pid``, ``wait``, ``terminate``, ``kill``,
 ``returncode``), so the Pipes session around it is the same as for a cold subprocess.
 
@@ -115,7 +117,7 @@ class WarmWorker:
     _lock = threading.Lock()
     _workers: dict[tuple[str, int], WarmWorker] = {}
 
-    def __init__(self, python: str):
+    def __init__(self, python: str, preload_all: bool = False):
         self.python = python
         self._folder = tempfile.TemporaryDirectory(prefix="iris-warm-")
         self.address = str(Path(self._folder.name) / "worker.sock")
@@ -125,20 +127,29 @@ class WarmWorker:
             # The worker inherits the listening socket: a step sent while it is still importing
             # waits in the backlog, so there is nothing to poll for.
             self.process = subprocess.Popen(
-                [python, "-m", WORKER_MODULE, str(listener.fileno()), str(os.getpid())],
+                [
+                    python,
+                    "-m",
+                    WORKER_MODULE,
+                    str(listener.fileno()),
+                    str(os.getpid()),
+                    *(["--preload", "all"] if preload_all else []),
+                ],
                 pass_fds=(listener.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
 
     @classmethod
-    def for_python(cls, python: str) -> WarmWorker:
+    def for_python(cls, python: str, preload_all: bool = False) -> WarmWorker:
+        """This process's worker for ``python``, started if there is none (or it died).
+        ``preload_all``: a new worker imports every step's libraries before its first step."""
         key = (python, os.getpid())  # a forked orchestrator starts its own
         with cls._lock:
             worker = cls._workers.get(key)
             if worker is None or worker.process.poll() is not None:
                 if worker is not None:
                     worker.stop()
-                worker = cls._workers[key] = cls(python)
+                worker = cls._workers[key] = cls(python, preload_all)
             return worker
 
     @classmethod
@@ -182,7 +193,7 @@ def prestart(python: str = sys.executable, env: Mapping[str, str] = os.environ) 
     run while the caller does its own start-up (the demo: importing Dagster, opening the
     instance). Does nothing with warm steps off."""
     if warm_steps_enabled(env):
-        WarmWorker.for_python(python)
+        WarmWorker.for_python(python, preload_all=True)
 
 
 def launch_step(python: str, module: str, env: Mapping[str, str]) -> WarmStep | subprocess.Popen:

@@ -126,3 +126,16 @@ def test_warm_steps_can_be_turned_off(probe, monkeypatch):
     process, _ = probe(wait=False)
     assert isinstance(process, subprocess.Popen)
     assert process.wait(timeout=60) == 0
+
+
+def test_garbage_sent_to_the_worker_is_refused_and_the_next_step_still_runs(probe):
+    import socket
+
+    probe()
+    worker = WarmWorker.for_python(sys.executable)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(worker.address)
+        conn.sendall(b"this is not json\n")
+        assert conn.recv(100) == b""  # closed without starting anything
+    assert probe(value="after garbage")[1]["env"] == "after garbage"
+    assert worker.process.poll() is None
