@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -187,6 +188,85 @@ def run_demo(home: Path, profile: Path | None = None) -> float:
         subprocess.run(iris("stop"), env=env, capture_output=True, check=False)
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_kind(command: str) -> str:
+    for marker, kind in (
+        ("warm_worker", "warm step worker and the steps forked from it"),
+        ("iris_assets.serving.server", "model server"),
+        ("iris demo", "iris demo (orchestrator: Dagster, sensor, gate, summary)"),
+        ("watch_orphans", "Dagster compute-log helpers (tail, watch_orphans)"),
+        ("tail -F", "Dagster compute-log helpers (tail, watch_orphans)"),
+    ):
+        if marker in command:
+            return kind
+    return command.split(" ")[0].rsplit("/", 1)[-1] or "other"
+
+
+def cpu_of(pid: int) -> tuple[str, float] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return command, (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def tree(root: int, known: set[int]) -> set[int]:
+    """``root``'s descendants now, plus those seen before (the server outlives the demo)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            parents[int(entry)] = int(fields[1])
+    found, frontier = set(known), [root]
+    while frontier:
+        pid = frontier.pop()
+        found.add(pid)
+        frontier += [child for child, parent in parents.items() if parent == pid]
+    return found
+
+
+def demo_cpu(home: Path) -> tuple[float, dict[str, float]]:
+    """One demo with the CPU seconds of each of its processes, sampled from /proc (a process
+    that lives less than a sample interval is missed, so this is a lower bound)."""
+    env = demo_env(home)
+    started = time.perf_counter()
+    process = subprocess.Popen(iris("demo"), env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    seen: dict[int, tuple[str, float]] = {}
+    pids: set[int] = set()
+    try:
+        while process.poll() is None:
+            pids = tree(process.pid, pids)
+            for pid in pids:
+                if (measured := cpu_of(pid)) is not None:
+                    seen[pid] = measured
+            time.sleep(0.05)
+        wall = time.perf_counter() - started
+        for pid in pids:  # what is still alive (the server) once more
+            if (measured := cpu_of(pid)) is not None:
+                seen[pid] = measured
+    finally:
+        subprocess.run(iris("stop"), env=env, capture_output=True, check=False)
+    kinds: dict[str, float] = {}
+    for command, seconds in seen.values():
+        kind = process_kind(command)
+        kinds[kind] = kinds.get(kind, 0.0) + seconds
+    return wall, kinds
+
+
+def floor_cpu(home: Path) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run_floor(home)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def run_floor(home: Path) -> float:
     return timed([sys.executable, __file__, "--floor", str(home)], demo_env(home))
 
@@ -268,6 +348,8 @@ def main(argv=None) -> int:
                 floors.append(low)
         steps, in_runs = step_table(Path(folder) / f"demo-{args.runs}")
         last_demo = demos[-1]
+        cpu_wall, cpu = demo_cpu(Path(folder) / "demo-cpu")
+        low_cpu = floor_cpu(Path(folder) / "floor-cpu")
         if args.profile:
             run_demo(Path(folder) / "profiled", profile=PROFILE)
     demo, low = statistics.median(demos), statistics.median(floors)
@@ -284,6 +366,19 @@ def main(argv=None) -> int:
         "",
         *steps,
         f"| outside any run (start-up, imports, sensor, summary) | {last_demo - in_runs:.2f} |",
+        "",
+        f"CPU seconds by process, one more demo ({cpu_wall:.1f} s wall) and floor (sampled from "
+        "/proc: less sensitive to the machine's load than wall time):",
+        "",
+        "| process | CPU s |",
+        "|---|---:|",
+        *[
+            f"| {kind} | {seconds:.1f} |"
+            for kind, seconds in sorted(cpu.items(), key=lambda kv: -kv[1])
+        ],
+        f"| **demo, all processes** | **{sum(cpu.values()):.1f}** |",
+        f"| **floor** | **{low_cpu:.1f}** |",
+        f"| CPU ratio demo / floor | {sum(cpu.values()) / low_cpu:.2f} |",
     ]
     table = "\n".join(lines)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
