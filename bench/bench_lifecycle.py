@@ -201,7 +201,7 @@ def process_kind(command: str) -> str:
     ):
         if marker in command:
             return kind
-    return command.split(" ")[0].rsplit("/", 1)[-1] or "other"
+    return command.split(" ")[0].rsplit("/", 1)[-1] or "short-lived processes"
 
 
 def cpu_of(pid: int) -> tuple[str, float] | None:
@@ -232,6 +232,14 @@ def tree(root: int, known: set[int]) -> set[int]:
     return found
 
 
+def sample(pids: set[int], seen: dict[int, tuple[str, float]]) -> None:
+    for pid in pids:
+        if (measured := cpu_of(pid)) is not None:
+            command, seconds = measured
+            # An exited, unreaped process (a zombie) has no command line left: keep the name.
+            seen[pid] = (seen.get(pid, ("", 0.0))[0] or command, seconds)
+
+
 def demo_cpu(home: Path) -> tuple[float, dict[str, float]]:
     """One demo with the CPU seconds of each of its processes, sampled from /proc (a process
     that lives less than a sample interval is missed, so this is a lower bound)."""
@@ -243,14 +251,10 @@ def demo_cpu(home: Path) -> tuple[float, dict[str, float]]:
     try:
         while process.poll() is None:
             pids = tree(process.pid, pids)
-            for pid in pids:
-                if (measured := cpu_of(pid)) is not None:
-                    seen[pid] = measured
+            sample(pids, seen)
             time.sleep(0.05)
         wall = time.perf_counter() - started
-        for pid in pids:  # what is still alive (the server) once more
-            if (measured := cpu_of(pid)) is not None:
-                seen[pid] = measured
+        sample(pids, seen)  # what is still alive (the server) once more
     finally:
         subprocess.run(iris("stop"), env=env, capture_output=True, check=False)
     kinds: dict[str, float] = {}

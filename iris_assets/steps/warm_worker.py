@@ -83,13 +83,24 @@ def preload(names: tuple[str, ...] = PRELOAD) -> None:
 
 
 def read_request(conn: socket.socket) -> tuple[dict, list[int]]:
+    """The request and its stdio descriptors; ValueError (descriptors closed) if malformed."""
     data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST_BYTES, 3)
-    while not data.endswith(b"\n"):
-        more = conn.recv(MAX_REQUEST_BYTES)
-        if not more:
-            raise ConnectionError("the client closed the connection before its request ended")
-        data += more
-    return json.loads(data), fds
+    try:
+        while not data.endswith(b"\n"):
+            more = conn.recv(MAX_REQUEST_BYTES)
+            if not more:
+                raise ConnectionError("the client closed the connection before its request ended")
+            data += more
+        request = json.loads(data)
+        if not (isinstance(request, dict) and isinstance(request.get("module"), str)):
+            raise ValueError("a request is a JSON object with a module")
+        if len(fds) != 3:
+            raise ValueError("a request comes with stdin, stdout and stderr")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return request, fds
 
 
 def send(conn: socket.socket, message: dict) -> None:
@@ -169,7 +180,7 @@ def serve(listener: socket.socket, parent: int) -> None:
             conn.close()  # the client gave up or sent garbage: it sees a closed connection
             continue
         # Here, not in the child: what this step imports stays loaded for the next ones.
-        preload(STEP_IMPORTS.get(request.get("module"), ()))
+        preload(STEP_IMPORTS.get(request["module"], ()))
         if os.fork() == 0:
             listener.close()
             supervise(conn, request, fds)
