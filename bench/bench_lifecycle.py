@@ -236,8 +236,8 @@ def sample(pids: set[int], seen: dict[int, tuple[str, float]]) -> None:
     for pid in pids:
         if (measured := cpu_of(pid)) is not None:
             command, seconds = measured
-            # An exited, unreaped process (a zombie) has no command line left: keep the name.
-            seen[pid] = (seen.get(pid, ("", 0.0))[0] or command, seconds)
+            # An exited, unreaped process (a zombie) has no command line left: keep the last.
+            seen[pid] = (command or seen.get(pid, ("", 0.0))[0], seconds)
 
 
 def demo_cpu(home: Path) -> tuple[float, dict[str, float]]:
@@ -258,8 +258,11 @@ def demo_cpu(home: Path) -> tuple[float, dict[str, float]]:
     finally:
         subprocess.run(iris("stop"), env=env, capture_output=True, check=False)
     kinds: dict[str, float] = {}
-    for command, seconds in seen.values():
+    for pid, (command, seconds) in seen.items():
         kind = process_kind(command)
+        if pid != process.pid and kind.startswith("iris demo"):
+            # The worker the demo forks from itself, and its steps, have the demo's command line.
+            kind = "warm step worker and the steps forked from it"
         kinds[kind] = kinds.get(kind, 0.0) + seconds
     return wall, kinds
 

@@ -22,12 +22,21 @@ SETTINGS_VARS = ("IRIS_ENV", "IRIS_TARGET", "IRIS_CATALOG", "IRIS_SCHEMA", "IRIS
 # collected last, one of them could still be running alone when everything else is done.
 SLOW_FILES_FIRST = (
     "tests/databricks/test_serverless_env.py",
+    "tests/databricks/test_databricks_runner.py",
+    "tests/assets/test_promotion.py",
     "tests/test_cli.py",
+    "tests/steps/test_spark_scoring.py",
+    "tests/serving/test_serving_http.py",
+    "tests/assets/test_training_assets.py",
     "tests/test_definitions.py",
+    "tests/serving/test_serving_parity.py",
+    "tests/serving/test_serving_databricks_path.py",
+    "tests/assets/test_lifecycle.py",
     "tests/test_dg.py",
     "tests/test_mlflow_ui.py",
-    "tests/assets/test_promotion.py",
-    "tests/databricks/test_databricks_runner.py",
+    "tests/assets/test_faults.py",
+    "tests/serving/test_serving_lifecycle.py",
+    "tests/assets/test_check_targets.py",
 )
 
 

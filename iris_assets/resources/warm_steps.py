@@ -117,13 +117,16 @@ class WarmWorker:
     _lock = threading.Lock()
     _workers: dict[tuple[str, int], WarmWorker] = {}
 
-    def __init__(self, python: str, preload_all: bool = False):
+    def __init__(self, python: str, preload_all: bool = False, forked: bool = False):
         self.python = python
         self._folder = tempfile.TemporaryDirectory(prefix="iris-warm-")
         self.address = str(Path(self._folder.name) / "worker.sock")
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
             listener.bind(self.address)
             listener.listen(64)
+            if forked:
+                self.process = _fork_worker(listener)
+                return
             # The worker inherits the listening socket: a step sent while it is still importing
             # waits in the backlog, so there is nothing to poll for.
             self.process = subprocess.Popen(
@@ -188,12 +191,67 @@ class WarmWorker:
         self._folder.cleanup()
 
 
+class _ForkedWorker:
+    """The ``Popen`` calls WarmWorker makes (poll, kill, wait), for a worker forked from here."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+def _fork_worker(listener: socket.socket) -> _ForkedWorker:
+    """Import every step's libraries here, then fork the worker from this process: the
+    orchestrator needs MLflow, pandas, pyarrow and deltalake itself, so they are imported once
+    for both. Only while this process has nothing but imports (no threads, no open runs)."""
+    from iris_assets.steps import warm_worker
+
+    warm_worker.preload()
+    parent = os.getpid()
+    for stream in (sys.stdout, sys.stderr):  # or the worker's steps would print it again
+        with contextlib.suppress(Exception):
+            stream.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            atexit._clear()  # this process's exit handlers (stopping this very worker) are not its
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            warm_worker.serve(listener, parent)
+        finally:
+            os._exit(0)
+    return _ForkedWorker(pid)
+
+
 def prestart(python: str = sys.executable, env: Mapping[str, str] = os.environ) -> None:
-    """Start this process's warm worker now rather than on the first step, so that its imports
-    run while the caller does its own start-up (the demo: importing Dagster, opening the
-    instance). Does nothing with warm steps off."""
-    if warm_steps_enabled(env):
-        WarmWorker.for_python(python, preload_all=True)
+    """Start this process's warm worker now rather than on the first step. For this process's
+    own Python it is forked from here after importing what every step needs (the caller, the
+    demo, imports most of it anyway), else started with everything preloaded. Call it before
+    anything starts a thread. Does nothing with warm steps off."""
+    if not warm_steps_enabled(env):
+        return
+    key = (python, os.getpid())
+    if python == sys.executable and threading.active_count() == 1:
+        with WarmWorker._lock:
+            if key not in WarmWorker._workers:
+                WarmWorker._workers[key] = WarmWorker(python, forked=True)
+        return
+    WarmWorker.for_python(python, preload_all=True)
 
 
 def launch_step(python: str, module: str, env: Mapping[str, str]) -> WarmStep | subprocess.Popen:
