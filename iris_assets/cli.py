@@ -20,7 +20,7 @@ class CliError(Exception):
 def cmd_demo(args) -> int:
     from iris_assets.resources.warm_steps import prestart
 
-    prestart()  # the steps' imports load while this process imports Dagster
+    prestart()  # the warm worker, forked from here with the steps' imports, shared with ours
     from iris_assets.demo import DemoError, run_demo, summary_table
 
     settings = load_settings()
