@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test dev mlflow test-ui chromium lint format clean lock bench-serving bench-batch
+.PHONY: install demo test dev mlflow test-ui chromium lint format clean lock bench-serving bench-batch bench-lifecycle
 
 install: $(STAMP)
 
@@ -73,3 +73,8 @@ bench-serving: install
 # non-zero when the 1e7 ratio (>= 0.5) or the step's memory bound (<= 1.5 GB) is missed.
 bench-batch: install
 	$(BIN)/python bench/bench_batch.py
+
+# `iris demo` in a fresh home against one process doing the same ML work (median of 3 runs each);
+# exits non-zero above 2.0x. BENCH_ARGS=--profile also profiles one demo (pyinstrument if installed).
+bench-lifecycle: install
+	$(BIN)/python bench/bench_lifecycle.py $(BENCH_ARGS)

@@ -18,6 +18,9 @@ class CliError(Exception):
 
 
 def cmd_demo(args) -> int:
+    from iris_assets.resources.warm_steps import prestart
+
+    prestart()  # the warm worker, forked from here with the steps' imports, shared with ours
     from iris_assets.demo import DemoError, run_demo, summary_table
 
     settings = load_settings()

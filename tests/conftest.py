@@ -16,6 +16,35 @@ from iris_assets.settings import Settings, load_settings
 
 SETTINGS_VARS = ("IRIS_ENV", "IRIS_TARGET", "IRIS_CATALOG", "IRIS_SCHEMA", "IRIS_SERVING_HOST")
 
+# The files that take longest (`pytest --durations`: a venv to build, `iris demo`, `dagster dev`,
+# the MLflow UI, many training runs), longest first. They are collected first, so xdist's
+# loadfile scheduling hands them out before the short files, which then fill the other workers;
+# collected last, one of them could still be running alone when everything else is done.
+SLOW_FILES_FIRST = (
+    "tests/databricks/test_serverless_env.py",
+    "tests/databricks/test_databricks_runner.py",
+    "tests/assets/test_promotion.py",
+    "tests/test_cli.py",
+    "tests/steps/test_spark_scoring.py",
+    "tests/serving/test_serving_http.py",
+    "tests/assets/test_training_assets.py",
+    "tests/test_definitions.py",
+    "tests/serving/test_serving_parity.py",
+    "tests/serving/test_serving_databricks_path.py",
+    "tests/assets/test_lifecycle.py",
+    "tests/test_dg.py",
+    "tests/test_mlflow_ui.py",
+    "tests/assets/test_faults.py",
+    "tests/serving/test_serving_lifecycle.py",
+    "tests/assets/test_check_targets.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(SLOW_FILES_FIRST)}
+    # A stable sort: each file keeps its tests in order, the other files keep theirs.
+    items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))
+
 
 def free_port() -> int:
     with socket.socket() as sock:

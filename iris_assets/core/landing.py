@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import importlib.util
 import os
 import re
 import secrets
@@ -76,11 +77,22 @@ def iso_day(day: dt.date | str) -> str:
 
 @lru_cache(maxsize=1)
 def iris_class_statistics() -> tuple[np.ndarray, np.ndarray]:
-    """Per-species means and standard deviations (3 x 4) of the Iris data bundled with sklearn."""
-    from sklearn.datasets import load_iris
+    """Per-species means and standard deviations (3 x 4) of the Iris data bundled with sklearn.
 
-    iris = load_iris()
-    data, target = iris.data, iris.target
+    Read from sklearn's data file without importing sklearn (~1.7 s of CPU in an orchestrator
+    that otherwise never needs it); ``load_iris`` reads the same file.
+    """
+    package = importlib.util.find_spec("sklearn")
+    folder = (package.submodule_search_locations or [None])[0] if package else None
+    bundled = Path(folder) / "datasets" / "data" / "iris.csv" if folder else None
+    if bundled is not None and bundled.is_file():
+        rows = np.loadtxt(bundled, delimiter=",", skiprows=1, dtype=np.float64)
+        data, target = rows[:, :4], rows[:, 4].astype(np.int64)
+    else:
+        from sklearn.datasets import load_iris
+
+        iris = load_iris()
+        data, target = iris.data, iris.target
     means = np.stack([data[target == k].mean(axis=0) for k in range(3)])
     stds = np.stack([data[target == k].std(axis=0, ddof=1) for k in range(3)])
     return means, stds

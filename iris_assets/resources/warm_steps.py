@@ -1,7 +1,9 @@
 """Warm steps, orchestrator side: one warm worker per orchestrator process runs the local steps.
 
-``iris_assets.steps.warm_worker`` has the steps' heavy imports loaded and forks a fresh child per
-step, so a step starts in milliseconds instead of paying ~2.5 s of imports. What the runner gets
+``iris_assets.steps.warm_worker`` loads a step's heavy imports before forking it a fresh child, so
+the second and later steps of a run start in milliseconds instead of paying ~2.5 s of imports
+each (a worker started for one step costs what a cold step would; ``prestart`` loads everything
+ahead for a caller that knows several steps follow). What the runner gets
 back behaves like ``subprocess.Popen`` (``pid``, ``wait``, ``terminate``, ``kill``,
 ``returncode``), so the Pipes session around it is the same as for a cold subprocess.
 
@@ -20,6 +22,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -114,30 +117,42 @@ class WarmWorker:
     _lock = threading.Lock()
     _workers: dict[tuple[str, int], WarmWorker] = {}
 
-    def __init__(self, python: str):
+    def __init__(self, python: str, preload_all: bool = False, forked: bool = False):
         self.python = python
         self._folder = tempfile.TemporaryDirectory(prefix="iris-warm-")
         self.address = str(Path(self._folder.name) / "worker.sock")
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
             listener.bind(self.address)
             listener.listen(64)
+            if forked:
+                self.process = _fork_worker(listener)
+                return
             # The worker inherits the listening socket: a step sent while it is still importing
             # waits in the backlog, so there is nothing to poll for.
             self.process = subprocess.Popen(
-                [python, "-m", WORKER_MODULE, str(listener.fileno()), str(os.getpid())],
+                [
+                    python,
+                    "-m",
+                    WORKER_MODULE,
+                    str(listener.fileno()),
+                    str(os.getpid()),
+                    *(["--preload", "all"] if preload_all else []),
+                ],
                 pass_fds=(listener.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
 
     @classmethod
-    def for_python(cls, python: str) -> WarmWorker:
+    def for_python(cls, python: str, preload_all: bool = False) -> WarmWorker:
+        """This process's worker for ``python``, started if there is none (or it died).
+        ``preload_all``: a new worker imports every step's libraries before its first step."""
         key = (python, os.getpid())  # a forked orchestrator starts its own
         with cls._lock:
             worker = cls._workers.get(key)
             if worker is None or worker.process.poll() is not None:
                 if worker is not None:
                     worker.stop()
-                worker = cls._workers[key] = cls(python)
+                worker = cls._workers[key] = cls(python, preload_all)
             return worker
 
     @classmethod
@@ -174,6 +189,69 @@ class WarmWorker:
             self.process.kill()
             self.process.wait()
         self._folder.cleanup()
+
+
+class _ForkedWorker:
+    """The ``Popen`` calls WarmWorker makes (poll, kill, wait), for a worker forked from here."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+def _fork_worker(listener: socket.socket) -> _ForkedWorker:
+    """Import every step's libraries here, then fork the worker from this process: the
+    orchestrator needs MLflow, pandas, pyarrow and deltalake itself, so they are imported once
+    for both. Only while this process has nothing but imports (no threads, no open runs)."""
+    from iris_assets.steps import warm_worker
+
+    warm_worker.preload()
+    parent = os.getpid()
+    for stream in (sys.stdout, sys.stderr):  # or the worker's steps would print it again
+        with contextlib.suppress(Exception):
+            stream.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            atexit._clear()  # this process's exit handlers (stopping this very worker) are not its
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            warm_worker.serve(listener, parent)
+        finally:
+            os._exit(0)
+    return _ForkedWorker(pid)
+
+
+def prestart(python: str = sys.executable, env: Mapping[str, str] = os.environ) -> None:
+    """Start this process's warm worker now rather than on the first step. For this process's
+    own Python it is forked from here after importing what every step needs (the caller, the
+    demo, imports most of it anyway), else started with everything preloaded. Call it before
+    anything starts a thread. Does nothing with warm steps off."""
+    if not warm_steps_enabled(env):
+        return
+    key = (python, os.getpid())
+    if python == sys.executable and threading.active_count() == 1:
+        with WarmWorker._lock:
+            if key not in WarmWorker._workers:
+                WarmWorker._workers[key] = WarmWorker(python, forked=True)
+        return
+    WarmWorker.for_python(python, preload_all=True)
 
 
 def launch_step(python: str, module: str, env: Mapping[str, str]) -> WarmStep | subprocess.Popen:

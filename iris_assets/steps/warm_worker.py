@@ -2,11 +2,12 @@
 fresh child for every local step.
 
 Each step imports MLflow, scikit-learn, pandas, pyarrow and deltalake, about 2.5 s of CPU; a new
-interpreter per step pays that every time. The worker pays it once per orchestrator process and
-then runs each step in ``os.fork()`` of its pristine self. The child is a process of its own,
-as ``python -m iris_assets.steps.<name>`` would be: a step that raises, exits or is killed
-cannot take the worker or the orchestrator with it, and nothing one step does is seen by the
-next (each starts from the same untouched copy).
+interpreter per step pays that every time. The worker imports what a step needs before forking
+it (everything at once when started with ``--preload all``), so that is paid once per
+orchestrator process, and runs each step in ``os.fork()`` of its pristine self. The child is a
+process of its own, as ``python -m iris_assets.steps.<name>`` would be: a step that raises,
+exits or is killed cannot take the worker or the orchestrator with it, and nothing one step does
+is seen by the next (each starts from the same untouched copy: the worker itself only imports).
 
 The orchestrator side is ``iris_assets.resources.warm_steps``. The protocol, one Unix-socket
 connection per step: the client sends one JSON line ``{"module", "env", "cwd"}`` with its
@@ -29,18 +30,22 @@ import socket
 import sys
 import traceback
 
-# What the steps import, loaded before the first fork. A module that is not installed is
-# skipped: the step that needs it fails as it would in a cold process.
-PRELOAD = (
+# What each step imports (some inside its functions), loaded in the worker before it forks the
+# step: a worker started for one step pays what that step would pay cold, and every later step
+# of the same run finds it loaded. ``--preload all`` (the demo's prestart) loads every step's set
+# before the first request. A module that is not installed is skipped: the step that needs it
+# fails as it would in a cold process.
+COMMON = (
     "numpy",
     "pandas",
     "pyarrow",
     "pyarrow.compute",
     "pyarrow.parquet",
     "deltalake",
-    "sklearn.datasets",
+    "dagster_pipes",
+)
+MLFLOW = (
     "sklearn.linear_model",
-    "sklearn.metrics",
     "sklearn.pipeline",
     "sklearn.preprocessing",
     "skops.io",
@@ -49,32 +54,53 @@ PRELOAD = (
     "mlflow.models",
     "mlflow.store.tracking.sqlalchemy_store",
     "mlflow.store.model_registry.sqlalchemy_store",
-    "matplotlib",
-    "matplotlib.pyplot",
-    "iris_assets.steps.ingest",
-    "iris_assets.steps.train",
-    "iris_assets.steps.evaluate",
-    "iris_assets.steps.score",
 )
+STEP_IMPORTS = {
+    "iris_assets.steps.ingest": (*COMMON, "sklearn.datasets", "iris_assets.steps.ingest"),
+    "iris_assets.steps.train": (*COMMON, *MLFLOW, "iris_assets.steps.train"),
+    "iris_assets.steps.evaluate": (
+        *COMMON,
+        *MLFLOW,
+        "sklearn.metrics",
+        "matplotlib",
+        "matplotlib.pyplot",
+        "iris_assets.steps.evaluate",
+    ),
+    "iris_assets.steps.score": (*COMMON, *MLFLOW, "iris_assets.steps.score"),
+}
+PRELOAD = tuple(dict.fromkeys(name for names in STEP_IMPORTS.values() for name in names))
 
 MAX_REQUEST_BYTES = 1 << 20
+REQUEST_TIMEOUT_SECONDS = 30.0
 
 
-def preload() -> None:
+def preload(names: tuple[str, ...] = PRELOAD) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
-    for name in PRELOAD:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
+    for name in names:
+        if name not in sys.modules:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
 
 
 def read_request(conn: socket.socket) -> tuple[dict, list[int]]:
+    """The request and its stdio descriptors; ValueError (descriptors closed) if malformed."""
     data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST_BYTES, 3)
-    while not data.endswith(b"\n"):
-        more = conn.recv(MAX_REQUEST_BYTES)
-        if not more:
-            raise ConnectionError("the client closed the connection before its request ended")
-        data += more
-    return json.loads(data), fds
+    try:
+        while not data.endswith(b"\n"):
+            more = conn.recv(MAX_REQUEST_BYTES)
+            if not more:
+                raise ConnectionError("the client closed the connection before its request ended")
+            data += more
+        request = json.loads(data)
+        if not (isinstance(request, dict) and isinstance(request.get("module"), str)):
+            raise ValueError("a request is a JSON object with a module")
+        if len(fds) != 3:
+            raise ValueError("a request comes with stdin, stdout and stderr")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return request, fds
 
 
 def send(conn: socket.socket, message: dict) -> None:
@@ -120,11 +146,10 @@ def run_step(request: dict, fds: list[int]) -> None:
         os._exit(code)
 
 
-def supervise(conn: socket.socket) -> None:
+def supervise(conn: socket.socket, request: dict, fds: list[int]) -> None:
     """In the supervisor: start the step, report its pid, wait for it, report how it ended."""
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # waitpid needs the child's status
-        request, fds = read_request(conn)
         pid = os.fork()
         if pid == 0:
             conn.close()
@@ -147,16 +172,28 @@ def serve(listener: socket.socket, parent: int) -> None:
         if not ready:
             continue
         conn, _ = listener.accept()
+        conn.settimeout(REQUEST_TIMEOUT_SECONDS)  # a client that never sends cannot stall it
+        try:
+            request, fds = read_request(conn)
+            conn.settimeout(None)
+        except (OSError, ValueError):
+            conn.close()  # the client gave up or sent garbage: it sees a closed connection
+            continue
+        # Here, not in the child: what this step imports stays loaded for the next ones.
+        preload(STEP_IMPORTS.get(request["module"], ()))
         if os.fork() == 0:
             listener.close()
-            supervise(conn)
+            supervise(conn, request, fds)
+        for fd in fds:
+            os.close(fd)
         conn.close()
 
 
 def main() -> None:
     listener_fd, parent = int(sys.argv[1]), int(sys.argv[2])
     listener = socket.socket(fileno=listener_fd)
-    preload()
+    if sys.argv[3:] == ["--preload", "all"]:
+        preload()
     serve(listener, parent)
 
 

@@ -126,3 +126,53 @@ def test_warm_steps_can_be_turned_off(probe, monkeypatch):
     process, _ = probe(wait=False)
     assert isinstance(process, subprocess.Popen)
     assert process.wait(timeout=60) == 0
+
+
+def test_garbage_sent_to_the_worker_is_refused_and_the_next_step_still_runs(probe):
+    import socket
+
+    probe()
+    worker = WarmWorker.for_python(sys.executable)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(worker.address)
+        conn.sendall(b"this is not json\n")
+        assert conn.recv(100) == b""  # closed without starting anything
+    assert probe(value="after garbage")[1]["env"] == "after garbage"
+    assert worker.process.poll() is None
+
+
+def test_a_worker_forked_by_prestart_runs_steps_like_a_cold_process_and_ends_with_its_owner(
+    tmp_path,
+):
+    (tmp_path / "warm_probe.py").write_text(PROBE)
+    owner = textwrap.dedent(
+        """
+        import json, os, sys
+        from iris_assets.resources import warm_steps
+
+        warm_steps.prestart()
+        worker = warm_steps.WarmWorker.for_python(sys.executable)
+        reports = []
+        for value in ("first", "second"):
+            out = f"report-{value}.json"
+            env = {**os.environ, "PROBE_OUT": out, "PROBE_VALUE": value}
+            assert warm_steps.launch_step(sys.executable, "warm_probe", env).wait(60) == 0
+            reports.append(json.load(open(out)))
+        print(json.dumps({"forked": type(worker.process).__name__, "worker": worker.process.pid,
+                          "owner": os.getpid(), "reports": reports}))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", owner], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["forked"] == "_ForkedWorker"
+    first, second = result["reports"]
+    assert (first["env"], second["env"]) == ("first", "second")
+    assert first["main"] == "__main__" and first["leftover"] is None and second["leftover"] is None
+    assert len({first["pid"], second["pid"], result["worker"], result["owner"]}) == 4
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{result['worker']}") and time.monotonic() < deadline:
+        time.sleep(0.1)  # the worker notices its owner is gone within a second
+    assert not os.path.exists(f"/proc/{result['worker']}")
