@@ -32,12 +32,12 @@ import pandas as pd
 import pyarrow as pa
 
 from iris_assets.core.landing import LandingArea, LandingFile, inspect_file, iso_day, iter_files
+from iris_assets.core.quarantine import rejects_rows
 from iris_assets.core.schema import (
     FEATURE_COLUMNS,
     LABEL,
     LANDING_COLUMNS,
     PRIMARY_KEY,
-    REJECTS_TABLE_SCHEMA,
     SPECIES_NAMES,
     UTC_TIMESTAMP,
     TableSpec,
@@ -243,7 +243,6 @@ def read_labelled_day(root: Path | str, day: str, scored: pd.DataFrame) -> Label
         if column not in raw.columns:
             raw[column] = None
     labelled, row_rejects = validate_labels(raw, scored, day)
-    now = pd.Timestamp(datetime.now(UTC))
     quarantined = [f for f in files if not f.readable]
     file_rejects = pd.DataFrame(
         {
@@ -254,17 +253,7 @@ def read_labelled_day(root: Path | str, day: str, scored: pd.DataFrame) -> Label
             ),
         }
     )
-    rejects = pd.concat([row_rejects, file_rejects], ignore_index=True)
-    rejects = pd.DataFrame(
-        {
-            "stage": STAGE,
-            "partition": day,
-            PRIMARY_KEY: rejects[PRIMARY_KEY].astype(object),
-            "reason": rejects["reason"].astype(object),
-            "record": rejects["record"].astype(object),
-            "rejected_at": now,
-        }
-    )[REJECTS_TABLE_SCHEMA.names]
+    rejects = rejects_rows(pd.concat([row_rejects, file_rejects], ignore_index=True), STAGE, day)
     landing_rows = sum(f.rows or 0 for f in files if f.readable)
     return LabelledDay(day, labelled, rejects, landing_rows, files)
 

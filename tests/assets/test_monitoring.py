@@ -11,6 +11,7 @@ from iris_assets.core.labels import labelled_ids, simulate_labels
 from iris_assets.core.landing import LandingArea, simulate_flowers
 from iris_assets.core.quarantine import rejects_slice
 from iris_assets.core.registry import ModelRegistry
+from iris_assets.core.validation import ID_RULE
 from iris_assets.settings import CHAMPION_ALIAS
 from iris_assets.steps.performance import labelled_flowers_path
 from iris_assets.steps.stores import table_store
@@ -99,7 +100,7 @@ def test_bad_label_rows_are_quarantined_and_every_row_is_accounted_for(settings,
     reasons = sorted(rejects["reason"])
     assert len(reasons) == 7  # six rows and the file nobody can read as labels
     assert "flower_id is missing" in reasons
-    assert "flower_id is not a non-negative integer" in reasons
+    assert ID_RULE in reasons
     assert "duplicate flower_id" in reasons
     assert any(r.startswith("species is not one of") for r in reasons)
     assert "species is missing" in reasons
