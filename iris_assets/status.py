@@ -23,6 +23,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         models = ModelRegistry(settings)
         champion, challenger = models.champion(), models.challenger()
     served = version(settings.serving_url)
+    served_health = health(settings.serving_url)
     served_version = str(served["version"]) if served and "version" in served else None
     inference_rows, partitions = 0, []
     if store.exists(settings.inference_table):
@@ -51,7 +52,9 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         "serving": {
             "url": settings.serving_url + "/invocations",
             "version": served_version,
-            "healthy": health(settings.serving_url) is not None,
+            "healthy": served_health is not None,
+            "health": (served_health or {}).get("status"),
+            "request_log": request_log_summary(served_health),
             "matches_champion": champion is not None and served_version == champion.version,
         },
         "inference_table": {
@@ -132,6 +135,23 @@ def promotion_state(settings: Settings, models, challenger, champion) -> str:
     return decision.reason
 
 
+def request_log_summary(health_document: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the running server's /health says of its request log (None: no server, no log)."""
+    log = (health_document or {}).get("request_log")
+    if not isinstance(log, dict) or not log.get("enabled"):
+        return None
+    keys = ("writer_running", "recorded", "committed", "dropped", "lost", "writer_restarts")
+    return {key: log.get(key) for key in keys}
+
+
+def request_log_line(summary: dict[str, Any]) -> str:
+    state = "writing" if summary["writer_running"] else "DOWN (requests are not being logged)"
+    return (
+        f"request log    {state}: {summary['committed']} committed, {summary['dropped']} "
+        f"dropped, {summary['lost']} lost, writer restarted {summary['writer_restarts']} times"
+    )
+
+
 def status_lines(status: dict[str, Any]) -> list[str]:
     model, serving, inference = status["model"], status["serving"], status["inference_table"]
     served = f"v{serving['version']}" if serving["version"] else "not running"
@@ -160,6 +180,7 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         f"model          {model['name']}: champion {champion}, {challenger}",
         f"promotion      {model['promotion']}",
         f"serving        {serving['url']}: {served}",
+        *([request_log_line(serving["request_log"])] if serving.get("request_log") else []),
         f"inference      {inference['name']}: {inference['rows']} rows in "
         f"{len(inference['partitions'])} partitions",
     ]

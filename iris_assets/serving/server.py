@@ -200,7 +200,10 @@ class ServingApp:
                     "version": None,
                 },
             )
-        return _json(200, {"status": "ok", **model.describe(), "request_log": self.log_stats()})
+        request_log = self.log_stats()
+        # Still answering, but not recording: a log whose writer is down says so.
+        status = "degraded" if request_log.get("writer_running") is False else "ok"
+        return _json(200, {"status": status, **model.describe(), "request_log": request_log})
 
     def log_stats(self) -> dict[str, object]:
         return self.request_log.stats() if self.request_log is not None else {"enabled": False}

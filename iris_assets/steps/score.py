@@ -17,7 +17,14 @@ import pandas as pd
 from iris_assets.core.drift import feature_drift
 from iris_assets.core.registry import ModelRegistry, RegistryError, VersionInfo
 from iris_assets.core.schema import FEATURE_COLUMNS, TRAIN
-from iris_assets.core.serving_log import served_features, served_table
+from iris_assets.core.serving_log import (
+    SERVED_RULE,
+    ServedFeatures,
+    served_features,
+    served_share_cap,
+    served_table,
+    uniform_rows,
+)
 from iris_assets.settings import CHAMPION_ALIAS, Settings
 from iris_assets.steps.bootstrap import Step, json_value, open_step
 from iris_assets.steps.day_scoring import ScoredDay, new_run_id, score_day_locally
@@ -111,11 +118,16 @@ def report_inference_checks(step: Step, result: ScoredDay) -> None:
 
 
 def report_drift_check(
-    step: Step, training: pd.DataFrame, batch: pd.DataFrame, served: pd.DataFrame | None = None
+    step: Step, training: pd.DataFrame, batch: pd.DataFrame, served: ServedFeatures | None = None
 ) -> None:
     columns = list(FEATURE_COLUMNS)
-    served = served if served is not None else batch.iloc[:0]
-    current = pd.concat([batch[columns], served[columns]], ignore_index=True)
+    valid_served = served.features if served is not None else batch.iloc[:0][columns]
+    # Served rows count at most as much as the batch's (core.serving_log.served_share_cap): a
+    # uniform subset, so whoever can reach the endpoint cannot outvote the landed data.
+    used = served_share_cap(len(batch), len(valid_served))
+    if used < len(valid_served):
+        valid_served = valid_served.iloc[uniform_rows(len(valid_served), used)]
+    current = pd.concat([batch[columns], valid_served[columns]], ignore_index=True)
     report = feature_drift(training, current)
     if not report.enough_rows:
         note = f"only {report.rows} rows scored: too few to judge drift"
@@ -123,6 +135,7 @@ def report_drift_check(
         note = f"drift in {', '.join(report.drifted)} (PSI above {report.threshold})"
     else:
         note = f"no feature drifted beyond PSI {report.threshold}"
+    total = max(len(current), 1)
     step.pipes.report_asset_check(
         "feature_drift",
         passed=not report.drifted,
@@ -132,7 +145,12 @@ def report_drift_check(
             "psi": json_value(report.psi),
             "rows": report.rows,
             "batch_rows": len(batch),
-            "served_rows": len(served),
+            "served_rows": len(valid_served),
+            "served_rows_answered": served.rows_answered if served is not None else 0,
+            "served_rows_invalid": served.rows_invalid if served is not None else 0,
+            "batch_share": round(len(batch) / total, 4),
+            "served_share": round(len(valid_served) / total, 4),
+            "served_rule": SERVED_RULE,
         },
     )
 
