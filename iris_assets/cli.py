@@ -371,6 +371,9 @@ def hold_dev_lock(settings, url: str) -> int:
     return fd
 
 
+DAGSTER_URL_ENV = "IRIS_DAGSTER_URL"
+
+
 def cmd_dev(args) -> int:
     """Start the Dagster UI (`dg dev`) on this env's Dagster home, so demo runs appear in it."""
     settings = load_settings()
@@ -386,6 +389,7 @@ def cmd_dev(args) -> int:
         command = [str(bin_dir / "dg"), "dev"]
     hold_dev_lock(settings, f"http://{args.host}:{args.port}")
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    os.environ[DAGSTER_URL_ENV] = f"http://{args.host}:{args.port}"  # notification links
     print(f"Dagster UI for {settings.env_home}: http://{args.host}:{args.port}", flush=True)
     os.execv(command[0], [*command, *options])
     return 0  # not reached

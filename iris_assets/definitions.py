@@ -23,7 +23,11 @@ from iris_assets.assets.monitoring import (
     model_performance,
     performance_job,
 )
-from iris_assets.assets.notifications import NotifierResource, notification_sensor
+from iris_assets.assets.notifications import (
+    DEFAULT_DAGSTER_URL,
+    NotifierResource,
+    notification_sensor,
+)
 from iris_assets.assets.promotion import (
     champion_alias,
     champion_is_approved,
@@ -65,9 +69,11 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     registry = ModelRegistryResource(settings=settings_resource)
     monitoring = {
         # The webhook is often a secret itself: an EnvVar, so Dagster shows only its name.
-        "notifier": NotifierResource(url=dg.EnvVar(NOTIFY_URL_ENV))
-        if os.environ.get(NOTIFY_URL_ENV)
-        else NotifierResource(),
+        "notifier": NotifierResource(
+            url=dg.EnvVar(NOTIFY_URL_ENV) if os.environ.get(NOTIFY_URL_ENV) else None,
+            # `iris dev` sets it to the UI it starts (its --host/--port): links point there.
+            dagster_url=os.environ.get("IRIS_DAGSTER_URL", DEFAULT_DAGSTER_URL),
+        ),
         "retraining": RetrainingPolicy(),
     }
     if settings.is_databricks:

@@ -154,6 +154,10 @@ def test_label_copies_a_file_into_the_day_whole(env, tmp_path):
     assert landed.read_bytes() == labels.read_bytes(), "copied byte for byte, bad rows too"
 
 
+def out_of(env, file) -> str:
+    return iris(env, "label", "--date", "2026-11-03", "--file", str(file)).stderr
+
+
 def test_label_refuses_a_file_the_landing_could_not_read(env, tmp_path):
     notes = tmp_path / "labels.xlsx"
     notes.write_bytes(b"PK\x03\x04 not a csv")
@@ -161,10 +165,13 @@ def test_label_refuses_a_file_the_landing_could_not_read(env, tmp_path):
     broken.write_bytes(b"PAR1 truncated")
     header_only = tmp_path / "header.csv"
     header_only.write_text("flower_id,species\n")
-    for bad in (notes, broken, header_only, tmp_path / "missing.csv"):
+    unlabelled = tmp_path / "scores.csv"  # rows, but not label rows
+    unlabelled.write_text("id,label\n7,setosa\n")
+    for bad in (notes, broken, header_only, unlabelled, tmp_path / "missing.csv"):
         out = iris(env, "label", "--date", "2026-11-03", "--file", str(bad))
         assert out.returncode == 2, out.stdout
         assert "Traceback" not in out.stderr and bad.name in out.stderr
+    assert "has no flower_id or species column" in out_of(env, unlabelled)
     assert not (Path(env["IRIS_HOME"]) / "dev" / "landing").exists(), "nothing was copied"
 
 

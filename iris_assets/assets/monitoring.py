@@ -14,6 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from iris_assets.assets.inference import daily, inference_table
+from iris_assets.assets.training import EvaluationConfig
 from iris_assets.resources import SettingsResource, StepRunner
 
 MONITORING_GROUP = "monitoring"
@@ -32,7 +33,8 @@ flower_labels = dg.AssetSpec(
 
 class PerformanceConfig(dg.Config):
     min_accuracy: float = Field(
-        default=0.9, description="The evaluation bar (evaluation_report's min_accuracy)."
+        default=EvaluationConfig.model_fields["min_accuracy"].default,
+        description="The evaluation bar (evaluation_report's min_accuracy, its default here).",
     )
     margin: float = Field(default=0.05, description="How far under the bar counts as decay.")
     min_labelled: int = Field(default=30, description="Fewer labelled rows: no verdict.")

@@ -5,6 +5,8 @@ Two events, read from Dagster's event log (a cursor of storage ids, so each is t
 - an ``evaluation_report`` materialization whose challenger passed and, when the tick reads the
   registry, is still the challenger with no approval or rejection: it waits for a person (links
   to the evaluation report, the MLflow version, and how to approve);
+- an ``evaluation_report`` of a run ``retraining_sensor`` started whose challenger failed: it is
+  not approvable, and retraining goes on with the next evidence;
 - a failed monitoring check (``live_accuracy``, ``labels_accounted``, ``feature_drift``).
 
 Each message goes to the webhook in ``IRIS_NOTIFY_URL`` (``NotifierResource.url``, a
@@ -15,6 +17,7 @@ dead webhook can never fail a run; the tick reports it instead.
 """
 
 import json
+import time
 
 import dagster as dg
 
@@ -27,13 +30,19 @@ WATCHED_CHECKS = (
 )
 EVALUATION_KEY = dg.AssetKey("evaluation_report")
 BATCH = 20
+DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"  # `iris dev`'s default port
+# A tick posts at most this many messages, and starts none after this many seconds (each post
+# has its own whole-request deadline, notify.TIMEOUT_SECONDS): a slow webhook delays the
+# backlog to later ticks instead of stalling the sensor past Dagster's tick timeout.
+MESSAGES_PER_TICK = 10
+TICK_BUDGET_SECONDS = 20.0
 
 
 class NotifierResource(dg.ConfigurableResource):
     """Where notifications go. ``url`` is ``dg.EnvVar("IRIS_NOTIFY_URL")`` when that is set."""
 
     url: str | None = None
-    dagster_url: str = "http://127.0.0.1:3000"  # `iris dev`; links in messages point here
+    dagster_url: str = DEFAULT_DAGSTER_URL  # links in messages point here (`iris dev` sets it)
 
 
 def _value(metadata, key: str, default=None):
@@ -41,12 +50,33 @@ def _value(metadata, key: str, default=None):
     return default if entry is None else entry.value
 
 
-def evaluation_message(record, notifier: NotifierResource) -> dict | None:
+def retrain_failed(record, instance: dg.DagsterInstance | None, notifier) -> dict | None:
+    """A message when an automatic retrain's challenger failed evaluation, else None."""
+    from iris_assets.core.notify import retrain_failed_message
+
+    run = instance.get_run_by_id(record.run_id) if instance is not None else None
+    if run is None or run.tags.get("iris/trigger") != "retraining_sensor":
+        return None  # a person's own training run: they see its result where they started it
+    metadata = record.asset_materialization.metadata
+    return retrain_failed_message(
+        model=str(_value(metadata, "model_name", "iris_model")),
+        version=str(_value(metadata, "challenger_version")),
+        verdict=str(_value(metadata, "verdict", "failed")),
+        reason=run.tags.get("iris/retrain_reason", "retraining_sensor"),
+        links={"evaluation_report": f"{notifier.dagster_url}/assets/{EVALUATION_KEY.path[-1]}"},
+        run_url=f"{notifier.dagster_url}/runs/{record.run_id}",
+    )
+
+
+def evaluation_message(record, notifier: NotifierResource, instance=None) -> dict | None:
     from iris_assets.core.notify import approval_message
 
     materialization = record.asset_materialization
     metadata = materialization.metadata
-    if not str(materialization.tags.get("dagster/data_version", "")).endswith("-pass"):
+    data_version = str(materialization.tags.get("dagster/data_version", ""))
+    if data_version.endswith("-fail"):
+        return retrain_failed(record, instance, notifier)
+    if not data_version.endswith("-pass"):
         return None
     if _value(metadata, "approval") not in (None, "not approved", "void: approve again"):
         return None
@@ -99,35 +129,66 @@ def still_waiting(models, version: str) -> bool:
     return challenger.approval is None and not (champion and champion.version == version)
 
 
-def pending(instance: dg.DagsterInstance, cursor: dict, notifier: NotifierResource, models=None):
-    """(messages, new cursor) for the events since ``cursor``, oldest first."""
+def _new_check_records(instance: dg.DagsterInstance, key: dg.AssetCheckKey, seen: int):
+    """Every execution of ``key`` after ``seen``, oldest first, paging back through the history
+    (newest first, ``BATCH`` a page) so that a burst of more than one page loses none."""
+    storage = instance.event_log_storage
+    found, before = [], None
+    while True:
+        page = storage.get_asset_check_execution_history(key, limit=BATCH, cursor=before)
+        fresh = [record for record in page if record.id > seen]
+        found.extend(fresh)
+        if len(page) < BATCH or len(fresh) < len(page):
+            return sorted(found, key=lambda record: record.id)
+        before = min(record.id for record in page)
+
+
+def _still_running(instance: dg.DagsterInstance, record) -> bool:
+    """A check planned by a run still going: it may yet fail. (One planned by a run that ended
+    without it never resolves, so it must not hold the stream forever.)"""
     from dagster._core.storage.asset_check_execution_record import (
         AssetCheckExecutionRecordStatus,
     )
 
-    messages, cursor = [], dict(cursor)
-    after = cursor.get("evaluation_report", 0)
-    result = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=EVALUATION_KEY, after_storage_id=after),
-        limit=BATCH,
-        ascending=True,
+    if record.status != AssetCheckExecutionRecordStatus.PLANNED:
+        return False
+    run = instance.get_run_by_id(record.run_id)
+    return run is not None and not run.is_finished
+
+
+def pending(instance: dg.DagsterInstance, cursor: dict, notifier: NotifierResource, models=None):
+    """The events since ``cursor``, oldest first per stream: ``(stream, storage id, message or
+    None)``. The caller advances ``cursor[stream]`` to an event's id once it has handled it, so a
+    tick that stops early (its budget spent) resumes there: nothing repeats, nothing is lost."""
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus,
     )
-    for record in result.records:
-        message = evaluation_message(record, notifier)
-        if message and (models is None or still_waiting(models, message["version"])):
-            messages.append(message)
-        cursor["evaluation_report"] = max(cursor.get("evaluation_report", 0), record.storage_id)
+
+    events = []
+    after = cursor.get("evaluation_report", 0)
+    while True:
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=EVALUATION_KEY, after_storage_id=after),
+            limit=BATCH,
+            ascending=True,
+        )
+        for record in result.records:
+            message = evaluation_message(record, notifier, instance)
+            waits = message is not None and message["event"] == "challenger_waiting_for_approval"
+            if waits and models is not None and not still_waiting(models, message["version"]):
+                message = None
+            events.append(("evaluation_report", record.storage_id, message))
+            after = record.storage_id
+        if len(result.records) < BATCH:
+            break
     for key in WATCHED_CHECKS:
         name = key.to_user_string()
-        seen = cursor.get(name, 0)
-        history = instance.event_log_storage.get_asset_check_execution_history(key, limit=BATCH)
-        for record in sorted(history, key=lambda r: r.id):
-            if record.id <= seen:
-                continue
-            if record.status == AssetCheckExecutionRecordStatus.FAILED:
-                messages.append(check_message(record, notifier))
-            cursor[name] = max(cursor.get(name, 0), record.id)
-    return messages, cursor
+        for record in _new_check_records(instance, key, cursor.get(name, 0)):
+            if _still_running(instance, record):
+                break  # not decided yet: read it again next tick, and what follows it
+            failed = record.status == AssetCheckExecutionRecordStatus.FAILED
+            events.append((name, record.id, check_message(record, notifier) if failed else None))
+    return events
 
 
 @dg.sensor(
@@ -145,20 +206,31 @@ def notification_sensor(
     from iris_assets.core.notify import notify
 
     known = json.loads(context.cursor) if context.cursor else {}
-    messages, cursor = pending(context.instance, known, notifier, registry.get())
-    failed = []
-    for message in messages:
-        delivery = notify(message, notifier.url, settings.get().env_home)
-        line = f"notification ({delivery.status}: {delivery.detail}): {message['text']}"
-        if delivery.status == "failed":
-            failed.append(delivery.detail)
-            context.log.warning(line)
-        else:
-            context.log.info(line)
-    context.update_cursor(json.dumps(cursor, sort_keys=True))
-    if not messages:
+    cursor, started = dict(known), time.monotonic()
+    told, failed, held_back = 0, [], 0
+    for stream, storage_id, message in pending(context.instance, known, notifier, registry.get()):
+        if message is not None:
+            spent = time.monotonic() - started
+            if told >= MESSAGES_PER_TICK or spent >= TICK_BUDGET_SECONDS:
+                held_back += 1
+                continue
+            delivery = notify(message, notifier.url, settings.get().env_home)
+            told += 1
+            line = f"notification ({delivery.status}: {delivery.detail}): {message['text']}"
+            if delivery.status == "failed":
+                failed.append(delivery.detail)
+                context.log.warning(line)
+            else:
+                context.log.info(line)
+        if held_back:
+            continue  # a stream's cursor never passes a message not yet told
+        cursor[stream] = max(cursor.get(stream, 0), storage_id)
+        context.update_cursor(json.dumps(cursor, sort_keys=True))
+    if not told:
         return dg.SkipReason("nothing to tell: no challenger waiting, no failed monitoring check")
-    text = f"{len(messages)} notification(s) written to the log and `iris status`"
+    text = f"{told} notification(s) written to the log and `iris status`"
     if failed:
         text += f"; the webhook failed for {len(failed)}: {failed[-1]}"
+    if held_back:
+        text += f"; {held_back} more wait for the next tick (at most {MESSAGES_PER_TICK} a tick)"
     return dg.SkipReason(text)

@@ -18,11 +18,15 @@ moves between train and test. The run carries the reason as the tag ``iris/retra
 A sensor rather than declarative automation: the triggers are conditions on check history and
 table contents, not on asset materialization state, and the run needs config (the labelled
 source) and a tag (the reason) that an ``AutomationCondition`` cannot attach. While a retrained
-challenger waits for its approval, no other is trained (a run key per evidence also keeps a
-trigger from firing twice).
+challenger that passed evaluation waits for its approval, no other is trained; one that failed
+blocks nothing (it cannot be approved) and ``notification_sensor`` says it failed. Each trigger's
+evidence is keyed on its own (``decay:DAY``, ``drift:LAST_DAY``, ``labels:<hash of the new
+ids>``) and remembered in the sensor's cursor, so one piece of evidence starts at most one
+retrain.
 """
 
 import hashlib
+import json
 from datetime import date, timedelta
 
 import dagster as dg
@@ -34,6 +38,7 @@ RETRAIN_REASON_TAG = "retrain_reason"  # on the model version
 DRIFT_CHECK = dg.AssetCheckKey(dg.AssetKey("inference_table"), "feature_drift")
 DECAY_CHECK = dg.AssetCheckKey(dg.AssetKey("model_performance"), "live_accuracy")
 HISTORY = 200
+USED_EVIDENCE = 500  # evidence keys remembered in the cursor
 
 
 class RetrainingPolicy(dg.ConfigurableResource):
@@ -98,19 +103,19 @@ def decayed_day(instance: dg.DagsterInstance) -> tuple[str, str] | None:
     return None
 
 
-def new_labelled_flowers(settings) -> int:
+def new_labelled_flowers(settings) -> set[int]:
     """Labelled flowers whose id the feature table does not hold yet."""
     from iris_assets.core.schema import PRIMARY_KEY
     from iris_assets.steps.stores import table_store
 
     store = table_store(settings)
     if not store.exists(settings.labels_table):
-        return 0
-    labelled = set(store.read(settings.labels_table, [PRIMARY_KEY])[PRIMARY_KEY])
+        return set()
+    labelled = {int(i) for i in store.read(settings.labels_table, [PRIMARY_KEY])[PRIMARY_KEY]}
     if not labelled or not store.exists(settings.feature_table):
-        return len(labelled)
-    held = set(store.read(settings.feature_table, [PRIMARY_KEY])[PRIMARY_KEY])
-    return len(labelled - held)
+        return labelled
+    held = {int(i) for i in store.read(settings.feature_table, [PRIMARY_KEY])[PRIMARY_KEY]}
+    return labelled - held
 
 
 def retraining_reasons(instance, settings, policy: RetrainingPolicy) -> list[tuple[str, str]]:
@@ -128,31 +133,51 @@ def retraining_reasons(instance, settings, policy: RetrainingPolicy) -> list[tup
         reasons.append((f"decay:{decay[0]}", f"decay on {decay[0]}: {decay[1]}"))
     # On Databricks the tables are Spark's, which the orchestrator does not have: the labels
     # trigger is local only (decay and drift come from Dagster's own records).
-    fresh = 0 if settings.is_databricks else new_labelled_flowers(settings)
-    if fresh >= policy.min_new_labels:
+    fresh = set() if settings.is_databricks else new_labelled_flowers(settings)
+    if len(fresh) >= policy.min_new_labels:
+        ids = ",".join(str(i) for i in sorted(fresh)).encode()
         reasons.append(
             (
-                f"labels:{fresh}",
-                f"labels: {fresh} new labelled flowers (at least {policy.min_new_labels})",
+                f"labels:{hashlib.sha256(ids).hexdigest()[:16]}",
+                f"labels: {len(fresh)} new labelled flowers (at least {policy.min_new_labels})",
             )
         )
     return reasons
 
 
 def waiting_retrained(models) -> str | None:
-    """Why not to train now: a retrained challenger still waits for a person, else None."""
-    from iris_assets.core.registry import REJECTED
+    """Why not to train now: a retrained challenger still waits for a person, else None.
+
+    Only one that passed evaluation waits: a failed one cannot be approved (the gate refuses
+    it), so it blocks nothing and the next evidence trains its replacement."""
+    from iris_assets.core.registry import EVALUATION_TAG, REJECTED
 
     challenger, champion = models.challenger(), models.champion()
     if challenger is None or (champion and champion.version == challenger.version):
         return None
     if RETRAIN_REASON_TAG not in challenger.tags or challenger.approval == REJECTED:
         return None
+    evaluation = challenger.tags.get(EVALUATION_TAG)
+    if evaluation == "failed":
+        return None
+    if evaluation != "passed":
+        return (
+            f"retrained challenger v{challenger.version} has no evaluation yet: materialize "
+            "evaluation_report (training_job) to judge it"
+        )
     return (
         f"retrained challenger v{challenger.version} ({challenger.tags[RETRAIN_REASON_TAG]}) "
-        f"waits for approval: `iris approve {challenger.version} --by NAME` or `iris reject "
-        f"{challenger.version} --by NAME --reason ...`"
+        f"passed evaluation and waits for approval: `iris approve {challenger.version} --by "
+        f"NAME` or `iris reject {challenger.version} --by NAME --reason ...`"
     )
+
+
+def _used_evidence(cursor: str | None) -> list[str]:
+    try:
+        used = json.loads(cursor) if cursor else []
+    except ValueError:
+        return []
+    return [str(key) for key in used] if isinstance(used, list) else []
 
 
 @dg.sensor(
@@ -178,8 +203,18 @@ def retraining_sensor(
         return dg.SkipReason("no champion yet: the first model is trained by a person")
     if waiting := waiting_retrained(models):
         return dg.SkipReason(waiting)
-    reasons = retraining_reasons(context.instance, current, retraining)
+    # Each piece of evidence (a decayed day, a drift streak's last day, a set of new labelled
+    # flowers) starts at most one retrain: the keys already used are kept in the cursor, so
+    # decay on D still holding after its retrain ingested the labels (or the labels trigger
+    # dropping out) cannot start a second run on the same evidence.
+    used = _used_evidence(context.cursor)
+    held = retraining_reasons(context.instance, current, retraining)
+    reasons = [(key, text) for key, text in held if key not in used]
     if not reasons:
+        if held:
+            return dg.SkipReason(
+                "no new evidence: already retrained for " + "; ".join(text for _, text in held)
+            )
         return dg.SkipReason(
             f"no trigger: no drift streak of {retraining.drift_days} days, no decay, fewer than "
             f"{retraining.min_new_labels} new labelled flowers"
@@ -189,6 +224,7 @@ def retraining_sensor(
     source = labelled_flowers_path(current)
     config = {"source_path": str(source)} if source.is_file() else {}
     context.log.info(f"retraining: {reason}")
+    context.update_cursor(json.dumps((used + [key for key, _ in reasons])[-USED_EVIDENCE:]))
     return dg.RunRequest(
         run_key="retrain-" + hashlib.sha256(evidence.encode()).hexdigest()[:16],
         run_config={"ops": {"iris_features": {"config": config}}} if config else {},

@@ -12,13 +12,18 @@ joined with that day's prediction and measurements) or the rejects table (stage 
 partition = the day) with every reason it failed. ``flower_id`` and ``species`` are checked by
 ``core.validation.validate_measurements`` itself (the same parsing and wording as the feature
 table), then a valid label must name a flower scored that day. A repeated ``flower_id`` in a day
-is a duplicate: the first label in file order counts, the repeat is quarantined. Labels are
+is a duplicate: the first label in file order counts (batch files are named by their landing
+time, so the oldest batch), the repeat is quarantined with a reason that says whether the labels
+agree and which was kept. A later file cannot overrule an earlier one (a label batch is a
+collector's word, not an edit): to correct a label, delete the batch holding the wrong one and
+land the right one. Labels are
 re-derived from the landing files on every run, so a label quarantined because its day was not
 scored yet is accepted once the day is scored.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import secrets
@@ -105,6 +110,12 @@ def copy_label_file(source: Path | str, root: Path | str, day: str) -> tuple[Pat
     checked = inspect_file(source)
     if not checked.readable:
         raise LabelFileError(f"{checked.problem}: nothing was copied")
+    missing = [c for c in LABEL_COLUMNS if c not in _header(source, checked.format)]
+    if missing:
+        raise LabelFileError(
+            f"{source.name} has no {' or '.join(missing)} column: a label file has the columns "
+            f"{', '.join(LABEL_COLUMNS)}; nothing was copied"
+        )
     if not checked.rows:
         raise LabelFileError(f"{source.name} holds no label rows: nothing was copied")
     folder = LandingArea(root).day_dir(day)
@@ -120,6 +131,19 @@ def copy_label_file(source: Path | str, root: Path | str, day: str) -> tuple[Pat
     finally:
         temporary.unlink(missing_ok=True)
     return final, checked.rows or 0
+
+
+def _header(path: Path, fmt: str | None) -> list[str]:
+    """The column names of a file ``inspect_file`` already found readable."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    with open(path, encoding="utf-8", newline="") as handle:
+        for record in csv.reader(handle):
+            if record and any(field.strip() for field in record):
+                return [field.strip() for field in record]
+    return []
 
 
 def labelled_ids(root: Path | str, day: str) -> set[int]:
@@ -175,11 +199,35 @@ def validate_labels(
     for column in FEATURE_COLUMNS:
         probe[column] = 1.0
     probe[_ROW] = np.arange(len(raw))
-    checked = validate_measurements(probe, require_label=True, passthrough=[_ROW])
+    checked = validate_measurements(
+        probe, require_label=True, passthrough=[_ROW], check_duplicates=False
+    )
     valid = checked.valid
     rejected_rows = np.setdiff1d(np.arange(len(raw)), valid[_ROW].to_numpy())
     reasons = list(checked.rejects["reason"])
     ids_text = list(checked.rejects[PRIMARY_KEY])
+
+    # A repeated flower_id: the first valid label in file order (files by name: oldest batch
+    # first) counts; each repeat is quarantined saying whether it agrees with the kept one.
+    repeat = valid.duplicated(PRIMARY_KEY, keep="first").to_numpy()
+    if repeat.any():
+        first = valid[~repeat].set_index(PRIMARY_KEY)
+        for row in valid[repeat].itertuples(index=False):
+            flower = getattr(row, PRIMARY_KEY)
+            kept = first.loc[flower]
+            kept_file = raw.at[int(kept[_ROW]), "label_file"]
+            if int(getattr(row, LABEL)) == int(kept[LABEL]):
+                reason = f"duplicate {PRIMARY_KEY}: the same label as the one kept"
+            else:
+                reason = (
+                    f"duplicate {PRIMARY_KEY}: the labels disagree, kept {kept['species_name']} "
+                    f"(from {kept_file}), not {row.species_name}; to correct a label, delete "
+                    "the batch that holds the wrong one and land the right one"
+                )
+            ids_text.append(str(flower))
+            reasons.append(reason)
+        rejected_rows = np.concatenate([rejected_rows, valid.loc[repeat, _ROW].to_numpy()])
+        valid = valid[~repeat].reset_index(drop=True)
 
     joined = valid[[PRIMARY_KEY, LABEL, "species_name", _ROW]].merge(
         scored[[PRIMARY_KEY, *FEATURE_COLUMNS, "prediction", "model_version"]],

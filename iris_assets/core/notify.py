@@ -2,15 +2,17 @@
 
 The webhook URL comes from the environment only (``IRIS_NOTIFY_URL``, read through Dagster's
 ``EnvVar`` by the sensor) and is never written anywhere: not in the message body, not in the log
-line, not in the outbox. A webhook URL is often the secret itself (Slack, Teams), so error texts
-are scrubbed of it too. Delivery never raises: a dead webhook is recorded as ``failed`` with its
-error, in the outbox (``<env home>/notifications.jsonl``, what ``iris status`` shows) and in the
-caller's log, and the pipeline carries on.
+line, not in the outbox. A webhook URL is often the secret itself (Slack, Teams), so a failure is
+described by its exception class only, never its text (which quotes the URL). Delivery never
+raises and never outlasts its deadline (``TIMEOUT_SECONDS`` for the whole request): a dead or
+stalling webhook is recorded as ``failed``, in the outbox (``<env home>/notifications.jsonl``,
+what ``iris status`` shows) and in the caller's log, and the pipeline carries on.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -33,20 +35,51 @@ def outbox_path(env_home: Path) -> Path:
     return env_home / OUTBOX
 
 
-def post_json(url: str, message: dict[str, Any], timeout: float = TIMEOUT_SECONDS) -> Delivery:
-    """POST ``message`` as JSON to ``url``; a Delivery, never an exception."""
-    body = json.dumps(message, sort_keys=True).encode()
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json"}
-    )
+def _describe(error: BaseException) -> str:
+    """What went wrong, by exception class only: the texts of ``InvalidURL``, ``URLError`` and
+    friends quote the URL (path tokens, query strings, userinfo), so no message text is kept."""
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code}"
+    reason = getattr(error, "reason", None)
+    if isinstance(reason, BaseException):
+        return f"{type(error).__name__} ({type(reason).__name__})"
+    return type(error).__name__
+
+
+def _post(request: urllib.request.Request, timeout: float, outcome: list[Delivery]) -> None:
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return Delivery("delivered", f"HTTP {answer.status}")
-    except urllib.error.HTTPError as error:
-        return Delivery("failed", f"HTTP {error.code} {error.reason}")
+            outcome.append(Delivery("delivered", f"HTTP {answer.status}"))
     except Exception as error:  # a webhook must never fail the pipeline
-        reason = getattr(error, "reason", error)
-        return Delivery("failed", f"{type(error).__name__}: {reason}".replace(url, "<webhook>"))
+        outcome.append(Delivery("failed", _describe(error)))
+
+
+def post_json(url: str, message: dict[str, Any], timeout: float | None = None) -> Delivery:
+    """POST ``message`` as JSON to ``url`` within ``timeout`` seconds in all; a Delivery, never
+    an exception.
+
+    urllib's timeout bounds each socket operation, not the request: a server that trickles a
+    header line every few seconds would hold it forever. So the request runs in a daemon
+    thread joined with the whole deadline; one that overruns is abandoned (the thread dies on
+    its socket timeout or with the process) and reported as timed out.
+    """
+    timeout = TIMEOUT_SECONDS if timeout is None else timeout
+    outcome: list[Delivery] = []
+    try:
+        body = json.dumps(message, sort_keys=True).encode()
+        request = urllib.request.Request(
+            url, data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+    except Exception as error:  # an unparseable URL: its text is the URL
+        return Delivery("failed", _describe(error))
+    worker = threading.Thread(
+        target=_post, args=(request, timeout, outcome), name="webhook-post", daemon=True
+    )
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        return Delivery("failed", f"timed out: no answer within {timeout:g} s")
+    return outcome[0]
 
 
 def notify(message: dict[str, Any], url: str | None, env_home: Path) -> Delivery:
@@ -61,7 +94,7 @@ def notify(message: dict[str, Any], url: str | None, env_home: Path) -> Delivery
     record = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "delivery": delivery.status,
-        "detail": delivery.detail.replace(url, "<webhook>") if url else delivery.detail,
+        "detail": delivery.detail,
         "message": message,
     }
     env_home.mkdir(parents=True, exist_ok=True)
@@ -95,6 +128,29 @@ def approval_message(
         "version": version,
         "verdict": verdict,
         "approve": f"iris approve {version} --by NAME",
+        "links": {**links, **({"dagster_run": run_url} if run_url else {})},
+    }
+
+
+def retrain_failed_message(
+    *,
+    model: str,
+    version: str,
+    verdict: str,
+    reason: str,
+    links: dict[str, str],
+    run_url: str | None,
+) -> dict[str, Any]:
+    return {
+        "event": "retrained_challenger_failed_evaluation",
+        "text": f"{model} v{version}, retrained automatically ({reason}), failed evaluation "
+        f"({verdict}): it cannot be approved and blocks nothing; the champion keeps serving and "
+        "the next evidence trains again (see the evaluation report; `iris reject "
+        f"{version} --by NAME --reason ...` to record a decision)",
+        "model": model,
+        "version": version,
+        "verdict": verdict,
+        "retrain_reason": reason,
         "links": {**links, **({"dagster_run": run_url} if run_url else {})},
     }
 

@@ -101,7 +101,9 @@ def test_bad_label_rows_are_quarantined_and_every_row_is_accounted_for(settings,
     assert len(reasons) == 7  # six rows and the file nobody can read as labels
     assert "flower_id is missing" in reasons
     assert ID_RULE in reasons
-    assert "duplicate flower_id" in reasons
+    [disagree] = [r for r in reasons if r.startswith("duplicate flower_id")]
+    assert disagree.startswith("duplicate flower_id: the labels disagree, kept setosa")
+    assert "not versicolor" in disagree
     assert any(r.startswith("species is not one of") for r in reasons)
     assert "species is missing" in reasons
     assert any("999 was not scored on 2026-11-22" in r for r in reasons)

@@ -1,16 +1,17 @@
 """Notifications reach a real HTTP server on 127.0.0.1; a dead webhook fails nothing."""
 
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
 
-from iris_assets.assets.notifications import notification_sensor
+from iris_assets.assets.notifications import MESSAGES_PER_TICK, notification_sensor
 from iris_assets.core.labels import simulate_labels
 from iris_assets.core.landing import LandingArea, simulate_flowers
-from iris_assets.core.notify import recent
+from iris_assets.core.notify import post_json, recent
 from iris_assets.core.registry import ModelRegistry
 from iris_assets.definitions import build_definitions
 from iris_assets.settings import CHAMPION_ALIAS
@@ -139,3 +140,158 @@ def test_without_a_webhook_the_message_still_reaches_the_outbox(settings, graph,
     outcome, _ = tick(defs, instance)  # a fresh cursor reads the same evaluation again
     assert "nothing to tell" in outcome.skip_message, "an approved version is not news"
     assert len(recent(settings.env_home)) == 1
+
+
+class TricklingWebhook:
+    """A webhook that answers the status line, then one header line every ``drip`` seconds,
+    never ending: each socket read succeeds, so urllib's per-operation timeout never fires."""
+
+    def __init__(self, drip: float = 0.5):
+        self.requests = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, args=(drip,), daemon=True).start()
+
+    def _accept(self, drip):
+        while not self.closed.is_set():
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.requests += 1
+            threading.Thread(target=self._trickle, args=(connection, drip), daemon=True).start()
+
+    def _trickle(self, connection, drip):
+        with connection:
+            connection.recv(65536)
+            try:
+                connection.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not self.closed.wait(drip):
+                    connection.sendall(b"X-Slow: yes\r\n")
+            except OSError:
+                return
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.getsockname()[1]}/hooks/{TOKEN}"
+
+    def close(self):
+        self.closed.set()
+        self.server.close()
+
+
+@pytest.fixture
+def trickling():
+    hook = TricklingWebhook()
+    yield hook
+    hook.close()
+
+
+def in_thread(function, *args, bound: float = 60.0):
+    """``function(*args)`` in a thread; fails (instead of hanging the suite) if it never ends."""
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(function(*args)), daemon=True)
+    worker.start()
+    worker.join(bound)
+    assert not worker.is_alive(), f"{function.__name__} still blocked after {bound} s"
+    return outcome[0]
+
+
+def test_a_trickling_webhook_cannot_hold_a_post_past_its_deadline(trickling):
+    delivery = in_thread(post_json, trickling.url, {"text": "hi"}, 1.0)
+    assert delivery.status == "failed" and "timed out" in delivery.detail
+    assert TOKEN not in delivery.detail
+
+
+def report_failed_checks(instance, count: int):
+    for n in range(count):
+        instance.report_runless_asset_event(
+            dg.AssetCheckEvaluation(
+                asset_key=dg.AssetKey("model_performance"),
+                check_name="live_accuracy",
+                passed=False,
+                metadata={"summary": f"failure {n}"},
+            )
+        )
+
+
+def test_a_burst_of_failed_checks_is_told_in_full_once_across_ticks(settings, webhook, monkeypatch):
+    """More failures than a history page (20) and than a tick's budget: every one is told, in
+    order, exactly once."""
+    monkeypatch.setenv("IRIS_NOTIFY_URL", webhook.url)
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        report_failed_checks(instance, 25)
+        cursor, outcomes = None, []
+        for _ in range(4):
+            outcome, cursor = tick(defs, instance, cursor)
+            outcomes.append(outcome.skip_message)
+    told = [body["summary"] for body in webhook.bodies]
+    assert told == [f"failure {n}" for n in range(25)], outcomes
+    assert f"at most {MESSAGES_PER_TICK} a tick" in outcomes[0]
+    assert "nothing to tell" in outcomes[-1]
+
+
+def test_a_hanging_webhook_spends_the_tick_budget_then_resumes_without_repeats(
+    settings, trickling, monkeypatch
+):
+    monkeypatch.setenv("IRIS_NOTIFY_URL", trickling.url)
+    monkeypatch.setattr("iris_assets.core.notify.TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr("iris_assets.assets.notifications.TICK_BUDGET_SECONDS", 1.2)
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        report_failed_checks(instance, 6)
+        first, cursor = in_thread(tick, defs, instance)
+        assert "the webhook failed" in first.skip_message and "timed out" in first.skip_message
+        assert "wait for the next tick" in first.skip_message
+        attempts = trickling.requests
+        assert 1 <= attempts < 6
+        rest = []
+        while len(rest) < 6 and (not rest or "nothing to tell" not in rest[-1]):
+            outcome, cursor = in_thread(tick, defs, instance, cursor)
+            rest.append(outcome.skip_message)
+    records = recent(settings.env_home, limit=100)
+    summaries = [record["message"]["summary"] for record in records]
+    assert summaries == [f"failure {n}" for n in range(6)], "each once, none lost, in order"
+    assert {record["delivery"] for record in records} == {"failed"}
+    assert trickling.requests == 6
+    assert TOKEN not in (settings.env_home / "notifications.jsonl").read_text()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://127.0.0.1:9/hooks/{TOKEN} s3cr3t",  # the reviewer's: InvalidURL quotes the path
+        f"http://127.0.0.1:9/hooks?token={TOKEN}",
+        f"http://user:{TOKEN}@127.0.0.1:9/hooks",
+        f"http://{TOKEN}.invalid/hooks",
+        f"ftp://127.0.0.1:9/{TOKEN}",
+        f"not a url {TOKEN}",
+        f"http://127.0.0.1:99999/{TOKEN}",
+    ],
+)
+def test_the_webhook_url_never_reaches_the_outbox_the_log_or_the_tick(
+    settings, url, monkeypatch, caplog
+):
+    monkeypatch.setenv("IRIS_NOTIFY_URL", url)
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        report_failed_checks(instance, 1)
+        outcome, _ = in_thread(tick, defs, instance)
+    assert "the webhook failed for 1" in outcome.skip_message
+    [record] = recent(settings.env_home)
+    assert record["delivery"] == "failed"
+    for text in (outcome.skip_message, record["detail"], caplog.text):
+        assert TOKEN not in text and "s3cr3t" not in text and "hooks" not in text, text
+    assert "s3cr3t" not in (settings.env_home / "notifications.jsonl").read_text()
+
+
+def test_links_point_at_the_ui_iris_dev_started_and_the_decay_bar_is_the_evaluation_bar(
+    settings, monkeypatch
+):
+    from iris_assets.assets.monitoring import PerformanceConfig
+    from iris_assets.assets.training import EvaluationConfig
+
+    monkeypatch.setenv("IRIS_DAGSTER_URL", "http://127.0.0.1:3999")
+    assert build_definitions(settings).resources["notifier"].dagster_url == "http://127.0.0.1:3999"
+    assert PerformanceConfig().min_accuracy == EvaluationConfig().min_accuracy

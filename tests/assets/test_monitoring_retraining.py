@@ -44,12 +44,13 @@ def label_and_judge(graph, settings, scored, rows, drop, day=DAY):
     return labels
 
 
-def retraining_tick(graph):
+def retraining_tick(graph, cursor=None, with_cursor=False):
     defs, instance = graph
     with dg.build_sensor_context(
-        instance=instance, definitions=defs, resources=defs.resources
+        instance=instance, definitions=defs, resources=defs.resources, cursor=cursor
     ) as context:
-        return retraining_sensor(context)
+        outcome = retraining_sensor(context)
+        return (outcome, context.cursor) if with_cursor else outcome
 
 
 def test_new_labels_start_a_training_run_that_stops_at_the_gate(settings, graph, champion):
@@ -126,3 +127,65 @@ def test_three_drifting_days_in_a_row_are_a_reason_to_retrain(settings, graph, c
     assert request.tags["iris/retrain_reason"] == (
         "drift: feature_drift warned 3 days in a row (2026-11-04 to 2026-11-06)"
     )
+
+
+def test_one_piece_of_evidence_starts_one_retrain(settings, graph, champion):
+    """Decay on DAY with 60 new labels: one retrain. Once it ingested the labels, the labels
+    trigger drops out, but the decay of DAY is the same evidence: no second retrain."""
+    defs, instance = graph
+    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.6)
+    request, cursor = retraining_tick(graph, with_cursor=True)
+    assert isinstance(request, dg.RunRequest), request
+    assert "decay on" in request.tags["iris/retrain_reason"]
+    assert "labels: 60" in request.tags["iris/retrain_reason"]
+    # Trained on 60% wrong labels, it may fail evaluation (a failed evaluation fails the run):
+    # either way v2 exists and nothing waits once it is rejected.
+    run_job(defs, instance, "training_job", run_config=request.run_config, tags=request.tags)
+    assert ModelRegistry(settings).challenger().version == "2"
+    ModelRegistry(settings).reject("2", by="ana", reason="not now")  # nothing waits any more
+
+    again, cursor = retraining_tick(graph, cursor, with_cursor=True)
+    assert isinstance(again, dg.SkipReason), "the same decay must not retrain twice"
+    assert again.skip_message.startswith("no new evidence: already retrained for decay on")
+
+    later = "2026-11-25"  # new evidence: a decay on another day
+    label_and_judge(graph, settings, score(graph, settings, later), rows=40, drop=0.6, day=later)
+    fresh, _ = retraining_tick(graph, cursor, with_cursor=True)
+    assert (
+        isinstance(fresh, dg.RunRequest)
+        and f"decay on {later}" in fresh.tags["iris/retrain_reason"]
+    )
+
+
+def test_a_retrain_that_fails_evaluation_blocks_nothing_and_a_person_is_told(
+    settings, graph, champion, monkeypatch
+):
+    from iris_assets.assets.notifications import notification_sensor
+
+    monkeypatch.delenv("IRIS_NOTIFY_URL", raising=False)
+    defs, instance = graph
+    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
+    request = retraining_tick(graph)
+    assert isinstance(request, dg.RunRequest), request
+    impossible = {"evaluation_report": {"config": {"min_accuracy": 1.01}}}
+    config = {"ops": {**request.run_config.get("ops", {}), **impossible}}
+    run = run_job(defs, instance, "training_job", run_config=config, tags=request.tags)
+    assert not run.success, "a failed evaluation fails the run (its blocking check)"
+    challenger = ModelRegistry(settings).challenger()
+    assert challenger.version == "2" and challenger.evaluation == "failed"
+
+    after = retraining_tick(graph)
+    text = getattr(after, "skip_message", "") or ""
+    assert "iris approve 2" not in text, "never tell a person to approve a failed version"
+    assert "waits for approval" not in text
+
+    with dg.build_sensor_context(
+        instance=instance, definitions=defs, resources=defs.resources
+    ) as context:
+        notification_sensor(context)
+    from iris_assets.core.notify import recent
+
+    events = {r["message"]["event"]: r["message"] for r in recent(settings.env_home, limit=20)}
+    failed = events["retrained_challenger_failed_evaluation"]
+    assert failed["version"] == "2" and "iris approve" not in failed["text"]
+    assert "labels: 60 new labelled flowers" in failed["retrain_reason"]
