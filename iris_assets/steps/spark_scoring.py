@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from iris_assets.core.accounting import partition_tags
 from iris_assets.core.batch_scoring import SEEN, score_batch
 from iris_assets.core.day_lock import DEFAULT_WAIT_SECONDS, day_lock
 from iris_assets.core.drift import in_sample, sample_fraction
@@ -261,7 +262,9 @@ def score_day_with_spark(
         at = pd.Timestamp(datetime.now(UTC))
         outcome = day_outcome(spark, settings, files, champion, model, at, run_id)
         scored, rejects = split_outcome(spark, outcome, files, run_id)
-        version = store.replace_partition(settings.inference_table, scored, "observed_date", day)
+        version = store.replace_partition(
+            settings.inference_table, scored, "observed_date", day, partition_tags(day, run_id)
+        )
         failpoint("score:partition_committed")
         store.replace_where(settings.rejects_table, rejects, rejects_slice("inference", day))
 

@@ -189,12 +189,12 @@ class RecordingStore:
     def ensure_table(self, name, *args, **kwargs):
         self.calls.append(("ensure", name))
 
-    def replace_where(self, name, data, predicate):
-        self.calls.append(("replace", name, predicate))
+    def replace_where(self, name, data, predicate, tags=None):
+        self.calls.append(("replace", name, predicate, tags))
         return 1
 
-    def replace_partition(self, name, data, column, value):
-        return self.replace_where(name, data, f"{column} = '{value}'")
+    def replace_partition(self, name, data, column, value, tags=None):
+        return self.replace_where(name, data, f"{column} = '{value}'", tags)
 
 
 def test_the_spark_path_commits_under_the_day_lock_with_the_failpoint_between(
@@ -219,7 +219,10 @@ def test_the_spark_path_commits_under_the_day_lock_with_the_failpoint_between(
     with pytest.raises(SystemExit):
         spark_scoring.score_day_with_spark(store, settings, DAY, champion, model)
     writes = [c for c in store.calls if c[0] != "ensure"]
+    [(_, _, _, tags)] = writes[:1]
     assert writes == [
-        ("replace", settings.inference_table, f"observed_date = '{DAY}'"),
+        ("replace", settings.inference_table, f"observed_date = '{DAY}'", tags),
         ("failpoint", "score:partition_committed"),
     ]
+    # The partition commit names its day and run, so an empty partition still has a writer.
+    assert tags["iris.day"] == DAY and tags["iris.run_id"]
