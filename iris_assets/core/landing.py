@@ -303,7 +303,25 @@ def _csv_rows(path: Path) -> int:
 
 
 def _blank_record(record: list[str]) -> bool:
-    return len(record) == 1 and record[0] != "" and not record[0].strip(" \t")
+    """A blank line, not a record: a first field of only spaces and tabs, quoted or not, and
+    nothing else. The same rule drops such rows from both readers (``drop_blank_records`` and
+    the Spark path), so the count and the scoring agree."""
+    return (
+        bool(record)
+        and record[0] != ""
+        and not record[0].strip(" \t")
+        and all(f == "" for f in record[1:])
+    )
+
+
+def drop_blank_records(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (CSV text) without the rows ``_blank_record`` says are blank lines."""
+    if frame.empty or not len(frame.columns):
+        return frame
+    first = frame.iloc[:, 0].fillna("").astype(str)
+    rest_empty = frame.iloc[:, 1:].fillna("").astype(str).eq("").all(axis=1)
+    blank = first.ne("") & first.str.strip(" \t").eq("") & rest_empty
+    return frame[~blank.to_numpy()] if blank.any() else frame
 
 
 def iter_files(paths: list[Path], batch_rows: int = 250_000) -> Iterator[pd.DataFrame]:
@@ -346,7 +364,8 @@ def nullable_integers(kind: pa.DataType):
 def _iter_batch(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
     if path.suffix.lower() == ".csv":
         try:
-            yield from pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=batch_rows)
+            for chunk in pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=batch_rows):
+                yield drop_blank_records(chunk)
         except pd.errors.EmptyDataError:
             return
         return

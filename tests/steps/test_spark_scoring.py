@@ -23,7 +23,13 @@ from iris_assets.core.tables import DeltaTableStore
 from iris_assets.core.validation import ID_RULE, OBSERVED_AT_RULE
 from iris_assets.settings import load_settings
 from iris_assets.steps.day_scoring import NoLandingData, score_day_locally, select_day_files
-from iris_assets.steps.spark_scoring import day_outcome, drift_sample, split_outcome
+from iris_assets.steps.spark_scoring import (
+    SESSION_TIME_ZONE,
+    day_outcome,
+    drift_sample,
+    split_outcome,
+    utc_session,
+)
 from tests.steps.test_day_scoring import corrupt_parquet
 
 DAY = "2026-11-24"
@@ -103,6 +109,10 @@ def bad_corpus(settings):
     outside = folder.parent.parent / "outside.csv"
     good.iloc[:3].to_csv(outside, index=False)
     (folder / "linked.csv").symlink_to(outside)
+    # Lines of only spaces and tabs, quoted or not, are blank lines, not records, on both.
+    blank = good.iloc[29:30].assign(flower_id=[71]).to_csv(index=False).splitlines()
+    lines = [*blank, "   ", '"   "', "\t", '"\t"', blank[1].replace("71,", "72,", 1), ""]
+    (folder / "batch-7 blank lines.csv").write_text("\n".join(lines))
     return good
 
 
@@ -119,12 +129,20 @@ def test_one_bad_corpus_gives_the_same_rows_on_both_engines(spark, model, tmp_pa
 
     files = select_day_files(settings, DAY)
     at = pd.Timestamp.now(tz="UTC")
-    outcome = day_outcome(spark, settings, files, champion, model, at, run)
-    scored, rejects = (frame.toPandas() for frame in split_outcome(spark, outcome, files, run))
+    # A session outside UTC (a workspace default): the day's observed_at must not move with it.
+    spark.conf.set(SESSION_TIME_ZONE, "America/New_York")
+    try:
+        frames = split_outcome(
+            spark, day_outcome(spark, settings, files, champion, model, at, run), files, run
+        )
+        with utc_session(spark):  # only how this test collects: pandas gets UTC wall times
+            scored, rejects = (frame.toPandas() for frame in frames)
+    finally:
+        spark.conf.set(SESSION_TIME_ZONE, "UTC")
     scored = scored.sort_values("flower_id").reset_index(drop=True)
 
-    assert local.landing_rows == files.landing_rows == 42 + 3 + 8 + 2
-    assert len(local_scored) == len(scored) == 34 + 3 + 2
+    assert local.landing_rows == files.landing_rows == 42 + 3 + 8 + 2 + 2
+    assert len(local_scored) == len(scored) == 34 + 3 + 2 + 2
     assert set(rejects["run_id"]) == set(local_rejects["run_id"]) == {run}
     compared = [c for c in INFERENCE_TABLE_SCHEMA.names if c != "predicted_at"]
     pd.testing.assert_frame_equal(local_scored[compared], scored[compared], check_dtype=False)
@@ -184,13 +202,14 @@ class RecordingStore:
     """Stands in for the Spark table store's writes (Delta's jars are not available here)."""
 
     def __init__(self, spark):
-        self.spark, self.calls = spark, []
+        self.spark, self.calls, self.zones = spark, [], []
 
     def ensure_table(self, name, *args, **kwargs):
         self.calls.append(("ensure", name))
 
     def replace_where(self, name, data, predicate, tags=None):
         self.calls.append(("replace", name, predicate, tags))
+        self.zones.append(self.spark.conf.get("spark.sql.session.timeZone"))
         return 1
 
     def replace_partition(self, name, data, column, value, tags=None):
@@ -216,8 +235,14 @@ def test_the_spark_path_commits_under_the_day_lock_with_the_failpoint_between(
         raise SystemExit("killed")
 
     monkeypatch.setattr(spark_scoring, "failpoint", killed)
-    with pytest.raises(SystemExit):
-        spark_scoring.score_day_with_spark(store, settings, DAY, champion, model)
+    spark.conf.set("spark.sql.session.timeZone", "Asia/Kolkata")
+    try:
+        with pytest.raises(SystemExit):
+            spark_scoring.score_day_with_spark(store, settings, DAY, champion, model)
+        assert spark.conf.get("spark.sql.session.timeZone") == "Asia/Kolkata", "restored"
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+    assert store.zones == ["UTC"], "the day is written (and, on Spark Connect, run) in UTC"
     writes = [c for c in store.calls if c[0] != "ensure"]
     [(_, _, _, tags)] = writes[:1]
     assert writes == [
