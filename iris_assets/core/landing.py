@@ -273,6 +273,17 @@ def inspect_file(path: Path, root: Path | None = None) -> LandingFile:
 def _parquet_rows(path: Path) -> int:
     """Rows in the footer, after decoding every page (a corrupt page raises here, not mid-day)."""
     parquet = pq.ParquetFile(path)
+    nanos = [
+        f.name
+        for f in parquet.schema_arrow
+        if pa.types.is_timestamp(f.type) and f.type.unit == "ns"
+    ]
+    if nanos:
+        # Spark cannot read them, and a day must not fail on one file: both engines refuse it.
+        raise ValueError(
+            f"column(s) {', '.join(nanos)} hold nanosecond timestamps, which Spark cannot "
+            "read: write them in microseconds (pandas: .astype('datetime64[us, UTC]'))"
+        )
     decoded = sum(b.num_rows for b in parquet.iter_batches(batch_size=65_536, use_threads=False))
     if decoded != parquet.metadata.num_rows:
         raise ValueError(

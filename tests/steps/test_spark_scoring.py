@@ -11,6 +11,8 @@ import sys
 from collections import Counter
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -113,6 +115,9 @@ def bad_corpus(settings):
     blank = good.iloc[29:30].assign(flower_id=[71]).to_csv(index=False).splitlines()
     lines = [*blank, "   ", '"   "', "\t", '"\t"', blank[1].replace("71,", "72,", 1), ""]
     (folder / "batch-7 blank lines.csv").write_text("\n".join(lines))
+    # Nanosecond timestamps: Spark cannot read them; the file alone is quarantined, on both.
+    nanos = good.iloc[:2].astype({"observed_at": "datetime64[ns, UTC]"})
+    pq.write_table(pa.Table.from_pandas(nanos, preserve_index=False), folder / "nanos.parquet")
     return good
 
 
@@ -168,6 +173,7 @@ def test_one_bad_corpus_gives_the_same_rows_on_both_engines(spark, model, tmp_pa
             "unreadable csv file latin1.csv": 1,
             "unreadable parquet file corrupt.parquet": 1,
             "refused link linked.csv": 1,
+            "unreadable parquet file nanos.parquet": 1,
         }
     )
     sample = drift_sample(spark.createDataFrame(local_scored[[*compared]]), 0.5)
