@@ -115,6 +115,11 @@ def bad_corpus(settings):
     blank = good.iloc[29:30].assign(flower_id=[71]).to_csv(index=False).splitlines()
     lines = [*blank, "   ", '"   "', "\t", '"\t"', blank[1].replace("71,", "72,", 1), ""]
     (folder / "batch-7 blank lines.csv").write_text("\n".join(lines))
+    # Column names are exact: another case, or a repeated name, costs the file, on both.
+    shouting = good.iloc[:1].rename(columns={"flower_id": "FLOWER_ID"}).to_csv(index=False)
+    (folder / "batch-8 shouting.csv").write_text(shouting)
+    twice = good.iloc[:1].to_csv(index=False).splitlines()
+    (folder / "batch-9 twice.csv").write_text(f"{twice[0]},flower_id\n{twice[1]},9\n")
     # Nanosecond timestamps: Spark cannot read them; the file alone is quarantined, on both.
     nanos = good.iloc[:2].astype({"observed_at": "datetime64[ns, UTC]"})
     pq.write_table(pa.Table.from_pandas(nanos, preserve_index=False), folder / "nanos.parquet")
@@ -174,6 +179,8 @@ def test_one_bad_corpus_gives_the_same_rows_on_both_engines(spark, model, tmp_pa
             "unreadable parquet file corrupt.parquet": 1,
             "refused link linked.csv": 1,
             "unreadable parquet file nanos.parquet": 1,
+            "unreadable csv file batch-8 shouting.csv": 1,
+            "unreadable csv file batch-9 twice.csv": 1,
         }
     )
     sample = drift_sample(spark.createDataFrame(local_scored[[*compared]]), 0.5)
