@@ -148,7 +148,8 @@ def _days_to_repair(settings, days: list[str], requested: set[str], audited: dic
         account = accounts.get(day)
         if account is None or day in requested:
             continue
-        state = json.dumps([account.partition_runs, account.rejects_runs], sort_keys=True)
+        state = [account.partition_runs, account.rejects_runs, account.replaced_by]
+        state = json.dumps(state, sort_keys=True)
         state = hashlib.sha256(state.encode()).hexdigest()[:16]
         if audited.get(day) == state or day_is_locked(settings.env_home, day):
             continue

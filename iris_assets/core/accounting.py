@@ -5,7 +5,10 @@ row carrying the scoring run's token (``schema.RUN_COLUMN``). What the tables ho
 up when:
 
 - the partition was written by one run, and every rejects row of the day by that same run (a
-  crash between the two commits, or two runs interleaving, leaves another run's rejects or none);
+  crash between the two commits, or two runs interleaving, leaves another run's rejects or none).
+  The run that last replaced the partition is also read from the commit's tags
+  (``TableStore.commit_tags``: ``iris.day`` and ``iris.run_id``), so a run that scored no rows,
+  and left an empty partition, is still compared with the rejects;
 - scored rows + rejects rows = the rows counted in the landing files + one rejects row per
   quarantined file.
 
@@ -31,6 +34,14 @@ class DayAccount:
     day: str
     partition_runs: dict[str, int]  # run token -> scored rows
     rejects_runs: dict[str, int]  # run token -> rejects rows (file rows included)
+    replaced_by: str | None = None  # run token of the last commit that replaced the partition
+
+    @property
+    def writers(self) -> set[str]:
+        """The runs the partition stands for: its rows' runs, or the last replacing commit's."""
+        if self.partition_runs:
+            return set(self.partition_runs)
+        return {self.replaced_by} if self.replaced_by else set()
 
     @property
     def scored(self) -> int:
@@ -49,6 +60,24 @@ def _runs(rows: list[dict], key: str) -> dict[str, dict[str, int]]:
     return found
 
 
+DAY_TAG = "iris.day"
+RUN_TAG = "iris.run_id"
+
+
+def partition_tags(day: str, run_id: str) -> dict[str, str]:
+    """The tags a partition commit carries, read back by ``last_replacers``."""
+    return {DAY_TAG: day, RUN_TAG: run_id}
+
+
+def last_replacers(store: TableStore, inference_table: str) -> dict[str, str]:
+    """Day -> run token of the newest commit that replaced that day's partition."""
+    found: dict[str, str] = {}
+    for tags in store.commit_tags(inference_table):
+        if DAY_TAG in tags and RUN_TAG in tags:
+            found.setdefault(tags[DAY_TAG], tags[RUN_TAG])
+    return found
+
+
 def read_accounts(
     store: TableStore, inference_table: str, rejects_table: str, day: str | None = None
 ) -> dict[str, DayAccount]:
@@ -63,8 +92,9 @@ def read_accounts(
         if store.exists(rejects_table)
         else {}
     )
+    replacers = last_replacers(store, inference_table)
     return {
-        d: DayAccount(d, partitions.get(d, {}), rejects.get(d, {}))
+        d: DayAccount(d, partitions.get(d, {}), rejects.get(d, {}), replacers.get(d))
         for d in sorted(set(partitions) | set(rejects))
     }
 
@@ -72,7 +102,7 @@ def read_accounts(
 def run_problems(account: DayAccount, run_id: str | None = None) -> list[str]:
     """Runs that disagree: the partition's writer(s) against the rejects' (and ``run_id``)."""
     problems = []
-    writers = set(account.partition_runs)
+    writers = account.writers
     if len(writers) > 1:
         problems.append(f"the partition holds rows of {len(writers)} runs: {sorted(writers)}")
     expected = {run_id} if run_id is not None else writers

@@ -4,6 +4,11 @@ Training tags each model version with the feature-table version it read
 (``feature_table_version``). Evaluation reads the test split at that version (Delta time travel),
 so challenger and champion are scored on the same unseen rows, whatever was ingested since: a
 flower added or moved later can never be one the challenger was trained on.
+
+No held-out row is a copy of a training row: a test row whose measurements equal a training
+row's at that version (Iris flowers 102 and 143; a correction that made a test flower equal a
+training one; another source's identical flower) is left out of the held-out set, and how many
+were left out is the frame's ``attrs[COPIES_EXCLUDED]`` (evaluation's metadata reports it).
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from iris_assets.core.schema import PRIMARY_KEY, TEST
+from iris_assets.core.schema import FEATURE_COLUMNS, PRIMARY_KEY, TEST, TRAIN
 from iris_assets.core.tables import sql_string
 
 FEATURE_VERSION_TAG = "feature_table_version"
+COPIES_EXCLUDED = "held_out_copies_excluded"
 
 
 class HeldOutError(ValueError):
@@ -35,7 +41,17 @@ def trained_on_version(tags: Mapping[str, str], label: str = "the challenger") -
 
 
 def held_out_rows_at(store, table: str, version: int) -> pd.DataFrame:
-    """The test split of ``table`` at ``version``, in id order."""
-    return store.read(
+    """The test split of ``table`` at ``version``, in id order, without copies of training rows."""
+    test = store.read(
         table, predicate=f"split = {sql_string(TEST)}", order_by=PRIMARY_KEY, version=version
     )
+    measurements = list(FEATURE_COLUMNS)
+    trained = store.read(
+        table, measurements, predicate=f"split = {sql_string(TRAIN)}", version=version
+    ).drop_duplicates()
+    copies = (
+        test[measurements].merge(trained, how="left", indicator=True)["_merge"].eq("both")
+    ).to_numpy()
+    kept = test[~copies].reset_index(drop=True)
+    kept.attrs[COPIES_EXCLUDED] = int(copies.sum())
+    return kept

@@ -282,9 +282,45 @@ def inspect_file(path: Path, root: Path | None = None) -> LandingFile:
     return LandingFile(path, fmt, rows)
 
 
+def check_column_names(names: list[str]) -> None:
+    """Column names are exact and case-sensitive, the same on both engines.
+
+    Spark matches names ignoring case and renames duplicates, pandas does neither; so a file
+    whose names repeat (ignoring case), or that spells a landing column in another case
+    (``FLOWER_ID``), is refused whole rather than read two ways.
+    """
+    seen: dict[str, str] = {}
+    for name in names:
+        if name.lower() in seen:
+            raise ValueError(
+                f"column {name!r} repeats {seen[name.lower()]!r}: names must differ in more "
+                "than case"
+            )
+        seen[name.lower()] = name
+    expected = {c.lower(): c for c in LANDING_COLUMNS}
+    for name in names:
+        if name.lower() in expected and name != expected[name.lower()]:
+            raise ValueError(
+                f"column {name!r} is not {expected[name.lower()]!r}: column names are exact and "
+                "case-sensitive"
+            )
+
+
 def _parquet_rows(path: Path) -> int:
     """Rows in the footer, after decoding every page (a corrupt page raises here, not mid-day)."""
     parquet = pq.ParquetFile(path)
+    nanos = [
+        f.name
+        for f in parquet.schema_arrow
+        if pa.types.is_timestamp(f.type) and f.type.unit == "ns"
+    ]
+    if nanos:
+        # Spark cannot read them, and a day must not fail on one file: both engines refuse it.
+        raise ValueError(
+            f"column(s) {', '.join(nanos)} hold nanosecond timestamps, which Spark cannot "
+            "read: write them in microseconds (pandas: .astype('datetime64[us, UTC]'))"
+        )
+    check_column_names(parquet.schema_arrow.names)
     decoded = sum(b.num_rows for b in parquet.iter_batches(batch_size=65_536, use_threads=False))
     if decoded != parquet.metadata.num_rows:
         raise ValueError(
@@ -299,12 +335,15 @@ def _csv_rows(path: Path) -> int:
     Raises on a byte sequence that is not UTF-8 anywhere in the file, and on a record with more
     fields than the header (a reader would have to drop or shift values).
     """
+    # pandas (and Spark) read a field of any length; the csv module stops at 128 KiB by default.
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
     with open(path, encoding="utf-8", newline="") as handle:
         # As pandas reads them: an empty line, or one of only spaces and tabs, is not a record.
         records = (r for r in csv.reader(handle, strict=True) if r and not _blank_record(r))
         header = next(records, None)
         if header is None:
             return 0
+        check_column_names(header)
         rows = 0
         for rows, record in enumerate(records, start=1):  # noqa: B007
             if len(record) > len(header):
@@ -315,7 +354,25 @@ def _csv_rows(path: Path) -> int:
 
 
 def _blank_record(record: list[str]) -> bool:
-    return len(record) == 1 and record[0] != "" and not record[0].strip(" \t")
+    """A blank line, not a record: a first field of only spaces and tabs, quoted or not, and
+    nothing else. The same rule drops such rows from both readers (``drop_blank_records`` and
+    the Spark path), so the count and the scoring agree."""
+    return (
+        bool(record)
+        and record[0] != ""
+        and not record[0].strip(" \t")
+        and all(f == "" for f in record[1:])
+    )
+
+
+def drop_blank_records(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (CSV text) without the rows ``_blank_record`` says are blank lines."""
+    if frame.empty or not len(frame.columns):
+        return frame
+    first = frame.iloc[:, 0].fillna("").astype(str)
+    rest_empty = frame.iloc[:, 1:].fillna("").astype(str).eq("").all(axis=1)
+    blank = first.ne("") & first.str.strip(" \t").eq("") & rest_empty
+    return frame[~blank.to_numpy()] if blank.any() else frame
 
 
 def iter_files(paths: list[Path], batch_rows: int = 250_000) -> Iterator[pd.DataFrame]:
@@ -358,7 +415,8 @@ def nullable_integers(kind: pa.DataType):
 def _iter_batch(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
     if path.suffix.lower() == ".csv":
         try:
-            yield from pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=batch_rows)
+            for chunk in pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=batch_rows):
+                yield drop_blank_records(chunk)
         except pd.errors.EmptyDataError:
             return
         return

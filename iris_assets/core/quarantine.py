@@ -11,7 +11,10 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from iris_assets.core.schema import PRIMARY_KEY, REJECTS_TABLE_SCHEMA
-from iris_assets.core.tables import sql_string
+from iris_assets.core.tables import TableStore, sql_string
+
+# What a rejects row says; rejected_at and run_id say when and by whom, not what.
+_CONTENT = [PRIMARY_KEY, "reason", "record"]
 
 
 def rejects_slice(stage: str, partition: str) -> str:
@@ -36,3 +39,22 @@ def rejects_rows(
         index=rejects.index,
     )
     return frame[REJECTS_TABLE_SCHEMA.names].reset_index(drop=True)
+
+
+def _content(frame: pd.DataFrame) -> list[tuple]:
+    values = frame[_CONTENT].astype("object").where(frame[_CONTENT].notna(), None)
+    return sorted(tuple(str(v) if v is not None else "" for v in row) for row in values.values)
+
+
+def replace_slice_if_changed(
+    store: TableStore, table: str, rows: pd.DataFrame, stage: str, partition: str
+) -> bool:
+    """Replace the slice with ``rows`` unless it already says the same; True when committed.
+
+    Re-running a stage on unchanged input then commits nothing to the rejects table either.
+    """
+    predicate = rejects_slice(stage, partition)
+    if _content(store.read(table, _CONTENT, predicate)) == _content(rows):
+        return False
+    store.replace_where(table, rows, predicate)
+    return True

@@ -11,6 +11,7 @@ Change Data Feed on the inference table.
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import pandas as pd
@@ -19,6 +20,8 @@ import pyarrow as pa
 from iris_assets.core.tables import TableError, sql_string
 
 _VIEW_IDS = itertools.count(1)
+# The session setting Delta copies into the next commit's userMetadata (DESCRIBE HISTORY).
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 _SPARK_TYPES = {
     pa.int64(): "BIGINT",
@@ -222,13 +225,37 @@ class SparkTableStore:
             "version": int(commit["version"]),
         }
 
-    def replace_where(self, name: str, data: Any, predicate: str) -> int:
+    def replace_where(
+        self, name: str, data: Any, predicate: str, tags: dict[str, str] | None = None
+    ) -> int:
+        """INSERT ... REPLACE WHERE; ``tags`` become the commit's ``userMetadata`` (JSON)."""
         view = self._view(data, self._columns(name))
-        self.spark.sql(replace_where_sql(name, view, predicate))
+        if tags:
+            self.spark.conf.set(USER_METADATA, json.dumps(dict(tags), sort_keys=True))
+        try:
+            self.spark.sql(replace_where_sql(name, view, predicate))
+        finally:
+            if tags:
+                self.spark.conf.unset(USER_METADATA)
         return int(self._last_commit(name)["version"])
 
-    def replace_partition(self, name: str, data: Any, column: str, value: str) -> int:
-        return self.replace_where(name, data, f"{quote(column)} = {sql_string(value)}")
+    def replace_partition(
+        self, name: str, data: Any, column: str, value: str, tags: dict[str, str] | None = None
+    ) -> int:
+        return self.replace_where(name, data, f"{quote(column)} = {sql_string(value)}", tags)
+
+    def commit_tags(self, name: str) -> list[dict[str, str]]:
+        """The tags each commit's ``userMetadata`` carries, newest first ({} for none)."""
+        rows = self.spark.sql(f"DESCRIBE HISTORY {table_ref(name)}").collect()
+        found = []
+        for row in sorted((r.asDict() for r in rows), key=lambda r: -int(r["version"])):
+            raw = row.get("userMetadata")
+            try:
+                tags = json.loads(raw) if isinstance(raw, str) else {}
+            except ValueError:  # free text another writer put there
+                tags = {}
+            found.append(tags if isinstance(tags, dict) else {})
+        return found
 
     def append(self, name: str, data: Any) -> int:
         view = self._view(data, self._columns(name))

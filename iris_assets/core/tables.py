@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 try:  # the local engine; a Databricks task has Spark and no deltalake, and uses only the API here
-    from deltalake import DeltaTable, QueryBuilder, write_deltalake
+    from deltalake import CommitProperties, DeltaTable, QueryBuilder, write_deltalake
     from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 except ModuleNotFoundError as missing:
     _NO_DELTALAKE: ModuleNotFoundError | None = missing
@@ -37,6 +37,9 @@ _NAME_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
 _CONSTRAINT_KEY = "delta.constraints."
 # One DataFusion partition keeps reads in file order, so the same table version reads the same.
 _READ_CONFIG = {"datafusion.execution.target_partitions": "1"}
+
+
+TAG_PREFIX = "iris."  # commit metadata keys written by ``replace_where(tags=...)``
 
 
 class TableError(RuntimeError):
@@ -64,9 +67,20 @@ class TableStore(Protocol):
         self, name: str, data: TableData, key: str, *, compare: list[str] | None = None
     ) -> dict[str, int]: ...
 
-    def replace_where(self, name: str, data: TableData, predicate: str) -> int: ...
+    def replace_where(
+        self, name: str, data: TableData, predicate: str, tags: dict[str, str] | None = None
+    ) -> int: ...
 
-    def replace_partition(self, name: str, data: StreamData, column: str, value: str) -> int: ...
+    def replace_partition(
+        self,
+        name: str,
+        data: StreamData,
+        column: str,
+        value: str,
+        tags: dict[str, str] | None = None,
+    ) -> int: ...
+
+    def commit_tags(self, name: str) -> list[dict[str, str]]: ...
 
     def append(self, name: str, data: TableData) -> int: ...
 
@@ -438,27 +452,51 @@ class DeltaTableStore:
             differs |= ~same.fillna(False).to_numpy(dtype=bool)
         return differs
 
-    def replace_where(self, name: str, data: StreamData, predicate: str) -> int:
+    def replace_where(
+        self, name: str, data: StreamData, predicate: str, tags: dict[str, str] | None = None
+    ) -> int:
         """Atomically replace the rows matching ``predicate`` with ``data`` (one commit).
 
         Every row of ``data`` must match the predicate; rows outside it are untouched. ``data``
         may be an iterable of frames: it is streamed, and an error while producing it leaves the
-        table as it was.
+        table as it was. ``tags`` go into the commit's metadata (``commit_tags`` reads them
+        back), so a commit that wrote no rows still says who made it.
         """
         table = self._table(name)
         source = self._source(name, self._schema(table), data)
+        properties = CommitProperties(custom_metadata=dict(tags)) if tags else None
         self._write(
             name,
             f"replace where {predicate}",
             table,
-            lambda: write_deltalake(table, source, mode="overwrite", predicate=predicate),
+            lambda: write_deltalake(
+                table,
+                source,
+                mode="overwrite",
+                predicate=predicate,
+                commit_properties=properties,
+            ),
         )
         return self.version(name)
 
-    def replace_partition(self, name: str, data: StreamData, column: str, value: str) -> int:
+    def replace_partition(
+        self,
+        name: str,
+        data: StreamData,
+        column: str,
+        value: str,
+        tags: dict[str, str] | None = None,
+    ) -> int:
         """Replace the rows whose ``column`` equals ``value`` (a partition, typically)."""
         predicate = f"{sql_identifier(column)} = {sql_string(value)}"
-        return self.replace_where(name, data, predicate)
+        return self.replace_where(name, data, predicate, tags)
+
+    def commit_tags(self, name: str) -> list[dict[str, str]]:
+        """The ``iris.*`` tags of each commit, newest first (commits without tags give {})."""
+        return [
+            {k: str(v) for k, v in commit.items() if k.startswith(TAG_PREFIX)}
+            for commit in self._table(name).history()
+        ]
 
     def append(self, name: str, data: TableData) -> int:
         table = self._table(name)

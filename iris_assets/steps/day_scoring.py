@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from iris_assets.core.accounting import day_problems, read_accounts
+from iris_assets.core.accounting import day_problems, partition_tags, read_accounts
 from iris_assets.core.batch_scoring import ScoredBatch, score_stream
 from iris_assets.core.day_lock import DEFAULT_WAIT_SECONDS, day_lock
 from iris_assets.core.drift import in_sample, sample_fraction
@@ -247,7 +247,11 @@ def score_day_locally(
                     yield batch.scored
 
             version = store.replace_partition(
-                settings.inference_table, scored_chunks(), "observed_date", day
+                settings.inference_table,
+                scored_chunks(),
+                "observed_date",
+                day,
+                tags=partition_tags(day, run_id),
             )
             failpoint("score:partition_committed")
             store.replace_where(

@@ -30,7 +30,7 @@ from iris_assets.core.evidence import (
     split_identity,
     write_record,
 )
-from iris_assets.core.held_out import held_out_rows_at, trained_on_version
+from iris_assets.core.held_out import COPIES_EXCLUDED, held_out_rows_at, trained_on_version
 from iris_assets.core.mlflow_links import links
 from iris_assets.core.registry import (
     APPROVAL_RUN_TAG,
@@ -73,7 +73,9 @@ def evaluate(step: Step) -> None:
     # The split as the challenger saw it: both models are scored on rows neither trained on,
     # and the record names that version (what the gate compares with the table's current one).
     feature_version = trained_on_version(challenger.tags, f"challenger v{challenger.version}")
-    test_rows = held_out_rows(held_out_rows_at(store, settings.feature_table, feature_version))
+    held_out = held_out_rows_at(store, settings.feature_table, feature_version)
+    copies_excluded = held_out.attrs[COPIES_EXCLUDED]  # test rows equal to a training row
+    test_rows = held_out_rows(held_out)
     new = score_model(load_estimator(challenger), test_rows)
     old: Scores | None = score_model(load_estimator(champion), test_rows) if champion else None
     verdict = judge(new, old, thresholds)
@@ -127,6 +129,7 @@ def evaluate(step: Step) -> None:
         "champion_version": champion.version if champion else "none",
         "held_out_rows": new.rows,
         "held_out_sha256": record.held_out_sha256,
+        COPIES_EXCLUDED: copies_excluded,
         "feature_table_version": feature_version,
         "evaluation_run_id": record.run_id,
         "approval": approval,

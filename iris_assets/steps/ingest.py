@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from iris_assets.core.identity import DERIVED_ID_BASE, foreign_conflicts
-from iris_assets.core.quarantine import rejects_rows, rejects_slice
+from iris_assets.core.quarantine import rejects_rows, replace_slice_if_changed
 from iris_assets.core.schema import (
     FEATURE_DATA_COLUMNS,
     FEATURE_TABLE,
@@ -111,10 +111,12 @@ def ingest(step: Step) -> None:
         settings.feature_table, features, key=PRIMARY_KEY, compare=list(FEATURE_DATA_COLUMNS)
     )
     failpoint("ingest:merged")
-    store.replace_where(
+    replace_slice_if_changed(
+        store,
         settings.rejects_table,
         rejects_rows(rejects, "ingest", source_name),
-        rejects_slice("ingest", source_name),
+        "ingest",
+        source_name,
     )
     step.log(
         f"ingested {len(features)} rows from {source_name} into {settings.feature_table} "

@@ -28,6 +28,8 @@ parsing a path URI.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +37,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from iris_assets.core.accounting import partition_tags
 from iris_assets.core.batch_scoring import SEEN, score_batch
 from iris_assets.core.day_lock import DEFAULT_WAIT_SECONDS, day_lock
 from iris_assets.core.drift import in_sample, sample_fraction
@@ -139,8 +142,48 @@ def batch_scorer(
     return score_batches
 
 
+SESSION_TIME_ZONE = "spark.sql.session.timeZone"
+
+
+@contextmanager
+def utc_session(spark) -> Iterator[None]:
+    """The session's time zone is UTC inside (and restored after).
+
+    Spark renders a timestamp as text, and parses text without an offset, in the session time
+    zone; the landing rows are read as text, so outside UTC every ``observed_at`` would move.
+    Serverless allows setting this one (``spark.sql.session.timeZone``).
+    """
+    before = spark.conf.get(SESSION_TIME_ZONE)
+    spark.conf.set(SESSION_TIME_ZONE, "UTC")
+    try:
+        yield
+    finally:
+        spark.conf.set(SESSION_TIME_ZONE, before)
+
+
 def read_landing_files(spark, files: DayFiles):
-    """The readable files of the day, all columns as text, each row tagged with file and line."""
+    """The readable files of the day, all columns as text, each row tagged with file and line.
+
+    Timestamps become UTC text whatever the session's time zone (``utc_session`` while the
+    plan is analysed; ``score_day_with_spark`` also runs under it, for lazy Spark Connect).
+    """
+    with utc_session(spark):
+        return _read_landing_files(spark, files)
+
+
+def blank_record(columns: list[str]):
+    """Spark's side of ``core.landing._blank_record``: a first field of only spaces and tabs
+    and nothing else is a blank line, not a record (Spark reads such a line as a row)."""
+    from pyspark.sql import functions as F
+
+    first = F.col(f"`{columns[0]}`")
+    blank = first.isNotNull() & first.rlike("^[ \\t]+$")
+    for column in columns[1:]:
+        blank = blank & (F.coalesce(F.col(f"`{column}`").cast("string"), F.lit("")) == "")
+    return blank
+
+
+def _read_landing_files(spark, files: DayFiles):
     from pyspark.sql import functions as F
 
     formats = {str(f.path): f.format for f in files.files if f.readable}
@@ -153,6 +196,8 @@ def read_landing_files(spark, files: DayFiles):
         if fmt == "csv":
             reader = reader.options(header=True, multiLine=True, escape='"')
         frame = reader.format(fmt).load(str(path))
+        if fmt == "csv" and frame.columns:
+            frame = frame.where(~blank_record(frame.columns))
         frames.append(
             frame.select(
                 *[F.col(c).cast("string").alias(c) for c in frame.columns],
@@ -253,7 +298,7 @@ def score_day_with_spark(
     """Score ``day`` with Spark into ``store`` (a ``SparkTableStore`` on the same session)."""
     spark = spark or store.spark
     run_id = run_id or new_run_id()
-    with day_lock(settings.env_home, day, wait_seconds):
+    with utc_session(spark), day_lock(settings.env_home, day, wait_seconds):
         files = select_day_files(settings, day)
         INFERENCE_TABLE.ensure(store, settings.inference_table)
         REJECTS_TABLE.ensure(store, settings.rejects_table)
@@ -261,7 +306,9 @@ def score_day_with_spark(
         at = pd.Timestamp(datetime.now(UTC))
         outcome = day_outcome(spark, settings, files, champion, model, at, run_id)
         scored, rejects = split_outcome(spark, outcome, files, run_id)
-        version = store.replace_partition(settings.inference_table, scored, "observed_date", day)
+        version = store.replace_partition(
+            settings.inference_table, scored, "observed_date", day, partition_tags(day, run_id)
+        )
         failpoint("score:partition_committed")
         store.replace_where(settings.rejects_table, rejects, rejects_slice("inference", day))
 

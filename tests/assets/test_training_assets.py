@@ -132,9 +132,13 @@ def test_malformed_source_rows_are_quarantined_with_a_reason(settings, graph, tm
         "5": "sepal_length_cm must be positive",
         "6": "species is not one of 0, 1, 2, setosa, versicolor, virginica",
     }
+    rejects_version = table_store(settings).version(settings.rejects_table)
     again = ingest(*graph, source_path=str(path))
     assert materialization_metadata(again, "iris_features")["rows_rejected"] == 3
     assert table_store(settings).count(settings.rejects_table) == 3, "re-runs replace rejects"
+    assert table_store(settings).version(settings.rejects_table) == rejects_version, (
+        "an unchanged re-ingestion commits nothing to the rejects table either"
+    )
 
 
 def test_the_blocking_evaluation_check_stops_promotion_in_the_same_run(settings, graph):

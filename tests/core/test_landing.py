@@ -236,3 +236,28 @@ def test_a_csv_record_wider_than_its_header_quarantines_the_file(area):
     (folder / "wide.csv").write_text("flower_id,sepal_length_cm\n1,5.1\n2,5.2,extra\n")
     [wide] = area.scan_day(DAY)
     assert wide.problem == "unreadable csv file wide.csv: record 2 has 3 fields, the header has 2"
+
+
+def test_a_csv_field_longer_than_the_csv_modules_default_limit_is_read_not_quarantined(area):
+    day = "2026-11-24"
+    rows = simulate_flowers(2, day, seed=3).assign(note=["x" * (200 * 1024), "short"])
+    folder = area.day_dir(day)
+    folder.mkdir(parents=True)
+    rows.to_csv(folder / "batch-long.csv", index=False)
+    [found] = area.scan_day(day)
+    assert (found.problem, found.rows) == (None, 2)
+
+
+def test_column_names_are_exact_and_a_repeated_name_costs_the_file(area):
+    day = "2026-11-24"
+    folder = area.day_dir(day)
+    folder.mkdir(parents=True)
+    rows = simulate_flowers(1, day, seed=3)
+    rows.rename(columns={"flower_id": "FLOWER_ID"}).to_csv(folder / "a.csv", index=False)
+    text = rows.to_csv(index=False).splitlines()
+    (folder / "b.csv").write_text(f"{text[0]},flower_id\n{text[1]},9\n")
+    rows.rename(columns={"observed_at": "Observed_At"}).to_parquet(folder / "c.parquet")
+    problems = {f.path.name: f.problem for f in area.scan_day(day)}
+    assert "'FLOWER_ID' is not 'flower_id'" in problems["a.csv"]
+    assert "'flower_id' repeats 'flower_id'" in problems["b.csv"]
+    assert "'Observed_At' is not 'observed_at'" in problems["c.parquet"]

@@ -48,6 +48,21 @@ class FakeCatalog:
         return name in self.tables
 
 
+class FakeConf:
+    """spark.conf: a setting is recorded as the statement it stands for (SET / RESET)."""
+
+    def __init__(self, spark):
+        self.spark, self.values = spark, {}
+
+    def set(self, key, value):
+        self.values[key] = value
+        self.spark.statements.append(f"SET {key}={value}")
+
+    def unset(self, key):
+        self.values.pop(key, None)
+        self.spark.statements.append(f"RESET {key}")
+
+
 class RecordingSpark:
     """Records every SQL statement; answers the few metadata queries the store makes."""
 
@@ -60,6 +75,7 @@ class RecordingSpark:
         self.files = 3
         self.pending = 1
         self.properties = [{"key": "delta.constraints.species_known", "value": "species >= 0"}]
+        self.conf = FakeConf(self)
 
     def sql(self, statement):
         self.statements.append(statement)
@@ -213,3 +229,31 @@ def test_a_table_made_before_the_run_column_gains_it_and_a_current_one_is_left_a
     current = RecordingSpark({name: pd.DataFrame(columns=INFERENCE_TABLE_SCHEMA.names)})
     INFERENCE_TABLE.ensure(SparkTableStore(current), name)
     assert not [s for s in current.statements if s.startswith("ALTER TABLE")]
+
+
+def test_a_tagged_partition_commit_carries_its_tags_as_user_metadata_and_reads_them_back():
+    from iris_assets.core.spark_tables import USER_METADATA
+
+    table = "iris_dev.ml.iris_inferences"
+    spark = RecordingSpark({table: pd.DataFrame(columns=["flower_id", "observed_date"])})
+    tags = {"iris.day": "2026-11-02", "iris.run_id": "r1.ab"}
+    SparkTableStore(spark).replace_partition(
+        table,
+        pd.DataFrame({"observed_date": [], "flower_id": []}),
+        "observed_date",
+        "2026-11-02",
+        tags,
+    )
+    assert (
+        spark.statements[0]
+        == f'SET {USER_METADATA}={{"iris.day": "2026-11-02", "iris.run_id": "r1.ab"}}'
+    )
+    assert spark.statements[1].startswith("INSERT INTO")
+    assert spark.statements[2] == f"RESET {USER_METADATA}", "the next commit is not tagged"
+    assert USER_METADATA not in spark.conf.values
+    spark.history = [
+        {"version": 8, "userMetadata": None},
+        {"version": 9, "userMetadata": '{"iris.day": "2026-11-02", "iris.run_id": "r1.ab"}'},
+        {"version": 7, "userMetadata": "free text someone wrote"},
+    ]
+    assert SparkTableStore(spark).commit_tags(table) == [tags, {}, {}]

@@ -103,3 +103,42 @@ def test_a_different_fraction_than_the_tables_is_refused():
         check_split("c.s.features", stored, 0.5)
     with pytest.raises(SplitError, match="no fixed split"):
         check_split("c.s.features", {}, 0.3)
+
+
+def test_no_held_out_row_is_a_copy_of_a_training_row_at_the_trained_version(tmp_path):
+    """A correction (or another source) can make a test flower equal a training one: the held-out
+    set at the pinned version leaves such rows out and says how many."""
+    from datetime import UTC, datetime
+
+    from iris_assets.core.held_out import COPIES_EXCLUDED, held_out_rows_at
+    from iris_assets.core.schema import FEATURE_TABLE_SCHEMA
+    from iris_assets.core.tables import DeltaTableStore
+
+    store = DeltaTableStore(tmp_path)
+    table = "iris_dev.ml.iris_features"
+    store.ensure_table(table, FEATURE_TABLE_SCHEMA)
+
+    def rows(ids, splits, lengths):
+        return pd.DataFrame(
+            {
+                "flower_id": ids,
+                **{c: [1.0] * len(ids) for c in FEATURE_COLUMNS},
+                "sepal_length_cm": lengths,
+                "species": 0,
+                "species_name": "setosa",
+                "split": splits,
+                "source": "s",
+                "ingested_at": datetime.now(UTC),
+            }
+        )
+
+    store.merge_upsert(table, rows([1, 2, 3], [TRAIN, TEST, TEST], [5.0, 6.0, 7.0]), "flower_id")
+    before = store.version(table)
+    held = held_out_rows_at(store, table, before)
+    assert list(held["flower_id"]) == [2, 3] and held.attrs[COPIES_EXCLUDED] == 0
+
+    # Flower 3 is corrected to flower 1's measurements: it keeps its split, and is a copy.
+    store.merge_upsert(table, rows([3], [TEST], [5.0]), "flower_id")
+    held = held_out_rows_at(store, table, store.version(table))
+    assert list(held["flower_id"]) == [2] and held.attrs[COPIES_EXCLUDED] == 1
+    assert list(held_out_rows_at(store, table, before)["flower_id"]) == [2, 3], "time travel"

@@ -305,3 +305,18 @@ def test_a_table_made_before_a_nullable_column_existed_gains_it(store):
         "iris_dev.ml.old_inferences", INFERENCE_TABLE_SCHEMA, partition_by=["observed_date"]
     )
     assert list(store.read("iris_dev.ml.old_inferences").columns) == INFERENCE_TABLE_SCHEMA.names
+
+
+def test_a_partition_commit_that_writes_no_rows_still_carries_its_tags(store):
+    """The run that emptied a partition is read back from the commit (core.accounting)."""
+    store.ensure_table(INFERENCES, INFERENCE_TABLE_SCHEMA, partition_by=["observed_date"])
+    store.replace_partition(
+        INFERENCES, inferences("2026-01-01", [1]), "observed_date", "2026-01-01"
+    )
+    tags = {"iris.day": "2026-01-01", "iris.run_id": "b.1"}
+    store.replace_partition(
+        INFERENCES, inferences("2026-01-01", []), "observed_date", "2026-01-01", tags
+    )
+    assert store.count(INFERENCES) == 0
+    assert store.commit_tags(INFERENCES)[0] == tags
+    assert store.commit_tags(INFERENCES)[-1] == {}, "untagged commits give no tags"

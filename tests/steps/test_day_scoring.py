@@ -309,10 +309,10 @@ def test_two_runs_of_one_day_at_once_leave_one_run_whole(tmp_path, model):
     second_done = threading.Event()
 
     class PausesBeforeRejects(DeltaTableStore):
-        def replace_where(self, name, data, predicate):
+        def replace_where(self, name, data, predicate, tags=None):
             if name == settings.rejects_table:
                 second_done.wait(timeout=3)  # time enough for an unguarded second run
-            return super().replace_where(name, data, predicate)
+            return super().replace_where(name, data, predicate, tags)
 
     results, errors = {}, []
 

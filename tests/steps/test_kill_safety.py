@@ -139,3 +139,33 @@ def test_a_kill_between_the_partition_and_rejects_commits_is_caught_and_repaired
         account.partition_runs.keys()
     )
     assert (account.scored, account.rejected) == (350, earlier_rejects + 2)
+
+
+def test_a_kill_between_the_commits_is_caught_when_the_new_run_scored_no_rows(tmp_path):
+    """An empty partition has no rows to name its writer: the commit's tags name it."""
+    from iris_assets.assets.inference import _days_to_repair
+    from iris_assets.steps.day_scoring import audit_day, select_day_files
+
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    landing = LandingArea(settings.landing_dir)
+    store = DeltaTableStore(settings.warehouse)
+    landing.write_batch(bad_rows(2, 5), DAY, "csv")  # every row rejected: an empty partition
+    assert run_child(tmp_path, tmp_path / "unused", "fast").wait(timeout=120) == 0
+    assert audit_day(store, settings, select_day_files(settings, DAY)) == []
+
+    for old in landing.day_dir(DAY).iterdir():  # the collector replaces the day's file
+        old.unlink()
+    elsewhere = simulate_flowers(2, "2026-11-30", seed=7)  # rejected: observed on another day
+    landing.write_batch(elsewhere, DAY, "csv")
+    child = run_child(tmp_path, tmp_path / "unused", "fast", failpoint="score:partition_committed")
+    assert child.wait(timeout=120) == -signal.SIGKILL
+    assert store.count(settings.inference_table) == 0
+
+    problems = audit_day(store, settings, select_day_files(settings, DAY))
+    assert any("written by another run" in p for p in problems), problems
+    assert _days_to_repair(settings, [DAY], set(), {}), "the sensor asks for the day again"
+
+    assert run_child(tmp_path, tmp_path / "unused", "fast").wait(timeout=120) == 0
+    assert audit_day(store, settings, select_day_files(settings, DAY)) == []
+    reasons = store.read(settings.rejects_table)["reason"].tolist()
+    assert len(reasons) == 2 and all("2026-11-30" in r or "day" in r for r in reasons), reasons
