@@ -40,7 +40,8 @@ test-ui: install
 	$(BIN)/python -m pytest tests/ui -p no:cacheprovider
 
 # Debian's Chromium, which tests/ui drive through Playwright (Playwright's own browser download is
-# never used). Needs root and apt-get; without Chromium tests/ui skip, and fail under CI=true.
+# never used). Needs root and apt-get; without Chromium tests/ui skip, and fail under CI
+# (CI=true or 1, or Azure's TF_BUILD).
 chromium:
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
 	  echo "chromium: $$(command -v chromium || command -v chromium-browser)"; \

@@ -10,11 +10,26 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from iris_assets.dev_processes import MARKER, describe, dev_processes, stop_dev_processes
 from iris_assets.settings import SettingsError, load_settings
 
 
 class CliError(Exception):
     """A problem the user can fix; printed without a traceback."""
+
+
+MAX_SIMULATED_ROWS = 10_000_000  # one batch file; ~740 MB in memory while it is written
+
+
+def batch_rows(rows: int | None) -> None:
+    """Refuse a --rows an observation batch cannot be (checked before anything is read)."""
+    if rows is not None and rows < 1:
+        raise CliError("--rows must be 1 or more: an empty batch file is not an observation")
+    if rows is not None and rows > MAX_SIMULATED_ROWS:
+        raise CliError(
+            f"--rows {rows:,} is more than one batch holds ({MAX_SIMULATED_ROWS:,}): "
+            "simulate several batches instead"
+        )
 
 
 def cmd_demo(args) -> int:
@@ -222,6 +237,9 @@ def cmd_stop(args) -> int:
     process = ServingProcess(settings.serving_dir, settings.serving_host, settings.serving_port)
     stopped = process.stop()
     print(f"stopped the server at {settings.serving_url}" if stopped else "no server was running")
+    dagster = stop_dev_processes(settings.env_home)
+    if dagster:
+        print(f"stopped iris dev's Dagster processes for {settings.env_home}: pids {dagster}")
     return 0
 
 
@@ -271,8 +289,6 @@ def simulate_labels_for(args, settings, day: str) -> int:
     )
     if scored.empty:
         raise CliError(f"no flowers were scored on {day}: score that day first")
-    if args.rows is not None and args.rows < 1:
-        raise CliError("--rows must be 1 or more: an empty batch file is not an observation")
     labels = simulate_labels(
         scored,
         rows=args.rows,
@@ -293,6 +309,7 @@ def simulate_labels_for(args, settings, day: str) -> int:
 def cmd_simulate(args) -> int:
     from iris_assets.core.landing import LandingArea, simulate_flowers
 
+    batch_rows(args.rows)
     settings = load_settings()
     day = observed_day(args.date)
     if args.labels:
@@ -302,8 +319,6 @@ def cmd_simulate(args) -> int:
     if args.accuracy_drop:
         raise CliError("--accuracy-drop applies to --labels only")
     rows = 100 if args.rows is None else args.rows
-    if rows < 1:
-        raise CliError("--rows must be 1 or more: an empty batch file is not an observation")
     frame = simulate_flowers(rows, day, seed=args.seed, drift=args.drift)
     path = LandingArea(settings.landing_dir).write_batch(frame, day)
     print(f"{rows} flowers observed on {day} -> {path}")
@@ -312,8 +327,6 @@ def cmd_simulate(args) -> int:
 
 def cmd_mlflow(args) -> int:
     """The MLflow UI over this env's registry and artifacts, on 127.0.0.1, in the foreground."""
-    from iris_assets.settings import MLFLOW_UI_PORT
-
     settings = load_settings()
     if settings.is_databricks:
         raise CliError("on Databricks the MLflow UI is the workspace's: Experiments and Models")
@@ -321,7 +334,13 @@ def cmd_mlflow(args) -> int:
         raise CliError(
             f"no registry yet at {settings.mlflow_db}: run `iris demo` (or `make demo`) first"
         )
-    port = args.port or MLFLOW_UI_PORT[settings.env]
+    port = args.port or settings.mlflow_ui_port
+    if port != settings.mlflow_ui_port:
+        print(
+            f"note: Dagster's MLflow links point at {settings.mlflow_ui_url}; set "
+            f"IRIS_MLFLOW_PORT={port} (not --port) for `iris dev` / `iris demo` too to move them",
+            file=sys.stderr,
+        )
     mlflow = Path(sys.executable).with_name("mlflow")
     command = [
         str(mlflow), "server",
@@ -362,8 +381,16 @@ def hold_dev_lock(settings, url: str) -> int:
         raise CliError(
             f"iris dev is already running for {settings.env_home} (pid {first.get('pid', '?')}, "
             f"{first.get('url', 'URL unknown')}, since {first.get('started_at', '?')}); "
-            "use that one, or stop it (Ctrl-C in its terminal) first"
+            "use that one, or stop it (Ctrl-C in its terminal, or `iris stop`) first"
         ) from None
+    orphans = dev_processes(settings.env_home)
+    if orphans:
+        os.close(fd)
+        raise CliError(
+            f"an earlier iris dev for {settings.env_home} was killed but its Dagster processes "
+            f"still run ({describe(orphans)}); a second daemon would fight them: stop them with "
+            "`iris stop`"
+        )
     record = {"pid": os.getpid(), "url": url, "started_at": datetime.now(UTC).isoformat()}
     os.ftruncate(fd, 0)
     os.write(fd, json.dumps(record).encode())
@@ -390,6 +417,7 @@ def cmd_dev(args) -> int:
     hold_dev_lock(settings, f"http://{args.host}:{args.port}")
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     os.environ[DAGSTER_URL_ENV] = f"http://{args.host}:{args.port}"  # notification links
+    os.environ[MARKER] = str(settings.env_home.resolve())  # every child inherits: see dev_processes
     print(f"Dagster UI for {settings.env_home}: http://{args.host}:{args.port}", flush=True)
     os.execv(command[0], [*command, *options])
     return 0  # not reached
@@ -462,7 +490,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
 
-    stop = sub.add_parser("stop", help="stop this IRIS_HOME's background server")
+    stop = sub.add_parser(
+        "stop", help="stop this IRIS_HOME's server and iris dev's Dagster processes"
+    )
     stop.set_defaults(func=cmd_stop)
 
     simulate = sub.add_parser(
@@ -494,7 +524,9 @@ def parser() -> argparse.ArgumentParser:
     label.set_defaults(func=cmd_label)
 
     mlflow = sub.add_parser("mlflow", help="start the MLflow UI over this env's registry")
-    mlflow.add_argument("--port", type=int, help="default 5125 (dev), 5126 (prod)")
+    mlflow.add_argument(
+        "--port", type=int, help="default IRIS_MLFLOW_PORT, else 5125 (dev), 5126 (prod)"
+    )
     mlflow.set_defaults(func=cmd_mlflow)
 
     dev = sub.add_parser("dev", help="start the Dagster UI (dg dev) for this env")

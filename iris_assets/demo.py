@@ -185,6 +185,20 @@ def performance_text(performance: dict) -> str:
     )
 
 
+def prediction_text(output: dict) -> str:
+    """The model's raw answer with the species names it stands for: ``[1] (versicolor)``."""
+    from iris_assets.core.schema import SPECIES_NAMES
+
+    predictions = output.get("predictions")
+    if not isinstance(predictions, list):
+        return str(output)
+    names = [
+        SPECIES_NAMES[p] if type(p) is int and 0 <= p < len(SPECIES_NAMES) else "?"
+        for p in predictions
+    ]
+    return f"{predictions} ({', '.join(names)})"
+
+
 def summary_table(status: dict) -> str:
     model, serving, metrics = status["model"], status["serving"], status["metrics"]
     rows = [
@@ -201,7 +215,7 @@ def summary_table(status: dict) -> str:
         (
             "live prediction",
             f"{status['live_prediction']['input']} -> "
-            f"{status['live_prediction']['output']['predictions']}",
+            f"{prediction_text(status['live_prediction']['output'])}",
         ),
         (
             "inference",

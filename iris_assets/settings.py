@@ -19,7 +19,8 @@ CHALLENGER_ALIAS = "challenger"
 CHAMPION_ALIAS = "champion"
 APPROVAL_TAG = "approval"
 DEFAULT_SERVING_PORT = {"dev": 5115, "prod": 5116}
-MLFLOW_UI_PORT = {"dev": 5125, "prod": 5126}  # `iris mlflow`; Dagster metadata links point here
+# `iris mlflow`'s port and the one Dagster's metadata links point at (IRIS_MLFLOW_PORT moves both).
+MLFLOW_UI_PORT = {"dev": 5125, "prod": 5126}
 
 # The environment variables a Pipes step needs to rebuild the same Settings on its side.
 SETTINGS_ENV_VARS = (
@@ -30,6 +31,7 @@ SETTINGS_ENV_VARS = (
     "IRIS_SCHEMA",
     "IRIS_SERVING_HOST",
     "IRIS_SERVING_PORT",
+    "IRIS_MLFLOW_PORT",
 )
 
 
@@ -46,6 +48,7 @@ class Settings:
     schema: str
     serving_host: str
     serving_port: int
+    mlflow_ui_port: int = 0  # 0: this env's default in MLFLOW_UI_PORT
 
     # --- Unity Catalog style three-level names -------------------------------------------------
     def table_name(self, table: str) -> str:
@@ -155,7 +158,7 @@ class Settings:
     @property
     def mlflow_ui_url(self) -> str:
         """The local MLflow UI (``iris mlflow``) over this env's registry and artifacts."""
-        return f"http://127.0.0.1:{MLFLOW_UI_PORT[self.env]}"
+        return f"http://127.0.0.1:{self.mlflow_ui_port or MLFLOW_UI_PORT[self.env]}"
 
     @property
     def serving_dir(self) -> Path:
@@ -179,6 +182,7 @@ class Settings:
             "IRIS_SCHEMA": self.schema,
             "IRIS_SERVING_HOST": self.serving_host,
             "IRIS_SERVING_PORT": str(self.serving_port),
+            "IRIS_MLFLOW_PORT": str(self.mlflow_ui_port or MLFLOW_UI_PORT[self.env]),
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "MLFLOW_REGISTRY_URI": self.registry_uri,
         }
@@ -202,6 +206,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         port = int(port_text)
     except ValueError:
         raise SettingsError(f"IRIS_SERVING_PORT={port_text!r} is not a port number") from None
+    mlflow_text = environ.get("IRIS_MLFLOW_PORT", str(MLFLOW_UI_PORT[env]))
+    try:
+        mlflow_port = int(mlflow_text)
+    except ValueError:
+        mlflow_port = -1
+    if not 0 < mlflow_port < 65536:
+        raise SettingsError(f"IRIS_MLFLOW_PORT={mlflow_text!r} is not a port number")
     return Settings(
         env=env,
         target=target,
@@ -210,6 +221,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         schema=environ.get("IRIS_SCHEMA", "ml"),
         serving_host=environ.get("IRIS_SERVING_HOST", "127.0.0.1"),
         serving_port=port,
+        mlflow_ui_port=mlflow_port,
     )
 
 

@@ -6,6 +6,8 @@ MLflow client on a missing sqlite file would create and migrate it).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from iris_assets.settings import Settings
@@ -23,7 +25,10 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         models = ModelRegistry(settings)
         champion, challenger = models.champion(), models.challenger()
     served = version(settings.serving_url)
-    served_health = health(settings.serving_url)
+    other = served is not None and not serves_this_home(settings, served)
+    if other:  # another home's server (or not ours at all) on this port says nothing about ours
+        served = None
+    served_health = health(settings.serving_url) if served is not None else None
     served_version = str(served["version"]) if served and "version" in served else None
     inference_rows, partitions = 0, []
     if store.exists(settings.inference_table):
@@ -55,6 +60,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             "healthy": served_health is not None,
             "health": (served_health or {}).get("status"),
             "request_log": request_log_summary(served_health),
+            "other_server": other,
             "matches_champion": champion is not None and served_version == champion.version,
         },
         "inference_table": {
@@ -152,9 +158,44 @@ def request_log_line(summary: dict[str, Any]) -> str:
     )
 
 
+def serves_this_home(settings: Settings, served: dict[str, Any]) -> bool:
+    """True when the process answering on the serving port was started for this home.
+
+    Both ways of starting it (``ServingProcess`` and ``iris serve``) give the server this home's
+    ``--state-dir``; its ``/version`` says its pid, whose command line (Linux) or ``server.json``
+    (recorded by ``ServingProcess``) must agree.
+    """
+    from iris_assets.serving.process import STATE_FILE
+
+    pid = served.get("pid")
+    if not isinstance(pid, int):
+        return False  # not this project's server (mlflow's own answers plain text)
+    try:
+        recorded = json.loads((settings.serving_dir / STATE_FILE).read_text()).get("pid")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded == pid:
+        return True
+    try:
+        arguments = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    wanted = settings.serving_dir.resolve()
+    return any(
+        flag == b"--state-dir" and Path(value.decode(errors="replace")).resolve() == wanted
+        for flag, value in zip(arguments, arguments[1:], strict=False)
+    )
+
+
 def status_lines(status: dict[str, Any]) -> list[str]:
     model, serving, inference = status["model"], status["serving"], status["inference_table"]
     served = f"v{serving['version']}" if serving["version"] else "not running"
+    if serving.get("other_server"):
+        port = serving["url"].rsplit(":", 1)[1].split("/", 1)[0]
+        served = (
+            f"not running; another server answers on port {port} (another IRIS_HOME's, or "
+            "not iris): stop it, or set IRIS_SERVING_PORT"
+        )
     if model["champion"] and not serving["matches_champion"]:
         served += (
             f"  MISMATCH: the champion is v{model['champion']} (champion_approval_sensor "

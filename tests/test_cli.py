@@ -92,6 +92,59 @@ def test_simulate_refuses_an_empty_batch(env):
     assert not (Path(env["IRIS_HOME"]) / "dev" / "landing").exists()
 
 
+@pytest.mark.parametrize("rows", ["10000001", "10000000000", "100000000000"])
+def test_simulate_refuses_more_rows_than_a_batch_holds_without_a_traceback(env, rows):
+    for extra in ([], ["--labels"]):
+        out = iris(env, "simulate", "--rows", rows, "--date", "2026-11-02", *extra)
+        assert out.returncode == 2, out.stderr[-2000:]
+        assert "more than one batch holds (10,000,000)" in out.stderr
+        assert "Traceback" not in out.stderr
+    assert not (Path(env["IRIS_HOME"]) / "dev" / "landing").exists()
+
+
+def test_the_demo_summary_names_the_predicted_species():
+    from iris_assets.demo import prediction_text
+
+    assert prediction_text({"predictions": [1]}) == "[1] (versicolor)"
+    assert prediction_text({"predictions": [0, 2, 7]}) == "[0, 2, 7] (setosa, virginica, ?)"
+    assert prediction_text({"error": "x"}) == "{'error': 'x'}"
+
+
+@pytest.fixture
+def other_homes_server(env):
+    """A server like ours on this home's serving port, started for another home (not this one)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            body = json.dumps({"pid": os.getpid(), "version": "3", "model_name": "iris"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", int(env["IRIS_SERVING_PORT"])), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield int(env["IRIS_SERVING_PORT"])
+    server.shutdown()
+    server.server_close()
+
+
+def test_status_does_not_take_another_homes_server_for_this_ones(env, other_homes_server):
+    out = iris(env, "status")
+    assert out.returncode == 0, out.stderr
+    assert f"another server answers on port {other_homes_server}" in out.stdout
+    assert "v3" not in out.stdout
+    serving = json.loads(iris(env, "status", "--json").stdout)["serving"]
+    assert serving["version"] is None and not serving["healthy"] and serving["other_server"]
+
+
 def test_status_on_a_fresh_clone_creates_nothing_and_says_what_to_run(env):
     out = iris(env, "status")
     assert out.returncode == 0, out.stderr

@@ -4,7 +4,9 @@ Dagster 1.13 renders a Markdown metadata value in the asset's metadata table onl
 shorter than 1,000 characters (longer ones hide behind "[Show Markdown]"), and it strips raw HTML
 but keeps a Markdown image with a ``data:`` URI. So the matrix is drawn with a bitmap font in a
 four-colour palette: about 650 bytes of PNG, under 1,000 characters as Markdown. The full-size
-figure goes to MLflow (``core/evaluation.confusion_png``).
+figure goes to MLflow (``core/evaluation.confusion_png``). Busy digits compress worse: when a
+matrix's PNG would pass the limit, the Markdown is a table of the same compact counts instead,
+which Dagster also shows inline (at most ~150 characters for any counts).
 """
 
 from __future__ import annotations
@@ -66,7 +68,21 @@ def compact(count: int) -> str:
     return f"{count:.0e}".replace("+", "")
 
 
+def confusion_table_markdown(confusion: Sequence[Sequence[int]]) -> str:
+    """The same counts as a Markdown table: rows true species, columns predicted."""
+    counts = [[int(value) for value in row] for row in confusion]
+    header = "| true\\pred | " + " | ".join(name[:3] for name in SPECIES_NAMES) + " |"
+    rows = [
+        f"| {name} | " + " | ".join(compact(value) for value in row) + " |"
+        for name, row in zip(SPECIES_NAMES, counts, strict=True)
+    ]
+    return "\n".join([header, "|---|---:|---:|---:|", *rows])
+
+
 def confusion_image_markdown(confusion: Sequence[Sequence[int]]) -> str:
-    """Markdown that is only the thumbnail, as a ``data:image/png`` URI."""
+    """Markdown Dagster shows inline: the thumbnail as a ``data:image/png`` URI, else a table."""
     encoded = base64.b64encode(confusion_thumbnail(confusion)).decode("ascii")
-    return f"![{ALT_TEXT}](data:image/png;base64,{encoded})"
+    markdown = f"![{ALT_TEXT}](data:image/png;base64,{encoded})"
+    if len(markdown) < INLINE_LIMIT:
+        return markdown
+    return confusion_table_markdown(confusion)

@@ -17,6 +17,7 @@ class SettingsResource(dg.ConfigurableResource):
     schema_name: str
     serving_host: str
     serving_port: int
+    mlflow_ui_port: int = 0  # 0: the env's default (settings.MLFLOW_UI_PORT)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SettingsResource:
@@ -28,6 +29,7 @@ class SettingsResource(dg.ConfigurableResource):
             schema_name=settings.schema,
             serving_host=settings.serving_host,
             serving_port=settings.serving_port,
+            mlflow_ui_port=settings.mlflow_ui_port,
         )
 
     def get(self) -> Settings:
@@ -40,5 +42,6 @@ class SettingsResource(dg.ConfigurableResource):
                 "IRIS_SCHEMA": self.schema_name,
                 "IRIS_SERVING_HOST": self.serving_host,
                 "IRIS_SERVING_PORT": str(self.serving_port),
+                **({"IRIS_MLFLOW_PORT": str(self.mlflow_ui_port)} if self.mlflow_ui_port else {}),
             }
         )

@@ -230,7 +230,11 @@ def _parse_csv(body: bytes, columns: Sequence[str]) -> list[Sequence[Any]]:
         lines = [row for row in csv.reader(io.StringIO(text)) if row]
     except csv.Error:
         raise BadRequest(400, "request body is not valid CSV") from None
+    if not lines:  # an empty body, or only a byte order mark / blank lines
+        raise BadRequest(400, "CSV body is empty: send a header row, then one row per flower")
     header = [name.strip() for name in lines[0]]
+    if len(set(header)) != len(header):  # as dataframe_split does: never guess which one is meant
+        raise BadRequest(400, "CSV header has a duplicate column name")
     position = {name: i for i, name in enumerate(header)}
     missing = [c for c in columns if c not in position]
     if missing:

@@ -140,7 +140,7 @@ def evaluate(step: Step) -> None:
         "confusion_matrix": md(confusion_image_markdown(new.confusion)),
         "thresholds": json_value(thresholds.__dict__),
         **{name: float(value) for name, value in new.metrics.items()},
-        **url_values(mlflow_links(registry, challenger)),
+        **url_values(mlflow_links(registry, challenger, record.run_id)),
     }
     step.pipes.report_asset_check(
         "evaluation_passed",
@@ -184,10 +184,22 @@ def carry_approval(registry: ModelRegistry, version: VersionInfo, record: Evalua
     return "carried over (same verdict, champion and data)" if same else "void: approve again"
 
 
-def mlflow_links(registry: ModelRegistry, version: VersionInfo) -> dict[str, str]:
-    run = registry.client.get_run(version.run_id) if version.run_id else None
-    experiment_id = run.info.experiment_id if run else None
-    return links(registry.settings, version.version, experiment_id, version.run_id)
+def mlflow_links(
+    registry: ModelRegistry, version: VersionInfo, evaluation_run_id: str
+) -> dict[str, str]:
+    """``mlflow_run``: this evaluation's own record run; ``mlflow_training_run``: the model's."""
+    evaluation = registry.client.get_run(evaluation_run_id)
+    found = links(
+        registry.settings, version.version, evaluation.info.experiment_id, evaluation_run_id
+    )
+    if version.run_id:
+        training = registry.client.get_run(version.run_id)
+        trained = links(
+            registry.settings, version.version, training.info.experiment_id, version.run_id
+        )
+        if "mlflow_run" in trained:
+            found["mlflow_training_run"] = trained["mlflow_run"]
+    return found
 
 
 def log_to_training_run(registry: ModelRegistry, version: VersionInfo, scores: Scores) -> None:

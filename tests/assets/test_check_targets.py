@@ -57,8 +57,9 @@ def assert_mlflow_links(result, settings) -> None:
         assert isinstance(run, dg.UrlMetadataValue) and isinstance(version, dg.UrlMetadataValue)
         assert run.url.startswith(f"{settings.mlflow_ui_url}/#/experiments/")
         assert version.url == f"{settings.mlflow_ui_url}/#/models/{settings.model_name}/versions/1"
-    run_id = result.asset_materializations_for_node("challenger_model")[0].metadata
-    assert run.url.endswith(f"/runs/{run_id['mlflow_run_id'].value}")
+    # evaluation_report's mlflow_run is its own record run (tests/assets/test_mlflow_link_targets).
+    run_id = result.asset_materializations_for_node("evaluation_report")[0].metadata
+    assert run.url.endswith(f"/runs/{run_id['evaluation_run_id'].value}")
 
 
 def assert_confusion_image(result) -> None:

@@ -217,6 +217,15 @@ BAD = {
     "csv underscore": (f"{CSV_HEADER}\n5_1,3.5,1.4,0.2\n".encode(), "text/csv", 400, "numeric"),
     "csv hex": (f"{CSV_HEADER}\n0x5,3.5,1.4,0.2\n".encode(), "text/csv", 400, "numeric"),
     "csv ragged": (f"{CSV_HEADER}\n5.1,3.5,1.4\n".encode(), "text/csv", 400, "ragged"),
+    "csv duplicate column": (
+        f"{CSV_HEADER},sepal_length_cm\n5.1,3.5,1.4,0.2,9\n".encode(),
+        "text/csv",
+        400,
+        "duplicate",
+    ),
+    "csv bom only": (b"\xef\xbb\xbf", "text/csv", 400, "empty"),
+    "csv empty body": (b"", "text/csv", 400, "empty"),
+    "csv blank lines": (b"\r\n\n", "text/csv", 400, "empty"),
 }
 
 

@@ -2,8 +2,9 @@
 
 Playwright's own browser download is never used (no network here but package registries):
 ``.ci/run`` installs Debian's ``chromium`` and Playwright launches it by path. Where Chromium
-cannot be found the UI tests skip and say how to install it, except under CI (``CI=true``),
-where a missing browser is a failure: CI must not pass without having looked at the UI.
+cannot be found the UI tests skip and say how to install it, except under CI (``CI`` set to
+true/1/yes as GitHub Actions and most CI services do, or Azure Pipelines' ``TF_BUILD``), where a
+missing browser is a failure: CI must not pass without having looked at the UI.
 """
 
 from __future__ import annotations
@@ -29,10 +30,24 @@ FLAGS = (
 INSTALL_HINT = "apt-get install -y chromium (as root), or set CHROMIUM to a Chromium binary"
 
 
+CI_VARIABLES = ("CI", "TF_BUILD", "GITHUB_ACTIONS")  # TF_BUILD: Azure Pipelines sets no CI
+TRUE = ("true", "1", "yes", "on")
+
+
+def under_ci() -> str | None:
+    """``NAME=value`` of the variable that says this runs under CI, else None."""
+    for name in CI_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.strip().lower() in TRUE:
+            return f"{name}={value}"
+    return None
+
+
 def unavailable(reason: str) -> None:
     """Skip with ``reason`` on a developer's machine; fail under CI."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    ci = under_ci()
+    if ci:
+        pytest.fail(f"under CI ({ci}) and {reason}", pytrace=False)
     pytest.skip(reason)
 
 

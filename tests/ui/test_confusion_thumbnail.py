@@ -82,12 +82,53 @@ def test_an_iris_sized_evaluation_stays_inline_however_the_model_does():
             assert len(confusion_image_markdown(matrix)) < INLINE_LIMIT, matrix
 
 
-def test_a_large_evaluation_is_still_an_image():
-    """Past the inline limit Dagster shows it behind "[Show Markdown]": still a whole PNG."""
-    matrix = random_matrix(random.Random(3), 10_000_000)
+REVIEWED = [[80, 92, 37], [15, 95, 42], [92, 91, 64]]  # its PNG made 1,007 characters
+
+
+def shown_counts(markdown: str) -> list[list[str]] | None:
+    """The counts a table fallback shows, or None when the Markdown is the image."""
+    if markdown.startswith("![confusion matrix](data:image/png;base64,"):
+        Image.open(io.BytesIO(base64.b64decode(markdown.split(",", 1)[1][:-1]))).verify()
+        return None
+    lines = markdown.splitlines()
+    assert lines[0] == "| true\\pred | set | ver | vir |" and lines[1] == "|---|---:|---:|---:|"
+    return [[part.strip() for part in line.strip("|").split("|")][1:] for line in lines[2:]]
+
+
+def assert_inline(matrix) -> None:
     markdown = confusion_image_markdown(matrix)
-    picture = Image.open(io.BytesIO(base64.b64decode(markdown.split(",", 1)[1][:-1])))
-    assert picture.size == (LEFT + 3 * CELL, TOP + 3 * CELL)
+    assert len(markdown) < INLINE_LIMIT, (len(markdown), matrix)
+    table = shown_counts(markdown)
+    if table is not None:
+        assert table == [[compact(value) for value in row] for row in matrix]
+
+
+def test_any_three_by_three_matrix_stays_inline_as_an_image_or_a_table():
+    """Any counts: Dagster must never hide the matrix behind "[Show Markdown]"."""
+    generator = random.Random(1007)
+    assert_inline(REVIEWED)
+    extremes = [
+        [[0] * 3] * 3,
+        [[10**16] * 3] * 3,
+        [[10**16, 0, 1], [999, 1000, 9950], [999_500, 7, 10**12]],
+        [[generator.randint(0, 10**16) for _ in range(3)] for _ in range(3)],
+    ]
+    for matrix in extremes:
+        assert_inline(matrix)
+    for _ in range(400):
+        scale = 10 ** generator.randint(1, 16)
+        assert_inline([[generator.randint(0, scale) for _ in range(3)] for _ in range(3)])
+    for total in (150, 1000, 10_000_000):
+        for _ in range(50):
+            assert_inline(random_matrix(generator, total))
+
+
+def test_the_reviewed_matrix_falls_back_to_a_table_of_its_counts():
+    assert shown_counts(confusion_image_markdown(REVIEWED)) == [
+        ["80", "92", "37"],
+        ["15", "95", "42"],
+        ["92", "91", "64"],
+    ]
 
 
 @pytest.mark.parametrize(
