@@ -24,7 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from iris_assets.version import wheel_name
 
@@ -36,6 +36,9 @@ PINNED_PACKAGES = ("dagster-pipes", "skops", "mlflow-skinny", "matplotlib")
 # Never in a serverless environment: Spark comes with the environment, the rest is orchestration.
 FORBIDDEN_PACKAGES = (
     "pyspark",
+    "pyspark-client",  # Spark 4's Connect client: the same pyspark modules
+    "pyspark-connect",
+    "delta-spark",  # requires pyspark
     "databricks-connect",
     "dagster",
     "dagster-webserver",
@@ -93,8 +96,7 @@ def check_dependencies(dependencies: list[str]) -> None:
         if line.startswith("-"):
             refused.append(f"{dependency!r}: a pip option, not a requirement")
         elif line.startswith("/"):
-            if not line.endswith(".whl"):
-                refused.append(f"{dependency!r}: a path that is not a wheel")
+            refused += _wheel_path_refusals(dependency, line)
         else:
             requirement = parse_requirement(line)
             if requirement.url:
@@ -105,6 +107,18 @@ def check_dependencies(dependencies: list[str]) -> None:
         raise ServerlessEnvironmentError(
             "these must not be installed on serverless: " + "; ".join(refused)
         )
+
+
+def _wheel_path_refusals(dependency: str, path: str) -> list[str]:
+    """A workspace path must be a wheel, named as wheels are (pip installs it as the
+    distribution its file name says: ``pyspark-4.0.0-py2.py3-none-any.whl`` is pyspark)."""
+    if not path.endswith(".whl"):
+        return [f"{dependency!r}: a path that is not a wheel"]
+    try:
+        name = parse_wheel_filename(path.rsplit("/", 1)[-1])[0]
+    except InvalidWheelFilename as error:
+        return [f"{dependency!r}: not a wheel's file name ({error})"]
+    return [f"{dependency!r}: {name}"] if name in FORBIDDEN_PACKAGES else []
 
 
 BUNDLE_NAME = "iris-assets"  # `bundle.name` in databricks.yml
