@@ -2,15 +2,16 @@
 
 The runner submits exactly ``environment_spec(...)`` with every step, and ``iris databricks env
 --json`` prints it. Environment 5 (Python 3.12.3, Databricks Connect 18; supported until
-2029-02-25) preinstalls what the steps share with Spark Connect: pandas 2.2.3, numpy 2.1.3,
-pyarrow 21.0.0, scikit-learn 1.6.1, databricks-sdk 0.67. Those are never pinned here: replacing
-them would break Databricks Connect (it needs pandas < 3), and the project's wheel accepts them
+2029-02-25) preinstalls a few hundred packages (databricks/environments,
+python/serverless/serverless-v5/constraints.txt), among them what the steps use: pandas 2.2.3,
+numpy 2.1.3, pyarrow 21.0.0, scikit-learn 1.6.1, matplotlib 3.10 (the evaluate step's confusion
+matrix PNG), databricks-sdk 0.67. Those are never pinned here: replacing them could break
+Databricks Connect (it needs pandas < 3) and buys nothing, as the project's wheel accepts them
 (its ``dependencies`` in pyproject.toml). Pinned, to the versions this orchestrator runs, is only
 what the environment lacks or has too old: dagster-pipes, whose protocol must match Dagster's;
-skops; matplotlib (the evaluate step draws the confusion matrix PNG); and mlflow-skinny, which
-replaces the environment's 3.8.1 (that one cannot log a model with
-``serialization_format="skops"``, and the steps write to the registry the orchestrator reads, so
-they use its MLflow version).
+skops; and mlflow-skinny, which replaces the environment's 3.8.1 (that one cannot log a model
+with ``serialization_format="skops"``, and the steps write to the registry the orchestrator
+reads, so they use its MLflow version).
 
 Nothing here may pull in pyspark (Databricks: "Do not install PySpark or any library that
 installs PySpark as a dependency: it stops the session"), databricks-connect (it is the
@@ -31,8 +32,9 @@ from iris_assets.version import wheel_name
 ENVIRONMENT_VERSION = "5"
 ENVIRONMENT_KEY = "iris_steps"
 PYTHON = "3.12"  # environment 5 runs 3.12.3
-# What the steps import that environment 5 lacks (or has too old: mlflow-skinny).
-PINNED_PACKAGES = ("dagster-pipes", "skops", "mlflow-skinny", "matplotlib")
+# What the steps import that environment 5 lacks (or has too old: mlflow-skinny). Not matplotlib:
+# the environment's 3.10 draws the PNG, and a pin would replace a preinstalled package for nothing.
+PINNED_PACKAGES = ("dagster-pipes", "skops", "mlflow-skinny")
 # Never in a serverless environment: Spark comes with the environment, the rest is orchestration.
 FORBIDDEN_PACKAGES = (
     "pyspark",

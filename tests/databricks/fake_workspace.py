@@ -29,14 +29,17 @@ installed.
 What the platform refuses, the fake refuses too: an ``environment_version`` it does not have (400),
 and a run fails at library installation when a dependency does not resolve on the environment,
 when its dependencies (parsed as pip parses them, under any spelling, extras included), or what
-they or the deployed wheel require in turn, include pyspark or databricks-connect ("Do not install
-PySpark or any library that installs PySpark": it stops the session), when a pin replaces a
-package outside what the environment's Databricks Connect needs (``pandas==3`` on environment 5,
-whose Connect needs pandas < 3), and when the synced code
-calls ``input_file_name()`` (not available on Unity Catalog). Stricter than the platform, it also
-refuses the orchestrator's Dagster, and lines whose content it cannot check: pip options
-(``-r file``, ``-e``, ``--index-url``) and URL or VCS requirements, which serverless would install
-(shared/databricks/SERVERLESS.md §3) whatever they hold.
+they or the deployed wheel require in turn, include pyspark (or pyspark-client, pyspark-connect,
+delta-spark) or databricks-connect ("Do not install PySpark or any library that installs
+PySpark": it stops the session), when the deployed wheel is one itself (its Name, its modules),
+when a pin replaces a package outside what the environment's Databricks Connect needs
+(``pandas==3`` on environment 5, whose Connect needs pandas < 3), when the synced code uses
+``input_file_name`` (not available on Unity Catalog), and, once pip has installed the
+environment, when what it resolved holds a forbidden distribution or module or a version
+Connect does not accept (``resolved_error``: ``pandas>=3`` passes as text, not as pandas 3.0).
+Stricter than the platform, it also refuses the orchestrator's Dagster, and lines whose content
+it cannot check: pip options (``-r file``, ``-e``, ``--index-url``) and URL or VCS requirements,
+which serverless would install (shared/databricks/SERVERLESS.md §3) whatever they hold.
 """
 
 from __future__ import annotations

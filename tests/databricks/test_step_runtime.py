@@ -197,7 +197,7 @@ def test_the_real_spec_passes_its_own_checks():
     spec = databricks_env.environment_spec(WHEEL)
     databricks_env.check_dependencies(spec["dependencies"])
     names = [databricks_env.requirement_name(d) for d in spec["dependencies"]]
-    assert names == ["", "dagster-pipes", "skops", "mlflow-skinny", "matplotlib"]
+    assert names == ["", "dagster-pipes", "skops", "mlflow-skinny"]
 
 
 @pytest.mark.parametrize(
