@@ -2,15 +2,16 @@
 
 The runner submits exactly ``environment_spec(...)`` with every step, and ``iris databricks env
 --json`` prints it. Environment 5 (Python 3.12.3, Databricks Connect 18; supported until
-2029-02-25) preinstalls what the steps share with Spark Connect: pandas 2.2.3, numpy 2.1.3,
-pyarrow 21.0.0, scikit-learn 1.6.1, databricks-sdk 0.67. Those are never pinned here: replacing
-them would break Databricks Connect (it needs pandas < 3), and the project's wheel accepts them
+2029-02-25) preinstalls a few hundred packages (databricks/environments,
+python/serverless/serverless-v5/constraints.txt), among them what the steps use: pandas 2.2.3,
+numpy 2.1.3, pyarrow 21.0.0, scikit-learn 1.6.1, matplotlib 3.10 (the evaluate step's confusion
+matrix PNG), databricks-sdk 0.67. Those are never pinned here: replacing them could break
+Databricks Connect (it needs pandas < 3) and buys nothing, as the project's wheel accepts them
 (its ``dependencies`` in pyproject.toml). Pinned, to the versions this orchestrator runs, is only
 what the environment lacks or has too old: dagster-pipes, whose protocol must match Dagster's;
-skops; matplotlib (the evaluate step draws the confusion matrix PNG); and mlflow-skinny, which
-replaces the environment's 3.8.1 (that one cannot log a model with
-``serialization_format="skops"``, and the steps write to the registry the orchestrator reads, so
-they use its MLflow version).
+skops; and mlflow-skinny, which replaces the environment's 3.8.1 (that one cannot log a model
+with ``serialization_format="skops"``, and the steps write to the registry the orchestrator
+reads, so they use its MLflow version).
 
 Nothing here may pull in pyspark (Databricks: "Do not install PySpark or any library that
 installs PySpark as a dependency: it stops the session"), databricks-connect (it is the
@@ -24,18 +25,22 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from iris_assets.version import wheel_name
 
 ENVIRONMENT_VERSION = "5"
 ENVIRONMENT_KEY = "iris_steps"
 PYTHON = "3.12"  # environment 5 runs 3.12.3
-# What the steps import that environment 5 lacks (or has too old: mlflow-skinny).
-PINNED_PACKAGES = ("dagster-pipes", "skops", "mlflow-skinny", "matplotlib")
+# What the steps import that environment 5 lacks (or has too old: mlflow-skinny). Not matplotlib:
+# the environment's 3.10 draws the PNG, and a pin would replace a preinstalled package for nothing.
+PINNED_PACKAGES = ("dagster-pipes", "skops", "mlflow-skinny")
 # Never in a serverless environment: Spark comes with the environment, the rest is orchestration.
 FORBIDDEN_PACKAGES = (
     "pyspark",
+    "pyspark-client",  # Spark 4's Connect client: the same pyspark modules
+    "pyspark-connect",
+    "delta-spark",  # requires pyspark
     "databricks-connect",
     "dagster",
     "dagster-webserver",
@@ -93,8 +98,7 @@ def check_dependencies(dependencies: list[str]) -> None:
         if line.startswith("-"):
             refused.append(f"{dependency!r}: a pip option, not a requirement")
         elif line.startswith("/"):
-            if not line.endswith(".whl"):
-                refused.append(f"{dependency!r}: a path that is not a wheel")
+            refused += _wheel_path_refusals(dependency, line)
         else:
             requirement = parse_requirement(line)
             if requirement.url:
@@ -105,6 +109,18 @@ def check_dependencies(dependencies: list[str]) -> None:
         raise ServerlessEnvironmentError(
             "these must not be installed on serverless: " + "; ".join(refused)
         )
+
+
+def _wheel_path_refusals(dependency: str, path: str) -> list[str]:
+    """A workspace path must be a wheel, named as wheels are (pip installs it as the
+    distribution its file name says: ``pyspark-4.0.0-py2.py3-none-any.whl`` is pyspark)."""
+    if not path.endswith(".whl"):
+        return [f"{dependency!r}: a path that is not a wheel"]
+    try:
+        name = parse_wheel_filename(path.rsplit("/", 1)[-1])[0]
+    except InvalidWheelFilename as error:
+        return [f"{dependency!r}: not a wheel's file name ({error})"]
+    return [f"{dependency!r}: {name}"] if name in FORBIDDEN_PACKAGES else []
 
 
 BUNDLE_NAME = "iris-assets"  # `bundle.name` in databricks.yml

@@ -16,6 +16,7 @@ import dagster as dg
 import pytest
 
 from iris_assets import databricks_env
+from iris_assets import version as version_module
 from iris_assets.assets.training import challenger_model, evaluation_report, iris_features
 from iris_assets.version import SHA_VARIABLE, git_version, project_version, wheel_name
 from tests.databricks.fake_workspace import (
@@ -38,8 +39,9 @@ def short_pipes_grace(monkeypatch):
     monkeypatch.setattr("dagster._core.pipes.utils.WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 1)
 
 
-# A deploy fixes the wheel's version once: pin it to the commit, so that editing the tree while
-# the tests run (a new .dirty<hash>) cannot make the runner ask for another wheel.
+# A deploy fixes the wheel's version once: the commit of this checkout (the runner's version is
+# frozen at the deploy's too, `frozen_at_deploy`, so that editing the tree while the tests run
+# cannot make the runner ask for another wheel).
 DEPLOYED_SHA = project_version().partition("+g")[2][:12] or "0" * 12
 
 
@@ -64,9 +66,30 @@ def deployed_wheel(tmp_path_factory) -> Path:
     return wheel
 
 
+def frozen_at_deploy(deployed: str, current):
+    """``project_version`` as of the deploy: the same commit gives the deployed version even when
+    the tree was edited since (a new ``.dirty<hash>`` while the tests run); another commit still
+    gives its own, so a runner of another commit than the deploy's asks for a missing wheel."""
+
+    def project_version() -> str:
+        version = current()
+        return (
+            deployed
+            if version.partition(".dirty")[0] == deployed.partition(".dirty")[0]
+            else version
+        )
+
+    return project_version
+
+
 @pytest.fixture
 def workspace(settings, tmp_path, monkeypatch, environment_python, deployed_wheel):
     monkeypatch.setenv(SHA_VARIABLE, DEPLOYED_SHA)
+    monkeypatch.setattr(
+        version_module,
+        "project_version",
+        frozen_at_deploy(deployed_wheel.name.split("-")[1], version_module.project_version),
+    )
     monkeypatch.setenv("DATABRICKS_HOST", HOST)
     monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
     monkeypatch.delenv("DATABRICKS_CLIENT_ID", raising=False)

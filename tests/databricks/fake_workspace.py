@@ -29,14 +29,17 @@ installed.
 What the platform refuses, the fake refuses too: an ``environment_version`` it does not have (400),
 and a run fails at library installation when a dependency does not resolve on the environment,
 when its dependencies (parsed as pip parses them, under any spelling, extras included), or what
-they or the deployed wheel require in turn, include pyspark or databricks-connect ("Do not install
-PySpark or any library that installs PySpark": it stops the session), when a pin replaces a
-package outside what the environment's Databricks Connect needs (``pandas==3`` on environment 5,
-whose Connect needs pandas < 3), and when the synced code
-calls ``input_file_name()`` (not available on Unity Catalog). Stricter than the platform, it also
-refuses the orchestrator's Dagster, and lines whose content it cannot check: pip options
-(``-r file``, ``-e``, ``--index-url``) and URL or VCS requirements, which serverless would install
-(shared/databricks/SERVERLESS.md §3) whatever they hold.
+they or the deployed wheel require in turn, include pyspark (or pyspark-client, pyspark-connect,
+delta-spark) or databricks-connect ("Do not install PySpark or any library that installs
+PySpark": it stops the session), when the deployed wheel is one itself (its Name, its modules),
+when a pin replaces a package outside what the environment's Databricks Connect needs
+(``pandas==3`` on environment 5, whose Connect needs pandas < 3), when the synced code uses
+``input_file_name`` (not available on Unity Catalog), and, once pip has installed the
+environment, when what it resolved holds a forbidden distribution or module or a version
+Connect does not accept (``resolved_error``: ``pandas>=3`` passes as text, not as pandas 3.0).
+Stricter than the platform, it also refuses the orchestrator's Dagster, and lines whose content
+it cannot check: pip options (``-r file``, ``-e``, ``--index-url``) and URL or VCS requirements,
+which serverless would install (shared/databricks/SERVERLESS.md §3) whatever they hold.
 """
 
 from __future__ import annotations
@@ -82,7 +85,16 @@ JOBS = "/api/2.2/jobs/runs"
 # Serverless environment versions the service knows (shared/databricks/SERVERLESS.md §1).
 ENVIRONMENT_VERSIONS = ("1", "2", "3", "4", "5")
 # Installing these into a serverless environment breaks its Spark Connect session.
-SPARK_PACKAGES = ("pyspark", "databricks-connect")
+SPARK_PACKAGES = (
+    "pyspark",
+    "pyspark-client",  # Spark 4's Connect client: the pyspark modules without the JVM
+    "pyspark-connect",
+    "databricks-connect",
+    "delta-spark",  # requires pyspark
+)
+# Importable packages that are Spark, the orchestrator or its table library, whatever the
+# distribution that brings them is called (a wheel named "iris-assets" holding pyspark/ too).
+FORBIDDEN_MODULES = ("pyspark", "delta", "databricks.connect", "dagster", "deltalake")
 # The orchestrator's: a step task that installs Dagster installs a second, unrelated Dagster.
 ORCHESTRATOR_PACKAGES = ("dagster",)
 # What each environment's own Databricks Connect requires of packages a task could replace: a
@@ -310,10 +322,10 @@ class FakeWorkspace:
                 f"use the _metadata.file_path column ({', '.join(calls)})"
             )
         try:
-            run.task_python, run.resolved = self.install(run.environment)
+            run.task_python, run.resolved, modules = self.install(run.environment)
         except RuntimeError as error:
             return f"Library installation failed: {error}"
-        return None
+        return resolved_error(run.environment["environment_version"], run.resolved, modules)
 
     def requirement(self, dependency: str) -> Requirement | Path:
         """A dependency as pip reads it: a deployed wheel, or a requirement from the index."""
@@ -332,9 +344,10 @@ class FakeWorkspace:
             raise ValueError(f"{dependency!r}: the fake installs from the package index only")
         return requirement
 
-    def install(self, spec: dict[str, Any]) -> tuple[Path, dict[str, str]]:
+    def install(self, spec: dict[str, Any]) -> tuple[Path, dict[str, str], dict[str, list[str]]]:
         """The venv of the environment version with the dependencies installed (pip), plus the
-        platform's stand-ins. Returns its python and what the dependencies alone resolved to."""
+        platform's stand-ins. Returns its python, what the dependencies alone resolved to and the
+        top-level modules of each distribution they installed."""
         if self.python is None:
             raise RuntimeError(
                 f"no Python for environment {spec['environment_version']} on this machine"
@@ -351,9 +364,13 @@ class FakeWorkspace:
                 self.python,
                 spec["environment_version"],
             )
-            INSTALLED[key] = (serverless_env.task_venv(env_python), env_python)
-        task_python, env_python = INSTALLED[key]
-        return task_python, serverless_env.resolved(env_python)
+            INSTALLED[key] = (
+                serverless_env.task_venv(env_python),
+                env_python,
+                serverless_env.top_level_modules(env_python),
+            )
+        task_python, env_python, modules = INSTALLED[key]
+        return task_python, serverless_env.resolved(env_python), modules
 
     def local_file(self, workspace_path: str) -> Path | None:
         for prefix, folder in self.workspace_files.items():
@@ -491,7 +508,13 @@ def forbidden_packages(dependencies: list[str], requirements: list[Requirement |
     found = []
     for dependency, requirement in zip(dependencies, requirements, strict=True):
         if isinstance(requirement, Path):
-            todo = [(r, ()) for r in requirement_lines(serverless_env.wheel_metadata(requirement))]
+            metadata = serverless_env.wheel_metadata(requirement)
+            own = canonicalize_name(metadata["Name"])
+            modules = set(serverless_env.wheel_top_level_modules(requirement))
+            if own in SPARK_PACKAGES + ORCHESTRATOR_PACKAGES or modules & set(FORBIDDEN_MODULES):
+                found.append(dependency)  # the wheel itself is one, whatever its file is called
+                continue
+            todo = [(r, ()) for r in requirement_lines(metadata)]
         else:
             todo = [(str(requirement), ())]
         seen: set[tuple[str, frozenset]] = set()
@@ -537,6 +560,44 @@ def connect_conflicts(
                 f"{requirement} (Databricks Connect: {canonicalize_name(requirement.name)}{needed})"
             )
     return conflicts
+
+
+def resolved_error(
+    environment_version: str, resolved: dict[str, str], modules: dict[str, list[str]]
+) -> str | None:
+    """Why what pip actually installed for the submitted list breaks the task, judged after the
+    fact (the submitted text can hide it: ``pandas>=3``, a package whose metadata is not here):
+    a Spark, Databricks Connect, Dagster or deltalake distribution or module, or a version that
+    the environment's Databricks Connect does not accept."""
+    # dagster-pipes is the steps' protocol, not the orchestrator: only dagster itself is refused.
+    forbidden = {*SPARK_PACKAGES, *ORCHESTRATOR_PACKAGES, "deltalake"}
+    bad = sorted(
+        {f"{name}=={version}" for name, version in resolved.items() if name in forbidden}
+        | {
+            f"{dist} (module {module})"
+            for dist, names in modules.items()
+            for module in names
+            if module in FORBIDDEN_MODULES
+        }
+    )
+    if bad:
+        return (
+            f"Library installation failed: the environment resolved {', '.join(bad)}: PySpark "
+            "stops the session, Databricks Connect is the environment's own, and Dagster and "
+            "deltalake are the orchestrator's: do not install them on serverless"
+        )
+    needs = [Requirement(r) for r in CONNECT_REQUIRES.get(environment_version, ())]
+    broken = [
+        f"{need.name} {resolved[need.name]} (Databricks Connect: {need})"
+        for need in needs
+        if need.name in resolved and not need.specifier.contains(resolved[need.name], True)
+    ]
+    if broken:
+        return (
+            f"Library installation failed: the environment resolved {', '.join(broken)}, "
+            "which replaces what the environment's Databricks Connect needs and breaks the session"
+        )
+    return None
 
 
 def requirement_lines(metadata) -> list[str]:

@@ -149,6 +149,55 @@ def resolved(venv_python: Path) -> dict[str, str]:
     }
 
 
+# Run in a venv's python: each distribution's top-level importable names, from its RECORD (a
+# namespace package's first level too: databricks.connect, databricks.sdk).
+_TOP_LEVEL = """
+import importlib.metadata as m, json
+out = {}
+for d in m.distributions():
+    names = set()
+    for f in d.files or []:
+        parts = f.parts
+        if not parts or parts[0] in ("..", "__pycache__"):
+            continue
+        if parts[0].endswith((".dist-info", ".data")):
+            continue
+        top = parts[0].removesuffix(".py")
+        names.add(top)
+        if top == "databricks" and len(parts) > 1:
+            names.add("databricks." + parts[1].removesuffix(".py"))
+    out[d.metadata["Name"]] = sorted(names)
+print(json.dumps(out))
+"""
+
+
+def top_level_modules(python: Path) -> dict[str, list[str]]:
+    """What each distribution installed for ``python`` can be imported as (canonical name ->
+    top-level modules): a package that installs ``pyspark/`` under another name shows here."""
+    out = subprocess.run(
+        [str(python), "-I", "-c", _TOP_LEVEL], capture_output=True, text=True, check=True
+    )
+    return {
+        databricks_env.requirement_name(name): modules
+        for name, modules in json.loads(out.stdout).items()
+    }
+
+
+def wheel_top_level_modules(wheel: Path) -> list[str]:
+    """The top-level modules a wheel installs (its archive's first path parts, as pip lays them
+    out), ``databricks.<x>`` for the databricks namespace."""
+    names = set()
+    with zipfile.ZipFile(wheel) as archive:
+        for member in archive.namelist():
+            parts = member.split("/")
+            if parts[0].endswith((".dist-info", ".data")):
+                continue
+            names.add(parts[0].removesuffix(".py"))
+            if parts[0] == "databricks" and len(parts) > 1:
+                names.add(f"databricks.{parts[1].removesuffix('.py')}")
+    return sorted(names)
+
+
 def environment_file(environment_version: str) -> Path | None:
     """The preinstalled packages of a serverless environment version, if this checkout has them."""
     path = ENVIRONMENT_FILE.with_name(f"serverless-env-{environment_version}.txt")

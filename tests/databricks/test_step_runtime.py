@@ -140,6 +140,10 @@ def test_the_orchestrator_extra_still_brings_dagster_and_deltalake():
     )
 
 
+# Where a deploy puts the project's wheel (databricks_env.bundle_wheel_path).
+WHEEL = "/Workspace/b/artifacts/.internal/iris_assets-0.1.0+g0123456789ab-py3-none-any.whl"
+
+
 @pytest.mark.parametrize(
     "dependency",
     [
@@ -161,12 +165,23 @@ def test_the_orchestrator_extra_still_brings_dagster_and_deltalake():
         "--index-url https://example.com/simple",
         "-e /Workspace/Shared/pyspark",
         "/Workspace/Shared/requirements.txt",
+        # Spark under other distribution names.
+        "pyspark-client==4.0.0",
+        "pyspark_connect",
+        "delta-spark==4.0.0",
+        # A wheel installs as the distribution its file name says.
+        "/Workspace/Shared/pyspark-4.0.0-py2.py3-none-any.whl",
+        "/Workspace/Users/a/PySpark-4.0.0-py3-none-any.whl",
+        "/Workspace/Shared/delta_spark-4.0.0-py3-none-any.whl",
+        "/Workspace/Shared/dagster-1.13.27-py3-none-any.whl",
+        "/Workspace/Shared/pyspark.whl",  # not a wheel's file name: nothing says what it is
     ],
 )
 def test_the_spec_refuses_what_breaks_a_serverless_task(dependency, monkeypatch):
     monkeypatch.setattr(databricks_env, "pins", lambda: [dependency])
     with pytest.raises(databricks_env.ServerlessEnvironmentError, match="must not be installed"):
-        databricks_env.environment_spec("/Workspace/w.whl")
+        databricks_env.environment_spec(WHEEL)
+    databricks_env.check_dependencies([WHEEL])  # the project's own wheel alone passes
 
 
 @pytest.mark.parametrize(
@@ -175,14 +190,14 @@ def test_the_spec_refuses_what_breaks_a_serverless_task(dependency, monkeypatch)
 def test_the_spec_refuses_a_line_that_does_not_parse(dependency, monkeypatch):
     monkeypatch.setattr(databricks_env, "pins", lambda: [dependency])
     with pytest.raises(databricks_env.ServerlessEnvironmentError, match="is not a requirement"):
-        databricks_env.environment_spec("/Workspace/w.whl")
+        databricks_env.environment_spec(WHEEL)
 
 
 def test_the_real_spec_passes_its_own_checks():
-    spec = databricks_env.environment_spec("/Workspace/b/artifacts/.internal/iris.whl")
+    spec = databricks_env.environment_spec(WHEEL)
     databricks_env.check_dependencies(spec["dependencies"])
     names = [databricks_env.requirement_name(d) for d in spec["dependencies"]]
-    assert names == ["", "dagster-pipes", "skops", "mlflow-skinny", "matplotlib"]
+    assert names == ["", "dagster-pipes", "skops", "mlflow-skinny"]
 
 
 @pytest.mark.parametrize(
@@ -192,7 +207,7 @@ def test_the_real_spec_passes_its_own_checks():
         ("databricks_connect", "databricks-connect"),
         ("Databricks.Connect==18", "databricks-connect"),
         ("mlflow_skinny ; python_version >= '3'", "mlflow-skinny"),
-        ("/Workspace/w.whl", ""),
+        (WHEEL, ""),
         ("-r req.txt", ""),
     ],
 )
