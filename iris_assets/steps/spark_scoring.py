@@ -153,12 +153,13 @@ def utc_session(spark) -> Iterator[None]:
     zone; the landing rows are read as text, so outside UTC every ``observed_at`` would move.
     Serverless allows setting this one (``spark.sql.session.timeZone``).
     """
-    before = spark.conf.get(SESSION_TIME_ZONE)
-    spark.conf.set(SESSION_TIME_ZONE, "UTC")
+    # The conf is spelled out at each call so the serverless rules test can see which one it is.
+    before = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
     try:
         yield
     finally:
-        spark.conf.set(SESSION_TIME_ZONE, before)
+        spark.conf.set("spark.sql.session.timeZone", before)
 
 
 def read_landing_files(spark, files: DayFiles):

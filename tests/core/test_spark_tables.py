@@ -39,6 +39,33 @@ class FakeFrame:
     def toPandas(self):  # noqa: N802
         return self.data
 
+    @property
+    def write(self):
+        return FakeWriter(self)
+
+
+class FakeWriter:
+    """DataFrame.write: a save is recorded as one statement naming its format, mode and options."""
+
+    def __init__(self, frame):
+        self.frame, self.settings = frame, []
+
+    def format(self, name):
+        self.settings.append(f"format={name}")
+        return self
+
+    def mode(self, name):
+        self.settings.append(f"mode={name}")
+        return self
+
+    def option(self, key, value):
+        self.settings.append(f"{key}={value}")
+        return self
+
+    def saveAsTable(self, name):  # noqa: N802
+        self.frame.spark.statements.append(f"WRITE {name} " + " ".join(self.settings))
+        self.frame.spark.written[name] = self.frame.data
+
 
 class FakeCatalog:
     def __init__(self, tables):
@@ -69,6 +96,7 @@ class RecordingSpark:
     def __init__(self, tables=None):
         self.statements: list[str] = []
         self.views: dict[str, pd.DataFrame] = {}
+        self.written: dict[str, pd.DataFrame] = {}
         self.tables = tables or {}
         self.catalog = FakeCatalog(self.tables)
         self.history = [{"version": 7, "operationMetrics": {"numTargetRowsInserted": "3"}}]
@@ -244,13 +272,14 @@ def test_a_tagged_partition_commit_carries_its_tags_as_user_metadata_and_reads_t
         "2026-11-02",
         tags,
     )
-    assert (
-        spark.statements[0]
-        == f'SET {USER_METADATA}={{"iris.day": "2026-11-02", "iris.run_id": "r1.ab"}}'
+    write, *rest = spark.statements
+    assert write == (
+        "WRITE `iris_dev`.`ml`.`iris_inferences` format=delta mode=overwrite "
+        "replaceWhere=`observed_date` = '2026-11-02' "
+        f'{USER_METADATA}={{"iris.day": "2026-11-02", "iris.run_id": "r1.ab"}}'
     )
-    assert spark.statements[1].startswith("INSERT INTO")
-    assert spark.statements[2] == f"RESET {USER_METADATA}", "the next commit is not tagged"
-    assert USER_METADATA not in spark.conf.values
+    assert not [s for s in rest if s.startswith(("SET", "INSERT"))], "no session conf is set"
+    assert not spark.conf.values
     spark.history = [
         {"version": 8, "userMetadata": None},
         {"version": 9, "userMetadata": '{"iris.day": "2026-11-02", "iris.run_id": "r1.ab"}'},
