@@ -50,8 +50,13 @@ def _post(request: urllib.request.Request, timeout: float, outcome: list[Deliver
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             outcome.append(Delivery("delivered", f"HTTP {answer.status}"))
+    except TimeoutError:  # a socket operation overran: the same outcome as the whole deadline
+        outcome.append(Delivery("failed", f"timed out: no answer within {timeout:g} s"))
     except Exception as error:  # a webhook must never fail the pipeline
-        outcome.append(Delivery("failed", _describe(error)))
+        if isinstance(getattr(error, "reason", None), TimeoutError):
+            outcome.append(Delivery("failed", f"timed out: no answer within {timeout:g} s"))
+        else:
+            outcome.append(Delivery("failed", _describe(error)))
 
 
 def post_json(url: str, message: dict[str, Any], timeout: float | None = None) -> Delivery:

@@ -110,6 +110,7 @@ def test_no_held_out_row_is_a_copy_of_a_training_row_at_the_trained_version(tmp_
     set at the pinned version leaves such rows out and says how many."""
     from datetime import UTC, datetime
 
+    pytest.importorskip("deltalake", reason="the local table store (not on the serverless env)")
     from iris_assets.core.held_out import COPIES_EXCLUDED, held_out_rows_at
     from iris_assets.core.schema import FEATURE_TABLE_SCHEMA
     from iris_assets.core.tables import DeltaTableStore
