@@ -11,8 +11,10 @@ which can abort a short-lived process at exit.
 
 from __future__ import annotations
 
+import random
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -32,6 +34,12 @@ else:
 TableData = pd.DataFrame | pa.Table
 # Writes also take an iterable of frames: written as one stream, in one commit, in bounded memory.
 StreamData = TableData | Iterable[pd.DataFrame | pa.Table | pa.RecordBatch]
+# ... or a function that produces the data (called once per attempt), so a conflicted commit of a
+# stream can be written again (``DeltaTableStore.replace_where``).
+DataSource = StreamData | Callable[[], StreamData]
+
+# A replace whose commit lost a race with another writer is retried this many times.
+COMMIT_RETRIES = 6
 
 _NAME_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
 _CONSTRAINT_KEY = "delta.constraints."
@@ -374,10 +382,7 @@ class DeltaTableStore:
         try:
             write()
         except CommitFailedError as exc:
-            raise TableError(
-                f"{action} into {name} conflicted with a concurrent write to the same rows and "
-                "was not committed (the table is unchanged): run it again"
-            ) from exc
+            raise self._conflicted(name, action, 0) from exc
         except DeltaError as exc:
             raise self._rejected(name, action, table, exc) from exc
 
@@ -453,7 +458,13 @@ class DeltaTableStore:
         return differs
 
     def replace_where(
-        self, name: str, data: StreamData, predicate: str, tags: dict[str, str] | None = None
+        self,
+        name: str,
+        data: DataSource,
+        predicate: str,
+        tags: dict[str, str] | None = None,
+        *,
+        retries: int = COMMIT_RETRIES,
     ) -> int:
         """Atomically replace the rows matching ``predicate`` with ``data`` (one commit).
 
@@ -461,28 +472,64 @@ class DeltaTableStore:
         may be an iterable of frames: it is streamed, and an error while producing it leaves the
         table as it was. ``tags`` go into the commit's metadata (``commit_tags`` reads them
         back), so a commit that wrote no rows still says who made it.
+
+        A commit that conflicts with a concurrent writer (Delta's optimistic concurrency: two
+        days' rejects in one file after a compaction, say) is written again from a fresh
+        snapshot, up to ``retries`` times after a short random back-off, when ``data`` can be
+        produced again: a frame, an Arrow table, a list, or a function returning the data
+        (called once per attempt). Before a retry the commits that won are looked at: one that
+        carries this write's ``tags`` (its run token) means the write already landed, and it is
+        not written twice. A one-shot iterator is not retried (its rows are spent).
         """
-        table = self._table(name)
-        source = self._source(name, self._schema(table), data)
-        properties = CommitProperties(custom_metadata=dict(tags)) if tags else None
-        self._write(
-            name,
-            f"replace where {predicate}",
-            table,
-            lambda: write_deltalake(
-                table,
-                source,
-                mode="overwrite",
-                predicate=predicate,
-                commit_properties=properties,
-            ),
+        repeatable = callable(data) or isinstance(
+            data, pd.DataFrame | pa.Table | pa.RecordBatch | list | tuple
         )
+        properties = CommitProperties(custom_metadata=dict(tags)) if tags else None
+        action = f"replace where {predicate}"
+        for attempt in range(retries + 1):
+            table = self._table(name)
+            start = table.version()
+            source = self._source(name, self._schema(table), data() if callable(data) else data)
+            try:
+                write_deltalake(
+                    table,
+                    source,
+                    mode="overwrite",
+                    predicate=predicate,
+                    commit_properties=properties,
+                )
+            except CommitFailedError as exc:
+                if tags and self._committed_since(name, start, tags):
+                    break
+                if not repeatable or attempt == retries:
+                    raise self._conflicted(name, action, attempt) from exc
+                time.sleep(random.uniform(0.02, 0.1) * 2**attempt)
+            except DeltaError as exc:
+                raise self._rejected(name, action, table, exc) from exc
+            else:
+                break
         return self.version(name)
+
+    def _committed_since(self, name: str, version: int, tags: dict[str, str]) -> bool:
+        """True when a commit after ``version`` carries every one of ``tags``."""
+        newer = self.version(name) - version
+        if newer <= 0:
+            return False
+        history = self._table(name).history(limit=newer)
+        return any(all(str(c.get(k)) == v for k, v in tags.items()) for c in history)
+
+    @staticmethod
+    def _conflicted(name: str, action: str, retried: int) -> TableError:
+        tried = f" (tried {retried + 1} times)" if retried else ""
+        return TableError(
+            f"{action} into {name} conflicted with a concurrent write to the same rows and "
+            f"was not committed{tried} (the table is unchanged): run it again"
+        )
 
     def replace_partition(
         self,
         name: str,
-        data: StreamData,
+        data: DataSource,
         column: str,
         value: str,
         tags: dict[str, str] | None = None,
@@ -598,16 +645,29 @@ class DeltaTableStore:
         """Compact when the table has more than ``max_files`` data files; None when it had not.
 
         Every daily run adds files (each partition replace, each rejects slice); without this,
-        reads slow down as the days pile up.
+        reads slow down as the days pile up. Compaction is upkeep: when a concurrent writer
+        commits first (another day's run replacing files this would rewrite), it is given up and
+        None returned; the next run compacts.
         """
         if len(self._table(name).file_uris()) <= max_files:
             return None
-        return self.compact(name)
+        try:
+            return self._compact(name)
+        except CommitFailedError:
+            return None
 
     def compact(self, name: str) -> dict[str, Any]:
         """Rewrite small files into larger ones (no vacuum); deltalake's metrics."""
+        try:
+            return self._compact(name)
+        except CommitFailedError as exc:
+            raise self._conflicted(name, "compaction", 0) from exc
+
+    def _compact(self, name: str) -> dict[str, Any]:
         table = self._table(name)
         try:
             return dict(table.optimize.compact())
+        except CommitFailedError:
+            raise
         except DeltaError as exc:
             raise TableError(f"compacting {name} failed: {exc}") from exc

@@ -191,11 +191,19 @@ class Tally:
 
 
 class RejectSpool:
-    """Rejects of a run, written to a local Parquet file as they come, then streamed back."""
+    """Rejects of a run, written to a local Parquet file as they come, then streamed back
+    (as often as a conflicted commit needs them: ``batches``)."""
 
     def __init__(self, path: Path):
         self.path = path
         self._writer: pq.ParquetWriter | None = None
+
+    def restart(self) -> None:
+        """Forget what was written (the partition's stream is produced again after a conflict)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self.path.unlink(missing_ok=True)
 
     def write(self, frame: pd.DataFrame) -> None:
         if frame.empty:
@@ -230,9 +238,14 @@ def score_day_locally(
         tally = Tally(sample_fraction(files.landing_rows))
         with tempfile.TemporaryDirectory(dir=settings.env_home, prefix=".spool-") as folder:
             spool = RejectSpool(Path(folder) / "rejects.parquet")
-            spool.write(files.rejects(run_id))
 
             def scored_chunks():
+                # Called once per commit attempt (``replace_where`` retries a conflicted one):
+                # each attempt scores the day from the start, counting afresh.
+                nonlocal tally
+                tally = Tally(sample_fraction(files.landing_rows))
+                spool.restart()
+                spool.write(files.rejects(run_id))
                 for batch in score_stream(
                     iter_files(files.readable, batch_rows),
                     model,
@@ -248,14 +261,17 @@ def score_day_locally(
 
             version = store.replace_partition(
                 settings.inference_table,
-                scored_chunks(),
+                scored_chunks,
                 "observed_date",
                 day,
                 tags=partition_tags(day, run_id),
             )
             failpoint("score:partition_committed")
             store.replace_where(
-                settings.rejects_table, spool.batches(), rejects_slice("inference", day)
+                settings.rejects_table,
+                spool.batches,
+                rejects_slice("inference", day),
+                tags=partition_tags(day, run_id),
             )
     for table in (settings.inference_table, settings.rejects_table):
         store.compact_if_fragmented(table)
