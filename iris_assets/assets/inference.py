@@ -3,11 +3,16 @@
 Two triggers. The 01:00 schedule scores the day that just ended (and fails loudly when that day
 has no landing rows, rather than replacing its partition with nothing). ``landing_files_sensor``
 watches the landing area and scores a day again whenever its folder changes (a file added,
-removed or rewritten: the day's fingerprint of names, sizes and mtimes), so data that arrives
-late is never lost. The same sensor repairs a day whose tables disagree (a run stopped between
-the partition commit and the rejects commit, ``core.accounting``): it asks for the day again
-unless a run is scoring it right now. A sensor rather than declarative automation: the trigger is
-a change in files outside Dagster, and ``new_flowers`` is an external asset nobody materializes.
+removed or written to: ``LandingArea.fingerprint`` of names, sizes, mtimes, ctimes and inodes,
+so a rewrite that keeps size and mtime counts too), so data that arrives late is never lost.
+A day is compared with its cursor and, when the cursor does not know it (a fresh ``iris dev``
+after ``make demo``, a reset cursor), with the fingerprint its partition commit recorded: a day
+already scored from exactly these files is not scored twice. The same sensor repairs a day
+whose tables disagree (a run stopped between the partition commit and the rejects commit,
+``core.accounting``): it asks for the day again unless a run is scoring it right now, or its
+files hold no readable row (a run could not repair it: it warns, naming the day, instead).
+A sensor rather than declarative automation: the trigger is a change in files outside Dagster,
+and ``new_flowers`` is an external asset nobody materializes.
 """
 
 import hashlib
@@ -103,18 +108,32 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, settings: Settings
     valid_days = set(daily.get_partition_keys(dynamic_partitions_store=context.instance))
     days = [d for d in landing.days() if d in valid_days]
     requests = []
+    scored: dict[str, str] | None = None  # read only when a day is not in the cursor as it is
     for day in days:
         fingerprint = landing.fingerprint(day)
         if known.get(day) == fingerprint:
             continue
+        if known.get(day) is not None and known[day] == landing.mtime_fingerprint(day):
+            known[day] = fingerprint  # a cursor of an earlier release, files unchanged since
+            continue
+        if scored is None:
+            scored = _scored_fingerprints(context, current)
         known[day] = fingerprint
+        if scored.get(day) == fingerprint:
+            continue  # its partition was scored from exactly these files
         requests.append(dg.RunRequest(run_key=f"landing-{day}-{fingerprint}", partition_key=day))
     requested = {r.partition_key for r in requests}
     try:
-        repairs = _days_to_repair(current, days, requested, audited)
+        repairs, stuck = _days_to_repair(current, days, requested, audited)
     except Exception as error:  # an unreadable table must not stop the late-data requests
         context.log.warning(f"could not audit the scored days: {error}")
-        repairs = []
+        repairs, stuck = [], []
+    for day, problems in stuck:
+        context.log.warning(
+            f"{day} does not add up ({'; '.join(problems)}) and its files hold no readable row "
+            "(they are in the rejects table): scoring it again cannot repair it; restore or "
+            "fix its files, and the day is scored again"
+        )
     for day, state in repairs:
         requests.append(
             dg.RunRequest(
@@ -127,9 +146,27 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, settings: Settings
     return requests or dg.SkipReason("no day folder changed and no scored day needs repair")
 
 
-def _days_to_repair(settings, days: list[str], requested: set[str], audited: dict[str, str]):
-    """(day, state) for each scored day whose tables do not add up and that no run holds.
+def _scored_fingerprints(context, settings) -> dict[str, str]:
+    """Day -> the landing fingerprint its partition commit recorded ({} when unreadable)."""
+    from iris_assets.core.accounting import scored_fingerprints
+    from iris_assets.steps.stores import table_store
 
+    store = table_store(settings)
+    try:
+        if not store.exists(settings.inference_table):
+            return {}
+        return scored_fingerprints(store, settings.inference_table)
+    except Exception as error:  # scoring a day again is safe; missing a change is not
+        context.log.warning(f"could not read what the scored days were scored from: {error}")
+        return {}
+
+
+def _days_to_repair(settings, days: list[str], requested: set[str], audited: dict[str, str]):
+    """([(day, state)] to repair, [(day, problems)] that no run can repair).
+
+    Repaired: each scored day whose tables do not add up and that no run holds. A day whose
+    files hold no readable row cannot be repaired by scoring it (the run refuses such a day),
+    so it is reported instead of being asked for again at every change of its tables.
     A day is audited (its landing rows counted) only when what the tables hold for it changed
     since its last audit: ``audited`` remembers that state per day.
     """
@@ -140,10 +177,10 @@ def _days_to_repair(settings, days: list[str], requested: set[str], audited: dic
 
     store = table_store(settings)
     if not store.exists(settings.inference_table):
-        return []
+        return [], []
     accounts = read_accounts(store, settings.inference_table, settings.rejects_table)
     landing = LandingArea(settings.landing_dir)
-    repairs = []
+    repairs, stuck = [], []
     for day in days:
         account = accounts.get(day)
         if account is None or day in requested:
@@ -153,14 +190,17 @@ def _days_to_repair(settings, days: list[str], requested: set[str], audited: dic
         state = hashlib.sha256(state.encode()).hexdigest()[:16]
         if audited.get(day) == state or day_is_locked(settings.env_home, day):
             continue
-        if run_problems(account):
-            repairs.append((day, state))
-            continue
         files = landing.scan_day(day)
         rows = sum(f.rows or 0 for f in files if f.readable)
-        if day_problems(account, rows, sum(not f.readable for f in files)):
+        problems = day_problems(account, rows, sum(not f.readable for f in files))
+        if problems and not rows:
+            stuck.append((day, problems))
+        elif run_problems(account):
+            repairs.append((day, state))
+            continue
+        elif problems:
             # Counts off with one run's tokens: a lost rejects commit, repaired once per set of
             # files (the run key repeats), so a day that never adds up is not re-run forever.
             repairs.append((day, "counts"))
         audited[day] = state  # audited again only once the tables change (the repair's commits)
-    return repairs
+    return repairs, stuck

@@ -62,20 +62,52 @@ def _runs(rows: list[dict], key: str) -> dict[str, dict[str, int]]:
 
 DAY_TAG = "iris.day"
 RUN_TAG = "iris.run_id"
+FILES_TAG = "iris.landing_fingerprint"
 
 
-def partition_tags(day: str, run_id: str) -> dict[str, str]:
-    """The tags a partition commit carries, read back by ``last_replacers``."""
-    return {DAY_TAG: day, RUN_TAG: run_id}
+def partition_tags(day: str, run_id: str, fingerprint: str | None = None) -> dict[str, str]:
+    """The tags a partition commit carries, read back by ``last_replacers``; ``fingerprint``
+    is the day folder's (``LandingArea.fingerprint``) as the run found it."""
+    tags = {DAY_TAG: day, RUN_TAG: run_id}
+    if fingerprint:
+        tags[FILES_TAG] = fingerprint
+    return tags
+
+
+def last_commits(store: TableStore, inference_table: str) -> dict[str, dict[str, str]]:
+    """Day -> tags of the newest commit that replaced that day's partition."""
+    found: dict[str, dict[str, str]] = {}
+    for tags in store.commit_tags(inference_table):
+        if DAY_TAG in tags and RUN_TAG in tags:
+            found.setdefault(tags[DAY_TAG], tags)
+    return found
 
 
 def last_replacers(store: TableStore, inference_table: str) -> dict[str, str]:
     """Day -> run token of the newest commit that replaced that day's partition."""
-    found: dict[str, str] = {}
-    for tags in store.commit_tags(inference_table):
-        if DAY_TAG in tags and RUN_TAG in tags:
-            found.setdefault(tags[DAY_TAG], tags[RUN_TAG])
-    return found
+    return {day: tags[RUN_TAG] for day, tags in last_commits(store, inference_table).items()}
+
+
+def scored_fingerprints(store: TableStore, inference_table: str) -> dict[str, str]:
+    """Day -> the landing fingerprint its partition was last scored from (days whose commit
+    records one: older commits do not)."""
+    return {
+        day: tags[FILES_TAG]
+        for day, tags in last_commits(store, inference_table).items()
+        if FILES_TAG in tags
+    }
+
+
+def other_runs_rejects(day: str, writers: set[str]) -> str:
+    """The day's rejects rows written by other runs than ``writers`` (the partition's)."""
+    where = rejects_slice(STAGE, day)
+    tokens = ", ".join(sql_string(w) for w in sorted(writers) if w != "(none)")
+    if "(none)" in writers:  # rows from before run tokens stand for the partition too
+        where += f" AND {RUN_COLUMN} IS NOT NULL"
+        return where + (f" AND {RUN_COLUMN} NOT IN ({tokens})" if tokens else "")
+    if tokens:
+        return where + f" AND ({RUN_COLUMN} IS NULL OR {RUN_COLUMN} NOT IN ({tokens}))"
+    return where
 
 
 def read_accounts(

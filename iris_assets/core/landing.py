@@ -9,16 +9,24 @@ A batch appears whole or not at all (written under a hidden temporary name, then
 Which files of a day folder are read (``scan_day``, the one rule both engines use): every regular
 file whose name ends in ``.parquet`` or ``.csv`` (any case: ``flowers.csv`` and
 ``batch-x.PARQUET`` are read), in name order (batch names start with their UTC time, so this is
-write order). Names starting with ``.`` or ``_`` are in-flight temporaries or markers
-(``_SUCCESS``) and are not part of the day yet. Anything else is quarantined: it becomes a rejects
-row naming the file and why, never silently skipped. That covers another extension, a folder, a
-link that leads outside the landing area, a Parquet file whose footer or any page cannot be
-decoded, and a CSV that is not UTF-8 throughout or has a record with more fields than its header.
+write order). Known markers and in-flight files are ignored, not read, and reported by name
+(``LandingArea.ignored``: the run's metadata and log list them): ``_SUCCESS``, ``_committed_*``,
+``_started_*`` and ``_temporary`` (Spark, Hadoop and Databricks job markers), ``.<name>.crc``
+(Hadoop checksums) and ``.<name>.tmp`` (files still being written, such as ``write_batch``'s
+temporaries, renamed when whole). Anything else is quarantined: it becomes a rejects row naming
+the file and why, never silently skipped. That covers any other name starting with ``.`` or
+``_`` (hidden, or a marker this rule does not know), another extension, a folder, a link that
+leads outside the landing area, a Parquet file whose footer or any page cannot be decoded, and a
+CSV that is not UTF-8 throughout or has a record with more fields than its header.
 Every file is read through once when it is inspected, so a file is either read whole or
 quarantined whole, and one bad file never fails the day.
 Landing rows are counted from the files themselves (``LandingFile.rows``: the Parquet footer, the
 CSV's records as the ``csv`` module parses them, so a quoted field spanning lines is one row),
 independently of the scoring that reads them.
+A day's ``fingerprint`` changes when one of its (non-ignored) entries appears, disappears or is
+written to: names, sizes, mtimes, ctimes and inodes, so a file rewritten in place with its size
+and mtime kept (``cp -p``, ``touch -r``, an rsync that keeps times) still changes it (its ctime
+moves; a rename onto it changes the inode).
 Reading is deliberately loose: CSV values stay text, a column missing from one batch is null
 there, extra columns are kept, so that validation, not the reader, decides what is scoreable.
 ``observed_at`` is passed to validation as it arrived (``iter_files``), which rejects text that is
@@ -58,6 +66,14 @@ IDS_PER_DAY = 10**10
 PETAL_DRIFT = 1.3
 
 _DAY_FOLDER = re.compile(r"^observed_date=(\d{4}-\d{2}-\d{2})$")
+# Names in a day folder that are not data: (pattern, what it is). See the module docstring.
+_MARKERS = (
+    (re.compile(r"^_SUCCESS$"), "a job's success marker"),
+    (re.compile(r"^_(committed|started)_.*$"), "a Databricks commit marker"),
+    (re.compile(r"^_temporary$"), "a Spark or Hadoop job's in-progress folder"),
+    (re.compile(r"^\..+\.crc$"), "a Hadoop checksum file"),
+    (re.compile(r"^\..+\.tmp$"), "a file still being written"),
+)
 SUFFIXES = {".parquet": "parquet", ".csv": "csv"}
 _MICROS_PER_DAY = 86_400 * 1_000_000
 OBSERVED_AT_DTYPE = "datetime64[us, UTC]"
@@ -171,6 +187,17 @@ class LandingArea:
             temporary.unlink(missing_ok=True)
         return final
 
+    def ignored(self, date: dt.date | str) -> list[str]:
+        """The day folder's markers and in-flight files, ``"name (what it is)"``, in name order."""
+        folder = self.day_dir(date)
+        if not folder.is_dir():
+            return []
+        return [
+            f"{p.name} ({marker_kind(p.name)})"
+            for p in sorted(folder.iterdir())
+            if marker_kind(p.name)
+        ]
+
     def days(self) -> list[str]:
         """ISO dates whose folder holds an entry of the day, oldest first (files are not read)."""
         if not self.root.is_dir():
@@ -188,10 +215,10 @@ class LandingArea:
 
     @staticmethod
     def _entries(folder: Path) -> list[Path]:
-        """The day folder's entries that are part of the day (not in-flight), in name order."""
+        """The day folder's entries that are part of the day (not markers), in name order."""
         if not folder.is_dir():
             return []
-        return sorted(p for p in folder.iterdir() if not p.name.startswith((".", "_")))
+        return sorted(p for p in folder.iterdir() if not marker_kind(p.name))
 
     def batch_files(self, date: dt.date | str) -> list[Path]:
         """The day's readable batch files, in the order they are read."""
@@ -225,19 +252,38 @@ class LandingArea:
         return sum(f.rows or 0 for f in self.scan_day(date))
 
     def fingerprint(self, date: dt.date | str) -> str:
-        """Changes whenever a file of the day appears, disappears or is rewritten."""
+        """Changes whenever an entry of the day appears, disappears or is written to."""
         folder = self.day_dir(date)
-        if not folder.is_dir():
-            return ""
-        parts = []
-        for path in self._entries(folder):
-            try:
-                stat = path.stat()
-            except OSError:  # a dangling link, say: scan_day quarantines it; it must not stop this
-                parts.append(f"{path.name}:unreadable")
-                continue
-            parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
-        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+        return _fingerprint(
+            folder,
+            self._entries(folder),
+            lambda s: f"{s.st_size}:{s.st_mtime_ns}:{s.st_ctime_ns}:{s.st_ino}",
+        )
+
+    def mtime_fingerprint(self, date: dt.date | str) -> str:
+        """The fingerprint of earlier releases (names, sizes and mtimes of the names without a
+        leading ``.`` or ``_``): a sensor cursor holding it reads as "unchanged since"."""
+        folder = self.day_dir(date)
+        entries = (
+            sorted(p for p in folder.iterdir() if not p.name.startswith((".", "_")))
+            if folder.is_dir()
+            else []
+        )
+        return _fingerprint(folder, entries, lambda s: f"{s.st_size}:{s.st_mtime_ns}")
+
+
+def _fingerprint(folder: Path, entries: list[Path], describe) -> str:
+    if not folder.is_dir():
+        return ""
+    parts = []
+    for path in entries:
+        try:
+            stat = path.stat()
+        except OSError:  # a dangling link, say: scan_day quarantines it; it must not stop this
+            parts.append(f"{path.name}:unreadable")
+            continue
+        parts.append(f"{path.name}:{describe(stat)}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -254,6 +300,11 @@ class LandingFile:
         return self.problem is None
 
 
+def marker_kind(name: str) -> str | None:
+    """What a marker or in-flight name of a day folder is (``_MARKERS``); None for entries."""
+    return next((kind for pattern, kind in _MARKERS if pattern.match(name)), None)
+
+
 def inspect_file(path: Path, root: Path | None = None) -> LandingFile:
     """Classify one entry of a day folder, read it through once and count its rows.
 
@@ -265,6 +316,16 @@ def inspect_file(path: Path, root: Path | None = None) -> LandingFile:
     if root is not None and not path.resolve().is_relative_to(Path(root).resolve()):
         return LandingFile(
             path, fmt, None, f"refused link {path.name}: it points outside the landing area"
+        )
+    if path.name.startswith((".", "_")):
+        return LandingFile(
+            path,
+            None,
+            None,
+            f"unrecognised name {path.name}: hidden or marker names are not read, and this is "
+            "no known marker (_SUCCESS, _committed_*, _started_*, _temporary, .*.crc, .*.tmp): "
+            "rename "
+            "it without the leading '.' or '_' to have it read",
         )
     if not path.is_file():
         return LandingFile(path, None, None, f"unrecognised entry {path.name}: not a file")

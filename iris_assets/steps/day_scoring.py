@@ -9,9 +9,12 @@ next run of the day repairs. One run scores a day at a time (``core.day_lock``).
 The summary the checks need is read back from the written table with aggregates.
 
 Shared with the Spark path (``steps/spark_scoring.py``): which files are read and how many rows
-they hold (``select_day_files``, counted from the files, never from the scoring), the refusal
-to replace a partition when the day has no landing rows, the rejects rows for files that cannot
-be read, and what the output check compares.
+they hold (``select_day_files``, counted from the files, never from the scoring), the markers
+ignored by name (``LandingArea.ignored``, listed in the run's metadata), the refusal to replace a
+partition when the day has no landing rows (``take_day_files``: its unreadable files are still
+reported in the rejects table, and the day's existing partition is kept), the rejects rows for
+files that cannot be read, the day's fingerprint in the partition commit (which the landing
+sensor compares with the folder), and what the output check compares.
 """
 
 from __future__ import annotations
@@ -28,7 +31,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from iris_assets.core.accounting import day_problems, partition_tags, read_accounts
+from iris_assets.core.accounting import (
+    day_problems,
+    other_runs_rejects,
+    partition_tags,
+    read_accounts,
+)
 from iris_assets.core.batch_scoring import ScoredBatch, score_stream
 from iris_assets.core.day_lock import DEFAULT_WAIT_SECONDS, day_lock
 from iris_assets.core.drift import in_sample, sample_fraction
@@ -68,6 +76,8 @@ class DayFiles:
     day: str
     folder: Path
     files: list[LandingFile]
+    ignored: tuple[str, ...] = ()  # markers and in-flight files, "name (what it is)"
+    fingerprint: str = ""  # LandingArea.fingerprint, taken before the files were read
 
     @property
     def readable(self) -> list[Path]:
@@ -98,19 +108,76 @@ class DayFiles:
         )[REJECTS_TABLE_SCHEMA.names]
 
 
-def select_day_files(settings: Settings, day: str) -> DayFiles:
-    """The day's files (``LandingArea.scan_day``); NoLandingData when they hold no rows."""
+def scan_day_files(settings: Settings, day: str) -> DayFiles:
+    """The day's files (``LandingArea.scan_day``), its ignored markers and its fingerprint."""
     landing = LandingArea(settings.landing_dir)
-    selected = DayFiles(day, landing.day_dir(day), landing.scan_day(day))
+    # Taken first: a file that changes while the day is read changes the folder's fingerprint
+    # away from the one the commit records, so the landing sensor scores the day again.
+    fingerprint = landing.fingerprint(day)
+    return DayFiles(
+        day,
+        landing.day_dir(day),
+        landing.scan_day(day),
+        tuple(landing.ignored(day)),
+        fingerprint,
+    )
+
+
+def no_landing_data(files: DayFiles) -> NoLandingData:
+    found = ", ".join(f"{f.path.name} ({f.problem or 'no rows'})" for f in files.files)
+    reported = (
+        f" The {len(files.quarantined)} unreadable file(s) are in the rejects table."
+        if files.quarantined
+        else ""
+    )
+    ignored = f" Ignored: {', '.join(files.ignored)}." if files.ignored else ""
+    return NoLandingData(
+        f"no landing rows for {files.day} in {files.folder} "
+        f"({'files: ' + found if found else 'no files'}): nothing was scored and the "
+        f"existing partition, if any, is kept.{reported}{ignored} Run the day again once its "
+        "files have arrived (landing_files_sensor does this when the folder changes)."
+    )
+
+
+def select_day_files(settings: Settings, day: str) -> DayFiles:
+    """The day's files (``scan_day_files``); NoLandingData when they hold no rows."""
+    selected = scan_day_files(settings, day)
     if selected.landing_rows == 0:
-        found = ", ".join(f"{f.path.name} ({f.problem or 'no rows'})" for f in selected.files)
-        raise NoLandingData(
-            f"no landing rows for {day} in {selected.folder} "
-            f"({'files: ' + found if found else 'no files'}): nothing was scored and the "
-            "existing partition, if any, is kept. Run the day again once its files have "
-            "arrived (landing_files_sensor does this when the folder changes)."
-        )
+        raise no_landing_data(selected)
     return selected
+
+
+def take_day_files(store: TableStore, settings: Settings, day: str, run_id: str) -> DayFiles:
+    """``select_day_files`` for a run that holds the day's lock, so it may write.
+
+    A day without landing rows whose folder holds unreadable files still reports them: one
+    rejects row per file, by this run, in place of the rows other runs than the partition's
+    writer left for the day (so re-running it does not pile them up). The partition is not
+    touched. The day then no longer adds up (its partition and its rejects are by different
+    runs, its partition's rows are not in the files any more), which the output check and the
+    landing sensor's audit report. Then NoLandingData, naming the files.
+    """
+    files = scan_day_files(settings, day)
+    if files.landing_rows:
+        return files
+    if files.quarantined:
+        REJECTS_TABLE.ensure(store, settings.rejects_table)
+        account = (
+            read_accounts(store, settings.inference_table, settings.rejects_table, day).get(day)
+            if store.exists(settings.inference_table)
+            else None
+        )
+        writers = account.writers if account is not None else set()
+        rows = pa.Table.from_pandas(
+            files.rejects(run_id), schema=REJECTS_TABLE_SCHEMA, preserve_index=False
+        )
+        store.replace_where(
+            settings.rejects_table,
+            rows,
+            other_runs_rejects(day, writers),
+            tags=partition_tags(day, run_id),
+        )
+    raise no_landing_data(files)
 
 
 @dataclass(frozen=True)
@@ -124,6 +191,7 @@ class ScoredDay:
     features_sample: pd.DataFrame  # scored measurements (a uniform sample when large), for drift
     written: PartitionStats
     files_quarantined: tuple[str, ...] = ()  # "name: reason" of each file that was not read
+    files_ignored: tuple[str, ...] = ()  # markers and in-flight files, "name (what it is)"
     run_id: str = ""  # the token both commits carry
     problems: tuple[str, ...] = ()  # how the stored day fails to add up (core.accounting)
 
@@ -232,7 +300,7 @@ def score_day_locally(
 ) -> ScoredDay:
     run_id = run_id or new_run_id()
     with day_lock(settings.env_home, day, wait_seconds):
-        files = select_day_files(settings, day)
+        files = take_day_files(store, settings, day, run_id)
         INFERENCE_TABLE.ensure(store, settings.inference_table)
         REJECTS_TABLE.ensure(store, settings.rejects_table)
         tally = Tally(sample_fraction(files.landing_rows))
@@ -264,7 +332,7 @@ def score_day_locally(
                 scored_chunks,
                 "observed_date",
                 day,
-                tags=partition_tags(day, run_id),
+                tags=partition_tags(day, run_id, files.fingerprint),
             )
             failpoint("score:partition_committed")
             store.replace_where(
@@ -285,6 +353,7 @@ def score_day_locally(
         features_sample=tally.sample,
         written=partition_stats(store, settings, day),
         files_quarantined=tuple(f"{f.path.name}: {f.problem}" for f in files.quarantined),
+        files_ignored=files.ignored,
         run_id=run_id,
         problems=tuple(audit_day(store, settings, files, run_id)),
     )

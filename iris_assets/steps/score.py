@@ -67,6 +67,8 @@ def score(step: Step) -> None:
         f"{day}: {result.landing_rows} landing rows -> {result.rows_scored} scored by "
         f"v{champion.version}, {result.rows_rejected} rejected"
     )
+    if result.files_ignored:  # markers are not data, but never silently passed over
+        step.log(f"{day}: ignored (not data): {', '.join(result.files_ignored)}")
 
     report_inference_checks(step, result)
     training = store.read(settings.feature_table, predicate=f"split = '{TRAIN}'")
@@ -86,6 +88,7 @@ def score(step: Step) -> None:
             "prediction_counts": json_value(result.prediction_counts),
             "reject_reasons": json_value(result.reject_reasons),
             "files_quarantined": json_value(list(result.files_quarantined)),
+            "files_ignored": json_value(list(result.files_ignored)),
         },
         data_version=f"{day}-v{champion.version}-{result.table_version}",
     )

@@ -60,7 +60,7 @@ from iris_assets.steps.day_scoring import (
     audit_day,
     new_run_id,
     partition_stats,
-    select_day_files,
+    take_day_files,
     written_row_rejects,
 )
 from iris_assets.steps.failpoints import failpoint
@@ -300,7 +300,7 @@ def score_day_with_spark(
     spark = spark or store.spark
     run_id = run_id or new_run_id()
     with utc_session(spark), day_lock(settings.env_home, day, wait_seconds):
-        files = select_day_files(settings, day)
+        files = take_day_files(store, settings, day, run_id)
         INFERENCE_TABLE.ensure(store, settings.inference_table)
         REJECTS_TABLE.ensure(store, settings.rejects_table)
 
@@ -308,7 +308,11 @@ def score_day_with_spark(
         outcome = day_outcome(spark, settings, files, champion, model, at, run_id)
         scored, rejects = split_outcome(spark, outcome, files, run_id)
         version = store.replace_partition(
-            settings.inference_table, scored, "observed_date", day, partition_tags(day, run_id)
+            settings.inference_table,
+            scored,
+            "observed_date",
+            day,
+            partition_tags(day, run_id, files.fingerprint),
         )
         failpoint("score:partition_committed")
         store.replace_where(settings.rejects_table, rejects, rejects_slice("inference", day))
@@ -328,6 +332,7 @@ def score_day_with_spark(
         features_sample=drift_sample(written_rows, sample_fraction(files.landing_rows)),
         written=written,
         files_quarantined=tuple(f"{f.path.name}: {f.problem}" for f in files.quarantined),
+        files_ignored=files.ignored,
         run_id=run_id,
         problems=tuple(audit_day(store, settings, files, run_id)),
     )

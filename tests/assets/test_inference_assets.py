@@ -205,3 +205,106 @@ def test_the_landing_sensor_repairs_a_day_whose_partition_and_rejects_disagree(
     score_day(graph)
     healed, cursor = tick(cursor)
     assert isinstance(healed, dg.SkipReason), healed
+
+
+def landing_tick(graph):
+    """A function running one tick of landing_files_sensor: (result, new cursor)."""
+    import dagster as dg
+
+    from iris_assets.assets.inference import landing_files_sensor
+
+    defs, instance = graph
+
+    def tick(cursor):
+        with dg.build_sensor_context(
+            instance=instance, definitions=defs, resources=defs.resources, cursor=cursor
+        ) as context:
+            return landing_files_sensor(context), context.cursor
+
+    return tick
+
+
+def rewrite_keeping_size_and_mtime(path, frame) -> None:
+    """``cp -p`` of changed, same-size data over ``path``: same inode, size and mtime."""
+    import os
+    import shutil
+    import time
+
+    before = path.stat()
+    time.sleep(0.05)  # the rewrite comes after the scan, as it does in life
+    side = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(side, index=False)
+    assert side.stat().st_size == before.st_size
+    os.utime(side, ns=(before.st_atime_ns, before.st_mtime_ns))
+    shutil.copy2(side, path)
+    side.unlink()
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def test_the_landing_sensor_starts_from_what_is_already_scored(settings, graph, champion):
+    """As after `make demo`: the day is scored, the sensor has no cursor yet."""
+    import dagster as dg
+
+    tick = landing_tick(graph)
+    landing = LandingArea(settings.landing_dir)
+    flowers = simulate_flowers(12, DAY, seed=1)
+    path = landing.write_batch(flowers, DAY, fmt="csv")
+    score_day(graph)
+    first, cursor = tick(None)
+    assert isinstance(first, dg.SkipReason), "the scored day is not scored a second time"
+    again, cursor = tick(cursor)
+    assert isinstance(again, dg.SkipReason)
+
+    # The file is rewritten in place with other values, its size and mtime kept.
+    swapped = flowers.assign(sepal_length_cm=flowers["sepal_length_cm"][::-1].to_numpy())
+    rewrite_keeping_size_and_mtime(path, swapped)
+    [changed], cursor = tick(cursor)
+    assert changed.partition_key == DAY
+    [fresh], _ = tick(None)  # no cursor: the commit's fingerprint is not these files'
+    assert fresh.partition_key == DAY and fresh.run_key == changed.run_key
+    score_day(graph)
+    settled, cursor = tick(None)
+    assert isinstance(settled, dg.SkipReason), "scored from these files now"
+
+
+def test_the_landing_sensor_reads_an_older_cursor_without_scoring_again(settings, graph):
+    import json
+
+    import dagster as dg
+
+    tick = landing_tick(graph)
+    landing = LandingArea(settings.landing_dir)
+    path = landing.write_batch(simulate_flowers(6, DAY, seed=2), DAY, fmt="csv")
+    older = json.dumps({"files": {DAY: landing.mtime_fingerprint(DAY)}, "audited": {}})
+    same, cursor = tick(older)
+    assert isinstance(same, dg.SkipReason), "unchanged since the older release's tick"
+    rewrite_keeping_size_and_mtime(path, pd.read_csv(path).iloc[::-1])
+    [changed], _ = tick(cursor)
+    assert changed.partition_key == DAY
+
+
+def test_a_scored_day_whose_only_file_turns_unreadable_is_reported_not_rerun_forever(
+    settings, graph, champion
+):
+    import dagster as dg
+
+    defs, instance = graph
+    tick = landing_tick(graph)
+    landing = LandingArea(settings.landing_dir)
+    path = landing.write_batch(simulate_flowers(10, DAY, seed=3), DAY)
+    score_day(graph)
+    _, cursor = tick(None)
+    path.write_bytes(b"PAR1" + b"\0" * 64)  # the day's file, corrupted in place
+    [request], cursor = tick(cursor)
+    assert request.partition_key == DAY
+    result = run_job(defs, instance, "inference_job", partition_key=DAY)
+    assert not result.success
+    message = step_failure_messages(result)
+    assert path.name in message and "in the rejects table" in message
+    store = table_store(settings)
+    assert store.count(settings.inference_table, f"observed_date = '{DAY}'") == 10
+    rejects = store.read(settings.rejects_table, predicate=rejects_slice("inference", DAY))
+    assert rejects["record"].tolist() == [f'{{"file": "{path.name}"}}']
+    for _ in range(2):
+        quiet, cursor = tick(cursor)
+        assert isinstance(quiet, dg.SkipReason), "a run cannot repair it: no request loop"

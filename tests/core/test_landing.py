@@ -261,3 +261,73 @@ def test_column_names_are_exact_and_a_repeated_name_costs_the_file(area):
     assert "'FLOWER_ID' is not 'flower_id'" in problems["a.csv"]
     assert "'flower_id' repeats 'flower_id'" in problems["b.csv"]
     assert "'Observed_At' is not 'observed_at'" in problems["c.parquet"]
+
+
+def _rewrite_keeping_size_and_mtime(path, replacement: bytes, *, rename: bool) -> None:
+    """Overwrite ``path`` with same-size bytes and give it back its mtime, as ``cp -p`` (in
+    place, same inode) or an rsync that keeps times (a temporary renamed over it) would."""
+    import os
+    import shutil
+    import time
+
+    before = path.stat()
+    assert len(replacement) == before.st_size
+    time.sleep(0.05)  # the rewrite comes later than the scan, as it does in life
+    side = path.with_name(f".{path.name}.rsync")
+    side.write_bytes(replacement)
+    os.utime(side, ns=(before.st_atime_ns, before.st_mtime_ns))  # touch -r
+    if rename:
+        os.replace(side, path)
+    else:
+        shutil.copy2(side, path)  # cp -p: the bytes into the same inode, then the times
+        side.unlink()
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+@pytest.mark.parametrize("rename", [False, True], ids=["cp -p", "rsync --times"])
+def test_a_file_rewritten_with_its_size_and_mtime_kept_changes_the_fingerprint(area, rename):
+    flowers = simulate_flowers(5, DAY, seed=1)
+    path = area.write_batch(flowers, DAY, fmt="csv")
+    before = area.fingerprint(DAY)
+    changed = flowers.assign(sepal_length_cm=flowers["sepal_length_cm"][::-1].to_numpy())
+    text = changed.to_csv(index=False).encode()
+    assert text != path.read_bytes()
+    _rewrite_keeping_size_and_mtime(path, text, rename=rename)
+    assert area.fingerprint(DAY) != before, "changed data must make the day score again"
+
+
+def test_markers_are_ignored_by_name_and_other_hidden_names_are_quarantined(area):
+    area.write_batch(simulate_flowers(4, DAY, seed=1), DAY)
+    folder = area.day_dir(DAY)
+    before = area.fingerprint(DAY)
+    for marker in ("_SUCCESS", "_committed_123", "_started_123", ".batch-1.parquet.crc"):
+        (folder / marker).write_text("")
+    (folder / "_temporary").mkdir()
+    (folder / ".batch-x.parquet.0a1b2c3d.tmp").write_bytes(b"half a file")
+    assert area.fingerprint(DAY) == before, "markers are not data: the day did not change"
+    assert area.ignored(DAY) == [
+        ".batch-1.parquet.crc (a Hadoop checksum file)",
+        ".batch-x.parquet.0a1b2c3d.tmp (a file still being written)",
+        "_SUCCESS (a job's success marker)",
+        "_committed_123 (a Databricks commit marker)",
+        "_started_123 (a Databricks commit marker)",
+        "_temporary (a Spark or Hadoop job's in-progress folder)",
+    ]
+    assert [f.path.name for f in area.scan_day(DAY)] == [area.batch_files(DAY)[0].name]
+
+    simulate_flowers(3, DAY, seed=2).to_csv(folder / "_late.csv", index=False)
+    simulate_flowers(3, DAY, seed=3).to_parquet(folder / ".hidden.parquet")
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    problems = {f.path.name: f.problem for f in area.scan_day(DAY) if not f.readable}
+    assert sorted(problems) == [".DS_Store", ".hidden.parquet", "_late.csv"]
+    assert all("rename it without the leading" in p for p in problems.values())
+    assert area.count(DAY) == 4, "a hidden data file is reported, not read"
+    assert area.fingerprint(DAY) != before, "an unknown hidden file is part of the day"
+
+
+def test_a_day_of_markers_only_is_not_a_day(area):
+    area.day_dir(DAY).mkdir(parents=True)
+    (area.day_dir(DAY) / "_SUCCESS").write_text("")
+    assert area.days() == [] and area.scan_day(DAY) == []
+    assert area.ignored(DAY) == ["_SUCCESS (a job's success marker)"]

@@ -127,10 +127,78 @@ def test_a_day_without_landing_rows_fails_and_keeps_the_partition(day, model):
     with pytest.raises(NoLandingData, match=f"no landing rows for {DAY}.*partition.*kept"):
         score_day_locally(store, settings, DAY, CHAMPION, model)
     (folder / "notes.txt").write_text("not data")
-    with pytest.raises(NoLandingData, match="notes.txt"):
+    with pytest.raises(NoLandingData, match="notes.txt.*in the rejects table"):
         score_day_locally(store, settings, DAY, CHAMPION, model)
     assert store.version(settings.inference_table) == version
     assert store.count(settings.inference_table) == 500
+
+
+@pytest.mark.parametrize("bad", ["corrupt.parquet", "latin1.csv", "notes.txt", "_flowers.csv"])
+def test_a_day_whose_only_file_is_unreadable_reports_it_and_keeps_the_partition(day, model, bad):
+    from iris_assets.steps.day_scoring import audit_day, scan_day_files
+
+    settings, store = day
+    scored = score_day_locally(store, settings, DAY, CHAMPION, model, run_id="good-run")
+    version = store.version(settings.inference_table)
+    kept_rejects = store.count(settings.rejects_table)
+    folder = LandingArea(settings.landing_dir).day_dir(DAY)
+    for path in folder.iterdir():
+        path.unlink()
+    flowers = simulate_flowers(20, DAY, seed=3)
+    if bad == "corrupt.parquet":
+        corrupt_parquet(flowers, folder / bad)
+    elif bad == "latin1.csv":
+        (folder / bad).write_bytes(flowers.to_csv(index=False).encode() + b"1,caf\xe9\n")
+    else:
+        flowers.to_csv(folder / bad, index=False)
+    for run in ("bad-run-1", "bad-run-2"):  # the sensor, then a person, run the day again
+        with pytest.raises(NoLandingData, match=f"(?s){bad}.*partition.*kept.*rejects table"):
+            score_day_locally(store, settings, DAY, CHAMPION, model, run_id=run)
+
+    assert store.version(settings.inference_table) == version, "the partition is untouched"
+    assert store.count(settings.inference_table) == scored.rows_scored
+    rejects = store.read(settings.rejects_table, predicate="run_id = 'bad-run-2'")
+    assert len(rejects) == 1, "one row for the file, not one per attempt"
+    assert rejects["record"][0] == f'{{"file": "{bad}"}}'
+    assert bad in rejects["reason"][0] and rejects["partition"][0] == DAY
+    assert store.count(settings.rejects_table) == kept_rejects + 1, "the scored run's are kept"
+    problems = audit_day(store, settings, scan_day_files(settings, DAY))
+    assert any("another run" in p for p in problems), problems
+    assert any("!= 0 landing rows" in p for p in problems), problems
+
+
+def test_a_new_day_whose_only_file_is_unreadable_is_reported(tmp_path, model):
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    store = DeltaTableStore(settings.warehouse)
+    folder = LandingArea(settings.landing_dir).day_dir(DAY)
+    folder.mkdir(parents=True)
+    (folder / "batch-1.parquet").write_bytes(b"PAR1 truncated")
+    with pytest.raises(NoLandingData, match="batch-1.parquet"):
+        score_day_locally(store, settings, DAY, CHAMPION, model)
+    [row] = store.read(settings.rejects_table).to_dict("records")
+    assert row["reason"].startswith("unreadable parquet file batch-1.parquet")
+    assert row["record"] == '{"file": "batch-1.parquet"}'
+    assert not store.exists(settings.inference_table), "no partition was written"
+
+
+def test_markers_are_listed_as_ignored_and_a_hidden_data_file_is_quarantined(tmp_path, model):
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    store = DeltaTableStore(settings.warehouse)
+    landing = LandingArea(settings.landing_dir)
+    landing.write_batch(simulate_flowers(10, DAY, seed=5), DAY)
+    folder = landing.day_dir(DAY)
+    (folder / "_SUCCESS").write_text("")
+    (folder / ".batch-1.parquet.crc").write_bytes(b"crc")
+    simulate_flowers(4, DAY, seed=6).to_csv(folder / "_late.csv", index=False)
+    result = score_day_locally(store, settings, DAY, CHAMPION, model)
+    assert result.files_ignored == (
+        ".batch-1.parquet.crc (a Hadoop checksum file)",
+        "_SUCCESS (a job's success marker)",
+    )
+    assert [q.split(":")[0] for q in result.files_quarantined] == ["_late.csv"]
+    assert (result.landing_rows, result.rows_scored) == (10, 10) and not result.problems
+    rejects = store.read(settings.rejects_table)
+    assert rejects["record"].tolist() == ['{"file": "_late.csv"}']
 
 
 def test_every_file_is_read_or_quarantined_and_rows_are_counted_from_the_files(tmp_path, model):
