@@ -7,8 +7,10 @@ run that waits longer than its timeout fails with a message and changes nothing.
 
 The lock is an ``flock`` on a file under the environment's home, so it holds between processes of
 one machine (local runs, the sensor's repair runs, a test's threads). Runs on different machines
-(Databricks tasks) are not serialised by it; the run token of ``core.accounting`` still makes the
-check fail on a mixed day and the next run repair it.
+(Databricks tasks, each with its own disk) are not serialised by it: there, Delta's optimistic
+concurrency fails a commit that raced another on the same files, and the run token of
+``core.accounting`` makes the check of a run whose day was interleaved fail; the day stays mixed
+until it is scored again (docs/databricks.md, "Two runs of one day at once").
 """
 
 from __future__ import annotations

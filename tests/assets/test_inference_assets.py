@@ -53,9 +53,11 @@ def test_bad_rows_are_quarantined_and_every_row_is_accounted_for(settings, graph
     landing = LandingArea(settings.landing_dir)
     landing.write_batch(simulate_flowers(50, DAY, seed=1), DAY)
     landing.write_batch(bad_batch(), DAY, fmt="csv")
+    (landing.day_dir(DAY) / "_SUCCESS").write_text("")  # a job's marker: listed, not read
 
     result = score_day(graph)
     metadata = materialization_metadata(result, "inference_table")
+    assert metadata["files_ignored"] == ["_SUCCESS (a job's success marker)"]
     assert (metadata["landing_rows"], metadata["rows_scored"], metadata["rows_rejected"]) == (
         56,
         51,
