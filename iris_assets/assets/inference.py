@@ -113,7 +113,7 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, settings: Settings
         fingerprint = landing.fingerprint(day)
         if known.get(day) == fingerprint:
             continue
-        if known.get(day) is not None and known[day] == landing.mtime_fingerprint(day):
+        if day in known and known[day] == landing.mtime_fingerprint(day):
             known[day] = fingerprint  # a cursor of an earlier release, files unchanged since
             continue
         if scored is None:

@@ -260,15 +260,15 @@ class LandingArea:
             lambda s: f"{s.st_size}:{s.st_mtime_ns}:{s.st_ctime_ns}:{s.st_ino}",
         )
 
-    def mtime_fingerprint(self, date: dt.date | str) -> str:
+    def mtime_fingerprint(self, date: dt.date | str) -> str | None:
         """The fingerprint of earlier releases (names, sizes and mtimes of the names without a
-        leading ``.`` or ``_``): a sensor cursor holding it reads as "unchanged since"."""
+        leading ``.`` or ``_``): a sensor cursor holding it reads as "unchanged since". None
+        when the day has an entry that release skipped (``_late.csv``): it was never reported,
+        so the day must be looked at again."""
         folder = self.day_dir(date)
-        entries = (
-            sorted(p for p in folder.iterdir() if not p.name.startswith((".", "_")))
-            if folder.is_dir()
-            else []
-        )
+        entries = self._entries(folder)
+        if any(p.name.startswith((".", "_")) for p in entries):
+            return None
         return _fingerprint(folder, entries, lambda s: f"{s.st_size}:{s.st_mtime_ns}")
 
 

@@ -284,6 +284,12 @@ def test_the_landing_sensor_reads_an_older_cursor_without_scoring_again(settings
     [changed], _ = tick(cursor)
     assert changed.partition_key == DAY
 
+    # A file the older release skipped unreported: the day is looked at again, and reported.
+    older = json.dumps({"files": {DAY: landing.mtime_fingerprint(DAY)}, "audited": {}})
+    (landing.day_dir(DAY) / "_late.csv").write_text("flower_id\n1\n")
+    [again], _ = tick(older)
+    assert again.partition_key == DAY
+
 
 def test_a_scored_day_whose_only_file_turns_unreadable_is_reported_not_rerun_forever(
     settings, graph, champion
