@@ -131,8 +131,9 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, settings: Settings
     for day, problems in stuck:
         context.log.warning(
             f"{day} does not add up ({'; '.join(problems)}) and its files hold no readable row "
-            "(they are in the rejects table): scoring it again cannot repair it; restore or "
-            "fix its files, and the day is scored again"
+            "(unreadable ones are in the rejects table): a run refuses such a day and keeps its "
+            "partition, so scoring it again cannot repair it; restore or fix its files, and "
+            "the day is scored again"
         )
     for day, state in repairs:
         requests.append(
