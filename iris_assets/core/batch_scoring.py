@@ -14,7 +14,7 @@ import pandas as pd
 
 from iris_assets.core.schema import FEATURE_COLUMNS, INFERENCE_TABLE_SCHEMA, PRIMARY_KEY
 from iris_assets.core.scoring import predict_frame
-from iris_assets.core.validation import parse_ids, validate_measurements
+from iris_assets.core.validation import Describe, parse_ids, validate_measurements
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,16 @@ def score_batch(
     predicted_at: pd.Timestamp,
     seen_column: str | None = None,
     run_id: str | None = None,
+    describe: Describe | None = None,
 ) -> ScoredBatch:
+    """Validate and score one batch; ``describe`` spells the rejected rows (the raw id and
+    record: ``core.validation.describe_rows`` unless the caller knows better)."""
     checked = validate_measurements(
-        raw, passthrough=["observed_at"], seen_column=seen_column, observed_on=day
+        raw,
+        passthrough=["observed_at"],
+        seen_column=seen_column,
+        observed_on=day,
+        describe=describe,
     )
     valid = checked.valid
     predictions = predict_frame(model, valid)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,16 +44,18 @@ from iris_assets.core.day_lock import DEFAULT_WAIT_SECONDS, day_lock
 from iris_assets.core.drift import in_sample, sample_fraction
 from iris_assets.core.quarantine import rejects_slice
 from iris_assets.core.registry import VersionInfo
+from iris_assets.core.reject_record import canonical_value, record_json, spark_kind
 from iris_assets.core.schema import (
     FEATURE_COLUMNS,
     INFERENCE_TABLE,
     INFERENCE_TABLE_SCHEMA,
+    LANDING_COLUMNS,
     PRIMARY_KEY,
     REJECTS_TABLE,
     REJECTS_TABLE_SCHEMA,
 )
 from iris_assets.core.spark_tables import quote, spark_type
-from iris_assets.core.validation import validate_measurements
+from iris_assets.core.validation import raw_id_text, validate_measurements
 from iris_assets.settings import Settings
 from iris_assets.steps.day_scoring import (
     DayFiles,
@@ -100,8 +103,51 @@ def combine(scored: pd.DataFrame, rejects: pd.DataFrame) -> pd.DataFrame:
     return both.astype({c: object for c in text})
 
 
-def _landing_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.drop(columns=[c for c in (FILE, LINE, VALID_ID, SEEN) if c in frame.columns])
+def _landing_columns(frame: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    internal = [c for c in (FILE, LINE, VALID_ID, SEEN) if c in frame.columns and c not in keep]
+    return frame.drop(columns=internal)
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    """How the rows of one landing file are spelled in their rejects record.
+
+    ``fields``: (record key, column of the day's Spark frame, ``core.reject_record`` kind) in
+    the local reader's order, the landing columns first, then the file's extra columns. Extra
+    columns are renamed per file in the Spark frame (``_iris_x<file>_<n>``), so the union of
+    the day's files never merges two files' columns (Spark matches names ignoring case, and
+    ``EXTRA`` in one file is not ``extra`` in another) and a name Spark would parse (a dot, a
+    backtick, one of this module's own column names) is only a name.
+    """
+
+    fields: tuple[tuple[str, str, str | None], ...]
+
+
+def describe_spark_rows(layouts: tuple[FileLayout, ...]):
+    """``validate_measurements``' ``describe`` for the Spark path: each rejected row's raw id
+    and record from its own file's columns and kinds, by ``core.reject_record``'s rule."""
+
+    def describe(rows: pd.DataFrame):
+        values = {name: rows[name].tolist() for name in rows.columns}
+        missing = [None] * len(rows)
+        ids, records = [], []
+        for row, position in enumerate(values[FILE]):
+            fields = layouts[int(position)].fields
+            pairs = [
+                (key, canonical_value(values.get(column, missing)[row], kind))
+                for key, column, kind in fields
+            ]
+            id_kind = next(kind for key, _, kind in fields if key == PRIMARY_KEY)
+            ids.append(raw_id_text(values.get(PRIMARY_KEY, missing)[row], id_kind))
+            records.append(record_json(pairs))
+        return ids, records
+
+    return describe
+
+
+def _unspelled(rows: pd.DataFrame):
+    """The first pass only needs which rows are valid: rejects are spelled in the second."""
+    return [None] * len(rows), [""] * len(rows)
 
 
 def valid_ids(day: str):
@@ -111,7 +157,11 @@ def valid_ids(day: str):
         for raw in batches:
             rows = _landing_columns(raw).assign(_iris_row=np.arange(len(raw)))
             checked = validate_measurements(
-                rows, passthrough=["_iris_row"], observed_on=day, check_duplicates=False
+                rows,
+                passthrough=["_iris_row"],
+                observed_on=day,
+                check_duplicates=False,
+                describe=_unspelled,
             )
             ids = pd.Series(pd.NA, index=raw.index, dtype="Int64")
             ids.iloc[checked.valid["_iris_row"].to_numpy()] = checked.valid[PRIMARY_KEY]
@@ -121,14 +171,24 @@ def valid_ids(day: str):
 
 
 def batch_scorer(
-    model, *, day: str, model_name: str, model_version: str, predicted_at, run_id=None
+    model,
+    *,
+    day: str,
+    model_name: str,
+    model_version: str,
+    predicted_at,
+    run_id=None,
+    layouts: tuple[FileLayout, ...] = (),
 ):
     """Second pass, on the executors, one Arrow batch at a time: validate and score."""
+    describe = describe_spark_rows(layouts)
 
     def score_batches(batches):
         for raw in batches:
             batch = score_batch(
-                _landing_columns(raw).assign(**{SEEN: raw[SEEN].to_numpy(dtype=bool)}),
+                _landing_columns(raw, keep=(FILE,)).assign(
+                    **{SEEN: raw[SEEN].to_numpy(dtype=bool)}
+                ),
                 model,
                 day=day,
                 model_name=model_name,
@@ -136,6 +196,7 @@ def batch_scorer(
                 predicted_at=predicted_at,
                 seen_column=SEEN,
                 run_id=run_id,
+                describe=describe,
             )
             yield combine(batch.scored, batch.rejects)
 
@@ -163,7 +224,8 @@ def utc_session(spark) -> Iterator[None]:
 
 
 def read_landing_files(spark, files: DayFiles):
-    """The readable files of the day, all columns as text, each row tagged with file and line.
+    """(The readable files of the day, all columns as text, each row tagged with file and line;
+    each file's ``FileLayout``).
 
     Timestamps become UTC text whatever the session's time zone (``utc_session`` while the
     plan is analysed; ``score_day_with_spark`` also runs under it, for lazy Spark Connect).
@@ -177,18 +239,23 @@ def blank_record(columns: list[str]):
     and nothing else is a blank line, not a record (Spark reads such a line as a row)."""
     from pyspark.sql import functions as F
 
-    first = F.col(f"`{columns[0]}`")
+    first = F.col(escaped(columns[0]))
     blank = first.isNotNull() & first.rlike("^[ \\t]+$")
     for column in columns[1:]:
-        blank = blank & (F.coalesce(F.col(f"`{column}`").cast("string"), F.lit("")) == "")
+        blank = blank & (F.coalesce(F.col(escaped(column)).cast("string"), F.lit("")) == "")
     return blank
+
+
+def escaped(name: str) -> str:
+    """A column name as Spark reads it literally (a dot or a backtick is part of the name)."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _read_landing_files(spark, files: DayFiles):
     from pyspark.sql import functions as F
 
     formats = {str(f.path): f.format for f in files.files if f.readable}
-    frames = []
+    frames, layouts = [], []
     # One read per file: a multi-file CSV read applies the first file's header to every file,
     # and the file's place in the day's order is then a literal, never parsed from a path URI.
     for position, path in enumerate(files.readable):
@@ -199,16 +266,27 @@ def _read_landing_files(spark, files: DayFiles):
         frame = reader.format(fmt).load(str(path))
         if fmt == "csv" and frame.columns:
             frame = frame.where(~blank_record(frame.columns))
+        kinds = {f.name: spark_kind(f.dataType.simpleString()) for f in frame.schema.fields}
+        extras = [c for c in frame.columns if c not in LANDING_COLUMNS]
+        renamed = {c: f"_iris_x{position}_{n}" for n, c in enumerate(extras)}
+        layouts.append(
+            FileLayout(
+                (
+                    *((c, c, kinds.get(c, "text")) for c in LANDING_COLUMNS),
+                    *((c, renamed[c], kinds[c]) for c in extras),
+                )
+            )
+        )
         frames.append(
             frame.select(
-                *[F.col(c).cast("string").alias(c) for c in frame.columns],
+                *[F.col(escaped(c)).cast("string").alias(renamed.get(c, c)) for c in frame.columns],
                 F.lit(position).alias(FILE),
             )
         )
     day = frames[0]
     for frame in frames[1:]:
         day = day.unionByName(frame, allowMissingColumns=True)
-    return day.withColumn(LINE, F.monotonically_increasing_id())
+    return day.withColumn(LINE, F.monotonically_increasing_id()), tuple(layouts)
 
 
 def mark_seen(frame, day: str):
@@ -235,6 +313,7 @@ def day_outcome(
     run_id: str | None = None,
 ):
     """The scored + rejected rows of the day as one Spark frame (column ``KIND``)."""
+    landing, layouts = read_landing_files(spark, files)
     scorer = batch_scorer(
         model,
         day=files.day,
@@ -242,10 +321,9 @@ def day_outcome(
         model_version=champion.version,
         predicted_at=at,
         run_id=run_id,
+        layouts=layouts,
     )
-    return mark_seen(read_landing_files(spark, files), files.day).mapInPandas(
-        scorer, output_schema()
-    )
+    return mark_seen(landing, files.day).mapInPandas(scorer, output_schema())
 
 
 def split_outcome(spark, outcome, files: DayFiles, run_id: str | None = None):
