@@ -126,7 +126,8 @@ def unsupported_kind(columns: Iterable[tuple[str, str | None]]) -> str | None:
     )
 
 
-def _missing(value: object) -> bool:
+def is_missing(value: object) -> bool:
+    """None, NaN, or pandas' NA or NaT."""
     if value is None:
         return True
     if isinstance(value, float) and math.isnan(value):
@@ -267,7 +268,7 @@ def canonical_value(value: object, kind: str | None = None) -> object:
     ``kind`` is the column's kind in its file; None judges the value on its own. A value its
     kind cannot hold (text in a float column of a frame built by hand) is kept as text.
     """
-    if _missing(value):
+    if is_missing(value):
         return None
     kind = kind or value_kind(value)
     try:

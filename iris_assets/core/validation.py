@@ -309,6 +309,7 @@ def validate_measurements(
     observed_on: str | None = None,
     check_duplicates: bool = True,
     describe: Describe | None = None,
+    seen: np.ndarray | None = None,
 ) -> ValidationResult:
     """Split ``raw`` into typed valid rows and rejected rows with every reason they failed.
 
@@ -318,7 +319,8 @@ def validate_measurements(
 
     When ``raw`` is one batch of a larger partition, the caller can name a boolean
     ``seen_column`` marking rows whose flower_id already appeared in an earlier batch: those are
-    duplicates too. The column itself is not part of the rejected ``record``.
+    duplicates too. The column itself is not part of the rejected ``record``. ``seen`` is the
+    same marking as an array, which cannot clash with a column of the file.
 
     With ``derive_missing_ids`` (and ``require_label``) a frame without a ``flower_id`` column
     gets content-derived ids (``core.identity``) instead of being rejected; ``id_below`` rejects
@@ -329,8 +331,9 @@ def validate_measurements(
     ``describe`` gives the rejected rows' raw id and record (``describe_rows`` by default; the
     Spark path knows each row's file and spells its record from that file's columns).
     """
-    seen = None
-    if seen_column is not None and seen_column in raw.columns:
+    if seen is not None:
+        seen = np.asarray(seen, dtype=bool)
+    elif seen_column is not None and seen_column in raw.columns:
         seen = raw[seen_column].fillna(False).to_numpy(dtype=bool)
         raw = raw.drop(columns=[seen_column])
     rows = len(raw)

@@ -8,8 +8,10 @@ One behaviour with the local path (``steps/day_scoring.py``), shared by construc
 
 - the same files: ``select_day_files`` lists the day folder (read, or quarantined with a reason)
   and counts its rows from the files; a day without rows fails before anything is written;
-- the same rows: the files are read as text (CSV and Parquet alike, so a bad value reaches
-  validation as it arrived), in the same file order;
+- the same rows: each file is read on its own, its columns carried as Spark's text with their
+  types beside (``spark_landing.FileLayout``), and on the executors each file's rows are
+  turned back into the frame the local reader gives (names, order, Arrow types), so validation
+  and the rejects record (``core.reject_record``) see equal frames on both engines;
 - the same duplicate policy, the first *valid* occurrence of an id wins: a first pass validates
   every row (``core.validation``, ids parsed exactly as int64), a window over the valid rows
   marks later occurrences as seen, and the second pass (``core.batch_scoring.score_batch`` in
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,18 +45,16 @@ from iris_assets.core.day_lock import DEFAULT_WAIT_SECONDS, day_lock
 from iris_assets.core.drift import in_sample, sample_fraction
 from iris_assets.core.quarantine import rejects_slice
 from iris_assets.core.registry import VersionInfo
-from iris_assets.core.reject_record import canonical_value, record_json, spark_kind
 from iris_assets.core.schema import (
     FEATURE_COLUMNS,
     INFERENCE_TABLE,
     INFERENCE_TABLE_SCHEMA,
-    LANDING_COLUMNS,
     PRIMARY_KEY,
     REJECTS_TABLE,
     REJECTS_TABLE_SCHEMA,
 )
 from iris_assets.core.spark_tables import quote, spark_type
-from iris_assets.core.validation import raw_id_text, validate_measurements
+from iris_assets.core.validation import validate_measurements
 from iris_assets.settings import Settings
 from iris_assets.steps.day_scoring import (
     DayFiles,
@@ -67,8 +66,8 @@ from iris_assets.steps.day_scoring import (
     written_row_rejects,
 )
 from iris_assets.steps.failpoints import failpoint
+from iris_assets.steps.spark_landing import FILE, FileLayout, file_frames, read_file
 
-FILE = "_iris_file"
 LINE = "_iris_line"
 VALID_ID = "_iris_valid_id"
 KIND = "_iris_kind"
@@ -103,71 +102,30 @@ def combine(scored: pd.DataFrame, rejects: pd.DataFrame) -> pd.DataFrame:
     return both.astype({c: object for c in text})
 
 
-def _landing_columns(frame: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
-    internal = [c for c in (FILE, LINE, VALID_ID, SEEN) if c in frame.columns and c not in keep]
-    return frame.drop(columns=internal)
+def valid_ids(day: str, layouts: tuple[FileLayout, ...]):
+    """First pass: each row's exact id when the row is valid (duplicates aside), else null."""
 
+    def mark(batches):
+        for raw in batches:
+            ids = pd.Series(pd.NA, index=raw.index, dtype="Int64")
+            for where, rows in file_frames(raw, layouts):
+                rows = rows.assign(_iris_row=where)
+                checked = validate_measurements(
+                    rows,
+                    passthrough=["_iris_row"],
+                    observed_on=day,
+                    check_duplicates=False,
+                    describe=_unspelled,
+                )
+                ids.iloc[checked.valid["_iris_row"].to_numpy()] = checked.valid[PRIMARY_KEY]
+            yield raw.assign(**{VALID_ID: ids})
 
-@dataclass(frozen=True)
-class FileLayout:
-    """How the rows of one landing file are spelled in their rejects record.
-
-    ``fields``: (record key, column of the day's Spark frame, ``core.reject_record`` kind) in
-    the local reader's order, the landing columns first, then the file's extra columns. Extra
-    columns are renamed per file in the Spark frame (``_iris_x<file>_<n>``), so the union of
-    the day's files never merges two files' columns (Spark matches names ignoring case, and
-    ``EXTRA`` in one file is not ``extra`` in another) and a name Spark would parse (a dot, a
-    backtick, one of this module's own column names) is only a name.
-    """
-
-    fields: tuple[tuple[str, str, str | None], ...]
-
-
-def describe_spark_rows(layouts: tuple[FileLayout, ...]):
-    """``validate_measurements``' ``describe`` for the Spark path: each rejected row's raw id
-    and record from its own file's columns and kinds, by ``core.reject_record``'s rule."""
-
-    def describe(rows: pd.DataFrame):
-        values = {name: rows[name].tolist() for name in rows.columns}
-        missing = [None] * len(rows)
-        ids, records = [], []
-        for row, position in enumerate(values[FILE]):
-            fields = layouts[int(position)].fields
-            pairs = [
-                (key, canonical_value(values.get(column, missing)[row], kind))
-                for key, column, kind in fields
-            ]
-            id_kind = next(kind for key, _, kind in fields if key == PRIMARY_KEY)
-            ids.append(raw_id_text(values.get(PRIMARY_KEY, missing)[row], id_kind))
-            records.append(record_json(pairs))
-        return ids, records
-
-    return describe
+    return mark
 
 
 def _unspelled(rows: pd.DataFrame):
     """The first pass only needs which rows are valid: rejects are spelled in the second."""
     return [None] * len(rows), [""] * len(rows)
-
-
-def valid_ids(day: str):
-    """First pass: each row's exact id when the row is valid (duplicates aside), else null."""
-
-    def mark(batches):
-        for raw in batches:
-            rows = _landing_columns(raw).assign(_iris_row=np.arange(len(raw)))
-            checked = validate_measurements(
-                rows,
-                passthrough=["_iris_row"],
-                observed_on=day,
-                check_duplicates=False,
-                describe=_unspelled,
-            )
-            ids = pd.Series(pd.NA, index=raw.index, dtype="Int64")
-            ids.iloc[checked.valid["_iris_row"].to_numpy()] = checked.valid[PRIMARY_KEY]
-            yield raw.assign(**{VALID_ID: ids})
-
-    return mark
 
 
 def batch_scorer(
@@ -180,25 +138,24 @@ def batch_scorer(
     run_id=None,
     layouts: tuple[FileLayout, ...] = (),
 ):
-    """Second pass, on the executors, one Arrow batch at a time: validate and score."""
-    describe = describe_spark_rows(layouts)
+    """Second pass, on the executors, one Arrow batch at a time: validate and score each
+    file's rows as the local path does (``spark_landing.FileLayout.frame``)."""
 
     def score_batches(batches):
         for raw in batches:
-            batch = score_batch(
-                _landing_columns(raw, keep=(FILE,)).assign(
-                    **{SEEN: raw[SEEN].to_numpy(dtype=bool)}
-                ),
-                model,
-                day=day,
-                model_name=model_name,
-                model_version=model_version,
-                predicted_at=predicted_at,
-                seen_column=SEEN,
-                run_id=run_id,
-                describe=describe,
-            )
-            yield combine(batch.scored, batch.rejects)
+            seen = raw[SEEN].to_numpy(dtype=bool)
+            for where, rows in file_frames(raw, layouts):
+                batch = score_batch(
+                    rows,
+                    model,
+                    day=day,
+                    model_name=model_name,
+                    model_version=model_version,
+                    predicted_at=predicted_at,
+                    seen=seen[where],
+                    run_id=run_id,
+                )
+                yield combine(batch.scored, batch.rejects)
 
     return score_batches
 
@@ -234,69 +191,31 @@ def read_landing_files(spark, files: DayFiles):
         return _read_landing_files(spark, files)
 
 
-def blank_record(columns: list[str]):
-    """Spark's side of ``core.landing._blank_record``: a first field of only spaces and tabs
-    and nothing else is a blank line, not a record (Spark reads such a line as a row)."""
-    from pyspark.sql import functions as F
-
-    first = F.col(escaped(columns[0]))
-    blank = first.isNotNull() & first.rlike("^[ \\t]+$")
-    for column in columns[1:]:
-        blank = blank & (F.coalesce(F.col(escaped(column)).cast("string"), F.lit("")) == "")
-    return blank
-
-
-def escaped(name: str) -> str:
-    """A column name as Spark reads it literally (a dot or a backtick is part of the name)."""
-    return "`" + name.replace("`", "``") + "`"
-
-
 def _read_landing_files(spark, files: DayFiles):
     from pyspark.sql import functions as F
 
     formats = {str(f.path): f.format for f in files.files if f.readable}
-    frames, layouts = [], []
     # One read per file: a multi-file CSV read applies the first file's header to every file,
     # and the file's place in the day's order is then a literal, never parsed from a path URI.
-    for position, path in enumerate(files.readable):
-        fmt = formats[str(path)]
-        reader = spark.read
-        if fmt == "csv":
-            reader = reader.options(header=True, multiLine=True, escape='"')
-        frame = reader.format(fmt).load(str(path))
-        if fmt == "csv" and frame.columns:
-            frame = frame.where(~blank_record(frame.columns))
-        kinds = {f.name: spark_kind(f.dataType.simpleString()) for f in frame.schema.fields}
-        extras = [c for c in frame.columns if c not in LANDING_COLUMNS]
-        renamed = {c: f"_iris_x{position}_{n}" for n, c in enumerate(extras)}
-        layouts.append(
-            FileLayout(
-                (
-                    *((c, c, kinds.get(c, "text")) for c in LANDING_COLUMNS),
-                    *((c, renamed[c], kinds[c]) for c in extras),
-                )
-            )
-        )
-        frames.append(
-            frame.select(
-                *[F.col(escaped(c)).cast("string").alias(renamed.get(c, c)) for c in frame.columns],
-                F.lit(position).alias(FILE),
-            )
-        )
-    day = frames[0]
-    for frame in frames[1:]:
+    read = [
+        read_file(spark, path, formats[str(path)], position)
+        for position, path in enumerate(files.readable)
+    ]
+    day = read[0][0]
+    for frame, _ in read[1:]:
         day = day.unionByName(frame, allowMissingColumns=True)
-    return day.withColumn(LINE, F.monotonically_increasing_id()), tuple(layouts)
+    layouts = tuple(layout for _, layout in read)
+    return day.withColumn(LINE, F.monotonically_increasing_id()), layouts
 
 
-def mark_seen(frame, day: str):
+def mark_seen(frame, day: str, layouts: tuple[FileLayout, ...]):
     """Flag valid rows whose id had a valid occurrence earlier in the day (exact int64 ids)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
     from pyspark.sql.types import LongType, StructField, StructType
 
     schema = StructType([*frame.schema.fields, StructField(VALID_ID, LongType(), True)])
-    checked = frame.mapInPandas(valid_ids(day), schema)
+    checked = frame.mapInPandas(valid_ids(day, layouts), schema)
     rank = F.row_number().over(Window.partitionBy(VALID_ID).orderBy(FILE, LINE))
     return checked.withColumn(
         SEEN, F.when(F.col(VALID_ID).isNotNull(), rank > 1).otherwise(F.lit(False))
@@ -323,7 +242,7 @@ def day_outcome(
         run_id=run_id,
         layouts=layouts,
     )
-    return mark_seen(landing, files.day).mapInPandas(scorer, output_schema())
+    return mark_seen(landing, files.day, layouts).mapInPandas(scorer, output_schema())
 
 
 def split_outcome(spark, outcome, files: DayFiles, run_id: str | None = None):
