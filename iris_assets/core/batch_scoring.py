@@ -14,7 +14,7 @@ import pandas as pd
 
 from iris_assets.core.schema import FEATURE_COLUMNS, INFERENCE_TABLE_SCHEMA, PRIMARY_KEY
 from iris_assets.core.scoring import predict_frame
-from iris_assets.core.validation import parse_ids, validate_measurements
+from iris_assets.core.validation import Describe, parse_ids, validate_measurements
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,18 @@ def score_batch(
     predicted_at: pd.Timestamp,
     seen_column: str | None = None,
     run_id: str | None = None,
+    describe: Describe | None = None,
+    seen: np.ndarray | None = None,
 ) -> ScoredBatch:
+    """Validate and score one batch; ``describe`` spells the rejected rows (the raw id and
+    record: ``core.validation.describe_rows`` unless the caller knows better)."""
     checked = validate_measurements(
-        raw, passthrough=["observed_at"], seen_column=seen_column, observed_on=day
+        raw,
+        passthrough=["observed_at"],
+        seen_column=seen_column,
+        observed_on=day,
+        describe=describe,
+        seen=seen,
     )
     valid = checked.valid
     predictions = predict_frame(model, valid)
@@ -120,8 +129,10 @@ def score_stream(
     """Score a partition chunk by chunk; an id already scored in an earlier chunk is a duplicate."""
     seen = SeenIds()
     for raw in chunks:
+        # An array, not a column: a file may have a column of any name (even ``_iris_seen``).
+        earlier = None
         if PRIMARY_KEY in raw.columns and len(seen):
-            raw = raw.assign(**{SEEN: seen.contains(raw[PRIMARY_KEY])})
+            earlier = seen.contains(raw[PRIMARY_KEY])
         batch = score_batch(
             raw,
             model,
@@ -129,7 +140,7 @@ def score_stream(
             model_name=model_name,
             model_version=model_version,
             predicted_at=predicted_at,
-            seen_column=SEEN,
+            seen=earlier,
             run_id=run_id,
         )
         seen.add(batch.scored[PRIMARY_KEY].to_numpy())

@@ -58,6 +58,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pandas.api import types as ptypes
 
+from iris_assets.core.reject_record import arrow_kind, unsupported_kind
 from iris_assets.core.schema import FEATURE_COLUMNS, LANDING_COLUMNS, PRIMARY_KEY
 
 FORMATS = ("parquet", "csv")
@@ -351,7 +352,10 @@ def check_column_names(names: list[str]) -> None:
     (``FLOWER_ID``), is refused whole rather than read two ways.
     """
     seen: dict[str, str] = {}
-    for name in names:
+    for position, name in enumerate(names, start=1):
+        if not name:
+            # pandas calls it "Unnamed: <n>", Spark "_c<n>": the record could not say one name.
+            raise ValueError(f"column {position} has no name")
         if name.lower() in seen:
             raise ValueError(
                 f"column {name!r} repeats {seen[name.lower()]!r}: names must differ in more "
@@ -382,6 +386,10 @@ def _parquet_rows(path: Path) -> int:
             "read: write them in microseconds (pandas: .astype('datetime64[us, UTC]'))"
         )
     check_column_names(parquet.schema_arrow.names)
+    # Nested and other values have no one spelling in the rejects record on both engines.
+    odd = unsupported_kind((f.name, arrow_kind(f.type)) for f in parquet.schema_arrow)
+    if odd:
+        raise ValueError(odd)
     decoded = sum(b.num_rows for b in parquet.iter_batches(batch_size=65_536, use_threads=False))
     if decoded != parquet.metadata.num_rows:
         raise ValueError(
@@ -483,7 +491,9 @@ def _iter_batch(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
         return
     parquet = pq.ParquetFile(path)
     for batch in parquet.iter_batches(batch_size=batch_rows, use_threads=False):
-        yield batch.to_pandas(types_mapper=nullable_integers)
+        # The file's columns as Spark sees them: pandas metadata would turn a stored index
+        # (``to_parquet(index=True)``, even a ``flower_id`` one) into a frame index, and drop it.
+        yield batch.to_pandas(types_mapper=nullable_integers, ignore_metadata=True)
 
 
 def utc_timestamps(values: pd.Series) -> pd.Series:

@@ -1,15 +1,15 @@
 """Measurement validation: which raw rows are scoreable flowers, and why the others are not.
 
 Every input row ends in exactly one of two frames: ``valid`` (typed, ready for training or scoring)
-or ``rejects`` (the raw id, every reason the row failed, and the row as it arrived, as JSON). Rows
+or ``rejects`` (the raw id, every reason the row failed, and the row as it arrived, as JSON in
+``core.reject_record``'s canonical form, the same from both engines). Rows
 are checked column by column with vectorised numpy/pandas/arrow operations; Python touches single
 values only to describe the rejected rows.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from pandas.api import types as ptypes
 
 from iris_assets.core.identity import derived_ids
+from iris_assets.core.reject_record import arrow_kind, canonical_text, records
 from iris_assets.core.schema import (
     FEATURE_COLUMNS,
     LABEL,
@@ -237,131 +238,54 @@ def _parse_species(series: pd.Series):
     return labels, missing, invalid
 
 
-def _text(value: str) -> pa.Scalar:
-    return pa.scalar(value, pa.large_string())
-
-
-def _plain(value: object) -> object:
-    """One raw value as something ``json.dumps`` writes: text for what JSON has no type for."""
-    if value is None or value is pd.NA or value is pd.NaT:
+def column_kind(series: pd.Series) -> str | None:
+    """The ``core.reject_record`` kind of a column by its dtype; None: judge each value."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.ArrowDtype):
+        return arrow_kind(dtype.pyarrow_dtype)
+    if isinstance(dtype, pd.CategoricalDtype) or ptypes.is_object_dtype(dtype):
         return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        if np.isnan(value):
-            return None
-        if np.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
-    if isinstance(value, str | int | bool):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
-
-
-def _arrow_values(series: pd.Series) -> pa.Array | None:
-    """The column as an arrow array of one plain type, or None for mixed or exotic values."""
-    try:
-        array = pa.array(series, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return None
-    if pa.types.is_dictionary(array.type):
-        array = array.dictionary_decode()
-    kind = array.type
-    plain = (
-        pa.types.is_boolean(kind)
-        or pa.types.is_integer(kind)
-        or pa.types.is_floating(kind)
-        or pa.types.is_string(kind)
-        or pa.types.is_large_string(kind)
-        or pa.types.is_timestamp(kind)
-        or pa.types.is_date(kind)
-    )
-    return array if plain else None
-
-
-def _json_strings(array: pa.Array) -> pa.Array:
-    """JSON string literals for an arrow string array (nulls stay null)."""
-    array = pc.cast(array, pa.large_string())
-    escaped = pc.replace_substring(pc.replace_substring(array, "\\", "\\\\"), '"', '\\"')
-    quoted = pc.binary_join_element_wise(_text('"'), escaped, _text('"'), _text(""))
-    control = pc.fill_null(pc.match_substring_regex(array, r"[\x00-\x1f]"), False)
-    if pc.any(control).as_py():
-        # Control characters need \u escapes; they are rare enough to leave to the json module.
-        odd = array.filter(control).to_pylist()
-        quoted = pc.replace_with_mask(
-            quoted,
-            control,
-            pa.array([json.dumps(v, ensure_ascii=False) for v in odd], type=pa.large_string()),
+    if ptypes.is_bool_dtype(dtype):
+        return "boolean"
+    if ptypes.is_integer_dtype(dtype):
+        return "integer"
+    if ptypes.is_float_dtype(dtype):
+        return (
+            "float32" if np.dtype(getattr(dtype, "numpy_dtype", dtype)).itemsize <= 4 else "float64"
         )
-    return quoted
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return "timestamp"
+    if ptypes.is_datetime64_dtype(dtype):
+        return "timestamp_ntz"
+    if ptypes.is_string_dtype(dtype):
+        return "text"
+    return None
 
 
-def _json_fragments(series: pd.Series) -> pa.Array:
-    """The JSON text of every value in one column, ``null`` for missing values."""
-    array = _arrow_values(series)
-    if array is None:
-        return pa.array(
-            [json.dumps(_plain(v), ensure_ascii=False, default=str) for v in series],
-            type=pa.large_string(),
-        )
-    kind = array.type
-    if pa.types.is_boolean(kind):
-        text = pc.if_else(array, "true", "false")
-    elif pa.types.is_integer(kind):
-        text = pc.cast(array, pa.string())
-    elif pa.types.is_floating(kind):
-        # JSON has no infinity or NaN: infinity stays readable as text, NaN is missing.
-        array = pc.if_else(pc.is_nan(array), pa.scalar(None, kind), array)
-        infinite = pc.fill_null(pc.is_inf(array), False)
-        sign = pc.if_else(pc.greater(array, 0), '"inf"', '"-inf"')
-        text = pc.if_else(infinite, sign, pc.cast(array, pa.string()))
-    elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-        text = _json_strings(pc.cast(array, pa.string()))
-    else:
-        text = _json_strings(array)
-    return pc.fill_null(pc.cast(text, pa.large_string()), _text("null"))
+def describe_rows(frame: pd.DataFrame) -> tuple[list[str | None], list[str]]:
+    """(raw flower_id text, record JSON) of each row, by ``core.reject_record``'s rule.
+
+    The keys are the frame's columns in order; each value is judged by its column's dtype.
+    """
+    names = [str(name) for name in frame.columns]
+    kinds = [column_kind(frame.iloc[:, i]) for i in range(frame.shape[1])]
+    columns = [frame.iloc[:, i].tolist() for i in range(frame.shape[1])]
+    found = _column(frame, PRIMARY_KEY)
+    ids = [None] * len(frame)
+    if found is not None:
+        position = names.index(PRIMARY_KEY)
+        ids = [raw_id_text(v, kinds[position]) for v in columns[position]]
+    return ids, records(names, columns, kinds, len(frame))
 
 
-def _json_records(frame: pd.DataFrame) -> np.ndarray:
-    """Each row of ``frame`` as a JSON object of its values as they arrived."""
-    if frame.shape[1] == 0:
-        return np.full(len(frame), "{}", dtype=object)
-    parts: list[pa.Array | str] = []
-    for position, name in enumerate(frame.columns):
-        key = json.dumps(str(name), ensure_ascii=False)
-        parts.append(_text(("{" if position == 0 else ",") + key + ":"))
-        parts.append(_json_fragments(frame.iloc[:, position]))
-    parts.append(_text("}"))
-    joined = pc.binary_join_element_wise(*parts, _text(""))
-    return joined.to_numpy(zero_copy_only=False)
+def raw_id_text(value: object, kind: str | None) -> str | None:
+    """The raw ``flower_id`` of a rejects row: its canonical text, None when missing or blank."""
+    text = canonical_text(value, kind)
+    return None if text is None or not text.strip() else text
 
 
-def _id_texts(series: pd.Series) -> np.ndarray:
-    """The raw ``flower_id`` of each row as text, None where it is missing or blank."""
-    array = _arrow_values(series)
-    if array is None:
-        texts = [_plain(v) for v in series]
-        return np.array(
-            [None if t is None or not str(t).strip() else str(t) for t in texts], dtype=object
-        )
-    kind = array.type
-    if pa.types.is_floating(kind):
-        array = pc.if_else(pc.is_nan(array), pa.scalar(None, kind), array)
-        whole = pc.and_(pc.is_finite(array), pc.equal(array, pc.floor(array)))
-        whole = pc.and_(whole, pc.less(pc.abs(array), 2.0**63))
-        as_int = pc.cast(pc.if_else(whole, array, 0.0), pa.int64())
-        # A float stays visibly a float ("61.0", as Spark writes it): it is why the id failed.
-        as_float = pc.binary_join_element_wise(pc.cast(as_int, pa.string()), ".0", "")
-        text = pc.if_else(whole, as_float, pc.cast(array, pa.string()))
-    else:
-        text = pc.cast(array, pa.string())
-    blank = pc.equal(pc.utf8_trim_whitespace(text), "")
-    text = pc.if_else(blank, pa.scalar(None, text.type), text)
-    return text.to_numpy(zero_copy_only=False)
+# (raw flower_id text, record JSON) of the given rejected rows: ``describe_rows`` by default.
+Describe = Callable[[pd.DataFrame], tuple[Sequence[str | None], Sequence[str]]]
 
 
 def _empty_rejects() -> pd.DataFrame:
@@ -384,6 +308,8 @@ def validate_measurements(
     id_below: int | None = None,
     observed_on: str | None = None,
     check_duplicates: bool = True,
+    describe: Describe | None = None,
+    seen: np.ndarray | None = None,
 ) -> ValidationResult:
     """Split ``raw`` into typed valid rows and rejected rows with every reason they failed.
 
@@ -393,7 +319,8 @@ def validate_measurements(
 
     When ``raw`` is one batch of a larger partition, the caller can name a boolean
     ``seen_column`` marking rows whose flower_id already appeared in an earlier batch: those are
-    duplicates too. The column itself is not part of the rejected ``record``.
+    duplicates too. The column itself is not part of the rejected ``record``. ``seen`` is the
+    same marking as an array, which cannot clash with a column of the file.
 
     With ``derive_missing_ids`` (and ``require_label``) a frame without a ``flower_id`` column
     gets content-derived ids (``core.identity``) instead of being rejected; ``id_below`` rejects
@@ -401,9 +328,12 @@ def validate_measurements(
     ``observed_on`` (YYYY-MM-DD) rejects rows whose ``observed_at`` is not a timestamp or is on
     another UTC day; a missing (or blank) ``observed_at`` is allowed. ``check_duplicates=False``
     leaves repeated ids to the caller (Spark decides them across the whole day).
+    ``describe`` gives the rejected rows' raw id and record (``describe_rows`` by default; the
+    Spark path knows each row's file and spells its record from that file's columns).
     """
-    seen = None
-    if seen_column is not None and seen_column in raw.columns:
+    if seen is not None:
+        seen = np.asarray(seen, dtype=bool)
+    elif seen_column is not None and seen_column in raw.columns:
         seen = raw[seen_column].fillna(False).to_numpy(dtype=bool)
         raw = raw.drop(columns=[seen_column])
     rows = len(raw)
@@ -492,17 +422,12 @@ def validate_measurements(
     rejected = np.flatnonzero(failures.any)
     if not len(rejected):
         return ValidationResult(valid=valid, rejects=_empty_rejects())
-    raw_ids = columns[PRIMARY_KEY]
+    ids, described = (describe or describe_rows)(raw.iloc[rejected])
     rejects = pd.DataFrame(
         {
-            PRIMARY_KEY: pd.Series(
-                np.full(len(rejected), None, dtype=object)
-                if raw_ids is None
-                else _id_texts(raw_ids.iloc[rejected]),
-                dtype=object,
-            ),
+            PRIMARY_KEY: pd.Series(list(ids), dtype=object),
             "reason": pd.Series(failures.reasons(rejected), dtype=object),
-            "record": pd.Series(_json_records(raw.iloc[rejected]), dtype=object),
+            "record": pd.Series(list(described), dtype=object),
         }
     )
     return ValidationResult(valid=valid, rejects=rejects)

@@ -8,8 +8,10 @@ One behaviour with the local path (``steps/day_scoring.py``), shared by construc
 
 - the same files: ``select_day_files`` lists the day folder (read, or quarantined with a reason)
   and counts its rows from the files; a day without rows fails before anything is written;
-- the same rows: the files are read as text (CSV and Parquet alike, so a bad value reaches
-  validation as it arrived), in the same file order;
+- the same rows: each file is read on its own, its columns carried as Spark's text with their
+  types beside (``spark_landing.FileLayout``), and on the executors each file's rows are
+  turned back into the frame the local reader gives (names, order, Arrow types), so validation
+  and the rejects record (``core.reject_record``) see equal frames on both engines;
 - the same duplicate policy, the first *valid* occurrence of an id wins: a first pass validates
   every row (``core.validation``, ids parsed exactly as int64), a window over the valid rows
   marks later occurrences as seen, and the second pass (``core.batch_scoring.score_batch`` in
@@ -64,8 +66,8 @@ from iris_assets.steps.day_scoring import (
     written_row_rejects,
 )
 from iris_assets.steps.failpoints import failpoint
+from iris_assets.steps.spark_landing import FILE, FileLayout, file_frames, read_file
 
-FILE = "_iris_file"
 LINE = "_iris_line"
 VALID_ID = "_iris_valid_id"
 KIND = "_iris_kind"
@@ -100,44 +102,60 @@ def combine(scored: pd.DataFrame, rejects: pd.DataFrame) -> pd.DataFrame:
     return both.astype({c: object for c in text})
 
 
-def _landing_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.drop(columns=[c for c in (FILE, LINE, VALID_ID, SEEN) if c in frame.columns])
-
-
-def valid_ids(day: str):
+def valid_ids(day: str, layouts: tuple[FileLayout, ...]):
     """First pass: each row's exact id when the row is valid (duplicates aside), else null."""
 
     def mark(batches):
         for raw in batches:
-            rows = _landing_columns(raw).assign(_iris_row=np.arange(len(raw)))
-            checked = validate_measurements(
-                rows, passthrough=["_iris_row"], observed_on=day, check_duplicates=False
-            )
             ids = pd.Series(pd.NA, index=raw.index, dtype="Int64")
-            ids.iloc[checked.valid["_iris_row"].to_numpy()] = checked.valid[PRIMARY_KEY]
+            for where, rows in file_frames(raw, layouts):
+                rows = rows.assign(_iris_row=where)
+                checked = validate_measurements(
+                    rows,
+                    passthrough=["_iris_row"],
+                    observed_on=day,
+                    check_duplicates=False,
+                    describe=_unspelled,
+                )
+                ids.iloc[checked.valid["_iris_row"].to_numpy()] = checked.valid[PRIMARY_KEY]
             yield raw.assign(**{VALID_ID: ids})
 
     return mark
 
 
+def _unspelled(rows: pd.DataFrame):
+    """The first pass only needs which rows are valid: rejects are spelled in the second."""
+    return [None] * len(rows), [""] * len(rows)
+
+
 def batch_scorer(
-    model, *, day: str, model_name: str, model_version: str, predicted_at, run_id=None
+    model,
+    *,
+    day: str,
+    model_name: str,
+    model_version: str,
+    predicted_at,
+    run_id=None,
+    layouts: tuple[FileLayout, ...] = (),
 ):
-    """Second pass, on the executors, one Arrow batch at a time: validate and score."""
+    """Second pass, on the executors, one Arrow batch at a time: validate and score each
+    file's rows as the local path does (``spark_landing.FileLayout.frame``)."""
 
     def score_batches(batches):
         for raw in batches:
-            batch = score_batch(
-                _landing_columns(raw).assign(**{SEEN: raw[SEEN].to_numpy(dtype=bool)}),
-                model,
-                day=day,
-                model_name=model_name,
-                model_version=model_version,
-                predicted_at=predicted_at,
-                seen_column=SEEN,
-                run_id=run_id,
-            )
-            yield combine(batch.scored, batch.rejects)
+            seen = raw[SEEN].to_numpy(dtype=bool)
+            for where, rows in file_frames(raw, layouts):
+                batch = score_batch(
+                    rows,
+                    model,
+                    day=day,
+                    model_name=model_name,
+                    model_version=model_version,
+                    predicted_at=predicted_at,
+                    seen=seen[where],
+                    run_id=run_id,
+                )
+                yield combine(batch.scored, batch.rejects)
 
     return score_batches
 
@@ -163,7 +181,8 @@ def utc_session(spark) -> Iterator[None]:
 
 
 def read_landing_files(spark, files: DayFiles):
-    """The readable files of the day, all columns as text, each row tagged with file and line.
+    """(The readable files of the day, all columns as text, each row tagged with file and line;
+    each file's ``FileLayout``).
 
     Timestamps become UTC text whatever the session's time zone (``utc_session`` while the
     plan is analysed; ``score_day_with_spark`` also runs under it, for lazy Spark Connect).
@@ -172,53 +191,31 @@ def read_landing_files(spark, files: DayFiles):
         return _read_landing_files(spark, files)
 
 
-def blank_record(columns: list[str]):
-    """Spark's side of ``core.landing._blank_record``: a first field of only spaces and tabs
-    and nothing else is a blank line, not a record (Spark reads such a line as a row)."""
-    from pyspark.sql import functions as F
-
-    first = F.col(f"`{columns[0]}`")
-    blank = first.isNotNull() & first.rlike("^[ \\t]+$")
-    for column in columns[1:]:
-        blank = blank & (F.coalesce(F.col(f"`{column}`").cast("string"), F.lit("")) == "")
-    return blank
-
-
 def _read_landing_files(spark, files: DayFiles):
     from pyspark.sql import functions as F
 
     formats = {str(f.path): f.format for f in files.files if f.readable}
-    frames = []
     # One read per file: a multi-file CSV read applies the first file's header to every file,
     # and the file's place in the day's order is then a literal, never parsed from a path URI.
-    for position, path in enumerate(files.readable):
-        fmt = formats[str(path)]
-        reader = spark.read
-        if fmt == "csv":
-            reader = reader.options(header=True, multiLine=True, escape='"')
-        frame = reader.format(fmt).load(str(path))
-        if fmt == "csv" and frame.columns:
-            frame = frame.where(~blank_record(frame.columns))
-        frames.append(
-            frame.select(
-                *[F.col(c).cast("string").alias(c) for c in frame.columns],
-                F.lit(position).alias(FILE),
-            )
-        )
-    day = frames[0]
-    for frame in frames[1:]:
+    read = [
+        read_file(spark, path, formats[str(path)], position)
+        for position, path in enumerate(files.readable)
+    ]
+    day = read[0][0]
+    for frame, _ in read[1:]:
         day = day.unionByName(frame, allowMissingColumns=True)
-    return day.withColumn(LINE, F.monotonically_increasing_id())
+    layouts = tuple(layout for _, layout in read)
+    return day.withColumn(LINE, F.monotonically_increasing_id()), layouts
 
 
-def mark_seen(frame, day: str):
+def mark_seen(frame, day: str, layouts: tuple[FileLayout, ...]):
     """Flag valid rows whose id had a valid occurrence earlier in the day (exact int64 ids)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
     from pyspark.sql.types import LongType, StructField, StructType
 
     schema = StructType([*frame.schema.fields, StructField(VALID_ID, LongType(), True)])
-    checked = frame.mapInPandas(valid_ids(day), schema)
+    checked = frame.mapInPandas(valid_ids(day, layouts), schema)
     rank = F.row_number().over(Window.partitionBy(VALID_ID).orderBy(FILE, LINE))
     return checked.withColumn(
         SEEN, F.when(F.col(VALID_ID).isNotNull(), rank > 1).otherwise(F.lit(False))
@@ -235,6 +232,7 @@ def day_outcome(
     run_id: str | None = None,
 ):
     """The scored + rejected rows of the day as one Spark frame (column ``KIND``)."""
+    landing, layouts = read_landing_files(spark, files)
     scorer = batch_scorer(
         model,
         day=files.day,
@@ -242,10 +240,9 @@ def day_outcome(
         model_version=champion.version,
         predicted_at=at,
         run_id=run_id,
+        layouts=layouts,
     )
-    return mark_seen(read_landing_files(spark, files), files.day).mapInPandas(
-        scorer, output_schema()
-    )
+    return mark_seen(landing, files.day, layouts).mapInPandas(scorer, output_schema())
 
 
 def split_outcome(spark, outcome, files: DayFiles, run_id: str | None = None):

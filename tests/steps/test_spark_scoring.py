@@ -6,10 +6,14 @@ deciding duplicates across files, validating and scoring inside ``mapInPandas``,
 sample, and the MERGE's change predicate.
 """
 
+import datetime as dt
+import json
 import os
 import sys
 from collections import Counter
+from decimal import Decimal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,7 +24,12 @@ from sklearn.linear_model import LogisticRegression
 from iris_assets.core.drift import in_sample
 from iris_assets.core.landing import LandingArea, simulate_flowers
 from iris_assets.core.registry import VersionInfo
-from iris_assets.core.schema import FEATURE_COLUMNS, INFERENCE_TABLE_SCHEMA
+from iris_assets.core.schema import (
+    FEATURE_COLUMNS,
+    INFERENCE_TABLE_SCHEMA,
+    LANDING_COLUMNS,
+    REJECTS_TABLE_SCHEMA,
+)
 from iris_assets.core.tables import DeltaTableStore
 from iris_assets.core.validation import ID_RULE, OBSERVED_AT_RULE
 from iris_assets.settings import load_settings
@@ -128,7 +137,91 @@ def bad_corpus(settings):
     # Nanosecond timestamps: Spark cannot read them; the file alone is quarantined, on both.
     nanos = good.iloc[:2].astype({"observed_at": "datetime64[ns, UTC]"})
     pq.write_table(pa.Table.from_pandas(nanos, preserve_index=False), folder / "nanos.parquet")
+    typed_corpus(folder)
     return good
+
+
+def micros(values, tz=None):
+    stamps = pd.to_datetime(pd.Series(values), format="ISO8601")
+    stamps = stamps.dt.tz_localize(tz) if tz else stamps
+    return stamps.astype(f"datetime64[us, {tz}]" if tz else "datetime64[us]")
+
+
+def typed_corpus(folder):
+    """Rejected rows whose record each engine used to spell its own way, and typed values
+    Spark's text would have judged differently (ids from 1000 up)."""
+    good = simulate_flowers(30, DAY, seed=7).assign(flower_id=range(1000, 1030))
+    # Doubles that are not written one way: -0.0, 1e20, infinities, NaN; float ids.
+    floats = good.iloc[0:6].assign(
+        sepal_length_cm=[-0.0, 1e20, np.inf, np.nan, -np.inf, 5.1],
+        flower_id=[1000.0, 1e20, -0.0, 1003.5, 1004.0, 1005.0],
+        EXTRA=["a", None, "", "b", "c", "d"],  # `extra` in another file is another column
+    )
+    floats.to_parquet(folder / "batch-a floats.parquet", index=False)
+    single = pa.Table.from_pandas(
+        good.iloc[6:8].assign(petal_width_cm=[-0.1, 5.1], sepal_length_cm=-1.5),
+        preserve_index=False,
+    )
+    column = single.schema.get_field_index("petal_width_cm")
+    single = single.set_column(column, "petal_width_cm", single.column(column).cast(pa.float32()))
+    pq.write_table(single, folder / "batch-b float32.parquet")
+    # Extra columns of every kind, and names Spark would parse or this code uses itself.
+    kinds = good.iloc[8:10].assign(
+        sepal_width_cm=-1.0,
+        extra=["x", "y"],
+        flag=[True, None],
+        count=pd.array([3, None], dtype="Int64"),
+        big=pd.array([2**64 - 1, 1], dtype="UInt64"),
+        price=[Decimal("5.00"), Decimal("0.0000001")],
+        day=[dt.date(2026, 11, 24), None],
+        local=micros(["2026-11-24 10:00:00.5", None]).to_numpy(),
+        paris=micros(["2026-11-24 10:00:00", "2026-11-24 12:00:00.000001"], "Europe/Paris").array,
+        blob=[b"caf\xc3\xa9", b"\xff\x00"],
+        nothing=None,
+        hour=np.array([1, 2], dtype="int8"),
+        **{"a.b": "dot", "back`tick": "bt", "_iris_file": "mine", "_iris_seen": "True"},
+    )
+    pq.write_table(
+        pa.Table.from_pandas(kinds, preserve_index=False), folder / "batch-c kinds.parquet"
+    )
+    # Text: empty fields, an offset kept as written, spaces around a number, `extra` again.
+    text = good.iloc[10:13].astype(str).assign(extra=["", "q", "r"])
+    text.loc[text.index[0], "petal_length_cm"] = "-3"
+    text.loc[text.index[1], ["observed_at", "sepal_width_cm"]] = ["2026-11-24T10:00:00+02:00", "0"]
+    text.loc[text.index[2], ["sepal_length_cm", "petal_width_cm"]] = [" 5.1 ", "0.0"]
+    text.to_csv(folder / "batch-d lower.csv", index=False)
+    # flower_id stored as the pandas index: a column to Spark, so a column to both.
+    indexed = good.iloc[13:16].set_index("flower_id").assign(sepal_width_cm=[-2.0, 3.0, 3.1])
+    pq.write_table(
+        pa.Table.from_pandas(indexed, preserve_index=True), folder / "batch-e index.parquet"
+    )
+    bom = good.iloc[16:18].assign(sepal_width_cm=[-2.0, 3.0]).to_csv(index=False)
+    (folder / "batch-f bom.csv").write_bytes(b"\xef\xbb\xbf" + bom.encode())
+    lines = good.iloc[18:20].to_csv(index=False).splitlines()
+    (folder / "batch-g empty name.csv").write_text("".join(f"{line},\n" for line in lines))
+    good.iloc[20:21].assign(Extra=1, extra=2).to_parquet(folder / "batch-h twice.parquet")
+    nested = good.iloc[21:22].assign(tags=[[1, 2]])
+    nested.to_parquet(folder / "batch-i nested.parquet", index=False)
+    # Typed values whose Spark text would pass: an integer observed_at that reads as an ISO
+    # date, bytes that read as an id and a number, a naive observed_at (UTC), a uint64 id.
+    odd = pa.table(
+        {
+            "flower_id": pa.array([b"1022", b"1023", b"1024", b"1025"], pa.binary()),
+            "sepal_length_cm": pa.array([b"5.1", b"5.2", b"5.3", b"5.4"], pa.binary()),
+            **{c: pa.array(good[c].iloc[22:26].to_numpy()) for c in FEATURE_COLUMNS[1:]},
+            "observed_at": pa.array([20261124, None, 20261124, None], pa.int64()),
+        }
+    )
+    pq.write_table(odd, folder / "batch-j typed odd.parquet")
+    naive = good.iloc[26:30].assign(
+        observed_at=micros(
+            [f"{DAY} 10:00:00", f"{DAY} 23:30:00", "2026-11-25 00:30:00", None]
+        ).to_numpy()
+    )
+    ids = pa.array([2**64 - 1, 1027, 1028, 1029], pa.uint64())
+    naive = pa.Table.from_pandas(naive, preserve_index=False)
+    naive = naive.set_column(0, "flower_id", ids).append_column("on", pa.array([True] * 4))
+    pq.write_table(naive, folder / "batch-k naive.parquet")
 
 
 def test_one_bad_corpus_gives_the_same_rows_on_both_engines(spark, model, tmp_path):
@@ -156,44 +249,90 @@ def test_one_bad_corpus_gives_the_same_rows_on_both_engines(spark, model, tmp_pa
         spark.conf.set(SESSION_TIME_ZONE, "UTC")
     scored = scored.sort_values("flower_id").reset_index(drop=True)
 
-    assert local.landing_rows == files.landing_rows == 42 + 3 + 8 + 2 + 2 + 3
-    assert len(local_scored) == len(scored) == 34 + 3 + 2 + 2 + 2
+    assert local.landing_rows == files.landing_rows == 42 + 3 + 8 + 2 + 2 + 3 + 26
+    assert len(local_scored) == len(scored) == 34 + 3 + 2 + 2 + 2 + 7
     assert set(rejects["run_id"]) == set(local_rejects["run_id"]) == {run}
+    # Whole rows: every column but the two wall clocks (when each engine wrote).
     compared = [c for c in INFERENCE_TABLE_SCHEMA.names if c != "predicted_at"]
     pd.testing.assert_frame_equal(local_scored[compared], scored[compared], check_dtype=False)
+    assert scored["predicted_at"].nunique() == local_scored["predicted_at"].nunique() == 1
     assert 2**53 + 1 in set(scored["flower_id"]) and 2**53 + 2 in set(scored["flower_id"])
     newcomers = good.iloc[10:13].set_axis([21, 22, 23])[list(FEATURE_COLUMNS)]
     by_id = scored.set_index("flower_id").loc[[21, 22, 23], list(FEATURE_COLUMNS)]
     pd.testing.assert_frame_equal(by_id, newcomers, check_dtype=False, check_names=False)
 
-    def outcome_of(frame):
-        # Not yet whole rows: the engines still spell the record JSON differently (typed Parquet
-        # values, "" vs null, other files' extra columns, observed_at's offset).
-        columns = ["stage", "partition", "flower_id", "reason", "run_id"]
-        return sorted(tuple(row) for row in frame[columns].fillna("-").astype(str).values)
-
-    assert outcome_of(local_rejects) == outcome_of(rejects)
+    assert whole_rows(local_rejects) == whole_rows(rejects)
+    assert rejects["rejected_at"].notna().all() and local_rejects["rejected_at"].notna().all()
     assert Counter(rejects["reason"].str.split(": ").str[0]) == Counter(
         {
             "duplicate flower_id": 3,
-            f"observed_at is not on the partition day {DAY}": 3,
+            f"observed_at is not on the partition day {DAY}": 3 + 1,
             "petal_length_cm is missing": 1,
             "petal_length_cm is missing; petal_width_cm is missing": 1,  # fields missing at the end
             "sepal_width_cm is not a number": 1,
             "unreadable parquet file broken.parquet": 1,
             "unrecognised file notes.txt": 1,
-            ID_RULE: 5 + 2,
-            OBSERVED_AT_RULE: 1,
+            ID_RULE: 5 + 2 + 1 + 1,
+            f"{ID_RULE}; sepal_length_cm must be positive": 1,
+            f"{ID_RULE}; sepal_length_cm exceeds 50 cm": 1,
+            f"{ID_RULE}; sepal_length_cm is not finite": 2,
+            f"{ID_RULE}; sepal_length_cm is missing": 1,
+            "sepal_length_cm must be positive; petal_width_cm must be positive": 1,
+            "sepal_length_cm must be positive": 1,
+            "sepal_width_cm must be positive": 2 + 1 + 1 + 1,
+            "petal_length_cm must be positive": 1,
+            "petal_width_cm must be positive": 1,
+            OBSERVED_AT_RULE: 1 + 2,
             "unreadable csv file latin1.csv": 1,
             "unreadable parquet file corrupt.parquet": 1,
             "refused link linked.csv": 1,
             "unreadable parquet file nanos.parquet": 1,
             "unreadable csv file batch-8 shouting.csv": 1,
             "unreadable csv file batch-9 twice.csv": 1,
+            "unreadable csv file batch-g empty name.csv": 1,
+            "unreadable parquet file batch-h twice.parquet": 1,
+            "unreadable parquet file batch-i nested.parquet": 1,
         }
     )
+    records = {r.flower_id: json.loads(r.record) for r in rejects.itertuples()}
+    assert list(records["1e+20"].items())[:2] == [("flower_id", 1e20), ("sepal_length_cm", 1e20)]
+    assert records["-0.0"]["sepal_length_cm"] == "inf" and records["1000.0"]["EXTRA"] == "a"
+    assert json.dumps(records["1000.0"]["sepal_length_cm"]) == "-0.0"
+    assert records["1006"]["petal_width_cm"] == -0.1, "a float32 -0.1 is written -0.1"
+    assert records["1008"] == {
+        **{k: records["1008"][k] for k in LANDING_COLUMNS},
+        "extra": "x",  # not merged with batch-a's EXTRA, though Spark matches names by case
+        "flag": True,
+        "count": 3,
+        "big": 2**64 - 1,
+        "price": "5.0000000",
+        "day": DAY,
+        "local": f"{DAY}T10:00:00.500000",
+        "paris": f"{DAY}T09:00:00Z",
+        "blob": "café",
+        "nothing": None,
+        "hour": 1,
+        "a.b": "dot",
+        "back`tick": "bt",
+        "_iris_file": "mine",
+        "_iris_seen": "True",
+    }
+    assert records["1009"]["blob"] == "\ufffd\x00" and records["1009"]["price"] == "0.0000001"
+    assert records["1010"]["extra"] is None and records["1010"]["observed_at"].endswith("+00:00")
+    assert records["1011"]["observed_at"] == "2026-11-24T10:00:00+02:00", "text stays as written"
+    assert records["1022"]["observed_at"] == 20261124, "an integer is no date, on both engines"
+    assert records["1013"]["flower_id"] == 1013, "a stored index is a column"
+    assert "18446744073709551615" in records and records["1028"]["observed_at"].endswith("Z")
     sample = drift_sample(spark.createDataFrame(local_scored[[*compared]]), 0.5)
     pd.testing.assert_frame_equal(sample, sampled(local_scored, 0.5))
+
+
+def whole_rows(rejects):
+    """Every rejects row as a tuple of all its columns but ``rejected_at``, in a stable order."""
+    columns = [c for c in REJECTS_TABLE_SCHEMA.names if c != "rejected_at"]
+    values = rejects[columns].astype(object)
+    rows = [tuple(None if pd.isna(v) else v for v in row) for row in values.itertuples(index=False)]
+    return sorted(rows, key=lambda row: [("" if v is None else str(v), v is None) for v in row])
 
 
 def sampled(scored, fraction):
