@@ -92,13 +92,31 @@ def changed_sql(compare: list[str]) -> str:
     return " OR ".join(f"NOT (target.{quote(c)} <=> source.{quote(c)})" for c in compare)
 
 
-def merge_sql(name: str, view: str, key: str, compare: list[str]) -> str:
-    """MERGE that updates a matched row only when one of its ``compare`` columns changed."""
+def whole_sql(alias: str, whole: tuple[str, str]) -> str:
+    """``alias``'s rows of the (column, value) a whole-source MERGE speaks for."""
+    column, value = whole
+    return f"{alias}.{quote(column)} = {sql_string(value)}"
+
+
+def merge_sql(
+    name: str, view: str, key: str, compare: list[str], whole: tuple[str, str] | None = None
+) -> str:
+    """MERGE that updates a matched row only when one of its ``compare`` columns changed.
+
+    With ``whole=(column, value)`` the view is everything that value offers: target rows of it
+    the view lacks are deleted in the same commit (Delta's ``WHEN NOT MATCHED BY SOURCE``,
+    Databricks Runtime 12.2 and later, so every serverless environment).
+    """
     matched = f"WHEN MATCHED AND ({changed_sql(compare)}) THEN UPDATE SET * " if compare else ""
+    retract = (
+        f" WHEN NOT MATCHED BY SOURCE AND {whole_sql('target', whole)} THEN DELETE"
+        if whole
+        else ""
+    )
     return (
         f"MERGE INTO {table_ref(name)} AS target USING {quote(view)} AS source "
         f"ON target.{quote(key)} = source.{quote(key)} "
-        f"{matched}WHEN NOT MATCHED THEN INSERT *"
+        f"{matched}WHEN NOT MATCHED THEN INSERT *{retract}"
     )
 
 
@@ -109,6 +127,15 @@ def pending_sql(name: str, view: str, key: str, compare: list[str]) -> str:
         f"SELECT COUNT(*) AS n FROM {quote(view)} AS source LEFT JOIN {table_ref(name)} AS target "
         f"ON target.{quote(key)} = source.{quote(key)} "
         f"WHERE target.{quote(key)} IS NULL{changed}"
+    )
+
+
+def missing_sql(name: str, view: str, key: str, whole: tuple[str, str]) -> str:
+    """How many target rows of ``whole`` the view no longer offers (the MERGE deletes them)."""
+    return (
+        f"SELECT COUNT(*) AS n FROM {table_ref(name)} AS target LEFT ANTI JOIN {quote(view)} "
+        f"AS source ON target.{quote(key)} = source.{quote(key)} "
+        f"WHERE {whole_sql('target', whole)}"
     )
 
 
@@ -214,21 +241,36 @@ class SparkTableStore:
                 )
 
     def merge_upsert(
-        self, name: str, data: Any, key: str, *, compare: list[str] | None = None
+        self,
+        name: str,
+        data: Any,
+        key: str,
+        *,
+        compare: list[str] | None = None,
+        whole: tuple[str, str] | None = None,
     ) -> dict[str, int]:
-        """MERGE on ``key``; nothing is committed when no source row is new or changed."""
+        """MERGE on ``key``; nothing is committed when no source row is new or changed.
+
+        ``whole=(column, value)``: rows of that value the data lacks are deleted in the same
+        MERGE (see ``merge_sql``), and a MERGE with only such rows to delete is committed too.
+        """
         columns = self._columns(name)
         compare = [c for c in columns if c != key] if compare is None else list(compare)
         view = self._view(data, columns, key=key)
         [pending] = self.spark.sql(pending_sql(name, view, key, compare)).collect()
-        if int(pending.asDict()["n"]) == 0:
-            return {"inserted": 0, "updated": 0, "version": self.version(name)}
-        self.spark.sql(merge_sql(name, view, key, compare))
+        waiting = int(pending.asDict()["n"])
+        if whole:
+            [missing] = self.spark.sql(missing_sql(name, view, key, whole)).collect()
+            waiting += int(missing.asDict()["n"])
+        if waiting == 0:
+            return {"inserted": 0, "updated": 0, "deleted": 0, "version": self.version(name)}
+        self.spark.sql(merge_sql(name, view, key, compare, whole))
         commit = self._last_commit(name)
         metrics = commit.get("operationMetrics") or {}
         return {
             "inserted": int(metrics.get("numTargetRowsInserted", 0)),
             "updated": int(metrics.get("numTargetRowsUpdated", 0)),
+            "deleted": int(metrics.get("numTargetRowsDeleted", 0)),
             "version": int(commit["version"]),
         }
 
