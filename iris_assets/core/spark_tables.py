@@ -92,10 +92,16 @@ def changed_sql(compare: list[str]) -> str:
     return " OR ".join(f"NOT (target.{quote(c)} <=> source.{quote(c)})" for c in compare)
 
 
+def spark_string(value: str) -> str:
+    """``value`` as a Spark SQL string literal, exact for any text (Spark reads backslash escapes:
+    a Windows-style path or a ``\\n`` in a file name would otherwise change)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def whole_sql(alias: str, whole: tuple[str, str]) -> str:
     """``alias``'s rows of the (column, value) a whole-source MERGE speaks for."""
     column, value = whole
-    return f"{alias}.{quote(column)} = {sql_string(value)}"
+    return f"{alias}.{quote(column)} = {spark_string(value)}"
 
 
 def merge_sql(
@@ -109,9 +115,7 @@ def merge_sql(
     """
     matched = f"WHEN MATCHED AND ({changed_sql(compare)}) THEN UPDATE SET * " if compare else ""
     retract = (
-        f" WHEN NOT MATCHED BY SOURCE AND {whole_sql('target', whole)} THEN DELETE"
-        if whole
-        else ""
+        f" WHEN NOT MATCHED BY SOURCE AND {whole_sql('target', whole)} THEN DELETE" if whole else ""
     )
     return (
         f"MERGE INTO {table_ref(name)} AS target USING {quote(view)} AS source "

@@ -411,7 +411,9 @@ class DeltaTableStore:
         table = self._table(name)
         schema = self._schema(table)
         compare = [n for n in schema.names if n != key] if compare is None else list(compare)
-        unknown = [c for c in [key, *compare, *(whole[:1] if whole else ())] if c not in schema.names]
+        unknown = [
+            c for c in [key, *compare, *(whole[:1] if whole else ())] if c not in schema.names
+        ]
         if unknown:
             raise TableError(f"{name}: merge columns {unknown} are not columns of the table")
         source = self._conform(name, schema, data)
