@@ -176,23 +176,43 @@ class SparkTableStore:
     def __init__(self, spark: Any):
         self.spark = spark
 
-    def _frame(self, data: Any, schema_names: list[str] | None = None, key: str | None = None):
+    def _frame(
+        self,
+        data: Any,
+        schema_names: list[str] | None = None,
+        key: str | None = None,
+        table: str | None = None,
+    ):
         """``data`` (pandas, Arrow or Spark) as a Spark DataFrame of the table's columns."""
         if isinstance(data, pa.Table):
             data = data.to_pandas()
         if isinstance(data, pd.DataFrame):
             if key:  # Delta has no primary key: the last occurrence of a key wins
                 data = data.drop_duplicates(key, keep="last")
-            frame = self.spark.createDataFrame(data)
+            if table and (data.empty or data.isna().all().any()):
+                # Spark infers a column's type from its values: an empty frame (a day without
+                # rejects) or an all-null column (a file quarantined whole has no flower_id)
+                # has none to infer from, so it gets the table's own types.
+                schema = self.spark.table(table).schema
+                data = data.reindex(columns=schema.fieldNames()).astype(object)
+                frame = self.spark.createDataFrame(data.where(data.notna(), None), schema)
+            else:
+                frame = self.spark.createDataFrame(data)
         else:
             frame = data.dropDuplicates([key]) if key else data
         if schema_names:
             frame = frame.select(*schema_names)
         return frame
 
-    def _view(self, data: Any, schema_names: list[str] | None = None, key: str | None = None):
+    def _view(
+        self,
+        data: Any,
+        schema_names: list[str] | None = None,
+        key: str | None = None,
+        table: str | None = None,
+    ):
         """Register ``data`` (pandas, Arrow or a Spark DataFrame) as a temporary view."""
-        frame = self._frame(data, schema_names, key)
+        frame = self._frame(data, schema_names, key, table)
         view = f"iris_source_{next(_VIEW_IDS)}"
         frame.createOrReplaceTempView(view)
         return view
@@ -260,7 +280,7 @@ class SparkTableStore:
         """
         columns = self._columns(name)
         compare = [c for c in columns if c != key] if compare is None else list(compare)
-        view = self._view(data, columns, key=key)
+        view = self._view(data, columns, key=key, table=name)
         [pending] = self.spark.sql(pending_sql(name, view, key, compare)).collect()
         waiting = int(pending.asDict()["n"])
         if whole:
@@ -287,10 +307,10 @@ class SparkTableStore:
         ``replaceWhere`` overwrite, whose ``userMetadata`` option carries the tags (JSON).
         """
         if not tags:
-            view = self._view(data, self._columns(name))
+            view = self._view(data, self._columns(name), table=name)
             self.spark.sql(replace_where_sql(name, view, predicate))
             return int(self._last_commit(name)["version"])
-        frame = self._frame(data, self._columns(name))
+        frame = self._frame(data, self._columns(name), table=name)
         (
             frame.write.format("delta")
             .mode("overwrite")
@@ -319,7 +339,7 @@ class SparkTableStore:
         return found
 
     def append(self, name: str, data: Any) -> int:
-        view = self._view(data, self._columns(name))
+        view = self._view(data, self._columns(name), table=name)
         self.spark.sql(append_sql(name, view))
         return int(self._last_commit(name)["version"])
 

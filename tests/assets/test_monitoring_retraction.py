@@ -7,6 +7,7 @@ feature table holding exactly the labelled flowers that are still offered, every
 side it had, and an unchanged re-run committing nothing.
 """
 
+import dagster as dg
 import pandas as pd
 import pytest
 
@@ -166,3 +167,23 @@ def test_a_renamed_source_file_answers_for_its_flowers(settings, graph, tmp_path
     held = table_store(settings).read(settings.feature_table, predicate="flower_id > 1000")
     assert sorted(held["flower_id"]) == [1001, 1002, 1003, 1004]
     assert shrunk["rows_removed"] == 2
+
+
+def test_deleting_the_last_batch_of_a_day_judges_the_day_again(settings, graph, labelled):
+    from iris_assets.assets.monitoring import labels_files_sensor
+
+    defs, instance = graph
+    _, a, b = labelled
+
+    def tick(cursor):
+        with dg.build_sensor_context(
+            instance=instance, definitions=defs, resources=defs.resources, cursor=cursor
+        ) as context:
+            return labels_files_sensor(context), context.cursor
+
+    _, cursor = tick(None)
+    a.unlink()
+    b.unlink()
+    requests, cursor = tick(cursor)
+    assert [r.partition_key for r in requests] == [DAY], "an emptied day is a change"
+    assert isinstance(tick(cursor)[0], dg.SkipReason), "and only once"
