@@ -14,7 +14,7 @@ import pytest
 from iris_assets.steps.performance import labelled_flowers_path
 from iris_assets.steps.stores import table_store
 from tests.assets.helpers import materialization_metadata, materialize, step_failure_messages
-from tests.assets.test_monitoring_retraining import champion, score  # noqa: F401 (fixture)
+from tests.assets.test_monitoring_retraining import score
 
 DAY = "2026-11-24"
 
@@ -54,7 +54,7 @@ def labelled_rows(settings):
 
 
 @pytest.fixture
-def labelled(settings, graph, champion):  # noqa: F811 (the fixture imported above)
+def labelled(settings, graph, champion):
     """120 scored flowers; batches A and B (40 labels each) landed, judged and ingested."""
     scored = score(graph, settings, DAY, rows=120).sort_values("flower_id")
     ids = scored["flower_id"].tolist()
@@ -187,3 +187,31 @@ def test_deleting_the_last_batch_of_a_day_judges_the_day_again(settings, graph, 
     requests, cursor = tick(cursor)
     assert [r.partition_key for r in requests] == [DAY], "an emptied day is a change"
     assert isinstance(tick(cursor)[0], dg.SkipReason), "and only once"
+
+
+def test_a_retraction_is_evidence_for_retraining_and_its_run_removes_the_rows(
+    settings, graph, labelled
+):
+    from iris_assets.assets.retraining import retraining_sensor
+
+    defs, instance = graph
+    _, a, _ = labelled
+
+    def tick(cursor=None):
+        with dg.build_sensor_context(
+            instance=instance, definitions=defs, resources=defs.resources, cursor=cursor
+        ) as context:
+            return retraining_sensor(context), context.cursor
+
+    assert isinstance(tick()[0], dg.SkipReason), "nothing stale yet"
+    a.unlink()
+    judge(graph)
+    request, cursor = tick()
+    assert isinstance(request, dg.RunRequest), request
+    assert request.tags["iris/retrain_reason"] == (
+        "labels: 40 retracted and 0 corrected labelled flowers still train with their old label"
+    )
+    config = request.run_config["ops"]["iris_features"]["config"]
+    assert ingest(graph, config["source_path"])["rows_removed"] == 40
+    outcome, _ = tick(cursor)
+    assert isinstance(outcome, dg.SkipReason) and "no trigger" in outcome.skip_message
