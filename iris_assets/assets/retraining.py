@@ -23,8 +23,8 @@ source) and a tag (the reason) that an ``AutomationCondition`` cannot attach. Wh
 challenger that passed evaluation waits for its approval, no other is trained; one that failed
 blocks nothing (it cannot be approved) and ``notification_sensor`` says it failed. Each trigger's
 evidence is keyed on its own (``decay:DAY``, ``drift:LAST_DAY``, ``labels:<hash of the new
-ids>``, ``retracted:<hash of the stale ids>``) and remembered in the sensor's cursor, so one piece of evidence starts at most one
-retrain.
+ids>``, ``retracted:<hash of the stale ids>``) and remembered in the sensor's cursor, so one
+piece of evidence starts at most one retrain.
 """
 
 import hashlib
