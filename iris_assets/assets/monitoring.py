@@ -6,9 +6,13 @@ automation: ``flower_labels`` is files outside Dagster that nobody materializes,
 ``AutomationCondition`` (which reacts to materializations) would never see a label arrive; the
 sensor fingerprints the folder exactly as ``landing_files_sensor`` does for ``new_flowers``, and
 adds the day's latest ``inference_table`` materialization so a re-scored day is judged again.
+On Databricks the folder is a Unity Catalog volume: the sensor lists it through the SDK's Files
+API (``volume_fingerprints``) with the step runner's workspace credentials.
 """
 
+import hashlib
 import json
+import re
 
 import dagster as dg
 from pydantic import Field
@@ -91,29 +95,80 @@ def latest_scoring(instance: dg.DagsterInstance, day: str) -> int | None:
     return result.records[0].storage_id if result.records else None
 
 
+_DAY_FOLDER = re.compile(r"^observed_date=(\d{4}-\d{2}-\d{2})$")
+
+
+def volume_fingerprints(workspace, root: str) -> dict[str, str]:
+    """Day -> fingerprint of a labels landing in a Unity Catalog volume, via the Files API.
+
+    The same rule as ``LandingArea.fingerprint``: every entry of the day folder that is not in
+    flight (``.``/``_`` names), by name, size and modification time; days with no entry are left
+    out. A landing root that does not exist yet holds no day; a volume that does not exist (or
+    these credentials cannot read) is a ``LookupError`` saying so, never an empty landing.
+    """
+    from databricks.sdk.errors import NotFound
+
+    try:
+        folders = list(workspace.files.list_directory_contents(root))
+    except NotFound:
+        volume = "/".join(root.rstrip("/").split("/")[:5])  # /Volumes/<catalog>/<schema>/<volume>
+        try:
+            workspace.files.get_directory_metadata(volume)
+        except NotFound:
+            raise LookupError(
+                f"the labels landing volume {volume} does not exist or these credentials cannot "
+                "read it: create it (the bundle's landing volume) or grant READ VOLUME"
+            ) from None
+        return {}
+    found = {}
+    for folder in sorted(folders, key=lambda e: e.name or ""):
+        match = _DAY_FOLDER.match(folder.name or "")
+        if not (folder.is_directory and match):
+            continue
+        entries = sorted(
+            (e for e in workspace.files.list_directory_contents(folder.path)),
+            key=lambda e: e.name or "",
+        )
+        parts = [
+            f"{e.name}:{e.file_size}:{e.last_modified}"
+            for e in entries
+            if not (e.name or "").startswith((".", "_"))
+        ]
+        if parts:
+            found[match.group(1)] = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return found
+
+
 @dg.sensor(
     job=performance_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Re-computes model_performance for a day when labels land or it is re-scored.",
 )
-def labels_files_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
+def labels_files_sensor(
+    context: dg.SensorEvaluationContext, settings: SettingsResource, step_runner: StepRunner
+):
     from iris_assets.core.landing import LandingArea
 
     current = settings.get()
     if current.is_databricks:
-        return dg.SkipReason(
-            "the labels landing is a Unity Catalog volume the orchestrator cannot list: use a "
-            "Databricks file-arrival trigger on it"
-        )
-    landing = LandingArea(current.labels_landing_dir)
+        workspace = step_runner.workspace_client()
+        try:
+            fingerprints = volume_fingerprints(workspace, str(current.labels_landing_dir))
+        except LookupError as missing:
+            return dg.SkipReason(str(missing))
+    else:
+        landing = LandingArea(current.labels_landing_dir)
+        fingerprints = {day: landing.fingerprint(day) for day in landing.days()}
     known = json.loads(context.cursor) if context.cursor else {}
     valid_days = set(daily.get_partition_keys(dynamic_partitions_store=context.instance))
     requests = []
-    for day in landing.days():
+    # A day seen before whose last batch was deleted has no folder entry left: it is judged
+    # again too, so its retracted labels leave the labels table and the labelled flowers.
+    for day in sorted(set(fingerprints) | set(known)):
         if day not in valid_days:
             continue
-        fingerprint = f"{landing.fingerprint(day)}-{latest_scoring(context.instance, day)}"
+        fingerprint = f"{fingerprints.get(day, '')}-{latest_scoring(context.instance, day)}"
         if known.get(day) == fingerprint:
             continue
         known[day] = fingerprint

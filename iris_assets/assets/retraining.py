@@ -1,12 +1,14 @@
 """``retraining_sensor``: retraining that starts itself; approval stays human.
 
-Three triggers, each judged from evidence the pipeline already keeps:
+Four triggers, each judged from evidence the pipeline already keeps:
 
 - **drift**: ``feature_drift`` warned on the ``drift_days`` latest scored days, and they are
   consecutive calendar days (one drifting day is noise; a streak is a changed world);
 - **decay**: the latest judged day's ``live_accuracy`` check failed (its own one-sided Wilson
   rule, on enough labels: ``core.performance``);
-- **labels**: at least ``min_new_labels`` labelled flowers are not in ``iris_features`` yet.
+- **labels**: at least ``min_new_labels`` labelled flowers are not in ``iris_features`` yet;
+- **retracted labels**: labelled flowers ``iris_features`` holds were retracted or corrected
+  since (``stale_labelled_flowers``); the run's ingest removes or corrects them.
 
 It runs ``training_job`` (ingest, train, evaluate), ingesting the labelled flowers
 (``steps.performance.labelled_flowers_path``) as one more source: each keeps its ``flower_id``
@@ -21,8 +23,8 @@ source) and a tag (the reason) that an ``AutomationCondition`` cannot attach. Wh
 challenger that passed evaluation waits for its approval, no other is trained; one that failed
 blocks nothing (it cannot be approved) and ``notification_sensor`` says it failed. Each trigger's
 evidence is keyed on its own (``decay:DAY``, ``drift:LAST_DAY``, ``labels:<hash of the new
-ids>``) and remembered in the sensor's cursor, so one piece of evidence starts at most one
-retrain.
+ids>``, ``retracted:<hash of the stale ids>``) and remembered in the sensor's cursor, so one
+piece of evidence starts at most one retrain.
 """
 
 import hashlib
@@ -46,6 +48,9 @@ class RetrainingPolicy(dg.ConfigurableResource):
 
     drift_days: int = 3
     min_new_labels: int = 50
+    # A flower whose label was retracted or corrected still trains the champion's successor
+    # with the old label until the labelled source is ingested again: one is evidence enough.
+    min_label_corrections: int = 1
 
 
 def latest_by_day(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> dict[str, object]:
@@ -118,6 +123,34 @@ def new_labelled_flowers(settings) -> set[int]:
     return labelled - held
 
 
+def stale_labelled_flowers(settings) -> tuple[set[int], set[int]]:
+    """(retracted, corrected): labelled flowers ``iris_features`` holds that the labels table no
+    longer has, or has with another species (a deleted or corrected label batch)."""
+    from iris_assets.core.schema import LABEL, PRIMARY_KEY
+    from iris_assets.core.tables import sql_string
+    from iris_assets.steps.ingest import source_identity
+    from iris_assets.steps.performance import labelled_flowers_path
+    from iris_assets.steps.stores import table_store
+
+    store = table_store(settings)
+    if not (store.exists(settings.labels_table) and store.exists(settings.feature_table)):
+        return set(), set()
+    source = source_identity(str(labelled_flowers_path(settings)))
+
+    held = store.read(
+        settings.feature_table, [PRIMARY_KEY, LABEL], f"source = {sql_string(source)}"
+    )
+    labels = store.read(settings.labels_table, [PRIMARY_KEY, LABEL])
+    now = dict(zip(labels[PRIMARY_KEY].astype(int), labels[LABEL].astype(int), strict=True))
+    retracted, corrected = set(), set()
+    for flower, species in zip(held[PRIMARY_KEY].astype(int), held[LABEL].astype(int), strict=True):
+        if flower not in now:
+            retracted.add(flower)
+        elif now[flower] != species:
+            corrected.add(flower)
+    return retracted, corrected
+
+
 def retraining_reasons(instance, settings, policy: RetrainingPolicy) -> list[tuple[str, str]]:
     """(evidence key, reason) for every trigger that holds now."""
     reasons = []
@@ -140,6 +173,21 @@ def retraining_reasons(instance, settings, policy: RetrainingPolicy) -> list[tup
             (
                 f"labels:{hashlib.sha256(ids).hexdigest()[:16]}",
                 f"labels: {len(fresh)} new labelled flowers (at least {policy.min_new_labels})",
+            )
+        )
+    retracted, corrected = (
+        (set(), set()) if settings.is_databricks else stale_labelled_flowers(settings)
+    )
+    stale = len(retracted) + len(corrected)
+    if stale and stale >= policy.min_label_corrections:
+        ids = ",".join(
+            [*(f"r{i}" for i in sorted(retracted)), *(f"c{i}" for i in sorted(corrected))]
+        )
+        reasons.append(
+            (
+                f"retracted:{hashlib.sha256(ids.encode()).hexdigest()[:16]}",
+                f"labels: {len(retracted)} retracted and {len(corrected)} corrected labelled "
+                "flowers still train with their old label",
             )
         )
     return reasons

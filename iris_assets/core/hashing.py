@@ -41,5 +41,7 @@ def content_hash(columns: list[np.ndarray]) -> np.ndarray:
 
 def measurement_hash(measurements: np.ndarray) -> np.ndarray:
     """The content hash of each row of an (n, 4) float64 array of measurements in cm."""
-    values = np.asarray(measurements, dtype=np.float64).reshape(len(measurements), -1)
+    values = np.asarray(measurements, dtype=np.float64)
+    if values.ndim != 2:  # (n, 4) already for n = 0 too, where reshape(0, -1) is undefined
+        values = values.reshape(len(measurements), -1)
     return content_hash([float_bits(values[:, i]) for i in range(values.shape[1])])

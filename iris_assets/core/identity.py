@@ -25,7 +25,9 @@ DERIVED_ID_BASE = 2**62
 
 def derived_ids(measurements: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """int64 ids in [2**62, 2**63) for (n, 4) float64 measurements and n species labels."""
-    values = np.asarray(measurements, dtype=np.float64).reshape(len(measurements), -1)
+    values = np.asarray(measurements, dtype=np.float64)
+    if values.ndim != 2:  # (n, 4) already for n = 0 too, where reshape(0, -1) is undefined
+        values = values.reshape(len(measurements), -1)
     words = [float_bits(values[:, i]) for i in range(values.shape[1])]
     digest = content_hash([*words, np.asarray(labels, dtype=np.int64).astype(np.uint64)])
     return (np.uint64(DERIVED_ID_BASE) | (digest >> np.uint64(2))).astype(np.int64)
@@ -37,7 +39,8 @@ def foreign_conflicts(
     """For each incoming row, the source that holds its id with other content, else None.
 
     ``held`` is the feature table (``flower_id``, the ``compare`` columns and ``source``). An id
-    held with the same content is not a conflict (re-ingesting is a no-op), nor is one held by
+    held with the same content is not a conflict (the flower is unchanged; the ingest makes
+    ``source`` its owner, so a renamed file keeps answering for its flowers), nor is one held by
     ``source`` itself (a source may correct its own flowers); any other is refused by the caller,
     so a flower is never overwritten by a different source.
     """

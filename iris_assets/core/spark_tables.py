@@ -92,13 +92,35 @@ def changed_sql(compare: list[str]) -> str:
     return " OR ".join(f"NOT (target.{quote(c)} <=> source.{quote(c)})" for c in compare)
 
 
-def merge_sql(name: str, view: str, key: str, compare: list[str]) -> str:
-    """MERGE that updates a matched row only when one of its ``compare`` columns changed."""
+def spark_string(value: str) -> str:
+    """``value`` as a Spark SQL string literal, exact for any text (Spark reads backslash escapes:
+    a Windows-style path or a ``\\n`` in a file name would otherwise change)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def whole_sql(alias: str, whole: tuple[str, str]) -> str:
+    """``alias``'s rows of the (column, value) a whole-source MERGE speaks for."""
+    column, value = whole
+    return f"{alias}.{quote(column)} = {spark_string(value)}"
+
+
+def merge_sql(
+    name: str, view: str, key: str, compare: list[str], whole: tuple[str, str] | None = None
+) -> str:
+    """MERGE that updates a matched row only when one of its ``compare`` columns changed.
+
+    With ``whole=(column, value)`` the view is everything that value offers: target rows of it
+    the view lacks are deleted in the same commit (Delta's ``WHEN NOT MATCHED BY SOURCE``,
+    Databricks Runtime 12.2 and later, so every serverless environment).
+    """
     matched = f"WHEN MATCHED AND ({changed_sql(compare)}) THEN UPDATE SET * " if compare else ""
+    retract = (
+        f" WHEN NOT MATCHED BY SOURCE AND {whole_sql('target', whole)} THEN DELETE" if whole else ""
+    )
     return (
         f"MERGE INTO {table_ref(name)} AS target USING {quote(view)} AS source "
         f"ON target.{quote(key)} = source.{quote(key)} "
-        f"{matched}WHEN NOT MATCHED THEN INSERT *"
+        f"{matched}WHEN NOT MATCHED THEN INSERT *{retract}"
     )
 
 
@@ -109,6 +131,15 @@ def pending_sql(name: str, view: str, key: str, compare: list[str]) -> str:
         f"SELECT COUNT(*) AS n FROM {quote(view)} AS source LEFT JOIN {table_ref(name)} AS target "
         f"ON target.{quote(key)} = source.{quote(key)} "
         f"WHERE target.{quote(key)} IS NULL{changed}"
+    )
+
+
+def missing_sql(name: str, view: str, key: str, whole: tuple[str, str]) -> str:
+    """How many target rows of ``whole`` the view no longer offers (the MERGE deletes them)."""
+    return (
+        f"SELECT COUNT(*) AS n FROM {table_ref(name)} AS target LEFT ANTI JOIN {quote(view)} "
+        f"AS source ON target.{quote(key)} = source.{quote(key)} "
+        f"WHERE {whole_sql('target', whole)}"
     )
 
 
@@ -145,23 +176,43 @@ class SparkTableStore:
     def __init__(self, spark: Any):
         self.spark = spark
 
-    def _frame(self, data: Any, schema_names: list[str] | None = None, key: str | None = None):
+    def _frame(
+        self,
+        data: Any,
+        schema_names: list[str] | None = None,
+        key: str | None = None,
+        table: str | None = None,
+    ):
         """``data`` (pandas, Arrow or Spark) as a Spark DataFrame of the table's columns."""
         if isinstance(data, pa.Table):
             data = data.to_pandas()
         if isinstance(data, pd.DataFrame):
             if key:  # Delta has no primary key: the last occurrence of a key wins
                 data = data.drop_duplicates(key, keep="last")
-            frame = self.spark.createDataFrame(data)
+            if table and (data.empty or data.isna().all().any()):
+                # Spark infers a column's type from its values: an empty frame (a day without
+                # rejects) or an all-null column (a file quarantined whole has no flower_id)
+                # has none to infer from, so it gets the table's own types.
+                schema = self.spark.table(table).schema
+                data = data.reindex(columns=schema.fieldNames()).astype(object)
+                frame = self.spark.createDataFrame(data.where(data.notna(), None), schema)
+            else:
+                frame = self.spark.createDataFrame(data)
         else:
             frame = data.dropDuplicates([key]) if key else data
         if schema_names:
             frame = frame.select(*schema_names)
         return frame
 
-    def _view(self, data: Any, schema_names: list[str] | None = None, key: str | None = None):
+    def _view(
+        self,
+        data: Any,
+        schema_names: list[str] | None = None,
+        key: str | None = None,
+        table: str | None = None,
+    ):
         """Register ``data`` (pandas, Arrow or a Spark DataFrame) as a temporary view."""
-        frame = self._frame(data, schema_names, key)
+        frame = self._frame(data, schema_names, key, table)
         view = f"iris_source_{next(_VIEW_IDS)}"
         frame.createOrReplaceTempView(view)
         return view
@@ -214,21 +265,36 @@ class SparkTableStore:
                 )
 
     def merge_upsert(
-        self, name: str, data: Any, key: str, *, compare: list[str] | None = None
+        self,
+        name: str,
+        data: Any,
+        key: str,
+        *,
+        compare: list[str] | None = None,
+        whole: tuple[str, str] | None = None,
     ) -> dict[str, int]:
-        """MERGE on ``key``; nothing is committed when no source row is new or changed."""
+        """MERGE on ``key``; nothing is committed when no source row is new or changed.
+
+        ``whole=(column, value)``: rows of that value the data lacks are deleted in the same
+        MERGE (see ``merge_sql``), and a MERGE with only such rows to delete is committed too.
+        """
         columns = self._columns(name)
         compare = [c for c in columns if c != key] if compare is None else list(compare)
-        view = self._view(data, columns, key=key)
+        view = self._view(data, columns, key=key, table=name)
         [pending] = self.spark.sql(pending_sql(name, view, key, compare)).collect()
-        if int(pending.asDict()["n"]) == 0:
-            return {"inserted": 0, "updated": 0, "version": self.version(name)}
-        self.spark.sql(merge_sql(name, view, key, compare))
+        waiting = int(pending.asDict()["n"])
+        if whole:
+            [missing] = self.spark.sql(missing_sql(name, view, key, whole)).collect()
+            waiting += int(missing.asDict()["n"])
+        if waiting == 0:
+            return {"inserted": 0, "updated": 0, "deleted": 0, "version": self.version(name)}
+        self.spark.sql(merge_sql(name, view, key, compare, whole))
         commit = self._last_commit(name)
         metrics = commit.get("operationMetrics") or {}
         return {
             "inserted": int(metrics.get("numTargetRowsInserted", 0)),
             "updated": int(metrics.get("numTargetRowsUpdated", 0)),
+            "deleted": int(metrics.get("numTargetRowsDeleted", 0)),
             "version": int(commit["version"]),
         }
 
@@ -241,10 +307,10 @@ class SparkTableStore:
         ``replaceWhere`` overwrite, whose ``userMetadata`` option carries the tags (JSON).
         """
         if not tags:
-            view = self._view(data, self._columns(name))
+            view = self._view(data, self._columns(name), table=name)
             self.spark.sql(replace_where_sql(name, view, predicate))
             return int(self._last_commit(name)["version"])
-        frame = self._frame(data, self._columns(name))
+        frame = self._frame(data, self._columns(name), table=name)
         (
             frame.write.format("delta")
             .mode("overwrite")
@@ -273,7 +339,7 @@ class SparkTableStore:
         return found
 
     def append(self, name: str, data: Any) -> int:
-        view = self._view(data, self._columns(name))
+        view = self._view(data, self._columns(name), table=name)
         self.spark.sql(append_sql(name, view))
         return int(self._last_commit(name)["version"])
 

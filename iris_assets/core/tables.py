@@ -72,7 +72,13 @@ class TableStore(Protocol):
     ) -> None: ...
 
     def merge_upsert(
-        self, name: str, data: TableData, key: str, *, compare: list[str] | None = None
+        self,
+        name: str,
+        data: TableData,
+        key: str,
+        *,
+        compare: list[str] | None = None,
+        whole: tuple[str, str] | None = None,
     ) -> dict[str, int]: ...
 
     def replace_where(
@@ -387,7 +393,13 @@ class DeltaTableStore:
             raise self._rejected(name, action, table, exc) from exc
 
     def merge_upsert(
-        self, name: str, data: TableData, key: str, *, compare: list[str] | None = None
+        self,
+        name: str,
+        data: TableData,
+        key: str,
+        *,
+        compare: list[str] | None = None,
+        whole: tuple[str, str] | None = None,
     ) -> dict[str, int]:
         """MERGE on ``key``: update matched rows whose ``compare`` columns changed, insert the rest.
 
@@ -396,13 +408,17 @@ class DeltaTableStore:
         Delta has no primary key, so the source is first reduced to one row per key (the last
         occurrence wins). Source rows equal to their target row are dropped before the MERGE,
         and when none is left nothing is committed: re-merging unchanged data is a no-op (same
-        table version). Returns inserted, updated, deduplicated (source rows dropped) and the
-        table version after the merge.
+        table version). ``whole=(column, value)`` says ``data`` is everything that value of the
+        column offers: target rows with that value whose key ``data`` lacks are deleted in the
+        same commit (``WHEN NOT MATCHED BY SOURCE``). Returns inserted, updated, deleted,
+        deduplicated (source rows dropped) and the table version after the merge.
         """
         table = self._table(name)
         schema = self._schema(table)
         compare = [n for n in schema.names if n != key] if compare is None else list(compare)
-        unknown = [c for c in [key, *compare] if c not in schema.names]
+        unknown = [
+            c for c in [key, *compare, *(whole[:1] if whole else ())] if c not in schema.names
+        ]
         if unknown:
             raise TableError(f"{name}: merge columns {unknown} are not columns of the table")
         source = self._conform(name, schema, data)
@@ -413,14 +429,18 @@ class DeltaTableStore:
         deduplicated = int(len(last) - last.sum())
         if deduplicated:
             source = source.filter(pa.array(last))
-        source = source.filter(pa.array(self._differs(name, source, key, compare)))
-        if source.num_rows == 0:
+        changed_rows = self._differs(name, source, key, compare)
+        missing = self._missing(name, source, key, whole) if whole else 0
+        if not changed_rows.any() and not missing:
             return {
                 "inserted": 0,
                 "updated": 0,
+                "deleted": 0,
                 "deduplicated": deduplicated,
                 "version": table.version(),
             }
+        if not whole:  # NOT MATCHED BY SOURCE needs every source row, changed or not
+            source = source.filter(pa.array(changed_rows))
         k = sql_identifier(key)
         changed = " OR ".join(
             f"(t.{c} IS DISTINCT FROM s.{c})" for c in (sql_identifier(n) for n in compare)
@@ -430,6 +450,11 @@ class DeltaTableStore:
             # Checked again inside the MERGE: a concurrent writer may have made the row equal.
             merger = merger.when_matched_update_all(predicate=changed)
         merger = merger.when_not_matched_insert_all()
+        if whole:
+            column, value = whole
+            merger = merger.when_not_matched_by_source_delete(
+                predicate=f"t.{sql_identifier(column)} = {sql_string(value)}"
+            )
         try:
             metrics = merger.execute()
         except DeltaError as exc:
@@ -437,9 +462,17 @@ class DeltaTableStore:
         return {
             "inserted": int(metrics.get("num_target_rows_inserted", 0)),
             "updated": int(metrics.get("num_target_rows_updated", 0)),
+            "deleted": int(metrics.get("num_target_rows_deleted", 0)),
             "deduplicated": deduplicated,
             "version": self.version(name),
         }
+
+    def _missing(self, name: str, source: pa.Table, key: str, whole: tuple[str, str]) -> int:
+        """Target rows of ``whole``'s (column, value) whose key ``source`` no longer has."""
+        column, value = whole
+        held = self.read(name, [key], predicate=f"{sql_identifier(column)} = {sql_string(value)}")
+        offered = set(source.column(key).to_pylist())
+        return int((~held[key].isin(offered)).sum())
 
     def _differs(self, name: str, source: pa.Table, key: str, compare: list[str]):
         """Per source row: True when its key is new or a ``compare`` column differs (null-safe)."""

@@ -200,17 +200,88 @@ class DeltaAppender:
         return int(self._table.version())
 
 
+# Maintenance (``LogMaintenance``): every 5 s batch is a small file and a commit, so the writer
+# compacts now and then, between batches. 120 commits is ten minutes of steady traffic.
+COMPACT_EVERY_COMMITS = 120
+COMPACT_MIN_FILES = 32
+# Delta's own default deletedFileRetentionDuration: a vacuum removes only files a commit dropped
+# more than a week ago, so reading the log as of any version of the last 7 days still works.
+VACUUM_RETENTION_HOURS = 168
+
+
+def compact_log(
+    table_path: str,
+    min_files: int = COMPACT_MIN_FILES,
+    retention_hours: int = VACUUM_RETENTION_HOURS,
+) -> dict[str, int] | None:
+    """Compact the log's small files, checkpoint, vacuum past the retention; None if not needed.
+
+    Rows are only rewritten, never dropped: compaction is a Delta commit that swaps files, so an
+    append committed meanwhile (another server on the same log) is kept, and a read of an older
+    version within ``retention_hours`` still finds its files. ``enforce_retention_duration``
+    refuses a retention shorter than the table's own.
+    """
+    from deltalake import DeltaTable
+
+    table = DeltaTable(table_path)
+    files = len(table.file_uris())
+    if files < min_files:
+        return None
+    metrics = table.optimize.compact()
+    table.create_checkpoint()
+    vacuumed = table.vacuum(
+        retention_hours=retention_hours, dry_run=False, enforce_retention_duration=True
+    )
+    return {
+        "files_before": files,
+        "files_after": len(DeltaTable(table_path).file_uris()),
+        "files_compacted": int(metrics.get("numFilesRemoved", 0)),
+        "files_vacuumed": len(vacuumed),
+    }
+
+
+class LogMaintenance:
+    """Runs ``compact_log`` after every ``every`` commits of the writer (bounded work)."""
+
+    def __init__(self, table_path: str, every: int = COMPACT_EVERY_COMMITS, **options: int):
+        self.table_path, self.every, self.options = table_path, every, options
+        self.commits = 0
+
+    def after_commit(self) -> dict[str, Any] | None:
+        self.commits += 1
+        if self.every <= 0 or self.commits % self.every:
+            return None
+        started = time.perf_counter()
+        try:
+            done = compact_log(self.table_path, **self.options)
+        except Exception as exc:  # a conflict or a full disk: the log is as it was; try later
+            log.exception("request log: compaction failed")
+            return {"compaction_failed": f"{type(exc).__name__}: {exc}"[:500]}
+        if done is None:
+            return None
+        return {**done, "seconds": round(time.perf_counter() - started, 4)}
+
+
 def commit(table_path: str, batch: pa.Table, dropped_total: int) -> int:
     """Append ``batch`` to the table at ``table_path`` in one commit (a one-off appender)."""
     return DeltaAppender(table_path).commit(batch, dropped_total)
 
 
 def run(
-    table_path: str, converter: BatchConverter, frames: BinaryIO, reports: Any
+    table_path: str,
+    converter: BatchConverter,
+    frames: BinaryIO,
+    reports: Any,
+    maintenance: LogMaintenance | None = None,
 ) -> tuple[int, int]:
-    """Commit every frame read from ``frames`` until it ends; returns (rows written, failed)."""
+    """Commit every frame read from ``frames`` until it ends; returns (rows written, failed).
+
+    ``maintenance`` (default: ``LogMaintenance`` on the table) compacts between commits and
+    logs what it did on stderr.
+    """
     written = failed = 0
     appender = DeltaAppender(table_path)
+    maintenance = maintenance or LogMaintenance(table_path)
     while (frame := read_frame(frames)) is not None:
         rows, dropped = frame["rows"], frame["dropped"]
         if not rows:
@@ -231,6 +302,9 @@ def run(
             }
         reports.write(json.dumps(report) + "\n")
         reports.flush()
+        # On stderr: stdout carries one report per batch, which the server counts.
+        if "committed" in report and (maintained := maintenance.after_commit()):
+            log.info("request log maintenance: %s", json.dumps(maintained))
     return written, failed
 
 

@@ -5,8 +5,11 @@ Identity (``core.identity``): a row keeps its ``flower_id``, or gets one derived
 when the file has none. An id already held by a different flower from another source is rejected
 with a reason, never overwritten; the source that delivered a flower may correct it (a source is
 known by its resolved path, ``source_identity``), and a correction keeps the flower's split.
-Unchanged rows are not rewritten (the MERGE compares the data columns only), so re-ingesting the
-same data commits nothing. The split fraction is fixed in the table's properties when it is created.
+A source is ingested whole: rows it held and no longer offers (a deleted or corrected label
+batch, a row edited away) are removed in the same MERGE, and a flower another source offered
+with the same content becomes this source's. Unchanged rows are not rewritten (the MERGE compares
+the data columns and the source only), so re-ingesting the same data commits nothing. The split
+fraction is fixed in the table's properties when it is created.
 """
 
 from __future__ import annotations
@@ -107,8 +110,15 @@ def ingest(step: Step) -> None:
     rejects = pd.concat([checked.rejects, conflicts], ignore_index=True)
 
     failpoint("ingest:before_merge")
+    # The source is taken whole: its rows it no longer offers leave the table in the same commit.
+    # ``source`` is compared too, so a flower another source offered identically becomes this
+    # one's (a renamed file takes its flowers with it, and its later deletions reach them).
     merged = store.merge_upsert(
-        settings.feature_table, features, key=PRIMARY_KEY, compare=list(FEATURE_DATA_COLUMNS)
+        settings.feature_table,
+        features,
+        key=PRIMARY_KEY,
+        compare=[*FEATURE_DATA_COLUMNS, "source"],
+        whole=("source", source_name),
     )
     failpoint("ingest:merged")
     replace_slice_if_changed(
@@ -120,7 +130,8 @@ def ingest(step: Step) -> None:
     )
     step.log(
         f"ingested {len(features)} rows from {source_name} into {settings.feature_table} "
-        f"({merged['inserted']} new, {merged['updated']} updated, {len(rejects)} rejected)"
+        f"({merged['inserted']} new, {merged['updated']} updated, {merged['deleted']} no longer "
+        f"in the source removed, {len(rejects)} rejected)"
     )
 
     table = store.read(settings.feature_table)
@@ -136,6 +147,7 @@ def ingest(step: Step) -> None:
             "rows_conflicting": len(conflicts),
             "rows_inserted": merged["inserted"],
             "rows_updated": merged["updated"],
+            "rows_removed": merged["deleted"],
             "dagster/row_count": len(table),
             "delta_version": merged["version"],
             "test_fraction": test_fraction,

@@ -10,15 +10,12 @@ from iris_assets.assets.monitoring import labels_files_sensor
 from iris_assets.core.labels import labelled_ids, simulate_labels
 from iris_assets.core.landing import LandingArea, simulate_flowers
 from iris_assets.core.quarantine import rejects_slice
-from iris_assets.core.registry import ModelRegistry
 from iris_assets.core.validation import ID_RULE
-from iris_assets.settings import CHAMPION_ALIAS
 from iris_assets.steps.performance import labelled_flowers_path
 from iris_assets.steps.stores import table_store
 from tests.assets.helpers import (
     check_results,
     materialization_metadata,
-    materialize,
     run_job,
     step_failure_messages,
 )
@@ -27,12 +24,9 @@ DAY = "2026-11-22"
 
 
 @pytest.fixture
-def scored_day(settings, graph):
+def scored_day(settings, graph, champion):
     """A champion (trained by the real steps) that scored 120 flowers on DAY."""
     defs, instance = graph
-    result = materialize(defs, instance, "iris_features", "challenger_model")
-    assert result.success, step_failure_messages(result)
-    ModelRegistry(settings).set_alias(CHAMPION_ALIAS, "1")
     LandingArea(settings.landing_dir).write_batch(simulate_flowers(120, DAY, seed=11), DAY)
     scored = run_job(defs, instance, "inference_job", partition_key=DAY)
     assert scored.success, step_failure_messages(scored)

@@ -1,27 +1,16 @@
 """Retraining that starts itself and stops at the approval gate, through the real graph."""
 
 import dagster as dg
-import pytest
 
 from iris_assets.assets.retraining import retraining_sensor
 from iris_assets.core.labels import simulate_labels
 from iris_assets.core.landing import LandingArea, simulate_flowers
 from iris_assets.core.registry import ModelRegistry
 from iris_assets.core.split import split_by_measurements
-from iris_assets.settings import CHAMPION_ALIAS
 from iris_assets.steps.stores import table_store
-from tests.assets.helpers import materialize, run_job, sensor_decision, step_failure_messages
+from tests.assets.helpers import run_job, sensor_decision, step_failure_messages
 
 DAY = "2026-11-24"
-
-
-@pytest.fixture
-def champion(settings, graph):
-    defs, instance = graph
-    result = materialize(defs, instance, "iris_features", "challenger_model")
-    assert result.success, step_failure_messages(result)
-    ModelRegistry(settings).set_alias(CHAMPION_ALIAS, "1")
-    return "1"
 
 
 def score(graph, settings, day, rows=120, drift=False, seed=1):

@@ -30,6 +30,10 @@ class FakeFrame:
     def dropDuplicates(self, keys):  # noqa: N802
         return FakeFrame(self.spark, self.data.drop_duplicates(keys))
 
+    @property
+    def schema(self):  # a StructType's one method the store uses
+        return type("Schema", (), {"fieldNames": lambda _self: list(self.columns)})()
+
     def createOrReplaceTempView(self, name):  # noqa: N802
         self.spark.views[name] = self.data
 
@@ -117,7 +121,7 @@ class RecordingSpark:
             return FakeFrame(self, pd.DataFrame({"n": [self.pending]}))
         return FakeFrame(self, pd.DataFrame({"value": ["2026-11-01"]}))
 
-    def createDataFrame(self, data):  # noqa: N802
+    def createDataFrame(self, data, schema=None):  # noqa: N802
         return FakeFrame(self, data)
 
     def table(self, name):

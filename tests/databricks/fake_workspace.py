@@ -259,6 +259,15 @@ class FakeWorkspace:
                         "path": f"{path}/{entry.name}",
                         "name": entry.name,
                         "is_directory": entry.is_dir(),
+                        # As the service lists a file: its size and modification time (epoch ms).
+                        **(
+                            {}
+                            if entry.is_dir()
+                            else {
+                                "file_size": entry.stat().st_size,
+                                "last_modified": entry.stat().st_mtime_ns // 1_000_000,
+                            }
+                        ),
                     }
                     for entry in sorted(local.iterdir())
                 ]
