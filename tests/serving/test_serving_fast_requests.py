@@ -148,9 +148,12 @@ def test_a_small_well_formed_request_does_not_take_the_general_parser(monkeypatc
 def test_predictions_are_written_as_json_writes_them(predictions) -> None:
     expected = json.dumps({"predictions": predictions}, separators=(",", ":")).encode()
     assert format_predictions(predictions) == expected
-    assert format_predictions(np.array(predictions)) == json.dumps(
-        {"predictions": np.array(predictions).tolist()}, separators=(",", ":")
-    ).encode()
+    assert (
+        format_predictions(np.array(predictions))
+        == json.dumps(
+            {"predictions": np.array(predictions).tolist()}, separators=(",", ":")
+        ).encode()
+    )
 
 
 def test_many_distinct_labels_are_all_written_right() -> None:
@@ -199,7 +202,14 @@ def test_the_same_head_with_other_bodies_answers_each_body(server: RunningServer
     broken = b"{" + b" " * (len(setosa) - 1)
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     sock.sendall(
-        same + setosa + same + virginica + same + broken + same + setosa
+        same
+        + setosa
+        + same
+        + virginica
+        + same
+        + broken
+        + same
+        + setosa
         # the same head but another route: its own answer
         + head(len(setosa), path=b"/ping")
         + setosa
