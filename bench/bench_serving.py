@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import gc
 import http.client
+import io
 import json
 import math
 import os
@@ -44,6 +45,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.request
@@ -61,6 +63,11 @@ OURS, THEIRS = "iris", "mlflow"
 UNLOGGED = "iris-unlogged"
 MIN_LOGGED_THROUGHPUT_RATIO = 0.90
 MIN_CLEAN_PAIRS = 3
+# An earlier server of this project, measured in the same run: the session-1 server (the one
+# that measured 36x `mlflow models serve`), served from `git archive` of its commit.
+BASELINE = "baseline"
+DEFAULT_BASELINE_COMMIT = "a7c71b6"
+MIN_BASELINE_CPU_RATIO = 0.95  # our throughput per CPU second against the baseline's
 
 THROUGHPUT_CONNECTIONS = 8
 MIN_THROUGHPUT_RATIO = 3.0
@@ -184,6 +191,75 @@ def iris_server(
         serving.stop(timeout=10.0)
         if pid is not None:  # the server leads its own session; nothing of it may outlive us
             kill_group(pid, timeout=1.0)
+
+
+@contextlib.contextmanager
+def baseline_server(
+    home: Path, environ: dict[str, str], name: str, version: str, commit: str
+) -> Iterator[tuple[str, int, str]]:
+    """The server of an earlier ``commit``, from its own sources, in this venv: (url, pid, rev).
+
+    Only ``iris_assets`` is taken from the commit (``git archive``); it runs with the same
+    interpreter, packages, model and registry as ours, so what differs is the server's code.
+    """
+    from iris_assets.settings import load_settings
+
+    revision = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{commit}^{{commit}}"],
+        capture_output=True,
+        text=True,
+    )
+    if revision.returncode != 0:
+        raise SystemExit(f"--baseline-commit {commit}: not a commit here ({revision.stderr})")
+    rev = revision.stdout.strip()
+    tree = home / f"baseline-{rev[:12]}"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", rev, "iris_assets"],
+        capture_output=True,
+        check=True,
+    )
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(tree, filter="data")
+    port = free_port()
+    env = {
+        **os.environ,
+        **load_settings(environ).step_env(),
+        "PYTHONPATH": str(tree),  # ahead of this checkout's editable install
+    }
+    log_path = home / "baseline-server.log"
+    with open(log_path, "wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "iris_assets.serving.server", "--model-name", name]
+            + ["--version", version, "--host", HOST, "--port", str(port)],
+            cwd=tree,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://{HOST}:{port}"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise SystemExit(f"the baseline server exited {process.returncode}:\n{tail}")
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{url}/health", timeout=2) as response,
+            ):
+                if response.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the baseline server did not load the model; see {log_path}")
+            time.sleep(0.2)
+        yield url, process.pid, rev
+    finally:
+        kill_group(process.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(5)
 
 
 @contextlib.contextmanager
@@ -576,6 +652,9 @@ class Measurements:
     log_pairs: list[tuple[LoadResult, LoadResult]] = field(default_factory=list)
     # CPU seconds per request of each server's process group (server and writer), same pairs.
     log_cpu: list[tuple[float, float]] = field(default_factory=list)
+    # Rotations of (baseline, ours, ours unlogged): name -> (run, CPU seconds per request).
+    baseline: list[dict[str, tuple[LoadResult, float]]] = field(default_factory=list)
+    baseline_commit: str | None = None
 
 
 def group_cpu_seconds(groups: list[int]) -> float:
@@ -621,6 +700,44 @@ def measure_request_log(
         log(
             f"request log pair {number + 1}: on {runs[OURS].rps:,.0f} req/s, "
             f"off {runs[UNLOGGED].rps:,.0f} req/s ({runs[OURS].rps / runs[UNLOGGED].rps:.2f}x)"
+        )
+
+
+def measure_baseline(
+    urls: dict[str, str],
+    groups: dict[str, list[int]],
+    watch: CpuWatch,
+    single: bytes,
+    load: Callable[[str, bytes, int, float], LoadResult],
+    seconds: float,
+    rotations: int,
+    results: Measurements,
+) -> None:
+    """The baseline server, ours and ours without the log, back to back ``rotations`` times.
+
+    Each rotation starts with the next server, so a neighbour's burst hits each in turn. The
+    CPU time a server's processes spend per request is what bounds its throughput on a shared
+    machine; a few seconds of req/s measure the neighbours as much as the server.
+    """
+    names = [BASELINE, OURS, UNLOGGED]
+    load(urls[BASELINE], single, THROUGHPUT_CONNECTIONS, 1.0)  # warm, as measure() warms ours
+    for number in range(rotations):
+        order = names[number % 3 :] + names[: number % 3]
+        rotation = {}
+        for name in order:
+            watch.start()
+            before = group_cpu_seconds(groups[name])
+            run = load(urls[name], single, THROUGHPUT_CONNECTIONS, seconds)
+            cpu = (group_cpu_seconds(groups[name]) - before) / max(run.requests, 1)
+            run.others_cpu = watch.stop()
+            rotation[name] = (run, cpu)
+        results.baseline.append(rotation)
+        log(
+            f"baseline rotation {number + 1}: "
+            + ", ".join(
+                f"{name} {run.rps:,.0f} req/s {cpu * 1e6:.1f} us CPU/request"
+                for name, (run, cpu) in rotation.items()
+            )
         )
 
 
@@ -809,6 +926,84 @@ def request_log_rows(m: Measurements) -> list[Row]:
     ]
 
 
+def baseline_rows(m: Measurements) -> list[Row]:
+    """Ours (logging, as the pipeline runs it; and unlogged) against the baseline, same run."""
+    if not m.baseline:
+        return []
+    single = "1-row dataframe_records"
+    rows = []
+    for name, target in ((OURS, MIN_BASELINE_CPU_RATIO), (UNLOGGED, None)):
+        # Per rotation: baseline CPU per request over ours = our throughput per CPU over its.
+        ratio = statistics.median(r[BASELINE][1] / r[name][1] for r in m.baseline)
+        rows.append(
+            Row(
+                f"requests per CPU second, {single}, {THROUGHPUT_CONNECTIONS} connections, "
+                f"{'request log on' if name == OURS else 'request log off'} (server"
+                f"{' and writer' if name == OURS else ''} processes; median of "
+                f"{len(m.baseline)} rotations' ratios)",
+                "req/CPU-s",
+                {
+                    name: 1 / statistics.median(r[name][1] for r in m.baseline),
+                    BASELINE: 1 / statistics.median(r[BASELINE][1] for r in m.baseline),
+                },
+                BASELINE,
+                ratio,
+                f">= {target:.2f}x" if target else "(info)",
+                ratio >= target if target else None,
+            )
+        )
+    for name in (OURS, UNLOGGED):
+        ratio = statistics.median(r[name][0].rps / r[BASELINE][0].rps for r in m.baseline)
+        rows.append(
+            Row(
+                f"throughput, {single}, {THROUGHPUT_CONNECTIONS} connections, "
+                f"{'request log on' if name == OURS else 'request log off'} (median of "
+                f"{len(m.baseline)} rotations' ratios)",
+                "req/s",
+                {
+                    name: statistics.median(r[name][0].rps for r in m.baseline),
+                    BASELINE: statistics.median(r[BASELINE][0].rps for r in m.baseline),
+                },
+                BASELINE,
+                ratio,
+                "(info)",
+                None,
+            )
+        )
+    return rows
+
+
+def render_baseline(rows: list[Row], m: Measurements) -> str:
+    if not rows:
+        return ""
+    every = [run for rotation in m.baseline for run, _ in rotation.values()]
+    others = [run.others_cpu for run in every if run.others_cpu is not None]
+    lines = [
+        f"## Against the session-1 server (commit {m.baseline_commit[:12]}), same run",
+        "",
+        "| measure | iris server | baseline | iris / baseline | target | met |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for r in rows:
+        ours = next(name for name in r.values if name != BASELINE)
+        met = "-" if r.passed is None else ("yes" if r.passed else "**NO**")
+        lines.append(
+            f"| {r.measure} | {r.values[ours]:,.0f} {r.unit} | {r.values[BASELINE]:,.0f} "
+            f"{r.unit} | {r.ratio:.2f}x | {r.target} | {met} |"
+        )
+    lines += [
+        "",
+        f"Rotations: {len(m.baseline)} of the three servers back to back, {len(every)} load runs, "
+        f"{sum(not run.clean for run in every)} of them disturbed (other processes over "
+        f"{BUSY_CPU} CPUs"
+        + (f"; median {statistics.median(others):.2f} CPUs" if others else "")
+        + "). The baseline is `iris_assets` of that commit (`git archive`), run with this "
+        "venv, model and registry; the CPU time is that of each server's processes (for the "
+        "logging server, its writer too) over the requests they answered.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _request_log_info_rows(m: Measurements) -> list[Row]:
     def value(runs: dict[str, list[LoadResult]], name: str, metric: str) -> float:
         return statistics.median(getattr(run, metric) for run in usable(runs[name], m.rounds))
@@ -896,7 +1091,12 @@ def render(rows: list[Row], m: Measurements, context: dict[str, str]) -> str:
 
 
 def write_results(
-    text: str, rows: list[Row], m: Measurements, context: dict[str, str], log_rows: list[Row]
+    text: str,
+    rows: list[Row],
+    m: Measurements,
+    context: dict[str, str],
+    log_rows: list[Row],
+    base_rows: list[Row],
 ) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     header = (
@@ -909,12 +1109,21 @@ def write_results(
         "context": context,
         "rows": [asdict(row) for row in rows],
         "request_log_rows": [asdict(row) for row in log_rows],
+        "baseline_rows": [asdict(row) for row in base_rows],
         "raw": {
             "throughput": {k: [asdict(r) for r in v] for k, v in m.throughput.items()},
             "latency_1_connection": {k: [asdict(r) for r in v] for k, v in m.latency.items()},
             "batch_seconds": m.batches,
             "request_log_pairs": [[asdict(on), asdict(off)] for on, off in m.log_pairs],
             "request_log_cpu_seconds_per_request": m.log_cpu,
+            "baseline_commit": m.baseline_commit,
+            "baseline_rotations": [
+                {
+                    name: {**asdict(run), "cpu_seconds_per_request": cpu}
+                    for name, (run, cpu) in r.items()
+                }
+                for r in m.baseline
+            ],
         },
     }
     (RESULTS / "serving.json").write_text(json.dumps(document, indent=2) + "\n")
@@ -939,6 +1148,18 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=8,
         help="back-to-back runs of our server with and without its request log",
+    )
+    parser.add_argument(
+        "--baseline-commit",
+        default=DEFAULT_BASELINE_COMMIT,
+        help="also serve iris_assets of this commit and compare with it in the same run "
+        f"(default {DEFAULT_BASELINE_COMMIT}, the session-1 server; 'none' skips it)",
+    )
+    parser.add_argument(
+        "--baseline-rotations",
+        type=int,
+        default=6,
+        help="back-to-back runs of the baseline, ours and ours without the log",
     )
     parser.add_argument(
         "--mlflow-workers",
@@ -989,15 +1210,24 @@ def main(argv: list[str] | None = None) -> int:
             iris_server(environ, name, version, request_log=True) as (ours, our_pid),
             iris_server(environ, name, version, request_log=False) as (unlogged, unlogged_pid),
             mlflow_servers(home, environ, name, version, args.mlflow_workers) as theirs,
+            contextlib.ExitStack() as stack,
         ):
+            baseline = None
+            if args.baseline_commit.lower() != "none":
+                log(f"starting the baseline server of {args.baseline_commit}")
+                baseline = stack.enter_context(
+                    baseline_server(home, environ, name, version, args.baseline_commit)
+                )
             urls = {OURS: ours, UNLOGGED: unlogged} | {key: url for key, (url, _) in theirs.items()}
             # The request log's writer leads a session of its own: its CPU time is ours too.
             writer = json.loads(urllib.request.urlopen(ours + "/health", timeout=10).read())[
                 "request_log"
             ]["writer_pid"]
-            watch = CpuWatch([our_pid, writer, unlogged_pid, *(pid for _, pid in theirs.values())])
+            groups = [our_pid, writer, unlogged_pid, *(pid for _, pid in theirs.values())]
+            watch = CpuWatch(groups + ([baseline[1]] if baseline else []))
             check = batches[f"{BATCH_SIZES[0]:,} rows dataframe_records"][1]
-            if len({json.dumps(post(url, check)[1]) for url in urls.values()}) != 1:
+            every = [*urls.values()] + ([baseline[0]] if baseline else [])
+            if len({json.dumps(post(url, check)[1]) for url in every}) != 1:
                 raise SystemExit("the servers disagree on the same rows: not the same model")
             measurements = measure(
                 urls, watch, single, batches, load, args.seconds, args.rounds, generator_name
@@ -1012,6 +1242,18 @@ def main(argv: list[str] | None = None) -> int:
                 args.log_pairs,
                 measurements,
             )
+            if baseline is not None:
+                measurements.baseline_commit = baseline[2]
+                measure_baseline(
+                    {BASELINE: baseline[0], OURS: ours, UNLOGGED: unlogged},
+                    {BASELINE: [baseline[1]], OURS: [our_pid, writer], UNLOGGED: [unlogged_pid]},
+                    watch,
+                    single,
+                    load,
+                    args.seconds,
+                    args.baseline_rotations,
+                    measurements,
+                )
             log_stats = json.loads(urllib.request.urlopen(ours + "/health", timeout=10).read())
     import mlflow
 
@@ -1046,11 +1288,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows = table_rows(measurements)
     log_rows = request_log_rows(measurements)
+    base_rows = baseline_rows(measurements)
     text = render(rows, measurements, context) + "\n" + render_request_log(log_rows)
+    if base_rows:
+        text += "\n" + render_baseline(base_rows, measurements)
     print(text)
-    write_results(text, rows, measurements, context, log_rows)
+    write_results(text, rows, measurements, context, log_rows, base_rows)
     failed = [row.measure for row in rows if row.passed is False]
     failed += [f"request log on: {row.measure}" for row in log_rows if row.passed is False]
+    failed += [f"against the baseline: {row.measure}" for row in base_rows if row.passed is False]
     for server in (OURS, UNLOGGED):
         errors = sum(
             r.errors for r in measurements.throughput[server] + measurements.latency[server]

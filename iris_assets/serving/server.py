@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import functools
 import gc
 import hmac
 import json
@@ -105,6 +106,12 @@ def _json(status: int, document: dict[str, object], extra: bytes = b"") -> Respo
     return status, json.dumps(document).encode(), extra
 
 
+@functools.lru_cache(maxsize=16)
+def _version_header(version: str) -> bytes:
+    # One object per version: the request log's frames carry a reference to it, not a copy.
+    return b"%s: %s\r\n" % (MODEL_VERSION_HEADER.encode(), version.encode())
+
+
 class ServingApp:
     """Routes and state: the model being served and the admin token. Transport-free."""
 
@@ -121,7 +128,6 @@ class ServingApp:
         self.model: LoadedModel | None = None
         self.started_at = datetime.now(UTC)
         self._admin_token = admin_token.encode() if admin_token else None
-        self._version_header = b""
         self._swap_lock = asyncio.Lock()
         self.request_log: RequestLog | None = None
         # The paths whose requests the request log records: the scoring routes.
@@ -159,7 +165,7 @@ class ServingApp:
         return self._score(model, body, content_type)
 
     def _score(self, model: LoadedModel, body: bytes, content_type: str | None) -> Response:
-        extra = b"%s: %s\r\n" % (MODEL_VERSION_HEADER.encode(), model.version.encode())
+        extra = _version_header(model.version)
         try:
             matrix = parse_request(body, content_type, model.columns)
             return 200, format_predictions(model.predict(matrix)), extra
@@ -297,6 +303,10 @@ class _Connection(asyncio.Protocol):
         self.draining = False  # shutting down: close after the response in progress
         self.discarding = False  # answered a request that cannot be framed; ignore the rest
         self.last_active = time.monotonic()
+        # The last Content-Length request head framed without a refusal or a 100 Continue, and
+        # its parse (the headers dict is shared by the requests that reuse it: read-only).
+        self.last_head: bytes | None = None
+        self.last_request: tuple[str, str, dict[str, str], bool, int] | None = None
 
     # --- asyncio callbacks -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -424,8 +434,14 @@ class _Connection(asyncio.Protocol):
         if end > MAX_HEAD_BYTES:
             self._fail(431, "request head too large")
             return False
-        lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+        head = bytes(buffer[:end])
         del buffer[: end + 4]
+        if head == self.last_head:
+            # A client sends the same head request after request (only the body changes): its
+            # parse is kept, and only heads that need nothing but framing are (see below).
+            self.request = self.last_request
+            return True
+        lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3:
             self._fail(400, "malformed request line")
@@ -469,6 +485,8 @@ class _Connection(asyncio.Protocol):
         if length > len(buffer) and headers.get("expect", "").lower() == "100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.request = (method, target.partition("?")[0], headers, keep_alive, length)
+        if "expect" not in headers:  # then nothing but the head decides how it is framed
+            self.last_head, self.last_request = head, self.request
         return True
 
     def _chunked_head(
