@@ -404,6 +404,12 @@ def dagster_section(folder: Path, model_path: Path, rows: int, repeat: int) -> t
     return lines, failures
 
 
+def machine_load() -> str:
+    """``uptime``'s load averages (1, 5, 15 min): the machine is shared, so say how busy it was."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
@@ -416,6 +422,7 @@ def main(argv=None) -> int:
         child(*args.child)
         return 0
 
+    load_before = machine_load()
     lines = [
         "| rows | simulate s | raw rows/s | step rows/s | step/raw | step peak RSS MB |",
         "|---:|---:|---:|---:|---:|---:|",
@@ -444,6 +451,11 @@ def main(argv=None) -> int:
         more, missed = dagster_section(Path(folder), model_path, max(args.rows), args.repeat)
         lines += more
         failures += missed
+    lines = [
+        f"Measured under load: {load_before} (before), {machine_load()} (after); 2 cores.",
+        "",
+        *lines,
+    ]
     table = "\n".join(lines)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(f"# Batch inference benchmark\n\n{table}\n")

@@ -330,6 +330,12 @@ print(json.dumps(out))
     return lines, sum(run["seconds"] for run in runs)
 
 
+def machine_load() -> str:
+    """``uptime``'s load averages (1, 5, 15 min): the machine is shared, so say how busy it was."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="measured runs of each (median)")
@@ -345,6 +351,7 @@ def main(argv=None) -> int:
         return 0
 
     demos, floors = [], []
+    load_before = machine_load()
     with tempfile.TemporaryDirectory(prefix="iris-bench-lifecycle-") as folder:
         for i in range(args.runs + 1):
             demo = run_demo(Path(folder) / f"demo-{i}")
@@ -362,6 +369,8 @@ def main(argv=None) -> int:
     demo, low = statistics.median(demos), statistics.median(floors)
     ratio = demo / low
     lines = [
+        f"Measured under load: {load_before} (before), {machine_load()} (after); 2 cores.",
+        "",
         "| what | median s | runs s |",
         "|---|---:|---|",
         f"| `iris demo`, fresh home | {demo:.1f} | {', '.join(f'{d:.1f}' for d in demos)} |",
