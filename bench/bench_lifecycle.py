@@ -9,7 +9,9 @@ on both alike, each a fresh process timed from its start to its exit:
   table, a seeded logistic regression trained on the train split, logged with signature and input
   example and registered in a fresh sqlite registry, held-out metrics and a confusion-matrix PNG
   logged to the run, aliases ``challenger`` and ``champion``, the model loaded back from the
-  registry to predict one flower, and 200 simulated flowers scored into a Delta table.
+  registry to predict one flower, 200 simulated flowers scored into a Delta table, labels for
+  half of them landed as a file and the day's live accuracy appended to a Delta table (the
+  demo's step 6).
 
 It prints the median of ``--runs`` of each (after one warm-up of each that is not counted), the
 ratio demo/floor, and where the demo's time went: each Dagster run's steps as Dagster recorded
@@ -155,6 +157,22 @@ def floor(home: Path) -> None:
     flowers["probability"] = proba.max(axis=1)
     flowers["model_version"] = version
     write_deltalake(str(home / "iris_inferences"), flowers, mode="append")
+
+    # Labels arrive for half of them (a landing file); live accuracy of the day into a table.
+    labels = flowers[["flower_id"]].sample(frac=0.5, random_state=0)
+    labels["species"] = rng.integers(0, 3, len(labels))
+    labels.to_parquet(home / "labels.parquet", index=False)
+    scored = DeltaTable(str(home / "iris_inferences")).to_pandas()
+    joined = scored.merge(pd.read_parquet(home / "labels.parquet"), on="flower_id")
+    performance = pd.DataFrame(
+        {
+            "labelled_rows": [len(joined)],
+            "scored_rows": [len(scored)],
+            "accuracy": [float((joined["prediction"] == joined["species"]).mean())],
+            "model_version": [version],
+        }
+    )
+    write_deltalake(str(home / "model_performance"), performance, mode="append")
 
 
 def timed(command: list[str], env: dict[str, str]) -> float:
