@@ -2,21 +2,30 @@
 
 The probe module below stands in for a step: it reports what it sees (pid, env, cwd, a global
 it may have been left by an earlier step) and can exit, raise, hang or be killed on request.
+Each test gets a shared worker of its own (a unique import-time variable makes it another
+version), killed when the test ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
-from iris_assets.resources.warm_steps import WarmStep, WarmWorker, launch_step
+from iris_assets.resources.warm_steps import SharedWorker, WarmStep, launch_step
+from iris_assets.steps.warm_worker import code_digest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = textwrap.dedent(
     """
@@ -45,8 +54,34 @@ PROBE = textwrap.dedent(
 )
 
 
+def kill(pid: int | None) -> None:
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def gone(pid: int, within: float = 30.0) -> bool:
+    deadline = time.monotonic() + within
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        # A dead worker is nobody's child here (it is reparented), so /proc is the test.
+        if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
+            return True
+        time.sleep(0.1)
+    return not os.path.exists(f"/proc/{pid}")
+
+
 @pytest.fixture
-def probe(tmp_path, monkeypatch):
+def own_worker(monkeypatch):
+    """A shared-worker version of this test's own; its workers are killed afterwards."""
+    monkeypatch.setenv("PYTHON_IRIS_WARM_TEST", uuid.uuid4().hex)
+    workers: set[int] = set()
+    yield workers
+    for pid in workers:
+        kill(pid)
+
+
+@pytest.fixture
+def probe(tmp_path, monkeypatch, own_worker):
     (tmp_path / "warm_probe.py").write_text(PROBE)
     monkeypatch.chdir(tmp_path)
 
@@ -54,6 +89,8 @@ def probe(tmp_path, monkeypatch):
         out = tmp_path / f"report-{time.monotonic_ns()}.json"
         env = {**os.environ, "PROBE_OUT": str(out), "PROBE_VALUE": value, "PROBE_ACTION": action}
         process = launch_step(sys.executable, "warm_probe", env)
+        if isinstance(process, WarmStep):
+            own_worker.add(process.worker_pid)
         if not wait:
             return process, out
         returncode = process.wait(timeout=60)
@@ -80,11 +117,13 @@ def test_nothing_one_warm_step_leaves_behind_is_seen_by_the_next(probe):
     assert first["pid"] != second["pid"]
 
 
-def test_a_warm_step_writes_to_the_orchestrators_stdout(tmp_path, monkeypatch, capfd):
+def test_a_warm_step_writes_to_the_orchestrators_stdout(tmp_path, monkeypatch, capfd, own_worker):
     (tmp_path / "warm_probe.py").write_text(PROBE)
     monkeypatch.chdir(tmp_path)
     env = {**os.environ, "PROBE_OUT": str(tmp_path / "r.json")}
-    assert launch_step(sys.executable, "warm_probe", env).wait(timeout=60) == 0
+    process = launch_step(sys.executable, "warm_probe", env)
+    own_worker.add(process.worker_pid)
+    assert process.wait(timeout=60) == 0
     assert "probe stdout line" in capfd.readouterr().out
 
 
@@ -112,13 +151,14 @@ def test_terminating_a_warm_step_ends_it_with_sigterm(probe):
 
 
 def test_a_killed_worker_is_replaced_and_the_step_still_runs(probe):
-    probe()
-    worker = WarmWorker.for_python(sys.executable)
-    worker.process.kill()
-    worker.process.wait()
-    returncode, report = probe(value="after the worker died")
-    assert returncode == 0 and report["env"] == "after the worker died"
-    assert WarmWorker.for_python(sys.executable) is not worker
+    first, _ = probe(wait=False)
+    assert first.wait(timeout=60) == 0
+    kill(first.worker_pid)
+    assert gone(first.worker_pid)
+    second, out = probe(value="after the worker died", wait=False)
+    assert second.wait(timeout=60) == 0
+    assert json.loads(out.read_text())["env"] == "after the worker died"
+    assert isinstance(second, WarmStep) and second.worker_pid != first.worker_pid
 
 
 def test_warm_steps_can_be_turned_off(probe, monkeypatch):
@@ -131,14 +171,16 @@ def test_warm_steps_can_be_turned_off(probe, monkeypatch):
 def test_garbage_sent_to_the_worker_is_refused_and_the_next_step_still_runs(probe):
     import socket
 
-    probe()
-    worker = WarmWorker.for_python(sys.executable)
+    process, _ = probe(wait=False)
+    process.wait(timeout=60)
+    address = SharedWorker.address(code_digest(sys.executable, os.environ))
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.connect(worker.address)
+        conn.connect(address)
         conn.sendall(b"this is not json\n")
         assert conn.recv(100) == b""  # closed without starting anything
-    assert probe(value="after garbage")[1]["env"] == "after garbage"
-    assert worker.process.poll() is None
+    after, out = probe(value="after garbage", wait=False)
+    assert after.wait(timeout=60) == 0 and json.loads(out.read_text())["env"] == "after garbage"
+    assert after.worker_pid == process.worker_pid  # the same worker, still serving
 
 
 def test_a_worker_forked_by_prestart_runs_steps_like_a_cold_process_and_ends_with_its_owner(
@@ -176,3 +218,100 @@ def test_a_worker_forked_by_prestart_runs_steps_like_a_cold_process_and_ends_wit
     while os.path.exists(f"/proc/{result['worker']}") and time.monotonic() < deadline:
         time.sleep(0.1)  # the worker notices its owner is gone within a second
     assert not os.path.exists(f"/proc/{result['worker']}")
+
+
+def orchestrator(tmp_path: Path, env: dict, value: str) -> dict:
+    """A separate orchestrator process that runs one probe step and exits."""
+    code = textwrap.dedent(
+        f"""
+        import json, os, sys
+        from iris_assets.resources import warm_steps
+
+        env = {{**os.environ, "PROBE_OUT": "report-{value}.json", "PROBE_VALUE": "{value}"}}
+        step = warm_steps.launch_step(sys.executable, "warm_probe", env)
+        assert step.wait(60) == 0
+        report = json.load(open("report-{value}.json"))
+        version = warm_steps.code_digest(sys.executable, env)
+        address = warm_steps.SharedWorker.address(version)
+        print(json.dumps({{"worker": step.worker_pid, "owner": os.getpid(), "address": address,
+                          **report}}))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,  # ends although the worker lives on: it holds none of its output
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_shared_worker_outlives_its_orchestrator_and_serves_the_next(tmp_path, own_worker):
+    (tmp_path / "warm_probe.py").write_text(PROBE)
+    env = {**os.environ}
+    first = orchestrator(tmp_path, env, "first")
+    own_worker.add(first["worker"])
+    second = orchestrator(tmp_path, env, "second")
+    assert first["worker"] == second["worker"]
+    assert os.path.exists(f"/proc/{first['worker']}")
+    assert (first["env"], second["env"]) == ("first", "second")
+    assert first["leftover"] is None and second["leftover"] is None
+    assert len({first["pid"], second["pid"], first["owner"], second["owner"]}) == 4
+
+
+def test_a_worker_of_old_code_never_runs_a_step_and_exits(tmp_path, own_worker):
+    """The project's files change under a running shared worker (an edit, a checkout): the
+    next orchestrator gets a new worker with the new code, and the old one, even asked
+    directly with the version it serves, starts nothing and exits."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    subprocess.run(["cp", "-r", str(ROOT / "iris_assets"), str(package)], check=True)
+    (tmp_path / "warm_probe.py").write_text(
+        PROBE
+        + "\nimport iris_assets\n"
+        + "with open(os.environ['PROBE_OUT'] + '.marker', 'w') as out:\n"
+        + "    out.write(str(getattr(iris_assets, 'MARKER', None)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(package)}
+    old = orchestrator(tmp_path, env, "old")
+    own_worker.add(old["worker"])
+    old_address = old["address"]
+    assert (tmp_path / "report-old.json.marker").read_text() == "None"
+
+    with open(package / "iris_assets" / "__init__.py", "a") as init:
+        init.write('\nMARKER = "new"\n')
+
+    # Asked directly, with the version it was started for: it answers stale and forks nothing.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(old_address)
+        request = {"module": "warm_probe", "env": env, "cwd": str(tmp_path)}
+        request["version"] = Path(old_address).stem
+        request["env"] = {**env, "PROBE_OUT": str(tmp_path / "never.json")}
+        fds = [os.open(os.devnull, os.O_RDWR) for _ in range(3)]
+        socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], fds)
+        for fd in fds:
+            os.close(fd)
+        conn.settimeout(30)
+        answer = json.loads(conn.makefile().readline())
+    assert "stale" in answer and "pid" not in answer
+    assert not (tmp_path / "never.json").exists()
+    assert gone(old["worker"])
+
+    fresh = orchestrator(tmp_path, env, "fresh")
+    own_worker.add(fresh["worker"])
+    assert fresh["worker"] != old["worker"] and fresh["address"] != old_address
+    assert (tmp_path / "report-fresh.json.marker").read_text() == "new"
+
+
+def test_a_shared_worker_exits_when_idle(tmp_path, own_worker):
+    (tmp_path / "warm_probe.py").write_text(PROBE)
+    env = {**os.environ, "IRIS_WARM_IDLE_SECONDS": "1"}
+    first = orchestrator(tmp_path, env, "first")
+    own_worker.add(first["worker"])
+    assert gone(first["worker"], within=30)
+    second = orchestrator(tmp_path, env, "second")  # a new one is started for the next step
+    own_worker.add(second["worker"])
+    assert second["worker"] != first["worker"] and second["env"] == "second"
