@@ -21,9 +21,11 @@ demo: install
 	$(BIN)/iris demo
 
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass. The suite runs
-# on every core (pytest-xdist); a test file stays on one worker, so its fixtures are made once.
+# on every core (pytest-xdist), each test dealt to the next free worker in the order
+# tests/conftest.py sets (slowest first); a file with a fixture made once per file stays whole
+# on one worker (an xdist_group, also set there), so that fixture is still made once.
 test: install
-	$(BIN)/python -m pytest -n auto --dist loadfile; rc=$$?; \
+	$(BIN)/python -m pytest -n auto --dist loadgroup --no-loadscope-reorder; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # The Dagster UI: `iris dev` runs `dg dev` from the project root on this env's DAGSTER_HOME.

@@ -1,49 +1,147 @@
-"""Shared fixtures: a private IRIS_HOME per test with a real sqlite MLflow registry.
+"""Shared fixtures and the suite's schedule: a private IRIS_HOME per test with a real sqlite
+MLflow registry, and the order and grouping `make test` deals the tests to its workers in.
 
 A fresh sqlite registry spends about a second migrating its schema, so one migrated template is
-made per session and copied into each test's home.
+made per session (shared by the workers) and copied into each test's home.
+
+`make test` runs ``pytest -n auto --dist loadgroup``: every test is dealt on its own to the next
+free worker, except the tests of a file that uses a fixture made once per file (a module-scoped
+fixture, or a session fixture defined in that file: a Spark session, `mlflow models serve`, a
+trained home), which stay together on one worker so that fixture is still made once
+(``pytest_collection_modifyitems`` marks them ``xdist_group``). Dealing single tests means no
+long file runs alone at the end while the other workers idle.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from iris_assets.settings import Settings, load_settings
 
+ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_VARS = ("IRIS_ENV", "IRIS_TARGET", "IRIS_CATALOG", "IRIS_SCHEMA", "IRIS_SERVING_HOST")
 
-# The files that take longest (`pytest --durations`: a venv to build, `iris demo`, `dagster dev`,
-# the MLflow UI, many training runs), longest first. They are collected first, so xdist's
-# loadfile scheduling hands them out before the short files, which then fill the other workers;
-# collected last, one of them could still be running alone when everything else is done.
+# The files with the longest tests (wall and CPU, bench/results/tests.md), longest first, and the
+# files kept whole whose tests add up to minutes: they are dealt first, so the short tests fill
+# the workers at the end.
 SLOW_FILES_FIRST = (
-    "tests/databricks/test_serverless_env.py",
-    "tests/databricks/test_databricks_runner.py",
+    "tests/ui/test_browser.py",
     "tests/assets/test_promotion.py",
-    "tests/test_cli.py",
     "tests/steps/test_spark_scoring.py",
-    "tests/serving/test_serving_http.py",
-    "tests/assets/test_training_assets.py",
-    "tests/test_definitions.py",
-    "tests/serving/test_serving_parity.py",
-    "tests/serving/test_serving_databricks_path.py",
+    "tests/assets/test_mlflow_link_targets.py",
+    "tests/test_cli.py",
+    "tests/ui/test_dev_orphans.py",
     "tests/assets/test_lifecycle.py",
     "tests/test_dg.py",
     "tests/test_mlflow_ui.py",
-    "tests/assets/test_faults.py",
-    "tests/serving/test_serving_lifecycle.py",
+    "tests/assets/test_monitoring_retraining.py",
+    "tests/serving/test_serving_request_log.py",
     "tests/assets/test_check_targets.py",
+    "tests/test_definitions.py",
+    "tests/steps/test_kill_safety.py",
+    "tests/steps/test_warm_steps.py",
+    "tests/assets/test_inference_served_drift.py",
+    "tests/serving/test_serving_http.py",
+    "tests/serving/test_serving_parity.py",
+    "tests/serving/test_serving_lifecycle.py",
+    "tests/assets/test_monitoring.py",
+    "tests/assets/test_inference_assets.py",
+    "tests/assets/test_training_assets.py",
+    "tests/assets/test_faults.py",
+    "tests/serving/test_serving_databricks_path.py",
 )
+# The files whose tests run step code in the cached serverless environment venv go last: on a
+# cold cache the venv is built meanwhile, from the session's start (``prebuild``), instead of
+# the workers waiting for it; warm, the runner's tests are dealt one by one like the rest, after
+# the environment's own file (kept whole), so its short tests fill the end.
+ENVIRONMENT_VENV_FILES = (
+    "tests/databricks/test_serverless_env.py",
+    "tests/databricks/test_databricks_runner.py",
+)
+PER_FILE_SCOPES = ("package", "module", "class")
 
 
+def schedule_rank(path: str) -> tuple[int, int]:
+    if path in ENVIRONMENT_VENV_FILES:
+        return (2, ENVIRONMENT_VENV_FILES.index(path))
+    if path in SLOW_FILES_FIRST:
+        return (0, SLOW_FILES_FIRST.index(path))
+    return (1, 0)
+
+
+def made_once_per_file(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture made once for its file (see the module docstring)."""
+    module = item.nodeid.partition("::")[0]
+    for definitions in item._fixtureinfo.name2fixturedefs.values():
+        fixture = definitions[-1]
+        if fixture.scope in PER_FILE_SCOPES:
+            return True
+        if fixture.scope == "session" and fixture.baseid == module:
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    rank = {path: i for i, path in enumerate(SLOW_FILES_FIRST)}
     # A stable sort: each file keeps its tests in order, the other files keep theirs.
-    items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))
+    items.sort(key=lambda item: schedule_rank(item.nodeid.partition("::")[0]))
+    for item in items:
+        if made_once_per_file(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.partition("::")[0]))
+
+
+def session_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of this pytest session shared by all its workers (xdist puts each worker's
+    basetemp inside the session's), for what is made once per session, not once per worker."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def runs_environment_venv_tests(config: pytest.Config) -> bool:
+    """Whether the paths this session was given hold the tests that need the environment venv."""
+    needed = [ROOT / path for path in ENVIRONMENT_VENV_FILES]
+    for arg in config.args or [str(ROOT / "tests")]:
+        path = Path(config.invocation_params.dir, arg.partition("::")[0]).resolve()
+        if any(path == file or path in file.parents for file in needed):
+            return True
+    return False
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own configure made config._tmp_path_factory
+def pytest_configure(config):
+    """The controlling process starts ``prebuild`` (the session's wheel and the environment
+    venv) in the background when the session runs the tests that need them."""
+    if hasattr(config, "workerinput") or not runs_environment_venv_tests(config):
+        return
+    if config.option.collectonly:
+        return
+    from tests.databricks.serverless_env import deployed_sha
+
+    folder = session_folder(config._tmp_path_factory)
+    with open(folder / "prebuild.log", "wb") as log:
+        config._iris_prebuild = subprocess.Popen(
+            [sys.executable, "-m", "tests.databricks.serverless_env", str(folder), deployed_sha()],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def pytest_unconfigure(config):
+    prebuild = getattr(config, "_iris_prebuild", None)
+    if prebuild is not None and prebuild.poll() is None:
+        # Cut short (an interrupted or -x session): a venv left without .complete is rebuilt.
+        prebuild.terminate()
+        prebuild.wait()
 
 
 def free_port() -> int:
@@ -54,11 +152,19 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def mlflow_db_template(tmp_path_factory) -> Path:
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    """A migrated registry, made by the first worker that needs it; tests only copy it."""
+    from tests.databricks.serverless_env import locked
 
-    folder = tmp_path_factory.mktemp("mlflow-template")
+    folder = session_folder(tmp_path_factory) / "mlflow-template"
     db = folder / "mlflow.db"
-    SqlAlchemyStore(f"sqlite:///{db}", str(folder / "artifacts")).engine.dispose()
+    with locked(folder.with_suffix(".lock")):
+        if not (folder / ".complete").exists():
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            SqlAlchemyStore(f"sqlite:///{db}", str(folder / "artifacts")).engine.dispose()
+            (folder / ".complete").touch()
     return db
 
 

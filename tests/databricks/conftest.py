@@ -18,7 +18,8 @@ import pytest
 from iris_assets import databricks_env
 from iris_assets import version as version_module
 from iris_assets.assets.training import challenger_model, evaluation_report, iris_features
-from iris_assets.version import SHA_VARIABLE, git_version, project_version, wheel_name
+from iris_assets.version import SHA_VARIABLE, git_version, wheel_name
+from tests.conftest import session_folder
 from tests.databricks.fake_workspace import (
     HOST,
     TOKEN,
@@ -27,7 +28,7 @@ from tests.databricks.fake_workspace import (
     FakeWorkspace,
     FakeWorkspaceRunner,
 )
-from tests.databricks.serverless_env import build_wheel, python312
+from tests.databricks.serverless_env import deployed_sha, python312, shared_wheel
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +43,7 @@ def short_pipes_grace(monkeypatch):
 # A deploy fixes the wheel's version once: the commit of this checkout (the runner's version is
 # frozen at the deploy's too, `frozen_at_deploy`, so that editing the tree while the tests run
 # cannot make the runner ask for another wheel).
-DEPLOYED_SHA = project_version().partition("+g")[2][:12] or "0" * 12
+DEPLOYED_SHA = deployed_sha()
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +60,9 @@ def environment_python() -> Path:
 
 @pytest.fixture(scope="session")
 def deployed_wheel(tmp_path_factory) -> Path:
-    """This checkout's wheel as `databricks bundle deploy` builds it, once per test process."""
-    wheel = build_wheel(tmp_path_factory.mktemp("dist"), sha=DEPLOYED_SHA)
+    """This checkout's wheel as `databricks bundle deploy` builds it, once per session (shared by
+    the test workers, read-only: a test that changes a wheel forges its own copy)."""
+    wheel = shared_wheel(session_folder(tmp_path_factory), DEPLOYED_SHA)
     deployed = git_version(ROOT, {SHA_VARIABLE: DEPLOYED_SHA})
     assert wheel.name == wheel_name(deployed), "the runner asks for the wheel the deploy built"
     return wheel

@@ -33,7 +33,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from iris_assets import databricks_env
-from iris_assets.version import DISTRIBUTION, SHA_VARIABLE
+from iris_assets.version import DISTRIBUTION, SHA_VARIABLE, project_version
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENT_FILE = Path(__file__).with_name(
@@ -86,6 +86,25 @@ def build_wheel(dest: Path, sha: str | None = None) -> Path:
     )
     [wheel] = dest.glob("iris_assets-*.whl")
     return wheel
+
+
+def deployed_sha() -> str:
+    """The commit a test deploy builds its wheel for: this checkout's (zeros outside git)."""
+    return project_version().partition("+g")[2][:12] or "0" * 12
+
+
+def shared_wheel(folder: Path, sha: str) -> Path:
+    """``build_wheel`` for ``sha`` into ``folder``, once for every process of a test session: the
+    first one (a test worker, or the session's ``prebuild``) builds, the others wait and reuse it.
+    ``folder`` belongs to one session, so the wheel is this checkout's as the session started."""
+    dist = folder / f"dist-{sha}"
+    with locked(folder / f"dist-{sha}.lock"):
+        if not (dist / ".complete").exists():
+            shutil.rmtree(dist, ignore_errors=True)
+            dist.mkdir(parents=True)
+            wheel = build_wheel(dist, sha=sha)
+            (dist / ".complete").write_text(wheel.name)
+    return dist / (dist / ".complete").read_text()
 
 
 def wheel_metadata(wheel: Path) -> email.message.Message:
@@ -299,3 +318,21 @@ def task_venv(env_python: Path) -> Path:
             pip(venv_python, "install", "--quiet", "-c", str(constraints), *stand_ins)
             (venv / ".complete").write_text("\n".join(stand_ins))
     return venv_python
+
+
+def prebuild(folder: Path, sha: str) -> None:
+    """What the fake workspace's first task needs, made ahead of it: the session's wheel, the
+    environment venv its spec installs and the task venv. Cold, the venv build takes minutes of
+    one core; started with the session, it overlaps with the tests that need no venv, and the
+    tests that do wait on its lock (``locked``) and find it built."""
+    python = python312()
+    if python is None:
+        return  # the tests that need it skip (or fail under CI) and say why
+    wheel = shared_wheel(folder, sha)
+    spec = databricks_env.environment_spec(f"/Workspace/prebuild/artifacts/.internal/{wheel.name}")
+    task_venv(serverless_venv(spec["dependencies"], wheel, python))
+
+
+if __name__ == "__main__":
+    # python -m tests.databricks.serverless_env <session folder> <sha> (tests/conftest.py)
+    prebuild(Path(sys.argv[1]), sys.argv[2])

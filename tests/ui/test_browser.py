@@ -65,7 +65,7 @@ class DagsterUI:
                     return
             except (OSError, KeyError, TypeError, IndexError):
                 pass
-            time.sleep(1)
+            time.sleep(0.2)  # poll often: the wait ends as soon as it answers
         raise AssertionError(f"dg dev did not load the code location in {timeout} s")
 
     def query(self, text: str) -> dict:
