@@ -130,8 +130,8 @@ def is_missing(value: object) -> bool:
     """None, NaN, or pandas' NA or NaT."""
     if value is None:
         return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
+    if isinstance(value, float) or type(value).__name__.startswith("float"):
+        return math.isnan(value)  # type: ignore[arg-type]  # numpy's floats too
     # pandas' NA and NaT, without importing pandas: both refuse to be truthy or equal to anything.
     return type(value).__name__ in ("NAType", "NaTType")
 
@@ -167,7 +167,11 @@ def _float32(value: object) -> object:
     (single,) = struct.unpack("<f", struct.pack("<f", number))
     for digits in range(1, 10):
         shortest = float(f"{single:.{digits}g}")
-        if struct.unpack("<f", struct.pack("<f", shortest))[0] == single:
+        try:
+            (back,) = struct.unpack("<f", struct.pack("<f", shortest))
+        except OverflowError:  # rounded up past the largest float32
+            continue
+        if back == single:
             return shortest
     return single
 
