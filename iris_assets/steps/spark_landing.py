@@ -50,7 +50,7 @@ def _utc(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
 
 
-_CAST_KINDS = ("integer", "float64", "float32", "boolean")
+_CAST_KINDS = ("integer", "float64", "float32", "boolean", "timestamp", "timestamp_ntz", "date")
 
 _FROM_TEXT = {
     "text": str,
@@ -94,6 +94,8 @@ class Field:
             return text.cast(pa.string())
         if kind in _CAST_KINDS:
             try:  # Arrow parses Spark's spellings (1.0E20, Infinity, NaN) exactly, in bulk
+                if kind == "timestamp":  # UTC text without an offset: the wall time, then UTC
+                    return pc.cast(text, pa.timestamp("us")).cast(arrow_type)
                 return pc.cast(text, arrow_type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 pass
