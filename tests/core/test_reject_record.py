@@ -139,3 +139,24 @@ def test_a_frame_is_described_by_its_dtypes_not_its_python_values():
         '{"flower_id":1,"w":5.1,"t":"2026-11-24T01:00:00","s":null}',
         '{"flower_id":null,"w":-0.0,"t":null,"s":"x"}',
     ]
+
+
+def test_the_record_is_what_json_dumps_writes():
+    values = [
+        None,
+        True,
+        False,
+        0,
+        -(2**70),
+        1e20,
+        -0.0,
+        5e-324,
+        0.1,
+        "",
+        'q"\\\n\x00é\u2028',
+        "inf",
+    ]
+    pairs = [(f'k{i}\n"', v) for i, v in enumerate(values)]
+    expected = json.dumps(dict(pairs), ensure_ascii=False, separators=(",", ":"))
+    assert record_json(pairs) == expected
+    assert json.loads(record_json(pairs)) == dict(pairs)
