@@ -4,8 +4,10 @@ Both engines quarantine rows, and they hold a row's values differently: the loca
 file's own types (pandas/Arrow: Parquet doubles, int64, UTC timestamps; CSV text), the Spark path
 has every value as Spark's text of it (``1.0E20``, ``2026-11-24 03:00:00``, null for an empty CSV
 field). This module is the one definition of what the record says, so the rejects rows of the
-two engines are equal byte for byte. Pure Python (no pandas, numpy or pyspark), so it runs in a
-Spark worker as it runs locally.
+two engines are equal byte for byte. Pure Python (no pandas, numpy or pyspark; ``arrow_kind``
+imports pyarrow when called), so it runs in a Spark worker as it runs locally. Both engines apply
+it to the same frame: the Spark path rebuilds each file's rows as the local reader gives them
+(``steps/spark_landing.py``) and both call ``core.validation.describe_rows``.
 
 The rule (``docs/batch.md``, "The rejects record"):
 
