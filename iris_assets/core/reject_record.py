@@ -4,8 +4,10 @@ Both engines quarantine rows, and they hold a row's values differently: the loca
 file's own types (pandas/Arrow: Parquet doubles, int64, UTC timestamps; CSV text), the Spark path
 has every value as Spark's text of it (``1.0E20``, ``2026-11-24 03:00:00``, null for an empty CSV
 field). This module is the one definition of what the record says, so the rejects rows of the
-two engines are equal byte for byte. Pure Python (no pandas, numpy or pyspark), so it runs in a
-Spark worker as it runs locally.
+two engines are equal byte for byte. Pure Python (no pandas, numpy or pyspark; ``arrow_kind``
+imports pyarrow when called), so it runs in a Spark worker as it runs locally. Both engines apply
+it to the same frame: the Spark path rebuilds each file's rows as the local reader gives them
+(``steps/spark_landing.py``) and both call ``core.validation.describe_rows``.
 
 The rule (``docs/batch.md``, "The rejects record"):
 
@@ -46,6 +48,7 @@ import math
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal, InvalidOperation
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 KINDS = (
@@ -130,8 +133,8 @@ def is_missing(value: object) -> bool:
     """None, NaN, or pandas' NA or NaT."""
     if value is None:
         return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
+    if isinstance(value, float) or type(value).__name__.startswith("float"):
+        return math.isnan(value)  # type: ignore[arg-type]  # numpy's floats too
     # pandas' NA and NaT, without importing pandas: both refuse to be truthy or equal to anything.
     return type(value).__name__ in ("NAType", "NaTType")
 
@@ -167,7 +170,11 @@ def _float32(value: object) -> object:
     (single,) = struct.unpack("<f", struct.pack("<f", number))
     for digits in range(1, 10):
         shortest = float(f"{single:.{digits}g}")
-        if struct.unpack("<f", struct.pack("<f", shortest))[0] == single:
+        try:
+            (back,) = struct.unpack("<f", struct.pack("<f", shortest))
+        except OverflowError:  # rounded up past the largest float32
+            continue
+        if back == single:
             return shortest
     return single
 
@@ -285,13 +292,25 @@ def canonical_text(value: object, kind: str | None = None) -> str | None:
     return json.dumps(canonical)
 
 
+def _json(value: object) -> str:
+    """``json.dumps(value, ensure_ascii=False)`` for a canonical value, without its set-up cost
+    (a new encoder per call was most of the record's time)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return encode_basestring(value)
+    if isinstance(value, int):
+        return int.__repr__(value)
+    return float.__repr__(value)  # type: ignore[arg-type]  # finite: inf and NaN are text/null
+
+
 def record_json(pairs: Iterable[tuple[str, object]]) -> str:
     """One record: (key, canonical value) pairs as a JSON object, in order, repeats kept."""
-    fields = (
-        f"{json.dumps(str(key), ensure_ascii=False)}:{json.dumps(value, ensure_ascii=False)}"
-        for key, value in pairs
-    )
-    return "{" + ",".join(fields) + "}"
+    return "{" + ",".join(f"{encode_basestring(str(k))}:{_json(v)}" for k, v in pairs) + "}"
 
 
 def records(
@@ -303,9 +322,13 @@ def records(
     """The record of each of ``rows`` rows of a table given column-wise (``columns[i]`` holds
     ``keys[i]``, read as ``kinds[i]``)."""
     converted = [
-        [canonical_value(value, kind) for value in column]
+        [_json(canonical_value(value, kind)) for value in column]
         for column, kind in zip(columns, kinds, strict=True)
     ]
     if not converted:
         return ["{}"] * rows
-    return [record_json(zip(keys, values, strict=True)) for values in zip(*converted, strict=True)]
+    prefixes = [encode_basestring(str(key)) + ":" for key in keys]
+    return [
+        "{" + ",".join(p + v for p, v in zip(prefixes, values, strict=True)) + "}"
+        for values in zip(*converted, strict=True)
+    ]

@@ -24,6 +24,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api import types as ptypes
 
 from iris_assets.core.landing import nullable_integers, utc_timestamps
@@ -48,6 +49,8 @@ _ARROW_TYPES = {
 def _utc(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
 
+
+_CAST_KINDS = ("integer", "float64", "float32", "boolean", "timestamp", "timestamp_ntz", "date")
 
 _FROM_TEXT = {
     "text": str,
@@ -81,14 +84,23 @@ class Field:
             return pa.decimal128(int(precision), int(scale))
         return _ARROW_TYPES[self.kind]
 
-    def values(self, texts: list) -> pa.Array | list:
+    def values(self, texts: pd.Series) -> pa.Array:
         """Spark's text of this column's values, read back as the file held them."""
-        if self.column is None:
-            return [None] * len(texts)
-        parse = _FROM_TEXT[self.kind]
-        return pa.array(
-            [None if is_missing(t) else parse(t) for t in texts], type=self.arrow_type()
-        )
+        kind, arrow_type = self.kind, self.arrow_type()
+        text = pa.array(texts, from_pandas=True)
+        if pa.types.is_null(text.type):
+            return pa.nulls(len(texts), arrow_type)
+        if kind == "text":
+            return text.cast(pa.string())
+        if kind in _CAST_KINDS:
+            try:  # Arrow parses Spark's spellings (1.0E20, Infinity, NaN) exactly, in bulk
+                if kind == "timestamp":  # UTC text without an offset: the wall time, then UTC
+                    return pc.cast(text, pa.timestamp("us")).cast(arrow_type)
+                return pc.cast(text, arrow_type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
+        parse = _FROM_TEXT[kind]
+        return pa.array([None if is_missing(t) else parse(t) for t in texts], type=arrow_type)
 
 
 @dataclass(frozen=True)
@@ -106,12 +118,9 @@ class FileLayout:
 
     def frame(self, rows: pd.DataFrame) -> pd.DataFrame:
         """The file's ``rows`` (columns of the day's frame) as ``iter_files`` gives them."""
-        texts = {
-            f.name: rows[f.column].tolist() if f.column else [None] * len(rows) for f in self.fields
-        }
         typed = [f for f in self.fields if f.column is not None]
         frame = pa.RecordBatch.from_arrays(
-            [f.values(texts[f.name]) for f in typed], names=[f.name for f in typed]
+            [f.values(rows[f.column]) for f in typed], names=[f.name for f in typed]
         ).to_pandas(types_mapper=nullable_integers, ignore_metadata=True)
         for field in self.fields:
             if field.column is None:

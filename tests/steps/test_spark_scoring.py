@@ -412,3 +412,41 @@ def test_the_spark_path_commits_under_the_day_lock_with_the_failpoint_between(
     ]
     # The partition commit names its day and run, so an empty partition still has a writer.
     assert tags["iris.day"] == DAY and tags["iris.run_id"]
+
+
+def test_spark_text_of_typed_values_reads_back_to_the_same_record_values(spark, tmp_path):
+    """Random doubles, floats, decimals and timestamps: Spark's text and the typed value give
+    the same record value (Java's and Python's float spellings differ, the values must not)."""
+    from iris_assets.core.reject_record import canonical_value
+    from iris_assets.steps.spark_landing import read_file
+
+    rng = np.random.default_rng(11)
+    rows = 3000
+    scale = 10.0 ** rng.integers(-300, 300, rows)
+    table = pa.table(
+        {
+            "d": pa.array(rng.standard_normal(rows) * scale),
+            "f": pa.array(
+                (rng.standard_normal(rows) * 10.0 ** rng.integers(-40, 38, rows)).astype("float32")
+            ),
+            "m": pa.array(
+                [Decimal(int(v)).scaleb(-4) for v in rng.integers(-(10**12), 10**12, rows)],
+                pa.decimal128(18, 4),
+            ),
+            "t": pa.array(
+                rng.integers(-(2**50), 2**50, rows).astype("datetime64[us]"),
+                pa.timestamp("us", tz="UTC"),
+            ),
+        }
+    )
+    path = tmp_path / "values.parquet"
+    pq.write_table(table, path)
+    with utc_session(spark):
+        frame, layout = read_file(spark, path, "parquet", 0)
+        texts = frame.toPandas()
+    kinds = {f.name: f.kind for f in layout.fields}
+    for name in ("d", "f", "m", "t"):
+        column = next(f.column for f in layout.fields if f.name == name)
+        typed = table.column(name).to_pandas().tolist()
+        spelled = [canonical_value(v, kinds[name]) for v in typed]
+        assert [canonical_value(v, kinds[name]) for v in texts[column]] == spelled, name
