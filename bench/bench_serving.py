@@ -210,7 +210,10 @@ def baseline_server(
         text=True,
     )
     if revision.returncode != 0:
-        raise SystemExit(f"--baseline-commit {commit}: not a commit here ({revision.stderr})")
+        raise SystemExit(
+            f"--baseline-commit {commit} is not in this clone ({revision.stderr.strip()}): "
+            "fetch the history (git fetch --unshallow) or pass --baseline-commit none"
+        )
     rev = revision.stdout.strip()
     tree = home / f"baseline-{rev[:12]}"
     tree.mkdir()
