@@ -315,3 +315,70 @@ def test_a_shared_worker_exits_when_idle(tmp_path, own_worker):
     second = orchestrator(tmp_path, env, "second")  # a new one is started for the next step
     own_worker.add(second["worker"])
     assert second["worker"] != first["worker"] and second["env"] == "second"
+
+
+def test_a_socket_directory_others_can_enter_is_refused_and_the_step_runs_cold(
+    probe, tmp_path, monkeypatch
+):
+    """Another user who made the directory first (or loosened it) could plant a socket there and
+    be sent every step's environment: such a directory is never used."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    planted = runtime / f"iris-warm-{os.getuid()}"
+    planted.mkdir()
+    planted.chmod(0o777)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    process, out = probe(value="cold", wait=False)
+    assert isinstance(process, subprocess.Popen)
+    assert process.wait(timeout=60) == 0 and json.loads(out.read_text())["env"] == "cold"
+    assert list(planted.iterdir()) == []
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
+@pytest.mark.parametrize("opened_up", [False, True], ids=["directory", "socket opened up"])
+def test_another_user_cannot_start_a_step_in_the_shared_worker(probe, tmp_path, opened_up):
+    """Refused at the 0700 directory; and, were the directory and socket opened up by mistake,
+    by the worker itself (it checks the peer's uid)."""
+    process, _ = probe(wait=False)
+    assert process.wait(timeout=60) == 0
+    address = SharedWorker.address(code_digest(sys.executable, os.environ))
+    marker = tmp_path / "started-by-nobody.json"
+    marker.parent.chmod(0o777)
+    folder = Path(address).parent
+    if opened_up:
+        folder.chmod(0o755)
+        os.chmod(address, 0o777)
+    try:
+        code = as_nobody(address, tmp_path, marker)
+    finally:
+        folder.chmod(0o700)
+    # 1: refused at the directory; 3: connected, and hung up on without a step.
+    assert code == (3 if opened_up else 1)
+    assert not marker.exists()
+
+
+def as_nobody(address: str, tmp_path: Path, marker: Path) -> int:
+    pid = os.fork()
+    if pid == 0:  # as nobody: the socket's directory is closed to it
+        code = 0
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.connect(address)
+                request = {"module": "warm_probe", "cwd": str(tmp_path)}
+                request["env"] = {**os.environ, "PROBE_OUT": str(marker)}
+                fds = [os.open(os.devnull, os.O_RDWR) for _ in range(3)]
+                socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], fds)
+                conn.settimeout(10)
+                code = 2 if conn.recv(100) else 3
+        except PermissionError:
+            code = 1
+        except ConnectionError:  # the worker hung up on it
+            code = 3
+        except OSError:
+            code = 4
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
