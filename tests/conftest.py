@@ -14,8 +14,10 @@ long file runs alone at the end while the other workers idle.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -133,6 +135,7 @@ def pytest_configure(config):
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its pip too can be stopped as one group
         )
 
 
@@ -140,7 +143,8 @@ def pytest_unconfigure(config):
     prebuild = getattr(config, "_iris_prebuild", None)
     if prebuild is not None and prebuild.poll() is None:
         # Cut short (an interrupted or -x session): a venv left without .complete is rebuilt.
-        prebuild.terminate()
+        with contextlib.suppress(ProcessLookupError):  # it may end in between
+            os.killpg(prebuild.pid, signal.SIGTERM)
         prebuild.wait()
 
 

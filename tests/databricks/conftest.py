@@ -18,7 +18,7 @@ import pytest
 from iris_assets import databricks_env
 from iris_assets import version as version_module
 from iris_assets.assets.training import challenger_model, evaluation_report, iris_features
-from iris_assets.version import SHA_VARIABLE, git_version, wheel_name
+from iris_assets.version import SHA_VARIABLE, wheel_name
 from tests.conftest import session_folder
 from tests.databricks.fake_workspace import (
     HOST,
@@ -28,7 +28,7 @@ from tests.databricks.fake_workspace import (
     FakeWorkspace,
     FakeWorkspaceRunner,
 )
-from tests.databricks.serverless_env import deployed_sha, python312, shared_wheel
+from tests.databricks.serverless_env import built_version, deployed_sha, python312, shared_wheel
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,7 +63,7 @@ def deployed_wheel(tmp_path_factory) -> Path:
     """This checkout's wheel as `databricks bundle deploy` builds it, once per session (shared by
     the test workers, read-only: a test that changes a wheel forges its own copy)."""
     wheel = shared_wheel(session_folder(tmp_path_factory), DEPLOYED_SHA)
-    deployed = git_version(ROOT, {SHA_VARIABLE: DEPLOYED_SHA})
+    deployed = built_version(wheel)  # git_version as the build started, maybe minutes ago
     assert wheel.name == wheel_name(deployed), "the runner asks for the wheel the deploy built"
     return wheel
 

@@ -33,7 +33,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from iris_assets import databricks_env
-from iris_assets.version import DISTRIBUTION, SHA_VARIABLE, project_version
+from iris_assets.version import DISTRIBUTION, SHA_VARIABLE, git_version, project_version
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENT_FILE = Path(__file__).with_name(
@@ -102,9 +102,17 @@ def shared_wheel(folder: Path, sha: str) -> Path:
         if not (dist / ".complete").exists():
             shutil.rmtree(dist, ignore_errors=True)
             dist.mkdir(parents=True)
+            # The version this tree has as the build starts (editing the tree later, while the
+            # tests run, makes another one): what the wheel must be named (``built_version``).
+            (dist / "version").write_text(git_version(ROOT, {SHA_VARIABLE: sha}) or "")
             wheel = build_wheel(dist, sha=sha)
             (dist / ".complete").write_text(wheel.name)
     return dist / (dist / ".complete").read_text()
+
+
+def built_version(wheel: Path) -> str:
+    """The version ``git_version`` gave when ``shared_wheel`` started building ``wheel``."""
+    return (wheel.parent / "version").read_text()
 
 
 def wheel_metadata(wheel: Path) -> email.message.Message:
