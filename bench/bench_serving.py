@@ -67,7 +67,9 @@ MIN_CLEAN_PAIRS = 3
 # that measured 36x `mlflow models serve`), served from `git archive` of its commit.
 BASELINE = "baseline"
 DEFAULT_BASELINE_COMMIT = "a7c71b6"
-MIN_BASELINE_CPU_RATIO = 0.95  # our throughput per CPU second against the baseline's
+# Our throughput per CPU second, request log on, against the baseline's: issue 12's bound (0.95);
+# issue 13's (the log keeps 90% of the pre-log server's throughput) is the weaker of the two.
+MIN_BASELINE_CPU_RATIO = max(0.95, MIN_LOGGED_THROUGHPUT_RATIO)
 
 THROUGHPUT_CONNECTIONS = 8
 MIN_THROUGHPUT_RATIO = 3.0
@@ -887,8 +889,15 @@ def table_rows(m: Measurements) -> list[Row]:
 
 
 def request_log_rows(m: Measurements) -> list[Row]:
-    """Our server with its request log against the same server without, same run."""
+    """Our server with its request log against the same server without, same run.
+
+    With a baseline measured, these rows are information: the request log's bound (issue 13:
+    logging keeps >= 90% of the throughput of the server as it was before the log) is judged
+    against that pre-log server instead, per CPU second (``baseline_rows``), which holds on a
+    busy machine. Without one, the logged server must keep 90% of itself unlogged.
+    """
     info_rows = _request_log_info_rows(m)
+    judged = not m.baseline
     single = "1-row dataframe_records"
     # On a machine others keep busy, a few seconds of throughput measure the neighbours (pairs
     # taken seconds apart differ by 2x); the CPU time each server's processes spend per request
@@ -902,6 +911,17 @@ def request_log_rows(m: Measurements) -> list[Row]:
     off_cpu = statistics.median(off for _, off in m.log_cpu) * 1e6
     max_cpu_ratio = 1 / MIN_LOGGED_THROUGHPUT_RATIO
     which = "undisturbed" if judged_by_throughput else "all, the machine was busy:"
+    info = "(info: judged against the baseline)"
+    throughput_target = (
+        (f">= {MIN_LOGGED_THROUGHPUT_RATIO:.2f}x" if judged_by_throughput else "(info: busy)")
+        if judged
+        else info
+    )
+    cpu_target = (
+        ("(info)" if judged_by_throughput else f"<= {max_cpu_ratio:.2f}x (machine busy)")
+        if judged
+        else info
+    )
     return [
         Row(
             f"throughput, {single}, {THROUGHPUT_CONNECTIONS} connections, {len(pairs)} "
@@ -913,8 +933,8 @@ def request_log_rows(m: Measurements) -> list[Row]:
             },
             UNLOGGED,
             paired,
-            f">= {MIN_LOGGED_THROUGHPUT_RATIO:.2f}x" if judged_by_throughput else "(info: busy)",
-            paired >= MIN_LOGGED_THROUGHPUT_RATIO if judged_by_throughput else None,
+            throughput_target,
+            paired >= MIN_LOGGED_THROUGHPUT_RATIO if judged and judged_by_throughput else None,
         ),
         Row(
             f"CPU time per request, server and writer processes ({len(m.log_cpu)} pairs)",
@@ -922,8 +942,8 @@ def request_log_rows(m: Measurements) -> list[Row]:
             {OURS: on_cpu, UNLOGGED: off_cpu},
             UNLOGGED,
             on_cpu / off_cpu,
-            "(info)" if judged_by_throughput else f"<= {max_cpu_ratio:.2f}x (machine busy)",
-            None if judged_by_throughput else on_cpu / off_cpu <= max_cpu_ratio,
+            cpu_target,
+            None if judged_by_throughput or not judged else on_cpu / off_cpu <= max_cpu_ratio,
         ),
         *info_rows,
     ]
