@@ -28,11 +28,9 @@ Run it with `make bench-batch` (or `python bench/bench_batch.py --rows 100000 10
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
-import signal
 import statistics
 import subprocess
 import sys
@@ -170,11 +168,9 @@ def child(mode: str, home: str, model_path: str) -> None:
     model = pickle.loads(Path(model_path).read_bytes())
     settings = load_settings({"IRIS_HOME": home})
     measure = {"raw": raw_ceiling, "step": scoring_step, "floor": stream_floor}[mode]
-    cpu = time.process_time()  # every thread's (predict_proba and the Delta writer use two)
     rows, seconds = measure(settings, model)
-    cpu = time.process_time() - cpu
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": rows, "seconds": seconds, "cpu": cpu, "peak_mb": peak_mb}))
+    print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak_mb}))
 
 
 def train_model(path: Path) -> None:
@@ -220,17 +216,10 @@ def run_child(mode: str, home: Path, model_path: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-# Its own shared warm worker (another import-time variable is another version,
-# ``warm_worker.code_digest``): the first materialization is cold, as on a fresh machine.
-BENCH_VERSION_ENV = "PYTHON_IRIS_BENCH_RUN"
-BENCH_VERSION = f"{os.getpid()}-{time.time_ns()}"
-
-
 def dagster_env(home: Path) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("IRIS_", "MLFLOW_", "DAGSTER_"))
     }
-    env[BENCH_VERSION_ENV] = BENCH_VERSION
     dagster_home = home / "dev" / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -276,29 +265,7 @@ def with_champion(home: Path) -> None:
     subprocess.run([sys.executable, "-c", code], env=dagster_env(home), check=True)
 
 
-def bench_workers() -> list[int]:
-    """This bench's shared warm workers: no process of the run's tree once started."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                command = Path(f"/proc/{entry}/cmdline").read_bytes()
-                environ = Path(f"/proc/{entry}/environ").read_bytes()
-            except OSError:
-                continue
-            marker = f"{BENCH_VERSION_ENV}={BENCH_VERSION}".encode()
-            if b"warm_worker\0--shared" in command and marker in environ.split(b"\0"):
-                found.append(int(entry))
-    return found
-
-
-def stop_bench_workers() -> None:
-    for pid in bench_workers():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-
-
-def descendants(*roots: int) -> list[int]:
+def descendants(root: int) -> list[int]:
     parents = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -307,7 +274,7 @@ def descendants(*roots: int) -> list[int]:
             except OSError:
                 continue
             parents[int(entry)] = int(stat.rpartition(")")[2].split()[1])
-    found, frontier = [], list(roots)
+    found, frontier = [], [root]
     while frontier:
         pid = frontier.pop()
         found.append(pid)
@@ -315,35 +282,27 @@ def descendants(*roots: int) -> list[int]:
     return found
 
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-WORKER = "warm_worker"
-
-
 class PeakMemory:
     """The peak RSS (VmHWM) of every process under ``root``, sampled until stopped."""
 
     def __init__(self, root: int):
         self.root, self.peaks, self._stop = root, {}, threading.Event()
-        self.cpu: dict[tuple[int, str], list[float]] = {}  # CPU s when first and last seen
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            for pid in descendants(self.root, *bench_workers()):
+            for pid in descendants(self.root):
                 try:
                     status = Path(f"/proc/{pid}/status").read_text()
                     command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-                    ticks = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
                 except OSError:
                     continue
-                name = command.decode(errors="replace").strip()[:90]
-                key = (pid, name)
-                cpu = (int(ticks[11]) + int(ticks[12])) / CLOCK_TICKS  # utime + stime
-                self.cpu.setdefault(key, [cpu, cpu])[1] = cpu
                 for line in status.splitlines():
                     if line.startswith("VmHWM:"):
                         mb = int(line.split()[1]) / 1024
+                        name = command.decode(errors="replace").strip()[:90]
+                        key = (pid, name)
                         self.peaks[key] = max(self.peaks.get(key, 0.0), mb)
             time.sleep(0.05)
 
@@ -351,10 +310,6 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         return self.peaks
-
-    def worker_cpu(self) -> float:
-        """CPU seconds the shared warm worker and the steps forked from it spent in the run."""
-        return sum(last - first for (_, name), (first, last) in self.cpu.items() if WORKER in name)
 
 
 def step_seconds(home: Path, step: str) -> float:
@@ -389,17 +344,12 @@ def through_dagster(home: Path) -> dict:
     finally:
         peaks = memory.stop()
     wall = time.perf_counter() - started
-    return {
-        "step": step_seconds(home, "inference_table"),
-        "wall": wall,
-        "peaks": peaks,
-        "cpu": memory.worker_cpu(),
-    }
+    return {"step": step_seconds(home, "inference_table"), "wall": wall, "peaks": peaks}
 
 
 def process_name(command: str) -> str:
     for marker, name in (
-        (WORKER, "shared warm step worker and the step forked from it"),
+        ("warm_worker", "warm step worker and the step forked from it"),
         ("iris_assets.steps.score", "score step (cold)"),
         ("dagster asset materialize", "dagster CLI (orchestrator)"),
         ("multiprocessing.spawn", "the run's step process (multiprocess executor)"),
@@ -413,69 +363,41 @@ def process_name(command: str) -> str:
 
 
 def dagster_section(folder: Path, model_path: Path, rows: int, repeat: int) -> tuple[list, list]:
-    """The floor and the real materialization, alternated ``repeat`` times; (lines, failures).
-
-    The first materialization starts the shared warm worker (cold: what the first run after a
-    change or an idle spell costs); the later ones find it (what the next day's run, a backfill or
-    a re-run within ``IRIS_WARM_IDLE_SECONDS`` costs). Both are held to the target.
-    """
+    """The floor and the real materialization, alternated ``repeat`` times; (lines, failures)."""
     home = Path(folder) / f"home-{rows}"
     with_champion(home)
-    stop_bench_workers()  # training started one: the first scoring run must start its own
-    floors, steps, walls, peaks, floor_cpu, step_cpu = [], [], [], {}, [], []
-    try:
-        for i in range(repeat):
-            floor = run_child("floor", home, model_path)
-            floors.append(floor["seconds"])
-            floor_cpu.append(floor["cpu"])
-            measured = through_dagster(home)
-            steps.append(measured["step"])
-            walls.append(measured["wall"])
-            step_cpu.append(measured["cpu"])
-            for (_, command), mb in measured["peaks"].items():
-                name = process_name(command)
-                peaks[name] = max(peaks.get(name, 0.0), mb)
-            print(
-                f"{'cold' if i == 0 else 'warm'}: floor {floors[-1]:.1f} s, step {steps[-1]:.1f} s "
-                f"(wall {walls[-1]:.1f} s), ratio {steps[-1] / floors[-1]:.2f}; CPU floor "
-                f"{floor_cpu[-1]:.1f} s, worker + step {step_cpu[-1]:.1f} s",
-                flush=True,
-            )
-    finally:
-        stop_bench_workers()
-    cold = steps[0] / floors[0]
-    warm_ratios = [s / f for s, f in zip(steps[1:], floors[1:], strict=True)]
-    warm = statistics.median(warm_ratios) if warm_ratios else cold
+    floors, steps, walls, peaks = [], [], [], {}
+    for _ in range(repeat):
+        floors.append(run_child("floor", home, model_path)["seconds"])
+        measured = through_dagster(home)
+        steps.append(measured["step"])
+        walls.append(measured["wall"])
+        for (_, command), mb in measured["peaks"].items():
+            name = process_name(command)
+            peaks[name] = max(peaks.get(name, 0.0), mb)
+        print(f"floor {floors[-1]:.1f} s, step {steps[-1]:.1f} s (wall {walls[-1]:.1f} s)")
+    floor, step = statistics.median(floors), statistics.median(steps)
+    ratio = step / floor
     lines = [
         "",
-        f"`inference_table` for a {rows:,}-row day through Dagster, floor and materialization "
-        f"alternated {repeat} times (run 1 starts the shared warm worker, the others find it):",
+        f"`inference_table` for a {rows:,}-row day through Dagster (median of {repeat}):",
         "",
-        "| run | floor s | step s (Dagster) | `dagster asset materialize` wall s | step / floor "
-        "| floor CPU s | worker + step CPU s | CPU ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-        *[
-            f"| {i + 1} ({'cold' if i == 0 else 'warm'}) | {f:.1f} | {s:.1f} | {w:.1f} | "
-            f"{s / f:.2f} | {fc:.1f} | {sc:.1f} | {sc / fc:.2f} |"
-            for i, (f, s, w, fc, sc) in enumerate(
-                zip(floors, steps, walls, floor_cpu, step_cpu, strict=True)
-            )
-        ],
-        f"| **cold / warm (median)** | | | | **{cold:.2f} / {warm:.2f}** "
-        f"(target <= {MAX_STEP_OVER_FLOOR}) | | | |",
-        "",
-        "The CPU columns (from /proc; less sensitive to the shared machine's load than wall "
-        "time) count the floor's measured part and, for the step, the shared warm worker (its "
-        "imports, in the cold run) and the step forked from it; not the orchestrator.",
+        "| what | median s | runs s |",
+        "|---|---:|---|",
+        f"| floor: stream Parquet, numpy predict, one Delta append | {floor:.1f} | "
+        f"{', '.join(f'{v:.1f}' for v in floors)} |",
+        f"| step as Dagster records it | {step:.1f} | {', '.join(f'{v:.1f}' for v in steps)} |",
+        f"| `dagster asset materialize` wall | {statistics.median(walls):.1f} | "
+        f"{', '.join(f'{v:.1f}' for v in walls)} |",
+        f"| step / floor | **{ratio:.2f}** | target <= {MAX_STEP_OVER_FLOOR} |",
         "",
         "| process | peak RSS MB |",
         "|---|---:|",
         *[f"| {name} | {mb:,.0f} |" for name, mb in sorted(peaks.items())],
     ]
     failures = []
-    for what, ratio in (("cold", cold), ("warm", warm)):
-        if ratio > MAX_STEP_OVER_FLOOR:
-            failures.append(f"{what} step/floor {ratio:.2f} > {MAX_STEP_OVER_FLOOR}")
+    if ratio > MAX_STEP_OVER_FLOOR:
+        failures.append(f"step/floor {ratio:.2f} > {MAX_STEP_OVER_FLOOR}")
     for name, mb in peaks.items():
         if mb > MAX_PEAK_MB:
             failures.append(f"{name} peaked at {mb:.0f} MB > {MAX_PEAK_MB}")

@@ -1,21 +1,15 @@
-"""Warm steps, orchestrator side: the local steps are forked from a warm worker.
+"""Warm steps, orchestrator side: one warm worker per orchestrator process runs the local steps.
 
 ``iris_assets.steps.warm_worker`` loads a step's heavy imports before forking it a fresh child, so
-a step starts in milliseconds instead of paying ~2.5 s of imports (a worker started for one step
-costs what a cold step would; ``prestart`` loads everything ahead for a caller that knows several
-steps follow). What the runner gets back behaves like ``subprocess.Popen`` (``pid``, ``wait``,
-``terminate``, ``kill``, ``returncode``), so the Pipes session around it is the same as for a
-cold subprocess.
+the second and later steps of a run start in milliseconds instead of paying ~2.5 s of imports
+each (a worker started for one step costs what a cold step would; ``prestart`` loads everything
+ahead for a caller that knows several steps follow). What the runner gets
+back behaves like ``subprocess.Popen`` (``pid``, ``wait``, ``terminate``, ``kill``,
+``returncode``), so the Pipes session around it is the same as for a cold subprocess.
 
-Which worker: a process that called ``prestart`` (``iris demo``) has its own, forked from itself
-and ending with it. Otherwise the steps of this Python go to the user's shared worker
-(``SharedWorker``): it outlives the orchestrator that started it, so the next
-``dagster asset materialize`` (each run is a new process) finds the imports done. Its socket is
-named by the code version (``warm_worker.code_digest``) in a directory only this user can use,
-so a client never reaches a worker of other code, and the worker refuses and exits when the files
-it was started from change. It exits after ``IRIS_WARM_IDLE_SECONDS`` (600) without a step.
-If a worker cannot be reached (killed, say) it is started again, and if that fails too the step
-runs as a cold subprocess: a lost worker costs time, never a step.
+The worker is started on the first step, by this process, for this Python; it exits when this
+process does. If it cannot be reached (killed, say) it is started again, and if that fails too
+the step runs as a cold subprocess: a lost worker costs time, never a step.
 ``IRIS_WARM_STEPS=0`` turns warm steps off.
 """
 
@@ -23,12 +17,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import json
 import os
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
@@ -36,15 +28,8 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from iris_assets.steps.warm_worker import code_digest
-
 WARM_STEPS_ENV = "IRIS_WARM_STEPS"
-IDLE_ENV = "IRIS_WARM_IDLE_SECONDS"
-DEFAULT_IDLE_SECONDS = 600.0
 WORKER_MODULE = "iris_assets.steps.warm_worker"
-# What a step reads when it runs (its home, registry, Pipes bootstrap, secrets): the step's own,
-# never the shared worker's, which serves every home of this user.
-RUN_ENV_PREFIXES = ("DAGSTER_", "IRIS_", "MLFLOW_", "DATABRICKS_")
 
 
 def warm_steps_enabled(env: Mapping[str, str] = os.environ) -> bool:
@@ -94,7 +79,6 @@ class WarmStep:
         self.pid = pid
         self.args = args
         self.returncode: int | None = None
-        self.worker_pid: int | None = None  # the worker it was forked from
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is not None:
@@ -180,126 +164,31 @@ class WarmWorker:
         worker.stop()
 
     def launch(self, module: str, env: Mapping[str, str], cwd: str) -> WarmStep:
-        return _request(self.address, {"module": module, "env": dict(env), "cwd": cwd})
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        request = json.dumps({"module": module, "env": dict(env), "cwd": cwd}).encode() + b"\n"
+        stdio = _stdio()
+        lines = _Lines(conn)
+        try:
+            conn.connect(self.address)
+            socket.send_fds(conn, [request], stdio)
+            started = lines.next()
+        except OSError as error:
+            conn.close()
+            raise WorkerUnavailable(f"warm step worker unreachable: {error}") from None
+        finally:
+            for fd in stdio:
+                if fd > 2:
+                    os.close(fd)
+        if started is None:
+            conn.close()
+            raise WorkerUnavailable("warm step worker closed the connection before starting")
+        return WarmStep(lines, int(started["pid"]), ["python", "-m", module])
 
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
         self._folder.cleanup()
-
-
-def _request(address: str, request: dict) -> WarmStep:
-    """Send one step request to the worker at ``address``; the step once it has started."""
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    data = json.dumps(request).encode() + b"\n"
-    stdio = _stdio()
-    lines = _Lines(conn)
-    try:
-        conn.connect(address)
-        socket.send_fds(conn, [data], stdio)
-        started = lines.next()
-    except (OSError, ValueError) as error:
-        conn.close()
-        raise WorkerUnavailable(f"warm step worker unreachable: {error}") from None
-    finally:
-        for fd in stdio:
-            if fd > 2:
-                os.close(fd)
-    if started is None or "pid" not in started:
-        conn.close()
-        why = started.get("stale") if started else "it closed the connection"
-        raise WorkerUnavailable(f"warm step worker did not start the step: {why}")
-    step = WarmStep(lines, int(started["pid"]), ["python", "-m", request["module"]])
-    step.worker_pid = started.get("worker")
-    return step
-
-
-def runtime_dir() -> Path:
-    """This user's directory for shared workers' sockets: made 0700, refused unless it is a real
-    directory of this user that nobody else can enter (another user could otherwise plant a
-    socket there and be sent the steps' environment, secrets included)."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    folder = Path(base) / f"iris-warm-{os.getuid()}"
-    with contextlib.suppress(FileExistsError):
-        folder.mkdir(mode=0o700)
-    info = folder.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise WorkerUnavailable(f"{folder} is not a private directory of this user")
-    return folder
-
-
-def idle_seconds(env: Mapping[str, str]) -> float:
-    try:
-        value = float(env.get(IDLE_ENV, DEFAULT_IDLE_SECONDS))
-    except ValueError:
-        return DEFAULT_IDLE_SECONDS
-    return value if value > 0 else DEFAULT_IDLE_SECONDS
-
-
-class SharedWorker:
-    """The user's warm worker for one code version of this Python, started if there is none."""
-
-    @staticmethod
-    def address(version: str) -> str:
-        return str(runtime_dir() / f"{version}.sock")
-
-    @classmethod
-    def launch(cls, python: str, module: str, env: Mapping[str, str], cwd: str) -> WarmStep:
-        version = code_digest(python, env)
-        request = {"module": module, "env": dict(env), "cwd": cwd, "version": version}
-        address = cls.address(version)
-        try:
-            return _request(address, request)
-        except WorkerUnavailable:
-            pass
-        cls.start(python, env, version, address)
-        return _request(address, request)
-
-    @classmethod
-    def start(
-        cls, python: str, env: Mapping[str, str], version: str, address: str, preload_all=False
-    ) -> None:
-        """Start a worker at ``address`` unless another client just did (under a lock)."""
-        with open(f"{address}.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-                try:
-                    probe.connect(address)
-                    return  # started meanwhile by another client
-                except OSError:
-                    pass
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(address)  # a dead worker's socket
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-                listener.bind(address)
-                listener.listen(64)
-                # The worker inherits the listening socket: a step sent while it is still
-                # importing waits in the backlog. This first process only forks the worker
-                # off (so it is nobody's child here) and exits.
-                starter = subprocess.Popen(
-                    [
-                        python,
-                        "-m",
-                        WORKER_MODULE,
-                        "--shared",
-                        str(listener.fileno()),
-                        address,
-                        version,
-                        str(idle_seconds(env)),
-                        *(["--preload", "all"] if preload_all else []),
-                    ],
-                    pass_fds=(listener.fileno(),),
-                    env={k: v for k, v in env.items() if not k.startswith(RUN_ENV_PREFIXES)},
-                    cwd=runtime_dir(),  # its sys.path[0]: no module of a caller's cwd is imported
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,  # a capture of this process's output must end
-                    stderr=subprocess.DEVNULL,
-                )
-                if starter.wait() != 0:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(address)
-                    raise WorkerUnavailable("the shared warm worker did not start")
 
 
 class _ForkedWorker:
@@ -366,22 +255,15 @@ def prestart(python: str = sys.executable, env: Mapping[str, str] = os.environ) 
 
 
 def launch_step(python: str, module: str, env: Mapping[str, str]) -> WarmStep | subprocess.Popen:
-    """Start ``python -m module`` with ``env``: forked from a warm worker, or cold."""
+    """Start ``python -m module`` with ``env``: forked from the warm worker, or cold."""
     cwd = os.getcwd()
     if warm_steps_enabled(env):
-        own = WarmWorker._workers.get((python, os.getpid()))
         for _ in range(2):
+            worker = WarmWorker.for_python(python)
             try:
-                if own is None and python == sys.executable:
-                    return SharedWorker.launch(python, module, env, cwd)
-                worker = own or WarmWorker.for_python(python)
                 return worker.launch(module, env, cwd)
             except WorkerUnavailable:
-                if own is not None:
-                    WarmWorker.forget(own)
-                    own = None
-            except OSError:
-                break  # no private socket directory (read-only /tmp, say): run it cold
+                WarmWorker.forget(worker)
     return subprocess.Popen([python, "-m", module], env=dict(env), cwd=cwd)
 
 

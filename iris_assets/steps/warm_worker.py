@@ -10,26 +10,16 @@ exits or is killed cannot take the worker or the orchestrator with it, and nothi
 is seen by the next (each starts from the same untouched copy: the worker itself only imports).
 
 The orchestrator side is ``iris_assets.resources.warm_steps``. The protocol, one Unix-socket
-connection per step: the client sends one JSON line ``{"module", "env", "cwd", "version"}`` with
-its stdin, stdout and stderr attached (``SCM_RIGHTS``); the worker forks a supervisor that forks
-the step, answers ``{"pid": N, "worker": W}`` once it runs and ``{"returncode": R}`` when it has
-ended (negative: killed by that signal), exactly as ``subprocess.Popen.returncode`` would say.
-
-A shared worker (``--shared``) outlives the orchestrator that started it, so a
-``dagster asset materialize`` finds its imports done by the previous one. It serves one code
-version only (``code_digest``: the project's source files, the installed distributions, the
-Python and the import-time environment, computed before anything of the project is imported):
-a request for another version, or any request once the files on disk no longer match the
-version it started with, is answered ``{"stale": reason}`` and never forked, and the worker then
-exits. It also exits after ``idle`` seconds without a request, or when its socket is no longer
-the one at its address. Only processes of its own user may connect (``SO_PEERCRED``).
+connection per step: the client sends one JSON line ``{"module", "env", "cwd"}`` with its
+stdin, stdout and stderr attached (``SCM_RIGHTS``); the worker forks a supervisor that forks
+the step, answers ``{"pid": N}`` once it runs and ``{"returncode": R}`` when it has ended
+(negative: killed by that signal), exactly as ``subprocess.Popen.returncode`` would say.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import importlib
 import json
 import os
@@ -37,12 +27,8 @@ import runpy
 import select
 import signal
 import socket
-import struct
 import sys
-import time
 import traceback
-from collections.abc import Mapping
-from pathlib import Path
 
 # What each step imports (some inside its functions), loaded in the worker before it forks the
 # step: a worker started for one step pays what that step would pay cold, and every later step
@@ -86,38 +72,6 @@ PRELOAD = tuple(dict.fromkeys(name for names in STEP_IMPORTS.values() for name i
 
 MAX_REQUEST_BYTES = 1 << 20
 REQUEST_TIMEOUT_SECONDS = 30.0
-# Environment variables that change what an import does (search path, native thread pools,
-# plotting backend): a worker imported under other values is another version.
-IMPORT_ENV_PREFIXES = ("PYTHON", "LD_", "OMP_", "OPENBLAS_", "MKL_", "MPL", "VIRTUAL_ENV")
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-DIGEST_CHECK_SECONDS = 5.0
-
-
-def code_digest(python: str, env: Mapping[str, str]) -> str:
-    """The version of the code a step started now with ``python`` and ``env`` would run.
-
-    Everything a fresh ``python -m`` would read differently: this project's source files
-    (content, not times), the names of the installed distributions (they carry the versions), the
-    interpreter and the environment variables that affect imports.
-    """
-    digest = hashlib.sha256()
-    digest.update(f"{os.path.abspath(python)}\0{sys.version}\0{PACKAGE_DIR}\0".encode())
-    for name in sorted(k for k in env if k.startswith(IMPORT_ENV_PREFIXES)):
-        digest.update(f"{name}={env[name]}\0".encode())
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        digest.update(str(path.relative_to(PACKAGE_DIR)).encode() + b"\0")
-        with contextlib.suppress(OSError):
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    for folder in sorted({p for p in sys.path if p.endswith("site-packages")}):
-        with contextlib.suppress(OSError):
-            digest.update("\0".join(sorted(os.listdir(folder))).encode())
-    return digest.hexdigest()[:32]
-
-
-def peer_uid(conn: socket.socket) -> int:
-    """The user id of the process at the other end of a Unix socket."""
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[2]
 
 
 def preload(names: tuple[str, ...] = PRELOAD) -> None:
@@ -202,152 +156,45 @@ def supervise(conn: socket.socket, request: dict, fds: list[int]) -> None:
             run_step(request, fds)
         for fd in fds:
             os.close(fd)
-        send(conn, {"pid": pid, "worker": os.getppid()})
+        send(conn, {"pid": pid})
         _, status = os.waitpid(pid, 0)
         send(conn, {"returncode": os.waitstatus_to_exitcode(status)})
     finally:
         os._exit(0)
 
 
-class Version:
-    """The code version a shared worker serves, and whether the files still match it."""
-
-    def __init__(self, value: str, python: str, env: Mapping[str, str]):
-        self.value, self._python, self._env = value, python, dict(env)
-
-    def current(self) -> bool:
-        return code_digest(self._python, self._env) == self.value
-
-
-class Shared:
-    """What ends a shared worker: idleness, its address taken or gone, its code changed."""
-
-    def __init__(self, address: str, version: Version, idle_seconds: float):
-        self.address, self.version, self.idle_seconds = address, version, idle_seconds
-        self.inode = os.stat(address).st_ino
-        self.last_request = self.last_digest_check = time.monotonic()
-
-    def ending(self) -> bool:
-        now = time.monotonic()
-        if now - self.last_request > self.idle_seconds:
-            return True
+def serve(listener: socket.socket, parent: int) -> None:
+    """Accept step requests until the orchestrator that started this worker is gone."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the orchestrator's to handle
+    while os.getppid() == parent:
+        ready, _, _ = select.select([listener], [], [], 1.0)
+        if not ready:
+            continue
+        conn, _ = listener.accept()
+        conn.settimeout(REQUEST_TIMEOUT_SECONDS)  # a client that never sends cannot stall it
         try:
-            if os.stat(self.address).st_ino != self.inode:
-                return True  # another worker took the address: this one is unreachable
-        except OSError:
-            return True
-        if now - self.last_digest_check > DIGEST_CHECK_SECONDS:
-            self.last_digest_check = now
-            return not self.version.current()
-        return False
-
-    def release(self) -> None:
-        """Give up the address (if it is still this worker's): new clients start a new worker."""
-        with contextlib.suppress(OSError):
-            if os.stat(self.address).st_ino == self.inode:
-                os.unlink(self.address)
-
-
-def handle(listener: socket.socket, conn: socket.socket, shared: Shared | None) -> bool:
-    """Serve one connection; False when this worker must stop (its code changed)."""
-    conn.settimeout(REQUEST_TIMEOUT_SECONDS)  # a client that never sends cannot stall it
-    try:
-        if peer_uid(conn) != os.getuid():
-            raise ValueError("only this worker's own user may start steps")
-        request, fds = read_request(conn)
-        conn.settimeout(None)
-    except (OSError, ValueError):
-        conn.close()  # the client gave up or sent garbage: it sees a closed connection
-        return True
-    try:
-        if shared is not None:
-            shared.last_request = time.monotonic()
-            if request.get("version") != shared.version.value:
-                send(conn, {"stale": "the worker serves another code version"})
-                return True
-            if not shared.version.current():
-                send(conn, {"stale": "the code changed since the worker started"})
-                return False
+            request, fds = read_request(conn)
+            conn.settimeout(None)
+        except (OSError, ValueError):
+            conn.close()  # the client gave up or sent garbage: it sees a closed connection
+            continue
         # Here, not in the child: what this step imports stays loaded for the next ones.
         preload(STEP_IMPORTS.get(request["module"], ()))
-        if shared is not None and not shared.version.current():
-            # Changed while importing: what was just imported may be of either version.
-            send(conn, {"stale": "the code changed while the worker imported it"})
-            return False
         if os.fork() == 0:
             listener.close()
             supervise(conn, request, fds)
-        return True
-    except OSError:
-        return True
-    finally:
         for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            os.close(fd)
         conn.close()
 
 
-def serve(listener: socket.socket, parent: int | None, shared: Shared | None = None) -> None:
-    """Accept step requests until the orchestrator that started this worker is gone (``parent``)
-    or, for a shared worker, until it is idle, replaced or out of date."""
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the orchestrator's to handle
-    try:
-        while (os.getppid() == parent) if parent is not None else not shared.ending():
-            ready, _, _ = select.select([listener], [], [], 1.0)
-            if ready:
-                conn, _ = listener.accept()
-                if not handle(listener, conn, shared):
-                    break
-    finally:
-        if shared is not None:
-            shared.release()
-            drain(listener, shared)
-
-
-def drain(listener: socket.socket, shared: Shared) -> None:
-    """Answer the clients that connected before the address was given up: each is told to start
-    a new worker rather than left waiting on a socket nobody accepts from."""
-    listener.setblocking(False)
-    while True:
-        try:
-            conn, _ = listener.accept()
-        except OSError:
-            break
-        with contextlib.suppress(OSError), conn:
-            conn.settimeout(1.0)
-            send(conn, {"stale": "the worker is stopping"})
-    listener.close()
-
-
 def main() -> None:
-    if sys.argv[1] == "--shared":
-        main_shared(*sys.argv[2:])
-        return
     listener_fd, parent = int(sys.argv[1]), int(sys.argv[2])
     listener = socket.socket(fileno=listener_fd)
     if sys.argv[3:] == ["--preload", "all"]:
         preload()
     serve(listener, parent)
-
-
-def main_shared(listener_fd: str, address: str, version: str, idle: str, *rest: str) -> None:
-    """A worker of its own: detached from the client that started it (which waits only for this
-    first process), in a session of its own, serving until ``Shared`` says it is done."""
-    listener = socket.socket(fileno=int(listener_fd))
-    if os.fork() != 0:
-        os._exit(0)
-    os.setsid()
-    # Computed before importing anything of the project: the worker can only be older than the
-    # files it has loaded, never newer, and each request checks the files again.
-    own = Version(code_digest(sys.executable, os.environ), sys.executable, os.environ)
-    if own.value != version:
-        os._exit(3)  # the files changed since the client computed the version: serve nothing
-    shared = Shared(address, own, float(idle))
-    if list(rest) == ["--preload", "all"]:
-        preload()
-    serve(listener, None, shared)
-    os._exit(0)
 
 
 if __name__ == "__main__":
