@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test dev mlflow test-ui chromium lint format clean lock bench-serving bench-batch bench-lifecycle
+.PHONY: install demo test dev mlflow test-ui chromium lint format clean lock bench-serving bench-parse bench-batch bench-lifecycle
 
 install: $(STAMP)
 
@@ -71,6 +71,11 @@ clean:
 # with apt-get when it can; exits non-zero when a target ratio is missed.
 bench-serving: install
 	$(BIN)/python bench/bench_serving.py
+
+# The request parser alone, this checkout against earlier commits' (CPU per body shape, 1 to
+# 1,000 records and a split); exits non-zero when any shape is over 1.10x an earlier commit's.
+bench-parse: install
+	$(BIN)/python bench/bench_parse.py
 
 # Batch scoring of 1e5, 1e6 and 1e7 landing rows against the raw ceiling (docs/batch.md); exits
 # non-zero when the 1e7 ratio (>= 0.5) or the step's memory bound (<= 1.5 GB) is missed.

@@ -56,9 +56,12 @@ SCHEMA_MISMATCH = "INVALID_PARAMETER_VALUE"
 # any other spelling is parsed by the general parser, which accepts it just the same).
 _PLAIN_JSON = frozenset({"application/json", "application/json; charset=utf-8"})
 _RECORD_KEYS = frozenset({"dataframe_records", "instances", "inputs"})
-_SMALL_ROWS = 64  # above this the general parser's column-wise matrix is as fast per row
+# Above this the general parser's column-wise matrix is as fast per row (measured: the two cross
+# near 20 records; parse_request in-process, December 2026).
+_SMALL_ROWS = 16
 _EXACT_INT = 2**53  # integers up to this size are exact float64s
 _JSON_DECODE = json.JSONDecoder().decode
+_UNDECODED = object()  # the body has not been decoded yet (or not as plain UTF-8 JSON)
 _ONE_LABEL: dict[int, bytes] = {}
 _MAX_CACHED_LABELS = 1024
 
@@ -80,8 +83,10 @@ def parse_request(
     max_rows: int | None = None,
 ) -> np.ndarray:
     """Turn an ``/invocations`` body into a finite float64 matrix with ``columns`` in order."""
+    document: Any = _UNDECODED
     if content_type in _PLAIN_JSON:
-        matrix = _small_records(body, columns, max_rows)
+        document = _decode_plain(body)
+        matrix = _small_records(document, columns, max_rows)
         if matrix is not None:
             return matrix
     media_type, charset = _media_type(content_type)
@@ -90,7 +95,7 @@ def parse_request(
     if media_type == "application/json":
         if charset is not None and charset not in _JSON_CHARSETS:
             raise BadRequest(415, "unsupported charset; send UTF-8 JSON")
-        table = _parse_json(body, columns)
+        table = _parse_json(body, columns, document)
     elif media_type == "text/csv":
         if charset is not None and charset not in _JSON_CHARSETS:
             raise BadRequest(415, "unsupported charset; send UTF-8 CSV")
@@ -145,20 +150,31 @@ def _media_type(content_type: str | None) -> tuple[str, str | None]:
 # --- JSON --------------------------------------------------------------------------------------
 
 
-def _small_records(body: bytes, columns: Sequence[str], max_rows: int | None) -> np.ndarray | None:
+def _decode_plain(body: bytes) -> Any:
+    """The body decoded as plain UTF-8 JSON, or ``_UNDECODED``: decoded once per request.
+
+    bytes -> str first: json.loads(bytes) guesses the encoding on every call. A body that is not
+    plain UTF-8 JSON (a BOM, UTF-16, surrogates) fails here and the general parser decodes it
+    (and words the error). What decodes here is what ``json.loads(body)`` would give: valid
+    JSON text in UTF-8 never looks like UTF-16 or UTF-32 to its encoding detection.
+    """
+    try:
+        return _JSON_DECODE(body.decode())
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError among them
+        return _UNDECODED
+
+
+def _small_records(
+    document: Any, columns: Sequence[str], max_rows: int | None
+) -> np.ndarray | None:
     """The matrix of a small, well-formed body of records (most requests); else None.
 
     Accepts only what the general parser accepts with the same matrix: one input key holding a
     list of objects, every column a JSON number (no bool, string or null) that is finite as a
     float64. Anything else, or anything it is unsure of, is None and goes through the general
-    parser, which then decides and words the error; so this never refuses and never differs.
+    parser (with the document already decoded), which then decides and words the error; so this
+    never refuses and never differs.
     """
-    try:
-        # bytes -> str first: json.loads(bytes) guesses the encoding on every call. A body that
-        # is not plain UTF-8 JSON (a BOM, UTF-16, surrogates) fails here and takes the long way.
-        document = _JSON_DECODE(body.decode())
-    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError among them
-        return None
     if type(document) is not dict or len(document) != 1:
         return None
     (key, records), *_ = document.items()
@@ -185,13 +201,16 @@ def _small_records(body: bytes, columns: Sequence[str], max_rows: int | None) ->
     return np.array(rows, dtype=np.float64)
 
 
-def _parse_json(body: bytes, columns: Sequence[str]) -> list[Sequence[Any]]:
-    try:
-        document = json.loads(body)
-    except UnicodeDecodeError:
-        raise BadRequest(400, "request body is not valid UTF-8") from None
-    except (ValueError, RecursionError):
-        raise BadRequest(400, "request body is not valid JSON") from None
+def _parse_json(
+    body: bytes, columns: Sequence[str], document: Any = _UNDECODED
+) -> list[Sequence[Any]]:
+    if document is _UNDECODED:
+        try:
+            document = json.loads(body)
+        except UnicodeDecodeError:
+            raise BadRequest(400, "request body is not valid UTF-8") from None
+        except (ValueError, RecursionError):
+            raise BadRequest(400, "request body is not valid JSON") from None
     if not isinstance(document, dict):
         raise BadRequest(400, f"expected a JSON object with one of: {_EXPECTED_KEYS}")
     keys = [k for k in document if k not in IGNORED_KEYS]

@@ -68,7 +68,7 @@ def hostile_bodies() -> list[bytes]:
     bodies = []
     for _ in range(1500):
         rows = []
-        for _ in range(rng.choice([1, 1, 1, 2, 3, 64, 65, 200])):
+        for _ in range(rng.choice([1, 1, 1, 2, 3, 16, 17, 64, 65, 200])):
             record = {c: round(rng.uniform(0.1, 9.0), rng.choice([0, 1, 3, 17])) for c in COLUMNS}
             if rng.random() < 0.2:
                 record[rng.choice(COLUMNS)] = rng.choice(ODD_VALUES)
@@ -244,3 +244,24 @@ def test_every_expect_100_continue_gets_its_100_even_with_the_same_head(
     sock.sendall(body)
     assert read_response(sock, buffer)[0] == 200
     sock.close()
+
+
+def test_a_body_the_short_cut_declines_is_decoded_once(monkeypatch):
+    """A batch or a dataframe_split body is decoded once, not once per parser (a review found
+    every declined body decoded twice: batches cost 1.3-1.6x the server CPU they did)."""
+    calls = []
+    real_decode, real_loads = protocol._JSON_DECODE, protocol.json.loads
+    monkeypatch.setattr(protocol, "_JSON_DECODE", lambda s: calls.append(1) or real_decode(s))
+    monkeypatch.setattr(protocol.json, "loads", lambda s: calls.append(1) or real_loads(s))
+    row = dict(zip(COLUMNS, [5.1, 3.5, 1.4, 0.2], strict=True))
+    for document in (
+        {"dataframe_records": [row] * 65},
+        {"dataframe_records": [row] * 1000},
+        {"dataframe_split": {"columns": COLUMNS, "data": [list(row.values())] * 1000}},
+        {"inputs": {column: 1.0 for column in COLUMNS}},
+        {"dataframe_records": [{**row, COLUMNS[0]: "5.1"}]},
+    ):
+        calls.clear()
+        matrix = protocol.parse_request(json.dumps(document).encode(), "application/json", COLUMNS)
+        assert matrix.shape[1] == len(COLUMNS)
+        assert len(calls) == 1, f"{list(document)[0]}: decoded {len(calls)} times"
