@@ -260,12 +260,18 @@ def _from_split(value: Any, columns: Sequence[str]) -> list[Sequence[Any]]:
 
 def _from_records(records: list[Any], columns: Sequence[str], key: str) -> list[Sequence[Any]]:
     if not all(type(record) is dict for record in records):
-        raise BadRequest(400, f"{key} must be a list of objects")
+        # MLflow's codes: rows given as lists where objects belong do not match the schema.
+        code = SCHEMA_MISMATCH if any(type(r) is list for r in records) else None
+        raise BadRequest(400, f"{key} must be a list of objects", code)
     table = []
     for column in columns:
         try:
             table.append([record[column] for record in records])
         except KeyError:
+            # A column no record has is a schema mismatch; one some records lack is a malformed
+            # request (MLflow's pandas conversion fills it with NaN and refuses that).
+            if any(column in record for record in records):
+                raise BadRequest(400, f"a record lacks column '{column}'") from None
             raise BadRequest(400, f"missing column '{column}'", SCHEMA_MISMATCH) from None
     return table
 

@@ -210,6 +210,17 @@ REFUSED_BY_BOTH = {
     "csv underscore": (f"{HEADER}\n5_1,3.5,1.4,0.2\n".encode(), CSV),
     "text in a string": (_json({"dataframe_records": [{**ROW, "sepal_width_cm": "abc"}]}), JSON),
     "nan string": (_json({"dataframe_records": [{**ROW, "sepal_width_cm": "nan"}]}), JSON),
+    # A review found these two answered with the other error code than MLflow's.
+    "one record lacks a column": (
+        _json({"dataframe_records": [ROW, {"sepal_length_cm": 1}]}),
+        JSON,
+    ),
+    "inputs: one record lacks a column": (
+        _json({"inputs": [ROW, {"sepal_length_cm": 1}]}),
+        JSON,
+    ),
+    "records nested in a list": (_json({"dataframe_records": [[ROW]]}), JSON),
+    "records as lists": (_json({"dataframe_records": [list(ROW.values())]}), JSON),
 }
 
 
@@ -257,6 +268,8 @@ DIFFERENCES = {
     "instances lists": (_json({"instances": [list(ROW.values())]}), JSON, 400, 200),
     # MLflow fails with a 500 and a text body; we say what is missing.
     "no Content-Type": (_json({"dataframe_records": [ROW]}), None, 500, 415),
+    # MLflow compares the media type case-sensitively; media types are case-insensitive (RFC 9110).
+    "media type in capitals": (_json({"dataframe_records": [ROW]}), "APPLICATION/JSON", 415, 200),
 }
 
 

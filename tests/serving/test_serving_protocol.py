@@ -240,7 +240,8 @@ def test_bad_requests_are_refused_with_a_short_message(case: str) -> None:
     assert len(raised.value.message) < 120
     # MLflow's codes: the input does not fit the schema, or it cannot be read as input at all.
     schema_mismatch = any(
-        words in case for words in ("missing column", "no rows", "ragged columnar", "csv header")
+        words in case
+        for words in ("missing column", "no rows", "ragged columnar", "csv header", "not objects")
     )
     expected_code = {400: "INVALID_PARAMETER_VALUE" if schema_mismatch else "BAD_REQUEST"}
     assert raised.value.error_code == expected_code.get(status, "UNSUPPORTED_MEDIA_TYPE")
