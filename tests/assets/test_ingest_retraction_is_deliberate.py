@@ -73,7 +73,8 @@ def test_a_source_file_with_every_row_broken_is_refused_and_keeps_its_flowers(
     broken.to_csv(path, index=False)
 
     message = refused(graph, str(path))
-    assert f"refused to ingest {path}" in message and "offers no valid row (150 rejected)" in message
+    assert f"refused to ingest {path}" in message
+    assert "offers no valid row (150 rejected)" in message
     assert "retract_missing: true" in message
     assert store.count(settings.feature_table) == 150
     assert store.version(settings.feature_table) == version, "the feature table is not touched"
@@ -156,7 +157,7 @@ def test_a_retargeted_link_is_another_source_and_cannot_overwrite_the_first(
 ):
     """A link names the file it resolves to at ingest (docs/design.md, Identity)."""
     store = table_store(settings)
-    v1, v2, latest = tmp(tmp_path) / "v1.csv", tmp(tmp_path) / "v2.csv", tmp(tmp_path) / "latest.csv"
+    v1, v2, latest = (tmp(tmp_path) / name for name in ("v1.csv", "v2.csv", "latest.csv"))
     flowers = field_flowers()
     flowers.to_csv(v1, index=False)
     fixed = flowers.copy()
