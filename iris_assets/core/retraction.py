@@ -86,11 +86,10 @@ def refuse_unless_deliberate(removal: Removal, rejected: int, deliberate: bool) 
     )
     if not (emptied or too_many):
         return
-    what = (
-        f"offers no valid row ({rejected} rejected)"
-        if emptied
-        else f"offers {removal.offered} valid rows ({rejected} rejected)"
-    )
+    if emptied:
+        what = f"offers no valid row ({rejected} rejected)" if rejected else "has no rows"
+    else:
+        what = f"offers {removal.offered} valid rows ({rejected} rejected)"
     raise RetractionRefused(
         f"refused to ingest {removal.source}: it {what}, so taking it whole would delete "
         f"{removal.removed} of the {removal.held} flowers it delivered (flower_id "
