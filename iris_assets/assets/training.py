@@ -17,6 +17,13 @@ class IngestConfig(dg.Config):
         description="CSV or Parquet file of labelled flowers; empty = scikit-learn's bundled Iris.",
     )
     test_fraction: float = Field(default=0.3, description="Share of flowers held out for testing.")
+    retract_missing: bool = Field(
+        default=False,
+        description=(
+            "Delete the flowers this source delivered and no longer offers even when it offers "
+            "none or loses most of them (otherwise such a run is refused, nothing written)."
+        ),
+    )
 
 
 class TrainConfig(dg.Config):

@@ -6,8 +6,11 @@ when the file has none. An id already held by a different flower from another so
 with a reason, never overwritten; the source that delivered a flower may correct it (a source is
 known by its resolved path, ``source_identity``), and a correction keeps the flower's split.
 A source is ingested whole: rows it held and no longer offers (a deleted or corrected label
-batch, a row edited away) are removed in the same MERGE, and a flower another source offered
-with the same content becomes this source's. Unchanged rows are not rewritten (the MERGE compares
+batch, a row edited away) are removed in the same MERGE, but only as a deliberate retraction
+(``core.retraction``): a source that suddenly offers nothing, or would lose most of its rows, is
+refused before the MERGE unless the run says ``retract_missing`` or the source is the
+labelled-flowers file. A flower another source holds with the same content stays that source's
+unless its file is gone (renamed or deleted). Unchanged rows are not rewritten (the MERGE compares
 the data columns and the source only), so re-ingesting the same data commits nothing. The split
 fraction is fixed in the table's properties when it is created.
 """
@@ -22,6 +25,7 @@ import pandas as pd
 
 from iris_assets.core.identity import DERIVED_ID_BASE, foreign_conflicts
 from iris_assets.core.quarantine import rejects_rows, replace_slice_if_changed
+from iris_assets.core.retraction import held_elsewhere, planned_removal, refuse_unless_deliberate
 from iris_assets.core.schema import (
     FEATURE_DATA_COLUMNS,
     FEATURE_TABLE,
@@ -37,6 +41,7 @@ from iris_assets.core.split import check_split, split_by_measurements, split_pro
 from iris_assets.core.validation import validate_measurements
 from iris_assets.steps.bootstrap import Step, json_value, open_step, path_value
 from iris_assets.steps.failpoints import failpoint
+from iris_assets.steps.performance import labelled_flowers_path
 from iris_assets.steps.stores import table_store
 
 
@@ -108,11 +113,27 @@ def ingest(step: Step) -> None:
     features = features[FEATURE_TABLE_SCHEMA.names]
     features, conflicts = refuse_conflicts(held, features, source_name)
     rejects = pd.concat([checked.rejects, conflicts], ignore_index=True)
+    shared = held_elsewhere(held, features, source_name).to_numpy()
+    features = features[~shared]
+    removal = planned_removal(held, features, source_name)
+    # The labelled-flowers file is rewritten from the labels landing area, where deleting a
+    # batch is the deliberate act; any other source retracts in bulk only when the run says so.
+    deliberate = bool(config.get("retract_missing")) or source_name == source_identity(
+        str(labelled_flowers_path(settings))
+    )
+    replace_slice_if_changed(
+        store,
+        settings.rejects_table,
+        rejects_rows(rejects, "ingest", source_name),
+        "ingest",
+        source_name,
+    )
+    refuse_unless_deliberate(removal, rejected=len(rejects), deliberate=deliberate)
 
     failpoint("ingest:before_merge")
     # The source is taken whole: its rows it no longer offers leave the table in the same commit.
-    # ``source`` is compared too, so a flower another source offered identically becomes this
-    # one's (a renamed file takes its flowers with it, and its later deletions reach them).
+    # ``source`` is compared too, so a flower whose holder's file is gone becomes this one's (a
+    # renamed file takes its flowers with it, and its later deletions reach them).
     merged = store.merge_upsert(
         settings.feature_table,
         features,
@@ -121,13 +142,12 @@ def ingest(step: Step) -> None:
         whole=("source", source_name),
     )
     failpoint("ingest:merged")
-    replace_slice_if_changed(
-        store,
-        settings.rejects_table,
-        rejects_rows(rejects, "ingest", source_name),
-        "ingest",
-        source_name,
-    )
+    if merged["deleted"]:
+        step.pipes.log.warning(
+            f"removed {merged['deleted']} of the {removal.held} flowers {source_name} delivered "
+            f"(no longer in it; flower_id {', '.join(map(str, removal.sample))}"
+            f"{', ...' if merged['deleted'] > len(removal.sample) else ''})"
+        )
     step.log(
         f"ingested {len(features)} rows from {source_name} into {settings.feature_table} "
         f"({merged['inserted']} new, {merged['updated']} updated, {merged['deleted']} no longer "
@@ -148,6 +168,7 @@ def ingest(step: Step) -> None:
             "rows_inserted": merged["inserted"],
             "rows_updated": merged["updated"],
             "rows_removed": merged["deleted"],
+            "rows_held_by_other_sources": int(shared.sum()),
             "dagster/row_count": len(table),
             "delta_version": merged["version"],
             "test_fraction": test_fraction,

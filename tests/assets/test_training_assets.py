@@ -70,8 +70,8 @@ def test_files_without_ids_never_overwrite_and_conflicting_ids_are_refused(
     assert store.version(settings.feature_table) == version
 
     # An explicit id held by another source with other content is rejected, not overwritten;
-    # the same content under that id changes nothing but its owner (the one update: the source
-    # that offers it now answers for it); ids at 2**53 and 2**53+1 stay exact.
+    # the same content under that id changes nothing, not even its owner (the bundled Iris is
+    # still there and answers for it); ids at 2**53 and 2**53+1 stay exact.
     clash = bundled.head(2).assign(
         flower_id=[1, 2], sepal_length_cm=[6.6, bundled.loc[1, "sepal_length_cm"]]
     )
@@ -80,12 +80,12 @@ def test_files_without_ids_never_overwrite_and_conflicting_ids_are_refused(
     pd.concat([clash, big]).to_csv(explicit, index=False)
     result = ingest(*graph, str(explicit))
     metadata = materialization_metadata(result, "iris_features")
-    assert (metadata["rows_inserted"], metadata["rows_updated"]) == (2, 1)
-    assert metadata["rows_conflicting"] == 1
+    assert (metadata["rows_inserted"], metadata["rows_updated"]) == (2, 0)
+    assert (metadata["rows_conflicting"], metadata["rows_held_by_other_sources"]) == (1, 1)
     table = store.read(settings.feature_table, order_by="flower_id")
     assert table.loc[table["flower_id"] == 1, "sepal_length_cm"].item() == 5.1
     flower_2 = table[table["flower_id"] == 2].iloc[0]
-    assert flower_2["source"] == str(explicit)
+    assert flower_2["source"] == "sklearn:iris"
     assert flower_2["sepal_length_cm"] == bundled.loc[1, "sepal_length_cm"]
     assert {2**53, 2**53 + 1} <= set(table["flower_id"].tolist())
     rejects = store.read(settings.rejects_table, predicate=rejects_slice("ingest", str(explicit)))
