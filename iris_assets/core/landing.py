@@ -16,8 +16,9 @@ write order). Known markers and in-flight files are ignored, not read, and repor
 temporaries, renamed when whole). Anything else is quarantined: it becomes a rejects row naming
 the file and why, never silently skipped. That covers any other name starting with ``.`` or
 ``_`` (hidden, or a marker this rule does not know), another extension, a folder, a link that
-leads outside the landing area, a Parquet file whose footer or any page cannot be decoded, and a
-CSV that is not UTF-8 throughout or has a record with more fields than its header.
+leads outside the landing area or cannot be resolved (a loop), a Parquet file whose footer or
+any page cannot be decoded, and a CSV that is not UTF-8 throughout or has a record with more
+fields than its header.
 Every file is read through once when it is inspected, so a file is either read whole or
 quarantined whole, and one bad file never fails the day.
 Landing rows are counted from the files themselves (``LandingFile.rows``: the Parquet footer, the
@@ -314,7 +315,11 @@ def inspect_file(path: Path, root: Path | None = None) -> LandingFile:
     """
     fmt = SUFFIXES.get(path.suffix.lower())
     # Checked on every entry, not only links: the day folder itself may be a link elsewhere.
-    if root is not None and not path.resolve().is_relative_to(Path(root).resolve()):
+    try:
+        inside = root is None or path.resolve().is_relative_to(Path(root).resolve())
+    except (OSError, RuntimeError) as exc:  # a link loop: RuntimeError on 3.11, OSError later
+        return LandingFile(path, fmt, None, f"unresolvable link {path.name}: {exc}")
+    if not inside:
         return LandingFile(
             path, fmt, None, f"refused link {path.name}: it points outside the landing area"
         )

@@ -479,3 +479,51 @@ def test_a_parquet_id_column_with_a_null_keeps_its_other_ids(tmp_path, model):
     assert result.reject_reasons == {"flower_id is missing": 1}
     scored = store.read(settings.inference_table, order_by="flower_id")["flower_id"].tolist()
     assert scored == [7, 2**53 + 1]
+
+
+def test_a_symlink_loop_is_quarantined_and_the_rest_of_the_day_is_scored(tmp_path, model):
+    """One bad file costs one file: a link to itself (resolve() raises) is no exception."""
+    import os
+
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    landing = LandingArea(settings.landing_dir)
+    landing.write_batch(simulate_flowers(20, DAY, seed=1), DAY)
+    loop = landing.day_dir(DAY) / "loop.csv"
+    os.symlink(loop, loop)
+    result = score_day_locally(DeltaTableStore(settings.warehouse), settings, DAY, CHAMPION, model)
+    assert result.rows_scored == 20 and not result.problems, result.problems
+    assert [q.split(":")[0] for q in result.files_quarantined] == ["loop.csv"]
+
+
+def test_a_symlink_loop_in_one_day_does_not_stop_the_repair_audit_of_another(
+    tmp_path, model, monkeypatch
+):
+    """The landing sensor's audit fails per day, never for every day at once."""
+    import os
+
+    from iris_assets.assets import inference
+
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    landing = LandingArea(settings.landing_dir)
+    store = DeltaTableStore(settings.warehouse)
+    looped, late = "2026-11-22", DAY
+    for day in (looped, late):
+        landing.write_batch(simulate_flowers(20, day, seed=1), day)
+        score_day_locally(store, settings, day, CHAMPION, model)
+    loop = landing.day_dir(looped) / "loop.csv"
+    os.symlink(loop, loop)  # a file the looped day was not scored with: it needs a run too
+    landing.write_batch(simulate_flowers(5, late, seed=2), late)  # the late day no longer adds up
+    repairs, stuck, failed = inference._days_to_repair(settings, [looped, late], set(), {})
+    assert sorted(day for day, _ in repairs) == [looped, late] and not failed, failed
+
+    original = LandingArea.scan_day
+
+    def unlistable(self, day):
+        if day == looped:
+            raise PermissionError(f"cannot list {day}")
+        return original(self, day)
+
+    monkeypatch.setattr(LandingArea, "scan_day", unlistable)
+    repairs, stuck, failed = inference._days_to_repair(settings, [looped, late], set(), {})
+    assert [day for day, _ in repairs] == [late], (repairs, stuck, failed)
+    assert [day for day, _ in failed] == [looped]
