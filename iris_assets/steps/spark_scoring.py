@@ -314,22 +314,23 @@ def score_day_with_spark(
         failpoint("score:partition_committed")
         store.replace_where(settings.rejects_table, rejects, rejects_slice("inference", day))
 
-    where = f"observed_date = '{day}'"
-    written_rows = spark.table(settings.inference_table).where(where)
-    written = partition_stats(store, settings, day)
-    return ScoredDay(
-        landing_rows=files.landing_rows,
-        rows_scored=written.rows,
-        rows_rejected=written_row_rejects(store, settings, files),
-        table_version=version,
-        prediction_counts=store.group_counts(settings.inference_table, "species_name", where),
-        reject_reasons=store.group_counts(
-            settings.rejects_table, "reason", rejects_slice("inference", day), limit=10
-        ),
-        features_sample=drift_sample(written_rows, sample_fraction(files.landing_rows)),
-        written=written,
-        files_quarantined=tuple(f"{f.path.name}: {f.problem}" for f in files.quarantined),
-        files_ignored=files.ignored,
-        run_id=run_id,
-        problems=tuple(audit_day(store, settings, files, run_id)),
-    )
+        # Still under the lock: the next run of the day must not replace what this run reads.
+        where = f"observed_date = '{day}'"
+        written_rows = spark.table(settings.inference_table).where(where)
+        written = partition_stats(store, settings, day)
+        return ScoredDay(
+            landing_rows=files.landing_rows,
+            rows_scored=written.rows,
+            rows_rejected=written_row_rejects(store, settings, files),
+            table_version=version,
+            prediction_counts=store.group_counts(settings.inference_table, "species_name", where),
+            reject_reasons=store.group_counts(
+                settings.rejects_table, "reason", rejects_slice("inference", day), limit=10
+            ),
+            features_sample=drift_sample(written_rows, sample_fraction(files.landing_rows)),
+            written=written,
+            files_quarantined=tuple(f"{f.path.name}: {f.problem}" for f in files.quarantined),
+            files_ignored=files.ignored,
+            run_id=run_id,
+            problems=tuple(audit_day(store, settings, files, run_id)),
+        )

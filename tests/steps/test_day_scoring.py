@@ -466,6 +466,48 @@ def test_two_runs_of_one_day_at_once_leave_one_run_whole(tmp_path, model):
     assert audit_day(store, settings, files) == [], "partition and rejects of one run"
     assert store.group_counts(settings.inference_table, "run_id") == {"second": 68}
     assert store.group_counts(settings.rejects_table, "run_id") == {"second": 2}
+    # Each run's result is whole and describes its own commits, not the other run's.
+    first_run, second_run = results["first"], results["second"]
+    assert first_run.problems == () and second_run.problems == (), results
+    assert (first_run.run_id, first_run.written.rows, first_run.rows_rejected) == ("first", 59, 1)
+    assert (second_run.run_id, second_run.written.rows, second_run.rows_rejected) == (
+        "second",
+        68,
+        2,
+    )
+
+
+def test_a_run_audits_its_day_before_the_next_run_of_the_day_takes_it(tmp_path, model, monkeypatch):
+    """Run B takes the day the moment run A lets go of it: A's audit and read-back must
+    already be done (else A reports B's partition as its problems and stats)."""
+    import contextlib
+
+    import iris_assets.steps.day_scoring as day_scoring
+
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    landing = LandingArea(settings.landing_dir)
+    landing.write_batch(simulate_flowers(30, DAY, seed=1), DAY)
+    real_lock, later = day_scoring.day_lock, {}
+
+    @contextlib.contextmanager
+    def lock_then_b_takes_the_day(home, day, wait_seconds):
+        with real_lock(home, day, wait_seconds):
+            yield
+        if not later:  # run A just let go: B scores the day with a late file
+            later["b"] = None
+            landing.write_batch(simulate_flowers(7, DAY, seed=2), DAY)
+            later["b"] = score_day_locally(
+                DeltaTableStore(settings.warehouse), settings, DAY, CHAMPION, model, run_id="B"
+            )
+
+    monkeypatch.setattr(day_scoring, "day_lock", lock_then_b_takes_the_day)
+    a = score_day_locally(
+        DeltaTableStore(settings.warehouse), settings, DAY, CHAMPION, model, run_id="A"
+    )
+    assert a.problems == (), a.problems
+    assert (a.landing_rows, a.written.rows, a.rows_rejected) == (30, 30, 0)
+    b = later["b"]
+    assert b.problems == () and (b.landing_rows, b.written.rows) == (37, 37), b
 
 
 def test_a_parquet_id_column_with_a_null_keeps_its_other_ids(tmp_path, model):
