@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -324,6 +326,18 @@ class SparkTableStore:
         self, name: str, data: Any, column: str, value: str, tags: dict[str, str] | None = None
     ) -> int:
         return self.replace_where(name, data, f"{quote(column)} = {sql_string(value)}", tags)
+
+    @contextmanager
+    def staged(self, frame: Any, name: str) -> Iterator[Any]:
+        """``frame`` evaluated once into the Delta table ``name``, yielded as a frame over it,
+        and dropped after. What serverless offers in place of ``cache()``/``persist()`` (not
+        supported there): frames over the stage read what was written, never their sources
+        again, so writes made from one evaluation agree with each other."""
+        frame.write.format("delta").mode("overwrite").saveAsTable(table_ref(name))
+        try:
+            yield self.spark.table(table_ref(name))
+        finally:
+            self.spark.sql(f"DROP TABLE IF EXISTS {table_ref(name)}")
 
     def commit_tags(self, name: str) -> list[dict[str, str]]:
         """The tags each commit's ``userMetadata`` carries, newest first ({} for none)."""

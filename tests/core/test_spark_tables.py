@@ -290,3 +290,22 @@ def test_a_tagged_partition_commit_carries_its_tags_as_user_metadata_and_reads_t
         {"version": 7, "userMetadata": "free text someone wrote"},
     ]
     assert SparkTableStore(spark).commit_tags(table) == [tags, {}, {}]
+
+
+def test_a_stage_is_written_once_read_back_and_dropped_even_when_its_reader_fails():
+    """``staged`` stands in for cache() (not supported on serverless): one write, one drop."""
+    spark = RecordingSpark()
+    store = SparkTableStore(spark)
+    frame = FakeFrame(spark, pd.DataFrame({"flower_id": [1, 2]}))
+    spark.tables["`main`.`iris`.`_iris_stage_x`"] = frame.data
+
+    with (
+        pytest.raises(RuntimeError, match="commit failed"),
+        store.staged(frame, "main.iris._iris_stage_x") as evaluated,
+    ):
+        assert evaluated.toPandas()["flower_id"].tolist() == [1, 2]
+        raise RuntimeError("commit failed")
+    assert spark.statements == [
+        "WRITE `main`.`iris`.`_iris_stage_x` format=delta mode=overwrite",
+        "DROP TABLE IF EXISTS `main`.`iris`.`_iris_stage_x`",
+    ]
