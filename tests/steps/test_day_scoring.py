@@ -188,7 +188,7 @@ def test_markers_are_listed_as_ignored_and_a_hidden_data_file_is_quarantined(tmp
     landing.write_batch(simulate_flowers(10, DAY, seed=5), DAY)
     folder = landing.day_dir(DAY)
     (folder / "_SUCCESS").write_text("")
-    (folder / ".batch-1.parquet.crc").write_bytes(b"crc")
+    (folder / ".batch-1.parquet.crc").write_bytes(b"crc\0\0\0\2\0")  # Hadoop's header
     simulate_flowers(4, DAY, seed=6).to_csv(folder / "_late.csv", index=False)
     result = score_day_locally(store, settings, DAY, CHAMPION, model)
     assert result.files_ignored == (
@@ -569,3 +569,26 @@ def test_a_symlink_loop_in_one_day_does_not_stop_the_repair_audit_of_another(
     repairs, stuck, failed = inference._days_to_repair(settings, [looped, late], set(), {})
     assert [day for day, _ in repairs] == [late], (repairs, stuck, failed)
     assert [day for day, _ in failed] == [looped]
+
+
+def test_rows_under_marker_names_are_quarantined_not_ignored(tmp_path, model):
+    """A _SUCCESS holding a CSV, a .crc with rows, a batch under _temporary: each is a rejects
+    row naming the file, not a name in files_ignored while its rows vanish."""
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    landing = LandingArea(settings.landing_dir)
+    landing.write_batch(simulate_flowers(20, DAY, seed=1), DAY)
+    folder = landing.day_dir(DAY)
+    simulate_flowers(1000, DAY, seed=2).to_csv(folder / "_SUCCESS", index=False)
+    simulate_flowers(1000, DAY, seed=3).to_csv(folder / ".x.crc", index=False)
+    (folder / "_temporary").mkdir()
+    simulate_flowers(1000, DAY, seed=4).to_parquet(folder / "_temporary" / "batch-1.parquet")
+    store = DeltaTableStore(settings.warehouse)
+    result = score_day_locally(store, settings, DAY, CHAMPION, model)
+    assert result.files_ignored == () and not result.problems, result
+    assert sorted(q.split(":")[0] for q in result.files_quarantined) == [
+        ".x.crc",
+        "_SUCCESS",
+        "_temporary",
+    ]
+    assert (result.rows_scored, result.rows_rejected) == (20, 0)
+    assert store.count(settings.rejects_table) == 3, "one rejects row per file"
