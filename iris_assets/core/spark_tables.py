@@ -48,6 +48,7 @@ def is_commit_conflict(error: BaseException) -> bool:
     text = f"{type(error).__name__} {error}"
     return any(name in text for name in _CONFLICTS)
 
+
 _SPARK_TYPES = {
     pa.int64(): "BIGINT",
     pa.int32(): "INT",
