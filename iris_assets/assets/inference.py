@@ -124,10 +124,12 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, settings: Settings
         requests.append(dg.RunRequest(run_key=f"landing-{day}-{fingerprint}", partition_key=day))
     requested = {r.partition_key for r in requests}
     try:
-        repairs, stuck = _days_to_repair(current, days, requested, audited)
+        repairs, stuck, failed = _days_to_repair(current, days, requested, audited)
     except Exception as error:  # an unreadable table must not stop the late-data requests
         context.log.warning(f"could not audit the scored days: {error}")
-        repairs, stuck = [], []
+        repairs, stuck, failed = [], [], []
+    for day, error in failed:
+        context.log.warning(f"could not audit {day} (the other days were audited): {error}")
     for day, problems in stuck:
         context.log.warning(
             f"{day} does not add up ({'; '.join(problems)}) and its files hold no readable row "
@@ -163,7 +165,8 @@ def _scored_fingerprints(context, settings) -> dict[str, str]:
 
 
 def _days_to_repair(settings, days: list[str], requested: set[str], audited: dict[str, str]):
-    """([(day, state)] to repair, [(day, problems)] that no run can repair).
+    """([(day, state)] to repair, [(day, problems)] that no run can repair, [(day, error)]
+    whose audit failed: one day's unreadable folder does not stop the audit of the others).
 
     Repaired: each scored day whose tables do not add up and that no run holds. A day whose
     files hold no readable row cannot be repaired by scoring it (the run refuses such a day),
@@ -171,37 +174,51 @@ def _days_to_repair(settings, days: list[str], requested: set[str], audited: dic
     A day is audited (its landing rows counted) only when what the tables hold for it changed
     since its last audit: ``audited`` remembers that state per day.
     """
-    from iris_assets.core.accounting import day_problems, read_accounts, run_problems
-    from iris_assets.core.day_lock import day_is_locked
+    from iris_assets.core.accounting import read_accounts
     from iris_assets.core.landing import LandingArea
     from iris_assets.steps.stores import table_store
 
     store = table_store(settings)
     if not store.exists(settings.inference_table):
-        return [], []
+        return [], [], []
     accounts = read_accounts(store, settings.inference_table, settings.rejects_table)
     landing = LandingArea(settings.landing_dir)
-    repairs, stuck = [], []
+    repairs, stuck, failed = [], [], []
     for day in days:
         account = accounts.get(day)
         if account is None or day in requested:
             continue
-        state = [account.partition_runs, account.rejects_runs, account.replaced_by]
-        state = json.dumps(state, sort_keys=True)
-        state = hashlib.sha256(state.encode()).hexdigest()[:16]
-        if audited.get(day) == state or day_is_locked(settings.env_home, day):
+        try:
+            outcome = _audit_day(settings, landing, day, account, audited)
+        except Exception as error:  # audited again at the next tick (``audited`` not updated)
+            failed.append((day, error))
             continue
-        files = landing.scan_day(day)
-        rows = sum(f.rows or 0 for f in files if f.readable)
-        problems = day_problems(account, rows, sum(not f.readable for f in files))
-        if problems and not rows:
-            stuck.append((day, problems))
-        elif run_problems(account):
-            repairs.append((day, state))
-            continue
-        elif problems:
-            # Counts off with one run's tokens: a lost rejects commit, repaired once per set of
-            # files (the run key repeats), so a day that never adds up is not re-run forever.
-            repairs.append((day, "counts"))
-        audited[day] = state  # audited again only once the tables change (the repair's commits)
-    return repairs, stuck
+        if outcome is not None:
+            (repairs if outcome[0] == "repair" else stuck).append(outcome[1:])
+    return repairs, stuck, failed
+
+
+def _audit_day(settings, landing, day, account, audited):
+    """("repair", day, state), ("stuck", day, problems) or None for one scored day."""
+    from iris_assets.core.accounting import day_problems, run_problems
+    from iris_assets.core.day_lock import day_is_locked
+
+    state = [account.partition_runs, account.rejects_runs, account.replaced_by]
+    state = json.dumps(state, sort_keys=True)
+    state = hashlib.sha256(state.encode()).hexdigest()[:16]
+    if audited.get(day) == state or day_is_locked(settings.env_home, day):
+        return None
+    files = landing.scan_day(day)
+    rows = sum(f.rows or 0 for f in files if f.readable)
+    problems = day_problems(account, rows, sum(not f.readable for f in files))
+    outcome = None
+    if problems and not rows:
+        outcome = ("stuck", day, problems)
+    elif run_problems(account):
+        return ("repair", day, state)  # not marked audited: asked for until a run repairs it
+    elif problems:
+        # Counts off with one run's tokens: a lost rejects commit, repaired once per set of
+        # files (the run key repeats), so a day that never adds up is not re-run forever.
+        outcome = ("repair", day, "counts")
+    audited[day] = state  # audited again only once the tables change (the repair's commits)
+    return outcome

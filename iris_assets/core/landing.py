@@ -10,14 +10,20 @@ Which files of a day folder are read (``scan_day``, the one rule both engines us
 file whose name ends in ``.parquet`` or ``.csv`` (any case: ``flowers.csv`` and
 ``batch-x.PARQUET`` are read), in name order (batch names start with their UTC time, so this is
 write order). Known markers and in-flight files are ignored, not read, and reported by name
-(``LandingArea.ignored``: the run's metadata and log list them): ``_SUCCESS``, ``_committed_*``,
-``_started_*`` and ``_temporary`` (Spark, Hadoop and Databricks job markers), ``.<name>.crc``
-(Hadoop checksums) and ``.<name>.tmp`` (files still being written, such as ``write_batch``'s
-temporaries, renamed when whole). Anything else is quarantined: it becomes a rejects row naming
-the file and why, never silently skipped. That covers any other name starting with ``.`` or
+(``LandingArea.ignored``: the run's metadata and log list them), each only in the shape its writer
+gives it, so a marker's name cannot hide rows: ``_SUCCESS`` empty (or one JSON object, as an S3A
+committer writes), ``_started_<id>`` and ``_committed_<id>`` (Databricks' commit protocol, ``<id>``
+decimal, ``vacuum<id>`` too) empty or one JSON object, ``.<name>.crc`` starting with Hadoop's
+checksum header ``crc\\0``, ``_temporary`` a folder holding no file (a file there is a write that
+has not finished or was abandoned: the folder is quarantined naming it), and ``.<name>.tmp``
+(files still being written, such as ``write_batch``'s temporaries, renamed when whole). An entry
+named like a marker but not in its shape is quarantined with what is wrong. Anything else is
+quarantined too: it becomes a rejects row naming the file and why, never silently skipped. That
+covers any other name starting with ``.`` or
 ``_`` (hidden, or a marker this rule does not know), another extension, a folder, a link that
-leads outside the landing area, a Parquet file whose footer or any page cannot be decoded, and a
-CSV that is not UTF-8 throughout or has a record with more fields than its header.
+leads outside the landing area or cannot be resolved (a loop), a Parquet file whose footer or
+any page cannot be decoded, and a CSV that is not UTF-8 throughout or has a record with more
+fields than its header.
 Every file is read through once when it is inspected, so a file is either read whole or
 quarantined whole, and one bad file never fails the day.
 Landing rows are counted from the files themselves (``LandingFile.rows``: the Parquet footer, the
@@ -44,9 +50,11 @@ import csv
 import datetime as dt
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -67,14 +75,19 @@ IDS_PER_DAY = 10**10
 PETAL_DRIFT = 1.3
 
 _DAY_FOLDER = re.compile(r"^observed_date=(\d{4}-\d{2}-\d{2})$")
-# Names in a day folder that are not data: (pattern, what it is). See the module docstring.
+# Names in a day folder that are not data: (pattern, what it is, what its content must be).
+# Checked on content too, so a name cannot hide rows (see ``marker_problem``).
 _MARKERS = (
-    (re.compile(r"^_SUCCESS$"), "a job's success marker"),
-    (re.compile(r"^_(committed|started)_.*$"), "a Databricks commit marker"),
-    (re.compile(r"^_temporary$"), "a Spark or Hadoop job's in-progress folder"),
-    (re.compile(r"^\..+\.crc$"), "a Hadoop checksum file"),
-    (re.compile(r"^\..+\.tmp$"), "a file still being written"),
+    (re.compile(r"^_SUCCESS$"), "a job's success marker", "success"),
+    # The DBIO commit protocol's names: _started_<txn id>, _committed_<txn id> (and
+    # _committed_vacuum<id>), the id a decimal number.
+    (re.compile(r"^_(committed|started)_(vacuum)?\d+$"), "a Databricks commit marker", "json"),
+    (re.compile(r"^_temporary$"), "a Spark or Hadoop job's in-progress folder", "temporary"),
+    (re.compile(r"^\..+\.crc$"), "a Hadoop checksum file", "crc"),
+    (re.compile(r"^\..+\.tmp$"), "a file still being written", None),
 )
+_MARKER_BYTES = 4 * 1024 * 1024  # commit markers list the files of a commit: a day's few files
+_CRC_MAGIC = b"crc\0"  # the header of every Hadoop ChecksumFileSystem .crc file
 SUFFIXES = {".parquet": "parquet", ".csv": "csv"}
 _MICROS_PER_DAY = 86_400 * 1_000_000
 OBSERVED_AT_DTYPE = "datetime64[us, UTC]"
@@ -193,11 +206,7 @@ class LandingArea:
         folder = self.day_dir(date)
         if not folder.is_dir():
             return []
-        return [
-            f"{p.name} ({marker_kind(p.name)})"
-            for p in sorted(folder.iterdir())
-            if marker_kind(p.name)
-        ]
+        return [f"{p.name} ({kind})" for p in sorted(folder.iterdir()) if (kind := marker_kind(p))]
 
     def days(self) -> list[str]:
         """ISO dates whose folder holds an entry of the day, oldest first (files are not read)."""
@@ -219,7 +228,7 @@ class LandingArea:
         """The day folder's entries that are part of the day (not markers), in name order."""
         if not folder.is_dir():
             return []
-        return sorted(p for p in folder.iterdir() if not marker_kind(p.name))
+        return sorted(p for p in folder.iterdir() if not marker_kind(p))
 
     def batch_files(self, date: dt.date | str) -> list[Path]:
         """The day's readable batch files, in the order they are read."""
@@ -279,11 +288,11 @@ def _fingerprint(folder: Path, entries: list[Path], describe) -> str:
     parts = []
     for path in entries:
         try:
-            stat = path.stat()
+            info = path.stat()
         except OSError:  # a dangling link, say: scan_day quarantines it; it must not stop this
             parts.append(f"{path.name}:unreadable")
             continue
-        parts.append(f"{path.name}:{describe(stat)}")
+        parts.append(f"{path.name}:{describe(info)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -301,9 +310,66 @@ class LandingFile:
         return self.problem is None
 
 
-def marker_kind(name: str) -> str | None:
-    """What a marker or in-flight name of a day folder is (``_MARKERS``); None for entries."""
-    return next((kind for pattern, kind in _MARKERS if pattern.match(name)), None)
+def _marker(name: str) -> tuple[str, str | None] | None:
+    return next(((kind, rule) for pattern, kind, rule in _MARKERS if pattern.match(name)), None)
+
+
+def marker_kind(path: Path) -> str | None:
+    """What a marker or in-flight entry of a day folder is (``_MARKERS``); None for entries
+    that are part of the day, including one named like a marker whose content is not one."""
+    marker = _marker(path.name)
+    if marker is None or marker_problem(path) is not None:
+        return None
+    return marker[0]
+
+
+def marker_problem(path: Path) -> str | None:
+    """Why an entry named like a marker is not that marker (None when it is, or is no marker).
+
+    ``_SUCCESS`` is empty (or the JSON object an S3A committer writes), commit markers are
+    empty or one JSON object, a ``.crc`` starts with Hadoop's checksum header, ``_temporary``
+    is a folder holding no file (a file there is a write that has not finished or was
+    abandoned, never data of the day)."""
+    marker = _marker(path.name)
+    if marker is None or marker[1] is None:
+        return None
+    kind, rule = marker
+    try:
+        info = path.lstat()
+        if rule == "temporary":
+            if not stat.S_ISDIR(info.st_mode):
+                return f"{path.name} is named like {kind} but is not a folder"
+            held = [
+                os.path.relpath(os.path.join(top, name), path)
+                for top, _, names in os.walk(path)
+                for name in names
+            ]
+            if held:
+                return (
+                    f"{path.name} holds {len(held)} file(s) of a write that has not finished or "
+                    f"was abandoned ({', '.join(sorted(held)[:3])}): they are not read; move "
+                    "them out of _temporary once whole to have them read"
+                )
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return f"{path.name} is named like {kind} but is not a regular file"
+        if rule == "crc":
+            with open(path, "rb") as handle:
+                if handle.read(len(_CRC_MAGIC)) != _CRC_MAGIC:
+                    return f"{path.name} is named like {kind} but lacks its 'crc\\0' header"
+            return None
+        if info.st_size == 0:
+            return None
+        if info.st_size > _MARKER_BYTES:
+            return f"{path.name} is named like {kind} but holds {info.st_size} bytes"
+        content = json.loads(path.read_bytes())
+    except OSError as exc:
+        return f"{path.name} is named like {kind} but cannot be read: {exc}"
+    except ValueError:
+        content = None
+    if not isinstance(content, dict):
+        return f"{path.name} is named like {kind} but is neither empty nor one JSON object"
+    return None
 
 
 def inspect_file(path: Path, root: Path | None = None) -> LandingFile:
@@ -314,17 +380,25 @@ def inspect_file(path: Path, root: Path | None = None) -> LandingFile:
     """
     fmt = SUFFIXES.get(path.suffix.lower())
     # Checked on every entry, not only links: the day folder itself may be a link elsewhere.
-    if root is not None and not path.resolve().is_relative_to(Path(root).resolve()):
+    try:
+        inside = root is None or path.resolve().is_relative_to(Path(root).resolve())
+    except (OSError, RuntimeError) as exc:  # a link loop: RuntimeError on 3.11, OSError later
+        return LandingFile(path, fmt, None, f"unresolvable link {path.name}: {exc}")
+    if not inside:
         return LandingFile(
             path, fmt, None, f"refused link {path.name}: it points outside the landing area"
         )
+    problem = marker_problem(path)
+    if problem is not None:
+        return LandingFile(path, None, None, f"not a marker: {problem}")
     if path.name.startswith((".", "_")):
         return LandingFile(
             path,
             None,
             None,
             f"unrecognised name {path.name}: hidden or marker names are not read, and this is "
-            "no known marker (_SUCCESS, _committed_*, _started_*, _temporary, .*.crc, .*.tmp): "
+            "no known marker (_SUCCESS, _committed_<id>, _started_<id>, _temporary, .*.crc, "
+            ".*.tmp): "
             "rename "
             "it without the leading '.' or '_' to have it read",
         )

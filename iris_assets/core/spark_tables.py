@@ -12,18 +12,42 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
-from iris_assets.core.tables import TableError, sql_string
+from iris_assets.core.tables import COMMIT_RETRIES, TableError, sql_string
 
 _VIEW_IDS = itertools.count(1)
 # The Delta writer option whose text DESCRIBE HISTORY shows as the commit's userMetadata. A
 # writer option, not the session conf spark.databricks.delta.commitInfo.userMetadata: serverless
 # lets a session set only a few confs (the Spark rules test holds that).
 USER_METADATA = "userMetadata"
+# How Delta on Spark names a commit that lost to a concurrent one (the exception's class, or the
+# error class Spark Connect reports): nothing of it was committed, so it may be written again.
+_CONFLICTS = (
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+    "ConcurrentWriteException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+    "DELTA_CONCURRENT_",
+    "DELTA_METADATA_CHANGED",
+    "DELTA_PROTOCOL_CHANGED",
+)
+
+
+def is_commit_conflict(error: BaseException) -> bool:
+    text = f"{type(error).__name__} {error}"
+    return any(name in text for name in _CONFLICTS)
+
 
 _SPARK_TYPES = {
     pa.int64(): "BIGINT",
@@ -299,13 +323,47 @@ class SparkTableStore:
         }
 
     def replace_where(
-        self, name: str, data: Any, predicate: str, tags: dict[str, str] | None = None
+        self,
+        name: str,
+        data: Any,
+        predicate: str,
+        tags: dict[str, str] | None = None,
+        *,
+        retries: int = COMMIT_RETRIES,
     ) -> int:
         """Replace the rows matching ``predicate`` with ``data`` in one commit.
 
         Untagged, it is ``INSERT ... REPLACE WHERE``; with ``tags`` it is the Delta writer's
         ``replaceWhere`` overwrite, whose ``userMetadata`` option carries the tags (JSON).
+        A commit that conflicts with a concurrent one is written again, up to ``retries`` times
+        after a short random back-off, as ``DeltaTableStore.replace_where`` does; a tagged write
+        whose tags a recent commit already carries is not written twice. A Spark frame is
+        evaluated again for each attempt, so it must give the same rows each time (scoring
+        passes frames over its stage, ``staged``, never over the landing files).
         """
+        for attempt in range(retries + 1):
+            try:
+                return self._replace_where_once(name, data, predicate, tags)
+            except Exception as exc:
+                if not is_commit_conflict(exc):
+                    raise
+                if tags and any(
+                    all(str(found.get(k)) == v for k, v in tags.items())
+                    for found in self.commit_tags(name, limit=attempt + 8)
+                ):
+                    return int(self._last_commit(name)["version"])
+                if attempt == retries:
+                    raise TableError(
+                        f"replace where {predicate} into {name} conflicted with a concurrent "
+                        f"write and was not committed (tried {attempt + 1} times; the table is "
+                        "unchanged): run it again"
+                    ) from exc
+                time.sleep(random.uniform(0.02, 0.1) * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _replace_where_once(
+        self, name: str, data: Any, predicate: str, tags: dict[str, str] | None
+    ) -> int:
         if not tags:
             view = self._view(data, self._columns(name), table=name)
             self.spark.sql(replace_where_sql(name, view, predicate))
@@ -325,9 +383,22 @@ class SparkTableStore:
     ) -> int:
         return self.replace_where(name, data, f"{quote(column)} = {sql_string(value)}", tags)
 
-    def commit_tags(self, name: str) -> list[dict[str, str]]:
+    @contextmanager
+    def staged(self, frame: Any, name: str) -> Iterator[Any]:
+        """``frame`` evaluated once into the Delta table ``name``, yielded as a frame over it,
+        and dropped after. What serverless offers in place of ``cache()``/``persist()`` (not
+        supported there): frames over the stage read what was written, never their sources
+        again, so writes made from one evaluation agree with each other."""
+        frame.write.format("delta").mode("overwrite").saveAsTable(table_ref(name))
+        try:
+            yield self.spark.table(table_ref(name))
+        finally:
+            self.spark.sql(f"DROP TABLE IF EXISTS {table_ref(name)}")
+
+    def commit_tags(self, name: str, limit: int | None = None) -> list[dict[str, str]]:
         """The tags each commit's ``userMetadata`` carries, newest first ({} for none)."""
-        rows = self.spark.sql(f"DESCRIBE HISTORY {table_ref(name)}").collect()
+        last = f" LIMIT {int(limit)}" if limit else ""
+        rows = self.spark.sql(f"DESCRIBE HISTORY {table_ref(name)}{last}").collect()
         found = []
         for row in sorted((r.asDict() for r in rows), key=lambda r: -int(r["version"])):
             raw = row.get("userMetadata")

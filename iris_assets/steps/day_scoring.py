@@ -5,8 +5,8 @@ so the inference partition is replaced in a single Delta commit (a run killed ha
 old partition). Rejects are spooled to a local Parquet file and replace their slice afterwards.
 Both commits carry the run's token (``new_run_id``); a run killed between them leaves a day whose
 partition and rejects disagree, which the output check reports (``core.accounting``) and the
-next run of the day repairs. One run scores a day at a time (``core.day_lock``).
-The summary the checks need is read back from the written table with aggregates.
+next run of the day repairs. One run scores a day at a time (``core.day_lock``), and audits and
+reads back the summary the checks need (aggregates of the written tables) before it lets go.
 
 Shared with the Spark path (``steps/spark_scoring.py``): which files are read and how many rows
 they hold (``select_day_files``, counted from the files, never from the scoring), the markers
@@ -341,22 +341,24 @@ def score_day_locally(
                 rejects_slice("inference", day),
                 tags=partition_tags(day, run_id),
             )
-    for table in (settings.inference_table, settings.rejects_table):
-        store.compact_if_fragmented(table)
-    return ScoredDay(
-        landing_rows=files.landing_rows,
-        rows_scored=tally.scored,
-        rows_rejected=written_row_rejects(store, settings, files),
-        table_version=version,
-        prediction_counts=dict(tally.predictions.most_common()),
-        reject_reasons=dict(tally.reasons.most_common(10)),
-        features_sample=tally.sample,
-        written=partition_stats(store, settings, day),
-        files_quarantined=tuple(f"{f.path.name}: {f.problem}" for f in files.quarantined),
-        files_ignored=files.ignored,
-        run_id=run_id,
-        problems=tuple(audit_day(store, settings, files, run_id)),
-    )
+        # Still under the lock: a run of the day that takes it next would otherwise replace
+        # what this run audits and reads back (its problems and stats would be the other's).
+        for table in (settings.inference_table, settings.rejects_table):
+            store.compact_if_fragmented(table)
+        return ScoredDay(
+            landing_rows=files.landing_rows,
+            rows_scored=tally.scored,
+            rows_rejected=written_row_rejects(store, settings, files),
+            table_version=version,
+            prediction_counts=dict(tally.predictions.most_common()),
+            reject_reasons=dict(tally.reasons.most_common(10)),
+            features_sample=tally.sample,
+            written=partition_stats(store, settings, day),
+            files_quarantined=tuple(f"{f.path.name}: {f.problem}" for f in files.quarantined),
+            files_ignored=files.ignored,
+            run_id=run_id,
+            problems=tuple(audit_day(store, settings, files, run_id)),
+        )
 
 
 def written_row_rejects(store: TableStore, settings: Settings, files: DayFiles) -> int:

@@ -30,6 +30,7 @@ parsing a path URI.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -279,6 +280,14 @@ def drift_sample(scored, fraction: float) -> pd.DataFrame:
     return rows[list(FEATURE_COLUMNS)].astype("float64").reset_index(drop=True)
 
 
+def stage_name(table: str, run_id: str) -> str:
+    """The run's stage of its day's outcome, next to ``table`` (``catalog.schema._iris_stage_...``).
+    Per run, so two runs never share one; a run killed mid-way leaves its stage behind."""
+    catalog_schema, _, name = table.rpartition(".")
+    token = re.sub(r"[^0-9a-z]+", "_", run_id.lower()).strip("_")
+    return f"{catalog_schema}._iris_stage_{name}_{token}"
+
+
 def ddl(schema: pa.Schema) -> str:
     return ", ".join(f"{quote(f.name)} {spark_type(f)}" for f in schema)
 
@@ -303,33 +312,38 @@ def score_day_with_spark(
 
         at = pd.Timestamp(datetime.now(UTC))
         outcome = day_outcome(spark, settings, files, champion, model, at, run_id)
-        scored, rejects = split_outcome(spark, outcome, files, run_id)
-        version = store.replace_partition(
-            settings.inference_table,
-            scored,
-            "observed_date",
-            day,
-            partition_tags(day, run_id, files.fingerprint),
-        )
-        failpoint("score:partition_committed")
-        store.replace_where(settings.rejects_table, rejects, rejects_slice("inference", day))
+        # Evaluated once, into a stage both commits read: each commit is its own Spark action,
+        # and a lazy outcome would read and score the files again for the second (a file
+        # rewritten in between would leave a flower in both tables, another in neither).
+        with store.staged(outcome, stage_name(settings.inference_table, run_id)) as evaluated:
+            scored, rejects = split_outcome(spark, evaluated, files, run_id)
+            version = store.replace_partition(
+                settings.inference_table,
+                scored,
+                "observed_date",
+                day,
+                partition_tags(day, run_id, files.fingerprint),
+            )
+            failpoint("score:partition_committed")
+            store.replace_where(settings.rejects_table, rejects, rejects_slice("inference", day))
 
-    where = f"observed_date = '{day}'"
-    written_rows = spark.table(settings.inference_table).where(where)
-    written = partition_stats(store, settings, day)
-    return ScoredDay(
-        landing_rows=files.landing_rows,
-        rows_scored=written.rows,
-        rows_rejected=written_row_rejects(store, settings, files),
-        table_version=version,
-        prediction_counts=store.group_counts(settings.inference_table, "species_name", where),
-        reject_reasons=store.group_counts(
-            settings.rejects_table, "reason", rejects_slice("inference", day), limit=10
-        ),
-        features_sample=drift_sample(written_rows, sample_fraction(files.landing_rows)),
-        written=written,
-        files_quarantined=tuple(f"{f.path.name}: {f.problem}" for f in files.quarantined),
-        files_ignored=files.ignored,
-        run_id=run_id,
-        problems=tuple(audit_day(store, settings, files, run_id)),
-    )
+        # Still under the lock: the next run of the day must not replace what this run reads.
+        where = f"observed_date = '{day}'"
+        written_rows = spark.table(settings.inference_table).where(where)
+        written = partition_stats(store, settings, day)
+        return ScoredDay(
+            landing_rows=files.landing_rows,
+            rows_scored=written.rows,
+            rows_rejected=written_row_rejects(store, settings, files),
+            table_version=version,
+            prediction_counts=store.group_counts(settings.inference_table, "species_name", where),
+            reject_reasons=store.group_counts(
+                settings.rejects_table, "reason", rejects_slice("inference", day), limit=10
+            ),
+            features_sample=drift_sample(written_rows, sample_fraction(files.landing_rows)),
+            written=written,
+            files_quarantined=tuple(f"{f.path.name}: {f.problem}" for f in files.quarantined),
+            files_ignored=files.ignored,
+            run_id=run_id,
+            problems=tuple(audit_day(store, settings, files, run_id)),
+        )

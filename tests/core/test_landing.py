@@ -301,9 +301,12 @@ def test_markers_are_ignored_by_name_and_other_hidden_names_are_quarantined(area
     area.write_batch(simulate_flowers(4, DAY, seed=1), DAY)
     folder = area.day_dir(DAY)
     before = area.fingerprint(DAY)
-    for marker in ("_SUCCESS", "_committed_123", "_started_123", ".batch-1.parquet.crc"):
+    for marker in ("_SUCCESS", "_committed_123", "_started_123"):
         (folder / marker).write_text("")
-    (folder / "_temporary").mkdir()
+    (folder / "_committed_vacuum456").write_text('{"added":[],"removed":[]}')
+    # Hadoop's header (magic, bytes per checksum), then one CRC32 per chunk.
+    (folder / ".batch-1.parquet.crc").write_bytes(b"crc\0" + (512).to_bytes(4, "big") + b"\1" * 4)
+    (folder / "_temporary" / "0" / "_temporary").mkdir(parents=True)  # no file yet
     (folder / ".batch-x.parquet.0a1b2c3d.tmp").write_bytes(b"half a file")
     assert area.fingerprint(DAY) == before, "markers are not data: the day did not change"
     assert area.ignored(DAY) == [
@@ -311,6 +314,7 @@ def test_markers_are_ignored_by_name_and_other_hidden_names_are_quarantined(area
         ".batch-x.parquet.0a1b2c3d.tmp (a file still being written)",
         "_SUCCESS (a job's success marker)",
         "_committed_123 (a Databricks commit marker)",
+        "_committed_vacuum456 (a Databricks commit marker)",
         "_started_123 (a Databricks commit marker)",
         "_temporary (a Spark or Hadoop job's in-progress folder)",
     ]
@@ -324,6 +328,37 @@ def test_markers_are_ignored_by_name_and_other_hidden_names_are_quarantined(area
     assert all("rename it without the leading" in p for p in problems.values())
     assert area.count(DAY) == 4, "a hidden data file is reported, not read"
     assert area.fingerprint(DAY) != before, "an unknown hidden file is part of the day"
+
+
+def test_a_name_of_a_marker_cannot_hide_rows(area):
+    """Markers are checked on content: rows under a marker's name are quarantined, not ignored."""
+    area.write_batch(simulate_flowers(4, DAY, seed=1), DAY)
+    folder = area.day_dir(DAY)
+    before = area.fingerprint(DAY)
+    simulate_flowers(1000, DAY, seed=2).to_csv(folder / "_SUCCESS", index=False)
+    simulate_flowers(1000, DAY, seed=3).to_csv(folder / ".x.crc", index=False)
+    (folder / ".empty.crc").write_bytes(b"")
+    simulate_flowers(1000, DAY, seed=3).to_csv(folder / "_committed_7", index=False)
+    simulate_flowers(1000, DAY, seed=3).to_csv(folder / "_committed_flowers.csv", index=False)
+    (folder / "_started_8").mkdir()
+    (folder / "_temporary" / "0").mkdir(parents=True)
+    simulate_flowers(1000, DAY, seed=4).to_parquet(folder / "_temporary" / "0" / "part-1.parquet")
+    assert area.ignored(DAY) == []
+    problems = {f.path.name: f.problem for f in area.scan_day(DAY) if not f.readable}
+    assert sorted(problems) == [
+        ".empty.crc",
+        ".x.crc",
+        "_SUCCESS",
+        "_committed_7",
+        "_committed_flowers.csv",
+        "_started_8",
+        "_temporary",
+    ]
+    assert "neither empty nor one JSON object" in problems["_SUCCESS"]
+    assert "checksum header" in problems[".x.crc"] or "'crc" in problems[".x.crc"]
+    assert "0/part-1.parquet" in problems["_temporary"] and "not finished" in problems["_temporary"]
+    assert "not a regular file" in problems["_started_8"]
+    assert area.fingerprint(DAY) != before, "rows under a marker's name are part of the day"
 
 
 def test_a_day_of_markers_only_is_not_a_day(area):

@@ -4,6 +4,8 @@ No Spark with Delta runs here (Delta's jars come from Maven, which this machine 
 so these tests hold the statements the store sends and the data it hands to Spark.
 """
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -290,3 +292,74 @@ def test_a_tagged_partition_commit_carries_its_tags_as_user_metadata_and_reads_t
         {"version": 7, "userMetadata": "free text someone wrote"},
     ]
     assert SparkTableStore(spark).commit_tags(table) == [tags, {}, {}]
+
+
+def test_a_stage_is_written_once_read_back_and_dropped_even_when_its_reader_fails():
+    """``staged`` stands in for cache() (not supported on serverless): one write, one drop."""
+    spark = RecordingSpark()
+    store = SparkTableStore(spark)
+    frame = FakeFrame(spark, pd.DataFrame({"flower_id": [1, 2]}))
+    spark.tables["`main`.`iris`.`_iris_stage_x`"] = frame.data
+
+    with (
+        pytest.raises(RuntimeError, match="commit failed"),
+        store.staged(frame, "main.iris._iris_stage_x") as evaluated,
+    ):
+        assert evaluated.toPandas()["flower_id"].tolist() == [1, 2]
+        raise RuntimeError("commit failed")
+    assert spark.statements == [
+        "WRITE `main`.`iris`.`_iris_stage_x` format=delta mode=overwrite",
+        "DROP TABLE IF EXISTS `main`.`iris`.`_iris_stage_x`",
+    ]
+
+
+class ConflictsFirst(RecordingSpark):
+    """Loses its first INSERT ... REPLACE WHERE to a concurrent commit, as Delta reports it."""
+
+    def __init__(self, tables, error):
+        super().__init__(tables)
+        self.error, self.lost = error, 0
+
+    def sql(self, statement):
+        if statement.startswith("INSERT") and not self.lost:
+            self.lost += 1
+            self.statements.append(statement)
+            raise self.error
+        return super().sql(statement)
+
+
+def test_a_conflicted_partition_replace_is_written_again_and_other_errors_are_not():
+    table = "iris_dev.ml.iris_inferences"
+    data = pd.DataFrame({"observed_date": ["2026-11-02"], "flower_id": [5]})
+    conflict = RuntimeError(
+        "[DELTA_CONCURRENT_APPEND] ConcurrentAppendException: Files were added to partition "
+        "[observed_date=2026-11-02] by a concurrent update. Please try the operation again."
+    )
+    spark = ConflictsFirst({table: data.iloc[:0]}, conflict)
+    version = SparkTableStore(spark).replace_partition(table, data, "observed_date", "2026-11-02")
+    inserts = [s for s in spark.statements if s.startswith("INSERT")]
+    assert len(inserts) == 2 and version == spark.history[0]["version"]
+
+    spark = ConflictsFirst({table: data.iloc[:0]}, RuntimeError("[TABLE_OR_VIEW_NOT_FOUND] x"))
+    with pytest.raises(RuntimeError, match="TABLE_OR_VIEW_NOT_FOUND"):
+        SparkTableStore(spark).replace_partition(table, data, "observed_date", "2026-11-02")
+    assert len([s for s in spark.statements if s.startswith("INSERT")]) == 1
+
+
+def test_a_conflicted_tagged_replace_that_already_landed_is_not_written_twice(monkeypatch):
+    table = "iris_dev.ml.iris_inferences"
+    tags = {"iris.day": "2026-11-02", "iris.run_id": "r1.ab"}
+    spark = RecordingSpark({table: pd.DataFrame(columns=["flower_id", "observed_date"])})
+    writes = []
+
+    def save(self, name):
+        writes.append(name)
+        if len(writes) == 1:  # the commit landed, yet its writer was told it conflicted
+            spark.history = [{"version": 9, "userMetadata": json.dumps(tags)}]
+            raise RuntimeError("ConcurrentTransactionException: [DELTA_CONCURRENT_TRANSACTION]")
+
+    monkeypatch.setattr(FakeWriter, "saveAsTable", save)
+    data = pd.DataFrame({"observed_date": ["2026-11-02"], "flower_id": [5]})
+    store = SparkTableStore(spark)
+    assert store.replace_partition(table, data, "observed_date", "2026-11-02", tags) == 9
+    assert len(writes) == 1

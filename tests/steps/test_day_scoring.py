@@ -188,7 +188,7 @@ def test_markers_are_listed_as_ignored_and_a_hidden_data_file_is_quarantined(tmp
     landing.write_batch(simulate_flowers(10, DAY, seed=5), DAY)
     folder = landing.day_dir(DAY)
     (folder / "_SUCCESS").write_text("")
-    (folder / ".batch-1.parquet.crc").write_bytes(b"crc")
+    (folder / ".batch-1.parquet.crc").write_bytes(b"crc\0\0\0\2\0")  # Hadoop's header
     simulate_flowers(4, DAY, seed=6).to_csv(folder / "_late.csv", index=False)
     result = score_day_locally(store, settings, DAY, CHAMPION, model)
     assert result.files_ignored == (
@@ -466,6 +466,48 @@ def test_two_runs_of_one_day_at_once_leave_one_run_whole(tmp_path, model):
     assert audit_day(store, settings, files) == [], "partition and rejects of one run"
     assert store.group_counts(settings.inference_table, "run_id") == {"second": 68}
     assert store.group_counts(settings.rejects_table, "run_id") == {"second": 2}
+    # Each run's result is whole and describes its own commits, not the other run's.
+    first_run, second_run = results["first"], results["second"]
+    assert first_run.problems == () and second_run.problems == (), results
+    assert (first_run.run_id, first_run.written.rows, first_run.rows_rejected) == ("first", 59, 1)
+    assert (second_run.run_id, second_run.written.rows, second_run.rows_rejected) == (
+        "second",
+        68,
+        2,
+    )
+
+
+def test_a_run_audits_its_day_before_the_next_run_of_the_day_takes_it(tmp_path, model, monkeypatch):
+    """Run B takes the day the moment run A lets go of it: A's audit and read-back must
+    already be done (else A reports B's partition as its problems and stats)."""
+    import contextlib
+
+    import iris_assets.steps.day_scoring as day_scoring
+
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    landing = LandingArea(settings.landing_dir)
+    landing.write_batch(simulate_flowers(30, DAY, seed=1), DAY)
+    real_lock, later = day_scoring.day_lock, {}
+
+    @contextlib.contextmanager
+    def lock_then_b_takes_the_day(home, day, wait_seconds):
+        with real_lock(home, day, wait_seconds):
+            yield
+        if not later:  # run A just let go: B scores the day with a late file
+            later["b"] = None
+            landing.write_batch(simulate_flowers(7, DAY, seed=2), DAY)
+            later["b"] = score_day_locally(
+                DeltaTableStore(settings.warehouse), settings, DAY, CHAMPION, model, run_id="B"
+            )
+
+    monkeypatch.setattr(day_scoring, "day_lock", lock_then_b_takes_the_day)
+    a = score_day_locally(
+        DeltaTableStore(settings.warehouse), settings, DAY, CHAMPION, model, run_id="A"
+    )
+    assert a.problems == (), a.problems
+    assert (a.landing_rows, a.written.rows, a.rows_rejected) == (30, 30, 0)
+    b = later["b"]
+    assert b.problems == () and (b.landing_rows, b.written.rows) == (37, 37), b
 
 
 def test_a_parquet_id_column_with_a_null_keeps_its_other_ids(tmp_path, model):
@@ -479,3 +521,74 @@ def test_a_parquet_id_column_with_a_null_keeps_its_other_ids(tmp_path, model):
     assert result.reject_reasons == {"flower_id is missing": 1}
     scored = store.read(settings.inference_table, order_by="flower_id")["flower_id"].tolist()
     assert scored == [7, 2**53 + 1]
+
+
+def test_a_symlink_loop_is_quarantined_and_the_rest_of_the_day_is_scored(tmp_path, model):
+    """One bad file costs one file: a link to itself (resolve() raises) is no exception."""
+    import os
+
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    landing = LandingArea(settings.landing_dir)
+    landing.write_batch(simulate_flowers(20, DAY, seed=1), DAY)
+    loop = landing.day_dir(DAY) / "loop.csv"
+    os.symlink(loop, loop)
+    result = score_day_locally(DeltaTableStore(settings.warehouse), settings, DAY, CHAMPION, model)
+    assert result.rows_scored == 20 and not result.problems, result.problems
+    assert [q.split(":")[0] for q in result.files_quarantined] == ["loop.csv"]
+
+
+def test_a_symlink_loop_in_one_day_does_not_stop_the_repair_audit_of_another(
+    tmp_path, model, monkeypatch
+):
+    """The landing sensor's audit fails per day, never for every day at once."""
+    import os
+
+    from iris_assets.assets import inference
+
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    landing = LandingArea(settings.landing_dir)
+    store = DeltaTableStore(settings.warehouse)
+    looped, late = "2026-11-22", DAY
+    for day in (looped, late):
+        landing.write_batch(simulate_flowers(20, day, seed=1), day)
+        score_day_locally(store, settings, day, CHAMPION, model)
+    loop = landing.day_dir(looped) / "loop.csv"
+    os.symlink(loop, loop)  # a file the looped day was not scored with: it needs a run too
+    landing.write_batch(simulate_flowers(5, late, seed=2), late)  # the late day no longer adds up
+    repairs, stuck, failed = inference._days_to_repair(settings, [looped, late], set(), {})
+    assert sorted(day for day, _ in repairs) == [looped, late] and not failed, failed
+
+    original = LandingArea.scan_day
+
+    def unlistable(self, day):
+        if day == looped:
+            raise PermissionError(f"cannot list {day}")
+        return original(self, day)
+
+    monkeypatch.setattr(LandingArea, "scan_day", unlistable)
+    repairs, stuck, failed = inference._days_to_repair(settings, [looped, late], set(), {})
+    assert [day for day, _ in repairs] == [late], (repairs, stuck, failed)
+    assert [day for day, _ in failed] == [looped]
+
+
+def test_rows_under_marker_names_are_quarantined_not_ignored(tmp_path, model):
+    """A _SUCCESS holding a CSV, a .crc with rows, a batch under _temporary: each is a rejects
+    row naming the file, not a name in files_ignored while its rows vanish."""
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    landing = LandingArea(settings.landing_dir)
+    landing.write_batch(simulate_flowers(20, DAY, seed=1), DAY)
+    folder = landing.day_dir(DAY)
+    simulate_flowers(1000, DAY, seed=2).to_csv(folder / "_SUCCESS", index=False)
+    simulate_flowers(1000, DAY, seed=3).to_csv(folder / ".x.crc", index=False)
+    (folder / "_temporary").mkdir()
+    simulate_flowers(1000, DAY, seed=4).to_parquet(folder / "_temporary" / "batch-1.parquet")
+    store = DeltaTableStore(settings.warehouse)
+    result = score_day_locally(store, settings, DAY, CHAMPION, model)
+    assert result.files_ignored == () and not result.problems, result
+    assert sorted(q.split(":")[0] for q in result.files_quarantined) == [
+        ".x.crc",
+        "_SUCCESS",
+        "_temporary",
+    ]
+    assert (result.rows_scored, result.rows_rejected) == (20, 0)
+    assert store.count(settings.rejects_table) == 3, "one rejects row per file"

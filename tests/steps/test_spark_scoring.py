@@ -376,6 +376,20 @@ class RecordingStore:
     def replace_partition(self, name, data, column, value, tags=None):
         return self.replace_where(name, data, f"{column} = '{value}'", tags)
 
+    def staged(self, frame, name):
+        """As ``SparkTableStore.staged``, into Parquet (no Delta here): written once, read back."""
+        import contextlib
+        import tempfile
+
+        @contextlib.contextmanager
+        def stage():
+            with tempfile.TemporaryDirectory() as folder:
+                self.calls.append(("stage", name))
+                frame.write.parquet(f"{folder}/stage")
+                yield self.spark.read.parquet(f"{folder}/stage")
+
+        return stage()
+
 
 def test_the_spark_path_commits_under_the_day_lock_with_the_failpoint_between(
     spark, model, tmp_path, monkeypatch
@@ -404,7 +418,7 @@ def test_the_spark_path_commits_under_the_day_lock_with_the_failpoint_between(
     finally:
         spark.conf.set("spark.sql.session.timeZone", "UTC")
     assert store.zones == ["UTC"], "the day is written (and, on Spark Connect, run) in UTC"
-    writes = [c for c in store.calls if c[0] != "ensure"]
+    writes = [c for c in store.calls if c[0] not in ("ensure", "stage")]
     [(_, _, _, tags)] = writes[:1]
     assert writes == [
         ("replace", settings.inference_table, f"observed_date = '{DAY}'", tags),
@@ -450,3 +464,45 @@ def test_spark_text_of_typed_values_reads_back_to_the_same_record_values(spark, 
         typed = table.column(name).to_pandas().tolist()
         spelled = [canonical_value(v, kinds[name]) for v in typed]
         assert [canonical_value(v, kinds[name]) for v in texts[column]] == spelled, name
+
+
+def test_both_spark_commits_come_from_one_evaluation_of_the_day(spark, model, tmp_path):
+    """Each commit is its own Spark action: a file rewritten between them (same row count) must
+    not give a flower both scored and rejected and another in neither table."""
+    from iris_assets.steps import spark_scoring
+
+    header = "flower_id,sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm,observed_at"
+
+    def rows(bad_id):
+        return "".join(
+            f"\n{i},{-1 if i == bad_id else 5.1},3.5,1.4,0.2,{DAY}T01:00:00Z" for i in (1, 2)
+        )
+
+    settings = load_settings({"IRIS_HOME": str(tmp_path)})
+    path = settings.landing_dir / f"observed_date={DAY}" / "batch-a.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(header + rows(bad_id=2) + "\n")
+
+    class Committed(Exception):
+        pass
+
+    class RewritesBetweenCommits(RecordingStore):
+        written = {}
+
+        def replace_where(self, name, data, predicate, tags=None):
+            self.written[name] = data.toPandas()  # the commit's action
+            if name == settings.inference_table:  # the collector rewrites the file
+                path.write_text(header + rows(bad_id=1) + "\n")
+            super().replace_where(name, data, predicate, tags)
+            if name == settings.rejects_table:  # no tables here to read back the day from
+                raise Committed
+            return 1
+
+    store = RewritesBetweenCommits(spark)
+    champion = VersionInfo("iris_dev.ml.iris_model", "4", {}, ("champion",), None, None)
+    with pytest.raises(Committed):
+        spark_scoring.score_day_with_spark(store, settings, DAY, champion, model, run_id="r")
+    scored = store.written[settings.inference_table]["flower_id"].astype(int).tolist()
+    rejected = store.written[settings.rejects_table]["flower_id"].astype(int).tolist()
+    assert (scored, rejected) == ([1], [2]), "one evaluation: flower 1 scored, flower 2 rejected"
+    assert [c[0] for c in store.calls if c[0] != "ensure"] == ["stage", "replace", "replace"]
