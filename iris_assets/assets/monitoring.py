@@ -106,6 +106,19 @@ def volume_fingerprints(workspace, root: str) -> dict[str, str]:
     out. A landing root that does not exist yet holds no day; a volume that does not exist (or
     these credentials cannot read) is a ``LookupError`` saying so, never an empty landing.
     """
+    from databricks.sdk.errors import PermissionDenied
+
+    try:
+        return _day_fingerprints(workspace, root)
+    except PermissionDenied as denied:  # 403: the volume is there, these credentials lack a grant
+        volume = "/".join(root.rstrip("/").split("/")[:5])
+        raise LookupError(
+            f"these credentials cannot read the labels landing volume {volume}: grant them READ "
+            f"VOLUME on it ({denied})"
+        ) from None
+
+
+def _day_fingerprints(workspace, root: str) -> dict[str, str]:
     from databricks.sdk.errors import NotFound
 
     try:

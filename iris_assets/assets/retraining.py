@@ -23,8 +23,10 @@ source) and a tag (the reason) that an ``AutomationCondition`` cannot attach. Wh
 challenger that passed evaluation waits for its approval, no other is trained; one that failed
 blocks nothing (it cannot be approved) and ``notification_sensor`` says it failed. Each trigger's
 evidence is keyed on its own (``decay:DAY``, ``drift:LAST_DAY``, ``labels:<hash of the new
-ids>``, ``retracted:<hash of the stale ids>``) and remembered in the sensor's cursor, so one
-piece of evidence starts at most one retrain.
+ids>``, ``retracted:<hash of each stale flower's id, held and current species and when its row
+was written>``) and remembered in the sensor's cursor, so one piece of evidence starts at most
+one retrain. A retrain waits (the evidence unspent) while labels exist but
+``labelled_flowers.parquet`` is gone: without it the run would ingest the bundled Iris only.
 """
 
 import hashlib
@@ -123,9 +125,15 @@ def new_labelled_flowers(settings) -> set[int]:
     return labelled - held
 
 
-def stale_labelled_flowers(settings) -> tuple[set[int], set[int]]:
+def stale_labelled_flowers(settings) -> tuple[dict[int, str], dict[int, str]]:
     """(retracted, corrected): labelled flowers ``iris_features`` holds that the labels table no
-    longer has, or has with another species (a deleted or corrected label batch)."""
+    longer has, or has with another species (a deleted or corrected label batch).
+
+    Each maps the flower to its piece of evidence: the id, the species held and the label now,
+    and when the held row was written (``ingested_at``), so correcting a flower back, or
+    retracting it again after it was re-added, is new evidence, not the spent key of before."""
+    import pandas as pd
+
     from iris_assets.core.schema import LABEL, PRIMARY_KEY
     from iris_assets.core.tables import sql_string
     from iris_assets.steps.ingest import source_identity
@@ -134,21 +142,57 @@ def stale_labelled_flowers(settings) -> tuple[set[int], set[int]]:
 
     store = table_store(settings)
     if not (store.exists(settings.labels_table) and store.exists(settings.feature_table)):
-        return set(), set()
+        return {}, {}
     source = source_identity(str(labelled_flowers_path(settings)))
 
     held = store.read(
-        settings.feature_table, [PRIMARY_KEY, LABEL], f"source = {sql_string(source)}"
+        settings.feature_table,
+        [PRIMARY_KEY, LABEL, "ingested_at"],
+        f"source = {sql_string(source)}",
     )
     labels = store.read(settings.labels_table, [PRIMARY_KEY, LABEL])
     now = dict(zip(labels[PRIMARY_KEY].astype(int), labels[LABEL].astype(int), strict=True))
-    retracted, corrected = set(), set()
-    for flower, species in zip(held[PRIMARY_KEY].astype(int), held[LABEL].astype(int), strict=True):
+    retracted, corrected = {}, {}
+    for flower, species, written in zip(
+        held[PRIMARY_KEY].astype(int), held[LABEL].astype(int), held["ingested_at"], strict=True
+    ):
+        stamp = pd.Timestamp(written).isoformat()
         if flower not in now:
-            retracted.add(flower)
+            retracted[flower] = f"r{flower}:{species}@{stamp}"
         elif now[flower] != species:
-            corrected.add(flower)
+            corrected[flower] = f"c{flower}:{species}>{now[flower]}@{stamp}"
     return retracted, corrected
+
+
+def missing_labelled_source(settings) -> str | None:
+    """Why not to train now: labels exist but ``labelled_flowers.parquet`` is gone, else None.
+
+    Without the file the run would ingest the bundled Iris only: retracted or corrected flowers
+    would still train with their old label and new ones would be left out, under a reason that
+    says otherwise. The file is derived from the labels table, so ``model_performance`` writes it
+    again. (Local only: on Databricks the orchestrator cannot see the volume.)"""
+    from iris_assets.core.tables import sql_string
+    from iris_assets.steps.ingest import source_identity
+    from iris_assets.steps.performance import labelled_flowers_path
+    from iris_assets.steps.stores import table_store
+
+    path = labelled_flowers_path(settings)
+    if settings.is_databricks or path.is_file():
+        return None
+    store = table_store(settings)
+    labels = store.count(settings.labels_table) if store.exists(settings.labels_table) else 0
+    held = 0
+    if store.exists(settings.feature_table):
+        source = sql_string(source_identity(str(path)))
+        held = store.count(settings.feature_table, f"source = {source}")
+    if not labels and not held:
+        return None
+    return (
+        f"{path} is missing while the labels table holds {labels} labelled flowers and "
+        f"iris_features {held} from it: a retrain now would ingest the bundled Iris only and "
+        "train on stale labels. Materialize model_performance for any day (performance_job) "
+        "to write it again from the labels table; the evidence is kept for the next tick"
+    )
 
 
 def retraining_reasons(instance, settings, policy: RetrainingPolicy) -> list[tuple[str, str]]:
@@ -175,13 +219,11 @@ def retraining_reasons(instance, settings, policy: RetrainingPolicy) -> list[tup
                 f"labels: {len(fresh)} new labelled flowers (at least {policy.min_new_labels})",
             )
         )
-    retracted, corrected = (
-        (set(), set()) if settings.is_databricks else stale_labelled_flowers(settings)
-    )
+    retracted, corrected = ({}, {}) if settings.is_databricks else stale_labelled_flowers(settings)
     stale = len(retracted) + len(corrected)
     if stale and stale >= policy.min_label_corrections:
         ids = ",".join(
-            [*(f"r{i}" for i in sorted(retracted)), *(f"c{i}" for i in sorted(corrected))]
+            [*(retracted[i] for i in sorted(retracted)), *(corrected[i] for i in sorted(corrected))]
         )
         reasons.append(
             (
@@ -265,8 +307,11 @@ def retraining_sensor(
             )
         return dg.SkipReason(
             f"no trigger: no drift streak of {retraining.drift_days} days, no decay, fewer than "
-            f"{retraining.min_new_labels} new labelled flowers"
+            f"{retraining.min_new_labels} new labelled flowers, fewer than "
+            f"{retraining.min_label_corrections} retracted or corrected labelled flowers"
         )
+    if missing := missing_labelled_source(current):
+        return dg.SkipReason(missing)  # before the cursor: the evidence is not spent
     evidence = "|".join(key for key, _ in reasons)
     reason = "; ".join(text for _, text in reasons)
     source = labelled_flowers_path(current)

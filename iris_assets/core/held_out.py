@@ -9,6 +9,8 @@ No held-out row is a copy of a training row: a test row whose measurements equal
 row's at that version (Iris flowers 102 and 143; a correction that made a test flower equal a
 training one; another source's identical flower) is left out of the held-out set, and how many
 were left out is the frame's ``attrs[COPIES_EXCLUDED]`` (evaluation's metadata reports it).
+When a champion is compared, the rows it was trained on (the train side at *its* version, by id
+or by measurements) are left out too (``without_rows_trained_at``), for both models.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from iris_assets.core.tables import sql_string
 
 FEATURE_VERSION_TAG = "feature_table_version"
 COPIES_EXCLUDED = "held_out_copies_excluded"
+CHAMPION_TRAINED_EXCLUDED = "held_out_champion_trained_excluded"
 
 
 class HeldOutError(ValueError):
@@ -54,4 +57,34 @@ def held_out_rows_at(store, table: str, version: int) -> pd.DataFrame:
     ).to_numpy()
     kept = test[~copies].reset_index(drop=True)
     kept.attrs[COPIES_EXCLUDED] = int(copies.sum())
+    return kept
+
+
+def without_rows_trained_at(
+    store, table: str, held_out: pd.DataFrame, version: int
+) -> pd.DataFrame:
+    """``held_out`` without the flowers that were on the train side of ``table`` at ``version``
+    (the version the champion was trained on): by id, or by identical measurements.
+
+    The challenger's held-out split can still hold a row the champion trained on: a train flower
+    whose correction hashes to test keeps its side, and if it is dropped and re-added it lands on
+    test. Scoring the champion on it would flatter the champion. How many were left out is the
+    frame's ``attrs[CHAMPION_TRAINED_EXCLUDED]``."""
+    measurements = list(FEATURE_COLUMNS)
+    trained = store.read(
+        table,
+        [PRIMARY_KEY, *measurements],
+        predicate=f"split = {sql_string(TRAIN)}",
+        version=version,
+    )
+    by_id = held_out[PRIMARY_KEY].isin(set(trained[PRIMARY_KEY])).to_numpy()
+    by_copy = (
+        held_out[measurements]
+        .merge(trained[measurements].drop_duplicates(), how="left", indicator=True)["_merge"]
+        .eq("both")
+        .to_numpy()
+    )
+    excluded = by_id | by_copy
+    kept = held_out[~excluded].reset_index(drop=True)
+    kept.attrs = {**held_out.attrs, CHAMPION_TRAINED_EXCLUDED: int(excluded.sum())}
     return kept

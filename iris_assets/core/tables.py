@@ -400,6 +400,7 @@ class DeltaTableStore:
         *,
         compare: list[str] | None = None,
         whole: tuple[str, str] | None = None,
+        retries: int = COMMIT_RETRIES,
     ) -> dict[str, int]:
         """MERGE on ``key``: update matched rows whose ``compare`` columns changed, insert the rest.
 
@@ -412,6 +413,11 @@ class DeltaTableStore:
         column offers: target rows with that value whose key ``data`` lacks are deleted in the
         same commit (``WHEN NOT MATCHED BY SOURCE``). Returns inserted, updated, deleted,
         deduplicated (source rows dropped) and the table version after the merge.
+
+        A MERGE that conflicts with a concurrent commit (Delta's optimistic concurrency: another
+        source's ingest appended rows after this one read the table) is computed again from the
+        source rows against a fresh snapshot, up to ``retries`` times after a short random
+        back-off, and only then reported as a conflict (the table unchanged by this call).
         """
         table = self._table(name)
         schema = self._schema(table)
@@ -429,16 +435,36 @@ class DeltaTableStore:
         deduplicated = int(len(last) - last.sum())
         if deduplicated:
             source = source.filter(pa.array(last))
+        for attempt in range(retries + 1):
+            try:
+                merged = self._merge_once(name, table, source, key, compare, whole)
+            except CommitFailedError as exc:
+                if attempt == retries:
+                    raise self._conflicted(name, "merge", attempt) from exc
+                time.sleep(random.uniform(0.02, 0.1) * 2**attempt)
+                table = self._table(name)  # the snapshot with the commit that won
+            except DeltaError as exc:
+                raise self._rejected(name, "merge", table, exc) from exc
+            else:
+                return {**merged, "deduplicated": deduplicated}
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _merge_once(
+        self,
+        name: str,
+        table: DeltaTable,
+        source: pa.Table,
+        key: str,
+        compare: list[str],
+        whole: tuple[str, str] | None,
+    ) -> dict[str, int]:
+        """One MERGE of ``source`` into ``table``'s snapshot (no commit when no row differs and
+        none is missing): inserted, updated, deleted and the table version after it."""
         changed_rows = self._differs(name, source, key, compare)
         missing = self._missing(name, source, key, whole) if whole else 0
         if not changed_rows.any() and not missing:
-            return {
-                "inserted": 0,
-                "updated": 0,
-                "deleted": 0,
-                "deduplicated": deduplicated,
-                "version": table.version(),
-            }
+            # The rows were read at the latest version, which a concurrent writer may have moved.
+            return {"inserted": 0, "updated": 0, "deleted": 0, "version": self.version(name)}
         if not whole:  # NOT MATCHED BY SOURCE needs every source row, changed or not
             source = source.filter(pa.array(changed_rows))
         k = sql_identifier(key)
@@ -455,15 +481,11 @@ class DeltaTableStore:
             merger = merger.when_not_matched_by_source_delete(
                 predicate=f"t.{sql_identifier(column)} = {sql_string(value)}"
             )
-        try:
-            metrics = merger.execute()
-        except DeltaError as exc:
-            raise self._rejected(name, "merge", table, exc) from exc
+        metrics = merger.execute()
         return {
             "inserted": int(metrics.get("num_target_rows_inserted", 0)),
             "updated": int(metrics.get("num_target_rows_updated", 0)),
             "deleted": int(metrics.get("num_target_rows_deleted", 0)),
-            "deduplicated": deduplicated,
             "version": self.version(name),
         }
 

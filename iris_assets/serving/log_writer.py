@@ -22,6 +22,8 @@ import contextlib
 import json
 import logging
 import marshal
+import math
+import re
 import secrets
 import signal
 import struct
@@ -209,17 +211,12 @@ COMPACT_MIN_FILES = 32
 VACUUM_RETENTION_HOURS = 168
 
 
-def compact_log(
-    table_path: str,
-    min_files: int = COMPACT_MIN_FILES,
-    retention_hours: int = VACUUM_RETENTION_HOURS,
-) -> dict[str, int] | None:
-    """Compact the log's small files, checkpoint, vacuum past the retention; None if not needed.
+def compact_log(table_path: str, min_files: int = COMPACT_MIN_FILES) -> dict[str, int] | None:
+    """Compact the log's small files and checkpoint; None when it has fewer than ``min_files``.
 
     Rows are only rewritten, never dropped: compaction is a Delta commit that swaps files, so an
     append committed meanwhile (another server on the same log) is kept, and a read of an older
-    version within ``retention_hours`` still finds its files. ``enforce_retention_duration``
-    refuses a retention shorter than the table's own.
+    version within the vacuum's retention still finds its files.
     """
     from deltalake import DeltaTable
 
@@ -229,22 +226,64 @@ def compact_log(
         return None
     metrics = table.optimize.compact()
     table.create_checkpoint()
-    vacuumed = table.vacuum(
-        retention_hours=retention_hours, dry_run=False, enforce_retention_duration=True
-    )
     return {
         "files_before": files,
         "files_after": len(DeltaTable(table_path).file_uris()),
         "files_compacted": int(metrics.get("numFilesRemoved", 0)),
-        "files_vacuumed": len(vacuumed),
     }
 
 
-class LogMaintenance:
-    """Runs ``compact_log`` after every ``every`` commits of the writer (bounded work)."""
+_INTERVAL = re.compile(r"^\s*interval\s+(\d+)\s+([a-z]+?)s?\s*$", re.IGNORECASE)
+_UNIT_HOURS = {
+    "nanosecond": 1 / 3.6e12,
+    "microsecond": 1 / 3.6e9,
+    "millisecond": 1 / 3.6e6,
+    "second": 1 / 3600,
+    "minute": 1 / 60,
+    "hour": 1,
+    "day": 24,
+    "week": 168,
+}
 
-    def __init__(self, table_path: str, every: int = COMPACT_EVERY_COMMITS, **options: int):
-        self.table_path, self.every, self.options = table_path, every, options
+
+def table_retention_hours(configuration: dict[str, str]) -> float | None:
+    """The table's own ``delta.deletedFileRetentionDuration`` in hours (None when unset)."""
+    value = configuration.get("delta.deletedFileRetentionDuration")
+    match = _INTERVAL.match(value or "")
+    if not match or match.group(2).lower() not in _UNIT_HOURS:
+        return None
+    return int(match.group(1)) * _UNIT_HOURS[match.group(2).lower()]
+
+
+def vacuum_log(table_path: str, retention_hours: int = VACUUM_RETENTION_HOURS) -> dict[str, int]:
+    """Delete files the log dropped longer ago than the retention: ``retention_hours``, or the
+    table's own ``deletedFileRetentionDuration`` when that is longer (a table that promises 30
+    days of time travel keeps them). ``enforce_retention_duration`` refuses a shorter one."""
+    from deltalake import DeltaTable
+
+    table = DeltaTable(table_path)
+    own = table_retention_hours(table.metadata().configuration)
+    hours = max(retention_hours, math.ceil(own)) if own is not None else retention_hours
+    vacuumed = table.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=True)
+    if vacuumed:  # deltalake lists expired tombstones again until a checkpoint drops them
+        table.create_checkpoint()
+    return {"files_vacuumed": len(vacuumed), "retention_hours": hours}
+
+
+class LogMaintenance:
+    """Compacts (``compact_log``) and vacuums (``vacuum_log``) after every ``every`` commits of
+    the writer (bounded work). Each is reported on its own, and one failing never stops the
+    other or the next round: a vacuum runs every round, compacted or not."""
+
+    def __init__(
+        self,
+        table_path: str,
+        every: int = COMPACT_EVERY_COMMITS,
+        min_files: int = COMPACT_MIN_FILES,
+        retention_hours: int = VACUUM_RETENTION_HOURS,
+    ):
+        self.table_path, self.every = table_path, every
+        self.min_files, self.retention_hours = min_files, retention_hours
         self.commits = 0
 
     def after_commit(self) -> dict[str, Any] | None:
@@ -252,14 +291,24 @@ class LogMaintenance:
         if self.every <= 0 or self.commits % self.every:
             return None
         started = time.perf_counter()
+        report: dict[str, Any] = {}
+        # A conflict or a full disk: the log is as it was; each is tried again next round.
         try:
-            done = compact_log(self.table_path, **self.options)
-        except Exception as exc:  # a conflict or a full disk: the log is as it was; try later
+            if (compacted := compact_log(self.table_path, self.min_files)) is not None:
+                report["compaction"] = compacted
+        except Exception as exc:
             log.exception("request log: compaction failed")
-            return {"compaction_failed": f"{type(exc).__name__}: {exc}"[:500]}
-        if done is None:
+            report["compaction_failed"] = f"{type(exc).__name__}: {exc}"[:500]
+        try:
+            vacuumed = vacuum_log(self.table_path, self.retention_hours)
+            if vacuumed["files_vacuumed"]:
+                report["vacuum"] = vacuumed
+        except Exception as exc:
+            log.exception("request log: vacuum failed")
+            report["vacuum_failed"] = f"{type(exc).__name__}: {exc}"[:500]
+        if not report:
             return None
-        return {**done, "seconds": round(time.perf_counter() - started, 4)}
+        return {**report, "seconds": round(time.perf_counter() - started, 4)}
 
 
 def commit(table_path: str, batch: pa.Table, dropped_total: int) -> int:

@@ -30,7 +30,13 @@ from iris_assets.core.evidence import (
     split_identity,
     write_record,
 )
-from iris_assets.core.held_out import COPIES_EXCLUDED, held_out_rows_at, trained_on_version
+from iris_assets.core.held_out import (
+    CHAMPION_TRAINED_EXCLUDED,
+    COPIES_EXCLUDED,
+    held_out_rows_at,
+    trained_on_version,
+    without_rows_trained_at,
+)
 from iris_assets.core.mlflow_links import links
 from iris_assets.core.registry import (
     APPROVAL_RUN_TAG,
@@ -75,6 +81,12 @@ def evaluate(step: Step) -> None:
     feature_version = trained_on_version(challenger.tags, f"challenger v{challenger.version}")
     held_out = held_out_rows_at(store, settings.feature_table, feature_version)
     copies_excluded = held_out.attrs[COPIES_EXCLUDED]  # test rows equal to a training row
+    champion_trained_excluded = 0
+    if champion is not None:
+        # Both are scored on rows neither trained on: the champion's train side at its version.
+        trained_at = trained_on_version(champion.tags, f"champion v{champion.version}")
+        held_out = without_rows_trained_at(store, settings.feature_table, held_out, trained_at)
+        champion_trained_excluded = held_out.attrs[CHAMPION_TRAINED_EXCLUDED]
     test_rows = held_out_rows(held_out)
     new = score_model(load_estimator(challenger), test_rows)
     old: Scores | None = score_model(load_estimator(champion), test_rows) if champion else None
@@ -130,6 +142,7 @@ def evaluate(step: Step) -> None:
         "held_out_rows": new.rows,
         "held_out_sha256": record.held_out_sha256,
         COPIES_EXCLUDED: copies_excluded,
+        CHAMPION_TRAINED_EXCLUDED: champion_trained_excluded,
         "feature_table_version": feature_version,
         "evaluation_run_id": record.run_id,
         "approval": approval,

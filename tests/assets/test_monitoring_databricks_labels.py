@@ -83,3 +83,28 @@ def test_a_missing_landing_volume_is_said_not_taken_for_no_labels(databricks, mo
         outcome, _ = tick(resources, instance)
     assert isinstance(outcome, dg.SkipReason)
     assert "/Volumes/" in outcome.skip_message and "does not exist" in outcome.skip_message
+
+
+def test_a_volume_these_credentials_cannot_read_is_a_skip_reason(databricks, monkeypatch):
+    """The volume exists but the token lacks READ VOLUME: Unity Catalog answers 403."""
+    settings, fake, resources = databricks
+    denied = dataclasses.replace(fake, denied=[settings.landing_volume])
+    monkeypatch.setattr(DatabricksStepRunner, "workspace_client", lambda self: denied.client())
+    with dg.instance_for_test() as instance:
+        outcome, cursor = tick(resources, instance)
+    assert isinstance(outcome, dg.SkipReason), outcome
+    assert "READ VOLUME" in outcome.skip_message
+    assert settings.landing_volume in outcome.skip_message
+    assert cursor is None  # nothing taken for an empty landing
+
+
+def test_the_fake_refuses_a_denied_volume_as_the_platform_does(databricks):
+    from databricks.sdk.errors import PermissionDenied
+
+    settings, fake, _ = databricks
+    land(fake, settings, "batch-1.csv")
+    denied = dataclasses.replace(fake, denied=[settings.landing_volume]).client()
+    with pytest.raises(PermissionDenied, match="READ VOLUME"):
+        list(denied.files.list_directory_contents(str(settings.labels_landing_dir)))
+    with pytest.raises(PermissionDenied):
+        denied.files.get_directory_metadata(settings.landing_volume)

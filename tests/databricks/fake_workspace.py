@@ -64,6 +64,7 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import (
     InvalidParameterValue,
     NotFound,
+    PermissionDenied,
     ResourceConflict,
     Unauthenticated,
 )
@@ -156,12 +157,18 @@ class FakeWorkspace:
     # The Python of the environment versions (3.12 for environment 5); without it a run fails at
     # library installation, as a task cannot run on another interpreter than its environment's.
     python: Path | None = None
+    # Volumes these credentials may not use (no READ VOLUME / WRITE VOLUME): the Files API
+    # answers 403 PERMISSION_DENIED for any path in them, as Unity Catalog does.
+    denied: Iterable[str] = ()
 
     def __post_init__(self):
         self.volumes = tuple(self.volumes)
         self.local_volumes = self.root / "Volumes"
+        self.denied = tuple(self.denied)
         for volume in self.volumes:
-            self.local(volume).mkdir(parents=True, exist_ok=True)
+            (self.local_volumes / volume.removeprefix("/Volumes/")).mkdir(
+                parents=True, exist_ok=True
+            )
         self._lock = threading.RLock()
         self._ids = itertools.count(1001)
         self._tokens: dict[str, int] = {}
@@ -225,6 +232,13 @@ class FakeWorkspace:
     def local(self, volume_path: str) -> Path:
         if not any(volume_path == v or volume_path.startswith(v + "/") for v in self.volumes):
             raise NotFound(f"{volume_path} is not in a volume of this workspace: {self.volumes}")
+        for volume in self.denied:
+            if volume_path == volume or volume_path.startswith(volume + "/"):
+                name = ".".join(volume.removeprefix("/Volumes/").split("/"))
+                raise PermissionDenied(
+                    f"User does not have READ VOLUME on Volume '{name}'.",
+                    error_code="PERMISSION_DENIED",
+                )
         return self.local_volumes / volume_path.removeprefix("/Volumes/")
 
     def files(self, method: str, path: str, data) -> Any:

@@ -20,6 +20,8 @@ from iris_assets.serving.log_writer import (
     compact_log,
     encode_frame,
     run,
+    table_retention_hours,
+    vacuum_log,
 )
 
 
@@ -98,5 +100,86 @@ def test_a_retention_shorter_than_the_tables_is_refused(tmp_path):
     table = str(tmp_path / "log")
     run(table, BatchConverter("m", None), frames(4, 2), io.StringIO(), LogMaintenance(table, 0))
     with pytest.raises(Exception, match="(?i)retention"):
-        compact_log(table, min_files=2, retention_hours=1)
+        vacuum_log(table, retention_hours=1)
     assert count(table) == 8
+
+
+def logged(table: str, batches: int = 40) -> str:
+    run(
+        table,
+        BatchConverter("m", None),
+        frames(batches, 2),
+        io.StringIO(),
+        LogMaintenance(table, 0),
+    )
+    return table
+
+
+def test_a_table_keeping_files_longer_than_a_week_is_compacted_and_vacuumed_with_its_own(
+    tmp_path,
+):
+    """deletedFileRetentionDuration 30 days: vacuum(168 h) would be refused; the log vacuums
+    with the table's 720 h instead, and compaction is reported as done, not as failed."""
+    table = logged(str(tmp_path / "log"))
+    DeltaTable(table).alter.set_table_properties(
+        {"delta.deletedFileRetentionDuration": "interval 30 days"}
+    )
+    maintenance = LogMaintenance(table, every=1, min_files=8)
+    report = maintenance.after_commit()
+    assert "compaction_failed" not in report and "vacuum_failed" not in report, report
+    assert report["compaction"]["files_compacted"] == 40
+    assert len(DeltaTable(table).file_uris()) == 1
+    assert vacuum_log(table)["retention_hours"] == 720
+    assert count(table, version=5) == 12  # the compacted-away files are kept for 30 days
+
+
+def test_the_log_keeps_vacuuming_on_rounds_with_nothing_to_compact(tmp_path):
+    table = logged(str(tmp_path / "log"))
+    # A table whose own retention is 0 hours, so this test need not wait a week for a vacuum.
+    DeltaTable(table).alter.set_table_properties(
+        {"delta.deletedFileRetentionDuration": "interval 0 hours"}
+    )
+    DeltaTable(table).optimize.compact()  # compacted earlier (by a round, or by hand)
+    on_disk = len(list((tmp_path / "log").rglob("*.parquet")))
+    maintenance = LogMaintenance(table, every=1, min_files=8, retention_hours=0)
+    report = maintenance.after_commit()
+    assert "compaction" not in report, "one file left: nothing to compact"
+    assert report["vacuum"]["files_vacuumed"] == on_disk - 1, report
+    assert count(table) == 80
+    assert maintenance.after_commit() is None  # nothing left to do: nothing reported
+
+
+def test_a_failed_compaction_does_not_stop_the_vacuum(tmp_path, monkeypatch):
+    import iris_assets.serving.log_writer as log_writer
+
+    table = logged(str(tmp_path / "log"))
+    DeltaTable(table).alter.set_table_properties(
+        {"delta.deletedFileRetentionDuration": "interval 0 hours"}
+    )
+    DeltaTable(table).optimize.compact()
+
+    def full_disk(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(log_writer, "compact_log", full_disk)
+    report = LogMaintenance(table, every=1, min_files=1, retention_hours=0).after_commit()
+    assert report["compaction_failed"].startswith("OSError")
+    assert report["vacuum"]["files_vacuumed"] > 0
+
+
+@pytest.mark.parametrize(
+    ("value", "hours"),
+    [
+        ("interval 30 days", 720),
+        ("interval 1 week", 168),
+        ("INTERVAL 168 HOURS", 168),
+        ("interval 90 minutes", 1.5),
+        ("interval 0 hours", 0),
+        ("30 days", None),
+        ("interval 3 fortnights", None),
+        (None, None),
+    ],
+)
+def test_the_tables_retention_is_read_from_its_property(value, hours):
+    configuration = {} if value is None else {"delta.deletedFileRetentionDuration": value}
+    assert table_retention_hours(configuration) == hours
