@@ -1,12 +1,9 @@
 """Batch inference as an asset: quarantine, counts that add up, partition replacement, drift."""
 
 import pandas as pd
-import pytest
 
 from iris_assets.core.landing import LandingArea, simulate_flowers
 from iris_assets.core.quarantine import rejects_slice
-from iris_assets.core.registry import ModelRegistry
-from iris_assets.settings import CHAMPION_ALIAS
 from iris_assets.steps.stores import table_store
 from tests.assets.helpers import (
     check_results,
@@ -17,16 +14,6 @@ from tests.assets.helpers import (
 )
 
 DAY = "2026-11-21"
-
-
-@pytest.fixture
-def champion(settings, graph):
-    """A trained model (through the real steps) aliased champion directly."""
-    defs, instance = graph
-    result = materialize(defs, instance, "iris_features", "challenger_model")
-    assert result.success, step_failure_messages(result)
-    ModelRegistry(settings).set_alias(CHAMPION_ALIAS, "1")
-    return "1"
 
 
 def score_day(graph, day=DAY):
