@@ -8,7 +8,11 @@ Four triggers, each judged from evidence the pipeline already keeps:
   rule, on enough labels: ``core.performance``);
 - **labels**: at least ``min_new_labels`` labelled flowers are not in ``iris_features`` yet;
 - **retracted labels**: labelled flowers ``iris_features`` holds were retracted or corrected
-  since (``stale_labelled_flowers``); the run's ingest removes or corrects them.
+  since; the run's ingest removes or corrects them.
+
+The two label triggers read what the latest ``model_performance`` run reported
+(``core.label_evidence``, computed by the step where the tables are), on both engines: the
+orchestrator reads no table, so the same code path runs locally and on Databricks.
 
 It runs ``training_job`` (ingest, train, evaluate), ingesting the labelled flowers
 (``steps.performance.labelled_flowers_path``) as one more source: each keeps its ``flower_id``
@@ -26,7 +30,9 @@ evidence is keyed on its own (``decay:DAY``, ``drift:LAST_DAY``, ``labels:<hash 
 ids>``, ``retracted:<hash of each stale flower's id, held and current species and when its row
 was written>``) and remembered in the sensor's cursor, so one piece of evidence starts at most
 one retrain. A retrain waits (the evidence unspent) while labels exist but
-``labelled_flowers.parquet`` is gone: without it the run would ingest the bundled Iris only.
+``labelled_flowers.parquet`` is gone (on Databricks: not on the landing volume, or unreadable
+with the step runner's credentials, asked through the Files API): without it the run would
+ingest the bundled Iris only.
 """
 
 import hashlib
@@ -35,7 +41,8 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from iris_assets.resources import ModelRegistryResource, SettingsResource
+from iris_assets.core.label_evidence import HELD, ReportedEvidence
+from iris_assets.resources import ModelRegistryResource, SettingsResource, StepRunner
 
 RETRAIN_REASON_RUN_TAG = "iris/retrain_reason"
 RETRAIN_REASON_TAG = "retrain_reason"  # on the model version
@@ -110,58 +117,58 @@ def decayed_day(instance: dg.DagsterInstance) -> tuple[str, str] | None:
     return None
 
 
-def new_labelled_flowers(settings) -> set[int]:
-    """Labelled flowers whose id the feature table does not hold yet."""
-    from iris_assets.core.schema import PRIMARY_KEY
-    from iris_assets.steps.stores import table_store
-
-    store = table_store(settings)
-    if not store.exists(settings.labels_table):
-        return set()
-    labelled = {int(i) for i in store.read(settings.labels_table, [PRIMARY_KEY])[PRIMARY_KEY]}
-    if not labelled or not store.exists(settings.feature_table):
-        return labelled
-    held = {int(i) for i in store.read(settings.feature_table, [PRIMARY_KEY])[PRIMARY_KEY]}
-    return labelled - held
+PERFORMANCE = dg.AssetKey("model_performance")
+FEATURES = dg.AssetKey("iris_features")
 
 
-def stale_labelled_flowers(settings) -> tuple[dict[int, str], dict[int, str]]:
-    """(retracted, corrected): labelled flowers ``iris_features`` holds that the labels table no
-    longer has, or has with another species (a deleted or corrected label batch).
+def reported_label_evidence(instance: dg.DagsterInstance, settings):
+    """The label evidence of the latest ``model_performance`` materialization (any day), or None.
 
-    Each maps the flower to its piece of evidence: the id, the species held and the label now,
-    and when the held row was written (``ingested_at``), so correcting a flower back, or
-    retracting it again after it was re-added, is new evidence, not the spent key of before."""
-    import pandas as pd
+    The step computed it against the tables it had just written (``core.label_evidence``), so
+    this is one code path for both engines: the orchestrator never reads a table. It is as fresh
+    as that run: evidence an ingest of the labelled-flowers file took in since (a retrain, or a
+    training run started by hand) is spent, so None. A retrain's own evidence key is also in the
+    cursor, so stale metadata never starts a second run either way."""
+    latest = instance.fetch_materializations(PERFORMANCE, limit=1).records
+    if not latest:
+        return None
+    record = latest[0]
+    metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+    evidence = ReportedEvidence.from_metadata(metadata)
+    if evidence is None or labelled_source_ingested_since(instance, settings, record.storage_id):
+        return None
+    return evidence
 
-    from iris_assets.core.schema import LABEL, PRIMARY_KEY
-    from iris_assets.core.tables import sql_string
+
+def labelled_source_ingested_since(instance, settings, storage_id: int) -> bool:
+    """Whether ``iris_features`` ingested the labelled-flowers file after ``storage_id``: that
+    ingest took the file whole, so it holds exactly what the evidence said was missing or stale."""
+    source = labelled_source(settings)
+    after = dg.AssetRecordsFilter(asset_key=FEATURES, after_storage_id=storage_id)
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(after, limit=HISTORY, cursor=cursor)
+        for record in page.records:
+            entry = record.asset_materialization.metadata.get("source")
+            if entry is not None and entry.value == source:
+                return True
+        if not page.has_more:
+            return False
+        cursor = page.cursor
+
+
+def labelled_source(settings) -> str:
+    """``labelled_flowers.parquet`` as ``iris_features`` names its source (its resolved path; a
+    volume path resolves to itself here as on serverless)."""
     from iris_assets.steps.ingest import source_identity
+
+    return source_identity(labelled_flowers_file(settings))
+
+
+def labelled_flowers_file(settings) -> str:
     from iris_assets.steps.performance import labelled_flowers_path
-    from iris_assets.steps.stores import table_store
 
-    store = table_store(settings)
-    if not (store.exists(settings.labels_table) and store.exists(settings.feature_table)):
-        return {}, {}
-    source = source_identity(str(labelled_flowers_path(settings)))
-
-    held = store.read(
-        settings.feature_table,
-        [PRIMARY_KEY, LABEL, "ingested_at"],
-        f"source = {sql_string(source)}",
-    )
-    labels = store.read(settings.labels_table, [PRIMARY_KEY, LABEL])
-    now = dict(zip(labels[PRIMARY_KEY].astype(int), labels[LABEL].astype(int), strict=True))
-    retracted, corrected = {}, {}
-    for flower, species, written in zip(
-        held[PRIMARY_KEY].astype(int), held[LABEL].astype(int), held["ingested_at"], strict=True
-    ):
-        stamp = pd.Timestamp(written).isoformat()
-        if flower not in now:
-            retracted[flower] = f"r{flower}:{species}@{stamp}"
-        elif now[flower] != species:
-            corrected[flower] = f"c{flower}:{species}>{now[flower]}@{stamp}"
-    return retracted, corrected
+    return str(labelled_flowers_path(settings))
 
 
 def missing_labelled_source(settings) -> str | None:
@@ -170,7 +177,7 @@ def missing_labelled_source(settings) -> str | None:
     Without the file the run would ingest the bundled Iris only: retracted or corrected flowers
     would still train with their old label and new ones would be left out, under a reason that
     says otherwise. The file is derived from the labels table, so ``model_performance`` writes it
-    again. (Local only: on Databricks the orchestrator cannot see the volume.)"""
+    again. (Local only: on Databricks ``volume_labelled_source`` asks the Files API.)"""
     from iris_assets.core.tables import sql_string
     from iris_assets.steps.ingest import source_identity
     from iris_assets.steps.performance import labelled_flowers_path
@@ -208,28 +215,21 @@ def retraining_reasons(instance, settings, policy: RetrainingPolicy) -> list[tup
         )
     if decay := decayed_day(instance):
         reasons.append((f"decay:{decay[0]}", f"decay on {decay[0]}: {decay[1]}"))
-    # On Databricks the tables are Spark's, which the orchestrator does not have: the labels
-    # trigger is local only (decay and drift come from Dagster's own records).
-    fresh = set() if settings.is_databricks else new_labelled_flowers(settings)
-    if len(fresh) >= policy.min_new_labels:
-        ids = ",".join(str(i) for i in sorted(fresh)).encode()
+    evidence = reported_label_evidence(instance, settings)
+    if evidence and evidence.new and evidence.new >= policy.min_new_labels:
         reasons.append(
             (
-                f"labels:{hashlib.sha256(ids).hexdigest()[:16]}",
-                f"labels: {len(fresh)} new labelled flowers (at least {policy.min_new_labels})",
+                f"labels:{evidence.new_hash}",
+                f"labels: {evidence.new} new labelled flowers (at least {policy.min_new_labels})",
             )
         )
-    retracted, corrected = ({}, {}) if settings.is_databricks else stale_labelled_flowers(settings)
-    stale = len(retracted) + len(corrected)
+    stale = (evidence.retracted + evidence.corrected) if evidence else 0
     if stale and stale >= policy.min_label_corrections:
-        ids = ",".join(
-            [*(retracted[i] for i in sorted(retracted)), *(corrected[i] for i in sorted(corrected))]
-        )
         reasons.append(
             (
-                f"retracted:{hashlib.sha256(ids.encode()).hexdigest()[:16]}",
-                f"labels: {len(retracted)} retracted and {len(corrected)} corrected labelled "
-                "flowers still train with their old label",
+                f"retracted:{evidence.stale_hash}",
+                f"labels: {evidence.retracted} retracted and {evidence.corrected} corrected "
+                "labelled flowers still train with their old label",
             )
         )
     return reasons
@@ -270,6 +270,44 @@ def _used_evidence(cursor: str | None) -> list[str]:
     return [str(key) for key in used] if isinstance(used, list) else []
 
 
+def volume_labelled_source(workspace, settings, instance) -> tuple[str | None, str | None]:
+    """(source_path, why not to train now) on Databricks: ``labelled_flowers.parquet`` on the
+    landing volume, looked up through the Files API with the step runner's credentials.
+
+    Missing while ``model_performance`` reported labelled flowers (or iris_features holds some
+    from it), or unreadable with these credentials: a reason, and the evidence is not spent. Missing
+    before any labels: no labelled source (the run ingests the bundled Iris)."""
+    from databricks.sdk.errors import NotFound, PermissionDenied
+
+    path = labelled_flowers_file(settings)
+    try:
+        workspace.files.get_metadata(path)
+    except PermissionDenied:
+        return None, (
+            f"these credentials cannot read {path} (landing volume {settings.landing_volume}): "
+            "grant them READ VOLUME on it; a retrain now would ingest the bundled Iris only, so "
+            "the evidence is kept for the next tick"
+        )
+    except NotFound:
+        latest = instance.fetch_materializations(PERFORMANCE, limit=1).records
+        metadata = latest[0].asset_materialization.metadata if latest else {}
+        labelled = metadata.get("labelled_flowers")
+        held = metadata.get(HELD)
+        counts = [int(e.value) for e in (labelled, held) if e is not None]
+        if not any(counts):
+            return None, None
+        return None, (
+            f"{path} is missing on the landing volume (or the volume {settings.landing_volume} "
+            f"does not exist) while model_performance last reported "
+            f"{labelled.value if labelled else 0} labelled flowers and iris_features "
+            f"{held.value if held else 0} from it: a retrain now would ingest the bundled Iris "
+            "only and train on stale labels. Materialize model_performance for any day "
+            "(performance_job) to write it again from the labels table; the evidence is kept "
+            "for the next tick"
+        )
+    return path, None
+
+
 @dg.sensor(
     job_name="training_job",
     minimum_interval_seconds=300,
@@ -282,6 +320,7 @@ def retraining_sensor(
     settings: SettingsResource,
     registry: ModelRegistryResource,
     retraining: RetrainingPolicy,
+    step_runner: StepRunner,
 ):
     from iris_assets.steps.performance import labelled_flowers_path
 
@@ -310,12 +349,21 @@ def retraining_sensor(
             f"{retraining.min_new_labels} new labelled flowers, fewer than "
             f"{retraining.min_label_corrections} retracted or corrected labelled flowers"
         )
-    if missing := missing_labelled_source(current):
+    # The orchestrator cannot see /Volumes: on Databricks the file is looked up through the
+    # Files API and the serverless ingest step reads it from the volume.
+    if current.is_databricks:
+        source, missing = volume_labelled_source(
+            step_runner.workspace_client(), current, context.instance
+        )
+    else:
+        missing = missing_labelled_source(current)
+        path = labelled_flowers_path(current)
+        source = str(path) if path.is_file() else None
+    if missing:
         return dg.SkipReason(missing)  # before the cursor: the evidence is not spent
     evidence = "|".join(key for key, _ in reasons)
     reason = "; ".join(text for _, text in reasons)
-    source = labelled_flowers_path(current)
-    config = {"source_path": str(source)} if source.is_file() else {}
+    config = {"source_path": source} if source else {}
     context.log.info(f"retraining: {reason}")
     context.update_cursor(json.dumps((used + [key for key, _ in reasons])[-USED_EVIDENCE:]))
     return dg.RunRequest(

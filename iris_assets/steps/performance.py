@@ -4,7 +4,10 @@ For partition D it reads every label file of D (``core.labels``), joins the labe
 inference rows, and in this order replaces D in the labels table (``flower_labels``), D's slice
 of the rejects table (stage ``labels``) and D in the performance table. It then rewrites the
 labelled-flowers file that retraining ingests (``labelled_flowers_path``) from the whole labels
-table, and reports two checks: ``labels_accounted`` (blocking: labelled + rejected = landing
+table, computes the evidence of ``retraining_sensor``'s label triggers against ``iris_features``
+(``core.label_evidence``: new labelled flowers, retracted or corrected held ones) and reports it
+in the materialization, so the sensor needs no table of its own on either engine; and reports
+two checks: ``labels_accounted`` (blocking: labelled + rejected = landing
 rows, read back from the tables) and ``live_accuracy`` (warn: ``core.performance.judge_decay``).
 Re-running D (more labels arrived, or D was re-scored) replaces all three slices, so a run is
 idempotent and never piles rows up.
@@ -21,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from iris_assets.core.label_evidence import label_evidence
 from iris_assets.core.labels import LABELS_TABLE, STAGE, LabelledDay, read_labelled_day
 from iris_assets.core.performance import (
     PERFORMANCE_TABLE,
@@ -45,6 +49,21 @@ def labelled_flowers_path(settings: Settings) -> Path:
         Path(settings.landing_volume) if settings.is_databricks else settings.env_home / "landing"
     )
     return root / "labelled_flowers.parquet"
+
+
+def labelled_source(settings: Settings) -> str:
+    """The labelled-flowers file as ``iris_features`` names its source."""
+    from iris_assets.steps.ingest import source_identity  # ingest imports this module
+
+    return source_identity(str(labelled_flowers_path(settings)))
+
+
+def evidence_metadata(evidence) -> dict:
+    values = evidence.metadata()
+    return {
+        key: json_value(value) if isinstance(value, dict) else value
+        for key, value in values.items()
+    }
 
 
 def scored_rows(store: TableStore, settings: Settings, day: str) -> pd.DataFrame:
@@ -94,6 +113,7 @@ def performance(step: Step) -> None:
     rows = day_performance(day, by_version, labels.labelled, computed_at, policy.confidence)
     version = store.replace_partition(settings.performance_table, rows, "observed_date", day)
     export, exported = export_labelled_flowers(store, settings)
+    evidence = label_evidence(store, settings, labelled_source(settings))
     for table in (settings.labels_table, settings.performance_table, settings.rejects_table):
         store.compact_if_fragmented(table)
 
@@ -127,6 +147,7 @@ def performance(step: Step) -> None:
             "trend": md(trend_markdown(history, policy, TREND_DAYS)),
             "labelled_flowers_file": path_value(str(export)),
             "labelled_flowers": exported,
+            **evidence_metadata(evidence),
             "dagster/row_count": len(rows),
             "delta_version": version,
         },

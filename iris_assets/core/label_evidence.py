@@ -1,0 +1,139 @@
+"""The evidence of the two label triggers of ``retraining_sensor``, read from the tables.
+
+- **new**: labelled flowers whose id ``iris_features`` does not hold yet;
+- **retracted / corrected**: flowers ``iris_features`` holds from the labelled-flowers source
+  that the labels table no longer has, or has with another species.
+
+It is computed where the tables are: by the ``model_performance`` step (locally or on
+serverless), right after it rewrote the labels table and ``labelled_flowers.parquet``, and
+reported in that materialization's metadata (``LabelEvidence.metadata``: counts, the evidence
+hashes and a few ids, never the whole id list). The sensor reads it back from Dagster's event log
+(``from_metadata``) on both engines. The hashes are the evidence keys the sensor remembers in its
+cursor; each stale flower's piece names its id, the species held and now, and when its row was
+written (``ingested_at``), so a label corrected back, or retracted again after it was re-added,
+is new evidence.
+
+This module imports pandas only inside functions: the sensor that reads the metadata runs in the
+orchestrator, whose definitions must import light.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SAMPLE = 10  # ids named in the metadata per kind; the counts and hashes carry the rest
+
+NEW = "new_labelled_flowers"
+NEW_HASH = "new_labels_hash"
+RETRACTED = "retracted_labelled_flowers"
+CORRECTED = "corrected_labelled_flowers"
+STALE_HASH = "stale_labels_hash"
+HELD = "labelled_flowers_held"
+SAMPLES = "label_evidence_sample"
+KEYS = (NEW, NEW_HASH, RETRACTED, CORRECTED, STALE_HASH, HELD)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class LabelEvidence:
+    new: tuple[int, ...] = ()  # sorted ids
+    retracted: dict[int, str] = field(default_factory=dict)  # id -> its piece of evidence
+    corrected: dict[int, str] = field(default_factory=dict)
+    held: int = 0  # flowers iris_features holds from the labelled source
+
+    @property
+    def new_hash(self) -> str:
+        return _digest(",".join(str(i) for i in self.new)) if self.new else ""
+
+    @property
+    def stale_hash(self) -> str:
+        pieces = [
+            *(self.retracted[i] for i in sorted(self.retracted)),
+            *(self.corrected[i] for i in sorted(self.corrected)),
+        ]
+        return _digest(",".join(pieces)) if pieces else ""
+
+    def metadata(self) -> dict[str, Any]:
+        """Plain values for the materialization: counts, hashes, the first ``SAMPLE`` ids."""
+        return {
+            NEW: len(self.new),
+            NEW_HASH: self.new_hash,
+            RETRACTED: len(self.retracted),
+            CORRECTED: len(self.corrected),
+            STALE_HASH: self.stale_hash,
+            HELD: self.held,
+            SAMPLES: {
+                "new": list(self.new[:SAMPLE]),
+                "retracted": sorted(self.retracted)[:SAMPLE],
+                "corrected": sorted(self.corrected)[:SAMPLE],
+            },
+        }
+
+
+@dataclass(frozen=True)
+class ReportedEvidence:
+    """What a ``model_performance`` materialization reported (``LabelEvidence.metadata``)."""
+
+    new: int
+    new_hash: str
+    retracted: int
+    corrected: int
+    stale_hash: str
+    held: int
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> ReportedEvidence | None:
+        """None for a materialization written before the step reported evidence."""
+        if any(key not in metadata for key in KEYS):
+            return None
+        return cls(
+            new=int(metadata[NEW]),
+            new_hash=str(metadata[NEW_HASH]),
+            retracted=int(metadata[RETRACTED]),
+            corrected=int(metadata[CORRECTED]),
+            stale_hash=str(metadata[STALE_HASH]),
+            held=int(metadata[HELD]),
+        )
+
+
+def label_evidence(store, settings, labelled_source: str) -> LabelEvidence:
+    """The evidence in the tables now; ``labelled_source`` is the labelled-flowers file's
+    ``source`` in ``iris_features`` (``steps.ingest.source_identity`` of its path)."""
+    import pandas as pd
+
+    from iris_assets.core.schema import LABEL, PRIMARY_KEY
+    from iris_assets.core.tables import sql_string
+
+    if not store.exists(settings.labels_table):
+        return LabelEvidence()
+    labels = store.read(settings.labels_table, [PRIMARY_KEY, LABEL])
+    now = dict(zip(labels[PRIMARY_KEY].astype(int), labels[LABEL].astype(int), strict=True))
+    if not store.exists(settings.feature_table):
+        return LabelEvidence(new=tuple(sorted(now)))
+    held_ids = {int(i) for i in store.read(settings.feature_table, [PRIMARY_KEY])[PRIMARY_KEY]}
+    held = store.read(
+        settings.feature_table,
+        [PRIMARY_KEY, LABEL, "ingested_at"],
+        f"source = {sql_string(labelled_source)}",
+    )
+    retracted, corrected = {}, {}
+    for flower, species, written in zip(
+        held[PRIMARY_KEY].astype(int), held[LABEL].astype(int), held["ingested_at"], strict=True
+    ):
+        stamp = pd.Timestamp(written).isoformat()
+        if flower not in now:
+            retracted[flower] = f"r{flower}:{species}@{stamp}"
+        elif now[flower] != species:
+            corrected[flower] = f"c{flower}:{species}>{now[flower]}@{stamp}"
+    return LabelEvidence(
+        new=tuple(sorted(set(now) - held_ids)),
+        retracted=retracted,
+        corrected=corrected,
+        held=len(held),
+    )
