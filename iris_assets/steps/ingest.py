@@ -36,7 +36,7 @@ from iris_assets.core.schema import (
     TEST,
     TRAIN,
 )
-from iris_assets.core.source import BUNDLED_SOURCE, load_source
+from iris_assets.core.source import BUNDLED_SOURCE, SourceError, load_source
 from iris_assets.core.split import check_split, split_by_measurements, split_properties
 from iris_assets.core.validation import validate_measurements
 from iris_assets.steps.bootstrap import Step, json_value, open_step, path_value
@@ -99,7 +99,13 @@ def ingest(step: Step) -> None:
     REJECTS_TABLE.ensure(store, settings.rejects_table)
     check_split(settings.feature_table, store.properties(settings.feature_table), test_fraction)
 
-    raw = load_source(source_path)
+    try:
+        raw = load_source(source_path)
+    except PermissionError as denied:  # a Unity Catalog volume these credentials lack a grant on
+        raise SourceError(
+            f"source {source_path} cannot be read with these credentials ({denied.strerror}): on "
+            "Databricks grant READ VOLUME on its volume to the identity the steps run as"
+        ) from None
     checked = validate_measurements(
         raw, require_label=True, derive_missing_ids=True, id_below=DERIVED_ID_BASE
     )
