@@ -9,7 +9,9 @@ the endpoints they call:
   the local folder ``<root>/Volumes``;
 - Jobs API: ``runs/submit`` validates a serverless submission like the service does and runs its
   ``spark_python_task`` as a local process (``task_process.py``: the step file with its parameters,
-  ``DATABRICKS_RUNTIME_VERSION`` set, ``/Volumes`` mapped to the same local folder);
+  ``DATABRICKS_RUNTIME_VERSION`` set, ``/Volumes`` mapped to the same local folder for ``open``,
+  ``os.stat`` and Parquet reads and writes, refusing a path in no volume of the workspace and
+  answering EACCES in a denied one, as the mount does);
   ``runs/get``, ``runs/get-output`` and ``runs/cancel`` follow that process;
 - ``scim/v2/Me``, for the bundle's default root folder.
 
@@ -47,6 +49,7 @@ from __future__ import annotations
 import ast
 import io
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -183,6 +186,11 @@ class FakeWorkspace:
         if requires is not None:
             wheel = forge_requires(wheel, requires, self.root / "forged")
         self.artifacts[f"{bundle_root}/artifacts/.internal/{wheel.name}"] = wheel
+
+    def add_volume(self, volume: str) -> None:
+        """A volume created after the workspace (the bundle's landing volume, for a test)."""
+        self.volumes = (*self.volumes, volume)
+        (self.local_volumes / volume.removeprefix("/Volumes/")).mkdir(parents=True, exist_ok=True)
 
     def connect(self, client: WorkspaceClient) -> WorkspaceClient:
         client.api_client.do = self.handler(client)
@@ -409,6 +417,9 @@ class FakeWorkspace:
             if not k.startswith(("IRIS_", "MLFLOW_", "DAGSTER_", "DATABRICKS_", "PYTHON"))
         }
         env["DATABRICKS_RUNTIME_VERSION"] = f"client.{run.environment['environment_version']}.0"
+        # What the task's /Volumes mount holds and refuses, as the Files API here does.
+        env["FAKE_WORKSPACE_VOLUMES"] = json.dumps(list(self.volumes))
+        env["FAKE_WORKSPACE_DENIED"] = json.dumps(list(self.denied))
         [wheel_path] = [d for d in run.environment["dependencies"] if d.startswith("/")]
         env["PYTHONPATH"] = str(
             serverless_env.wheel_overlay(self.artifacts[wheel_path], self.root / "installed")
