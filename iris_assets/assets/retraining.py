@@ -21,18 +21,18 @@ moves between train and test. The run carries the reason as the tag ``iris/retra
 ``challenger_model`` writes it on the new version as ``retrain_reason``. The job ends at
 ``evaluation_report``: nothing here can promote, ``champion_alias`` still needs a person.
 
-A sensor rather than declarative automation: the triggers are conditions on check history and
-table contents, not on asset materialization state, and the run needs config (the labelled
-source) and a tag (the reason) that an ``AutomationCondition`` cannot attach. While a retrained
-challenger that passed evaluation waits for its approval, no other is trained; one that failed
-blocks nothing (it cannot be approved) and ``notification_sensor`` says it failed. Each trigger's
-evidence is keyed on its own (``decay:DAY``, ``drift:LAST_DAY``, ``labels:<hash of the new
-ids>``, ``retracted:<hash of each stale flower's id, held and current species and when its row
-was written>``) and remembered in the sensor's cursor, so one piece of evidence starts at most
-one retrain. A retrain waits (the evidence unspent) while labels exist but
-``labelled_flowers.parquet`` is gone (on Databricks: not on the landing volume, or unreadable
-with the step runner's credentials, asked through the Files API): without it the run would
-ingest the bundled Iris only.
+A sensor rather than declarative automation: the triggers are conditions on check history and on
+the label evidence in materialization metadata, not on asset materialization state, and the run
+needs config (the labelled source) and a tag (the reason) that an ``AutomationCondition`` cannot
+attach. While a retrained challenger that passed evaluation waits for its approval, no other is
+trained; one that failed blocks nothing (it cannot be approved) and ``notification_sensor`` says
+it failed. Each trigger's evidence is keyed on its own (``decay:DAY``, ``drift:LAST_DAY``,
+``labels:<hash of the new ids>``, ``retracted:<hash of each stale flower's id, held and current
+species and when its row was written>``) and remembered in the sensor's cursor, so one piece of
+evidence starts at most one retrain. A retrain waits (the evidence unspent) while labels exist
+but ``labelled_flowers.parquet`` is gone (on Databricks: not on the landing volume, or
+unreadable with the step runner's credentials, asked through the Files API): without it the run
+would ingest the bundled Iris only.
 """
 
 import hashlib
