@@ -102,6 +102,12 @@ class ReportedEvidence:
         )
 
 
+def _utc(stamp):
+    # Spark's toPandas gives the session's (UTC) wall time without a zone, deltalake a UTC stamp:
+    # the same instant must give the same evidence on both engines.
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
 def label_evidence(store, settings, labelled_source: str) -> LabelEvidence:
     """The evidence in the tables now; ``labelled_source`` is the labelled-flowers file's
     ``source`` in ``iris_features`` (``steps.ingest.source_identity`` of its path)."""
@@ -126,7 +132,7 @@ def label_evidence(store, settings, labelled_source: str) -> LabelEvidence:
     for flower, species, written in zip(
         held[PRIMARY_KEY].astype(int), held[LABEL].astype(int), held["ingested_at"], strict=True
     ):
-        stamp = pd.Timestamp(written).isoformat()
+        stamp = _utc(pd.Timestamp(written)).isoformat()
         if flower not in now:
             retracted[flower] = f"r{flower}:{species}@{stamp}"
         elif now[flower] != species:
