@@ -262,6 +262,35 @@ def waiting_retrained(models) -> str | None:
     )
 
 
+IN_FLIGHT = (
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+)
+
+
+def training_in_flight(instance: dg.DagsterInstance) -> str | None:
+    """Why not to train now: a ``training_job`` run has not finished yet, else None.
+
+    Its challenger is not registered until its step ends (a serverless cold start alone can
+    outlast a tick), so ``waiting_retrained`` cannot see it; a second run beside it would train
+    on overlapping evidence and move the challenger alias to whichever registers last. Any
+    training run counts, the sensor's own or one started by hand."""
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(job_name="training_job", statuses=list(IN_FLIGHT)), limit=1
+    )
+    if not runs:
+        return None
+    run = runs[0]
+    started_by = "retraining_sensor" if run.tags.get("iris/trigger") else "hand"
+    return (
+        f"training_job run {run.run_id} (started by {started_by}) is still "
+        f"{run.status.value.lower()}: the next retrain waits until it finishes"
+    )
+
+
 def _used_evidence(cursor: str | None) -> list[str]:
     try:
         used = json.loads(cursor) if cursor else []
@@ -332,6 +361,8 @@ def retraining_sensor(
         return dg.SkipReason("no champion yet: the first model is trained by a person")
     if waiting := waiting_retrained(models):
         return dg.SkipReason(waiting)
+    if running := training_in_flight(context.instance):
+        return dg.SkipReason(running)  # before the cursor: the evidence is not spent
     # Each piece of evidence (a decayed day, a drift streak's last day, a set of new labelled
     # flowers) starts at most one retrain: the keys already used are kept in the cursor, so
     # decay on D still holding after its retrain ingested the labels (or the labels trigger
