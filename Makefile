@@ -21,11 +21,15 @@ demo: install
 	$(BIN)/iris demo
 
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass. The suite runs
-# on every core (pytest-xdist), each test dealt to the next free worker in the order
+# on TEST_WORKERS pytest-xdist workers, each test dealt to the next free worker in the order
 # tests/conftest.py sets (slowest first); a file with a fixture made once per file stays whole
-# on one worker (an xdist_group, also set there), so that fixture is still made once.
+# on one worker (an xdist_group, also set there), so that fixture is still made once. One more
+# worker than this machine's 2 cores: a worker spends about 40% of its time waiting on the
+# processes its tests start (servers, dagster dev, steps), and each worker costs about 20 CPU s
+# to collect the suite (bench/results/tests.md).
+TEST_WORKERS ?= 3
 test: install
-	$(BIN)/python -m pytest -n auto --dist loadgroup --no-loadscope-reorder; rc=$$?; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # The Dagster UI: `iris dev` runs `dg dev` from the project root on this env's DAGSTER_HOME.

@@ -122,6 +122,9 @@ def runs_environment_venv_tests(config: pytest.Config) -> bool:
 def pytest_configure(config):
     """The controlling process starts ``prebuild`` (the session's wheel and the environment
     venv) in the background when the session runs the tests that need them."""
+    # Registered here too, so that a run without xdist (``-p no:xdist``) still accepts the
+    # marks ``pytest_collection_modifyitems`` sets under ``--strict-markers``.
+    config.addinivalue_line("markers", "xdist_group(name): tests xdist runs on one worker")
     if hasattr(config, "workerinput") or not runs_environment_venv_tests(config):
         return
     if config.option.collectonly:

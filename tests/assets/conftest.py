@@ -1,25 +1,107 @@
+"""Fixtures for the asset tests: the real definitions over a test's settings, and a champion.
+
+Training the champion (``iris_features`` and ``challenger_model`` through the real Pipes steps)
+costs seconds of CPU, and dozens of tests start from one, so it is trained once per session
+(by the first worker that needs it, shared by the others) into a home and a Dagster instance
+that each test then gets its own copy of: a test may change its home and instance as it likes.
+"""
+
+import shutil
+import sqlite3
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
 from iris_assets.definitions import build_definitions
 from tests.assets.helpers import materialize, step_failure_messages
+from tests.conftest import session_folder
+
+HOME = "iris-home"  # under a test's tmp_path, as the ``settings`` fixture makes it
+INSTANCE = "dagster"
+
+
+@pytest.fixture(scope="session")
+def champion_template(tmp_path_factory, mlflow_db_template) -> Path:
+    """A home and Dagster instance after the real steps trained version 1 and it was aliased
+    champion directly, made as the ``settings`` fixture makes a test's home."""
+    from iris_assets.core.registry import ModelRegistry
+    from iris_assets.settings import CHAMPION_ALIAS, load_settings
+    from tests.conftest import SETTINGS_VARS, free_port
+    from tests.databricks.serverless_env import locked
+
+    root = session_folder(tmp_path_factory) / "champion"
+    with locked(root.with_suffix(".lock")):
+        if (root / ".complete").exists():
+            return root
+        shutil.rmtree(root, ignore_errors=True)
+        (root / INSTANCE).mkdir(parents=True)
+        with pytest.MonkeyPatch.context() as env:
+            for name in SETTINGS_VARS:
+                env.delenv(name, raising=False)
+            env.setenv("IRIS_HOME", str(root / HOME))
+            env.setenv("IRIS_SERVING_PORT", str(free_port()))
+            settings = load_settings()
+            settings.env_home.mkdir(parents=True)
+            shutil.copy(mlflow_db_template, settings.mlflow_db)
+            for key, value in settings.step_env().items():
+                env.setenv(key, value)
+            with dg.instance_for_test(temp_dir=str(root / INSTANCE)) as instance:
+                defs = build_definitions(settings)
+                result = materialize(defs, instance, "iris_features", "challenger_model")
+                assert result.success, step_failure_messages(result)
+            ModelRegistry(settings).set_alias(CHAMPION_ALIAS, "1")
+        (root / ".complete").touch()
+    return root
+
+
+def rehome(folder: Path, old: Path, new: Path) -> None:
+    """Point every path under ``old`` that the sqlite databases in ``folder`` hold (MLflow's
+    artifact locations and sources, Dagster's event metadata) at the same path under ``new``,
+    so that a copy reads and writes only its own files."""
+    for db in folder.rglob("*.db"):
+        with sqlite3.connect(db) as connection:
+            tables = connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            for (table,) in tables.fetchall():
+                columns = connection.execute(f'PRAGMA table_info("{table}")').fetchall()
+                for column in (c[1] for c in columns if textual(c[2])):
+                    connection.execute(
+                        f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                        f'WHERE instr("{column}", ?) > 0',
+                        (str(old), str(new), str(old)),
+                    )
+        connection.close()
+
+
+def textual(declared: str) -> bool:
+    kind = declared.upper()
+    return not kind or any(word in kind for word in ("CHAR", "TEXT", "CLOB"))
 
 
 @pytest.fixture
-def graph(settings):
-    """The real definitions for this test's settings, with a throwaway Dagster instance."""
-    with dg.instance_for_test() as instance:
+def graph(request, settings, tmp_path):
+    """The real definitions for this test's settings, with a throwaway Dagster instance (for a
+    test that asks for ``champion``, a copy of the instance the champion was trained in)."""
+    if "champion" not in request.fixturenames:
+        with dg.instance_for_test() as instance:
+            yield build_definitions(settings), instance
+        return
+    template = request.getfixturevalue("champion_template")
+    assert settings.home == tmp_path / HOME, "the template's layout is the settings fixture's"
+    shutil.rmtree(settings.home)
+    shutil.copytree(template / HOME, settings.home)
+    shutil.copytree(template / INSTANCE, tmp_path / INSTANCE)
+    rehome(tmp_path, template, tmp_path)
+    with dg.instance_for_test(temp_dir=str(tmp_path / INSTANCE)) as instance:
         yield build_definitions(settings), instance
 
 
 @pytest.fixture
 def champion(settings, graph):
-    """Version 1, trained by the real steps on the bundled Iris, aliased champion directly."""
+    """Version 1, trained by the real steps on the bundled Iris, aliased champion directly (in
+    a copy of the session's trained home and instance, see ``graph``)."""
     from iris_assets.core.registry import ModelRegistry
-    from iris_assets.settings import CHAMPION_ALIAS
 
-    defs, instance = graph
-    result = materialize(defs, instance, "iris_features", "challenger_model")
-    assert result.success, step_failure_messages(result)
-    ModelRegistry(settings).set_alias(CHAMPION_ALIAS, "1")
+    champion = ModelRegistry(settings).champion()
+    assert champion is not None and champion.version == "1", champion
     return "1"

@@ -4,6 +4,8 @@ model, and real server subprocesses on free ports."""
 from __future__ import annotations
 
 import os
+import pickle
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,12 +43,41 @@ class Registry:
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """Made by the first worker that needs it, once per session; the serving tests only read it
+    (servers load versions from it), so every worker shares the one registry."""
+    from tests.conftest import session_folder
+    from tests.databricks.serverless_env import locked
+
+    root = session_folder(tmp_path_factory) / "serving-registry"
+    with locked(root.with_suffix(".lock")):
+        if not (root / ".complete").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            estimators = log_versions(root)
+            # The fitted estimators as logged, for the workers that did not log them.
+            with open(root / "estimators.pickle", "wb") as out:
+                pickle.dump(estimators, out)
+            (root / ".complete").touch()
+    with open(root / "estimators.pickle", "rb") as logged:
+        estimators = pickle.load(logged)
+    iris = load_iris()
+    X = pd.DataFrame(iris.data, columns=list(FEATURE_COLUMNS))
+    return Registry(
+        tracking_uri=registry_uri(root), model_name=MODEL_NAME, estimators=estimators, X=X
+    )
+
+
+def registry_uri(root: Path) -> str:
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def log_versions(root: Path) -> dict[str, Pipeline]:
+    """Four versions of a real model logged into a fresh registry under ``root``."""
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    root = tmp_path_factory.mktemp("registry")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = registry_uri(root)
     iris = load_iris()
     X = pd.DataFrame(iris.data, columns=list(FEATURE_COLUMNS))
     y = iris.target
@@ -74,7 +105,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
                     serialization_format="skops",
                 )
             estimators[str(info.registered_model_version)] = model
-    return Registry(tracking_uri=uri, model_name=MODEL_NAME, estimators=estimators, X=X)
+    return estimators
 
 
 @pytest.fixture
@@ -144,7 +175,7 @@ def _start_server(
             stderr=subprocess.STDOUT,
         )
     server = RunningServer(process, port, log)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # generous: a loaded machine takes a minute to import
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"server exited {process.returncode}:\n{server.log_text()}")
@@ -156,7 +187,7 @@ def _start_server(
             pass
         time.sleep(0.05)
     process.kill()
-    raise AssertionError(f"server did not become healthy:\n{server.log_text()}")
+    raise AssertionError(f"server did not become healthy in 180 s:\n{server.log_text()}")
 
 
 def _stop_server(server: RunningServer) -> None:
