@@ -6,7 +6,11 @@ of wall and CPU seconds (``time.process_time``: every thread) per phase. ``--war
 imports what the warm worker preloads for the score step, untimed, as a step forked from it
 finds them. Used for the per-phase table in docs/batch.md:
 
-    python bench/score_phases.py HOME [--warm] [--day 2026-11-26]
+    python bench/score_phases.py HOME [--warm] [--read-ahead] [--day 2026-11-26]
+
+The step reads the next chunk while it scores the current one (``core.read_ahead``) and loads
+the model while it inspects the files; here both run in line, so that each phase's CPU seconds
+are its own, unless ``--read-ahead`` (then phases overlap and their CPU counts each other's).
 """
 
 # ruff: noqa: E402  (the imports are among what is timed)
@@ -83,7 +87,11 @@ with phase("model: registry lookup (champion alias)"):
     champion = score_mod.require_champion(settings)
 with phase("model: mlflow.sklearn.load_model"):
     model = mlflow.sklearn.load_model(champion.uri)
-wrap(ds, "select_day_files", "landing: list + inspect files (read through once, count rows)")
+wrap(ds, "scan_day_files", "landing: list + inspect files (read through once, count rows)")
+if "--read-ahead" not in sys.argv:
+    # The step reads the next chunk in a thread (core.read_ahead); CPU time is the process's,
+    # so phases that overlap would each count the other's: read in line unless asked.
+    ds.read_ahead = lambda items, depth=1: iter(items)
 wrap_iter(ds, "iter_files", "read: Parquet batches -> pandas")
 wrap(bs, "validate_measurements", "validate")
 wrap(bs, "predict_frame", "predict")

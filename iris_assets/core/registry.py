@@ -129,8 +129,7 @@ class ModelRegistry:
     def by_alias(self, alias: str) -> VersionInfo | None:
         from mlflow.exceptions import MlflowException
 
-        if not self.model_exists():
-            return None
+        # One query: a model that does not exist has no alias either (the same MlflowException).
         try:
             return self._info(self.client.get_model_version_by_alias(self.name, alias))
         except MlflowException:

@@ -23,10 +23,12 @@ import json
 import secrets
 import tempfile
 from collections import Counter
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -42,6 +44,7 @@ from iris_assets.core.day_lock import DEFAULT_WAIT_SECONDS, day_lock
 from iris_assets.core.drift import in_sample, sample_fraction
 from iris_assets.core.landing import LandingArea, LandingFile, iter_files
 from iris_assets.core.quarantine import rejects_rows, rejects_slice
+from iris_assets.core.read_ahead import read_ahead
 from iris_assets.core.registry import VersionInfo
 from iris_assets.core.schema import (
     FEATURE_COLUMNS,
@@ -147,8 +150,15 @@ def select_day_files(settings: Settings, day: str) -> DayFiles:
     return selected
 
 
-def take_day_files(store: TableStore, settings: Settings, day: str, run_id: str) -> DayFiles:
-    """``select_day_files`` for a run that holds the day's lock, so it may write.
+def take_day_files(
+    store: TableStore,
+    settings: Settings,
+    day: str,
+    run_id: str,
+    scanned: DayFiles | None = None,
+) -> DayFiles:
+    """``select_day_files`` for a run that holds the day's lock, so it may write (``scanned``:
+    the day as ``scan_day_files`` just found it under that lock).
 
     A day without landing rows whose folder holds unreadable files still reports them: one
     rejects row per file, by this run, in place of the rows other runs than the partition's
@@ -157,7 +167,7 @@ def take_day_files(store: TableStore, settings: Settings, day: str, run_id: str)
     runs, its partition's rows are not in the files any more), which the output check and the
     landing sensor's audit report. Then NoLandingData, naming the files.
     """
-    files = scan_day_files(settings, day)
+    files = scanned if scanned is not None else scan_day_files(settings, day)
     if files.landing_rows:
         return files
     if files.quarantined:
@@ -213,21 +223,39 @@ def audit_day(
     return day_problems(account, files.landing_rows, len(files.quarantined), run_id)
 
 
-def partition_stats(store: TableStore, settings: Settings, day: str) -> PartitionStats:
+def partition_stats(
+    store: TableStore, settings: Settings, day: str, *, ids_here: bool = False
+) -> PartitionStats:
+    """The partition as stored, aggregated by the engine. ``ids_here``: duplicate ids are
+    counted by reading the partition's ids into this process and sorting them (the local path:
+    a tenth of the CPU of DataFusion's ``COUNT(DISTINCT)``, 160 MB for 10 million ids), not by
+    the engine (Spark: the ids stay on the executors)."""
+    distinct = "" if ids_here else f"COUNT(*) - COUNT(DISTINCT {PRIMARY_KEY}) AS duplicate_ids, "
+    predicate = f"observed_date = '{day}'"
     row = store.aggregate(
         settings.inference_table,
-        f"COUNT(*) AS n_rows, COUNT(*) - COUNT(DISTINCT {PRIMARY_KEY}) AS duplicate_ids, "
+        f"COUNT(*) AS n_rows, {distinct}"
         "SUM(CASE WHEN probability < 0 OR probability > 1 THEN 1 ELSE 0 END) AS out_of_range, "
         "SUM(CASE WHEN prediction IS NULL OR species_name IS NULL OR model_version IS NULL "
         "THEN 1 ELSE 0 END) AS null_predictions",
-        predicate=f"observed_date = '{day}'",
+        predicate=predicate,
     )
+    if ids_here:
+        ids = store.read(settings.inference_table, [PRIMARY_KEY], predicate)[PRIMARY_KEY]
+        row["duplicate_ids"] = duplicate_count(ids)
     return PartitionStats(
         rows=int(row["n_rows"] or 0),
         duplicate_ids=int(row["duplicate_ids"] or 0),
         probabilities_out_of_range=int(row["out_of_range"] or 0),
         null_predictions=int(row["null_predictions"] or 0),
     )
+
+
+def duplicate_count(ids: pd.Series) -> int:
+    """``COUNT(*) - COUNT(DISTINCT id)``: rows minus distinct non-null ids, exact as int64."""
+    values = np.sort(ids.dropna().to_numpy(dtype=np.int64), kind="stable")
+    distinct = int(np.count_nonzero(values[1:] != values[:-1])) + 1 if len(values) else 0
+    return len(ids) - distinct
 
 
 class Tally:
@@ -300,7 +328,11 @@ def score_day_locally(
 ) -> ScoredDay:
     run_id = run_id or new_run_id()
     with day_lock(settings.env_home, day, wait_seconds):
-        files = take_day_files(store, settings, day, run_id)
+        scanned = scan_day_files(settings, day)
+        # A model still loading (``steps/score.py`` loads it while the files are inspected) is
+        # waited for before anything is written: a model that cannot be loaded writes nothing.
+        model = model.result() if isinstance(model, Future) else model
+        files = take_day_files(store, settings, day, run_id, scanned)
         INFERENCE_TABLE.ensure(store, settings.inference_table)
         REJECTS_TABLE.ensure(store, settings.rejects_table)
         tally = Tally(sample_fraction(files.landing_rows))
@@ -315,7 +347,7 @@ def score_day_locally(
                 spool.restart()
                 spool.write(files.rejects(run_id))
                 for batch in score_stream(
-                    iter_files(files.readable, batch_rows),
+                    read_ahead(iter_files(files.readable, batch_rows)),
                     model,
                     day=day,
                     model_name=settings.model_name,
@@ -353,7 +385,7 @@ def score_day_locally(
             prediction_counts=dict(tally.predictions.most_common()),
             reject_reasons=dict(tally.reasons.most_common(10)),
             features_sample=tally.sample,
-            written=partition_stats(store, settings, day),
+            written=partition_stats(store, settings, day, ids_here=True),
             files_quarantined=tuple(f"{f.path.name}: {f.problem}" for f in files.quarantined),
             files_ignored=files.ignored,
             run_id=run_id,

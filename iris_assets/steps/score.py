@@ -10,6 +10,7 @@ pandas; on Databricks with Spark (``steps/spark_scoring.py``), with the same bat
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import pandas as pd
@@ -54,15 +55,22 @@ def score(step: Step) -> None:
     settings = step.settings
     day = partition_day(step)
     champion = require_champion(settings)
-    model = mlflow.sklearn.load_model(champion.uri)
     store = table_store(settings)
     run_id = new_run_id(step.run_id)
     if settings.is_databricks:
         from iris_assets.steps.spark_scoring import score_day_with_spark
 
+        model = mlflow.sklearn.load_model(champion.uri)
         result = score_day_with_spark(store, settings, day, champion, model, run_id=run_id)
     else:
-        result = score_day_locally(store, settings, day, champion, model, run_id=run_id)
+        # The model loads (Python: skops, MLflow) while the day's files are inspected (pyarrow,
+        # the GIL released); score_day_locally waits for it before it writes anything.
+        with ThreadPoolExecutor(1, thread_name_prefix="iris-model") as loader:
+            model = loader.submit(mlflow.sklearn.load_model, champion.uri)
+            try:
+                result = score_day_locally(store, settings, day, champion, model, run_id=run_id)
+            finally:
+                model.cancel()
     step.log(
         f"{day}: {result.landing_rows} landing rows -> {result.rows_scored} scored by "
         f"v{champion.version}, {result.rows_rejected} rejected"

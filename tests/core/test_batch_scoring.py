@@ -91,3 +91,27 @@ def test_seen_ids_follow_the_id_rule():
         pd.Series(["7", "7.0", "70", "abc", None, "-1", 49.0, "49"], dtype=object)
     )
     assert found.tolist() == [True, False, False, False, False, False, False, True]
+
+
+def test_seen_ids_agree_with_a_set_across_runs_ranges_and_merges():
+    # Runs that interleave, nest, touch at one id and lie apart, chunks that straddle them, and
+    # merges between lookups: what is found is exactly what a set of every added id holds.
+    from iris_assets.core.batch_scoring import SeenIds
+
+    rng = np.random.default_rng(14)
+    seen, added = SeenIds(max_runs=3), set()
+    batches = [
+        np.arange(100, 200),
+        np.arange(1_000, 1_100)[::-1],
+        rng.choice(5_000, size=300, replace=False),
+        np.array([199, 1_000, 2**62, 0]),
+        rng.integers(0, 2**63 - 1, size=200),
+        np.array([2**63 - 1]),
+    ]
+    for batch in batches:
+        probe = np.concatenate([batch, rng.integers(0, 6_000, size=500), [2**63 - 1, 0, 99]])
+        found = seen.contains(pd.Series(probe, dtype="int64"))
+        assert found.tolist() == [int(i) in added for i in probe]
+        seen.add(batch)
+        added.update(int(i) for i in batch)
+    assert len(seen) == sum(len(b) for b in batches)

@@ -592,3 +592,22 @@ def test_rows_under_marker_names_are_quarantined_not_ignored(tmp_path, model):
     ]
     assert (result.rows_scored, result.rows_rejected) == (20, 0)
     assert store.count(settings.rejects_table) == 3, "one rejects row per file"
+
+
+def test_duplicates_written_behind_the_scoring_are_counted_here_as_the_engine_counts_them(
+    day, model
+):
+    # Rows appended to the partition by another writer (repeats of scored ids, a repeat of a
+    # repeat, ids at both ends of int64) are what the output check must see, by either count.
+    from iris_assets.steps.day_scoring import partition_stats
+
+    settings, store = day
+    score_day_locally(store, settings, DAY, CHAMPION, model)
+    scored = store.read(settings.inference_table, predicate=f"observed_date = '{DAY}'")
+    extra = pd.concat([scored.iloc[[0, 0, 7, 499]], scored.iloc[[1, 2]]], ignore_index=True)
+    extra.loc[4:, "flower_id"] = [0, 2**63 - 1]
+    store.append(settings.inference_table, pd.concat([extra, extra.iloc[4:]], ignore_index=True))
+    here = partition_stats(store, settings, DAY, ids_here=True)
+    engine = partition_stats(store, settings, DAY)
+    assert here == engine
+    assert (here.rows, here.duplicate_ids) == (508, 6)
