@@ -16,7 +16,7 @@ the step, answers ``{"pid": N}`` once it runs and ``{"returncode": R}`` when it 
 (negative: killed by that signal), exactly as ``subprocess.Popen.returncode`` would say.
 
 A request may also carry ``"argv"`` (the module's arguments) and ``"detach": true``: then the
-supervisor makes a session of its own, forks the program, answers ``{"pid": N}`` and exits
+supervisor forks the program in a session of its own, answers ``{"pid": N}`` and exits
 without waiting, so the program outlives the worker and the orchestrator (as ``Popen`` with
 ``start_new_session=True`` would). A detached program also closes every descriptor it inherited
 besides its stdio. The local model server is started that way (``serving.process``).
@@ -129,6 +129,7 @@ def run_step(request: dict, fds: list[int]) -> None:
             os.dup2(fd, target)
             os.close(fd)
         if request.get("detach"):
+            os.setsid()  # its own session and process group: the orchestrator's Ctrl-C is not its
             # A long-lived program must not hold the orchestrator's pipes or sockets open.
             os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         os.chdir(request["cwd"])
@@ -164,8 +165,6 @@ def supervise(conn: socket.socket, request: dict, fds: list[int]) -> None:
     """In the supervisor: start the step, report its pid, wait for it, report how it ended."""
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # waitpid needs the child's status
-        if request.get("detach"):
-            os.setsid()  # its own session and process group: the orchestrator's Ctrl-C is not its
         pid = os.fork()
         if pid == 0:
             conn.close()
