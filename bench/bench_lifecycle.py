@@ -232,8 +232,9 @@ def cpu_of(pid: int) -> tuple[str, float] | None:
     return command, (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
-def tree(root: int, known: set[int]) -> set[int]:
-    """``root``'s descendants now, plus those seen before (the server outlives the demo)."""
+def tree(roots: set[int], known: set[int]) -> set[int]:
+    """``roots`` and their descendants now, plus those seen before (the server outlives the
+    demo)."""
     parents = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -242,7 +243,7 @@ def tree(root: int, known: set[int]) -> set[int]:
             except OSError:
                 continue
             parents[int(entry)] = int(fields[1])
-    found, frontier = set(known), [root]
+    found, frontier = set(known), list(roots)
     while frontier:
         pid = frontier.pop()
         found.add(pid)
@@ -258,6 +259,16 @@ def sample(pids: set[int], seen: dict[int, tuple[str, float]]) -> None:
             seen[pid] = (command or seen.get(pid, ("", 0.0))[0], seconds)
 
 
+def recorded_servers(home: Path) -> set[int]:
+    found = set()
+    for state in home.glob("*/serving/server.json"):
+        try:
+            found.add(int(json.loads(state.read_text())["pid"]))
+        except (OSError, ValueError, KeyError):
+            continue  # being written
+    return found
+
+
 def demo_cpu(home: Path) -> tuple[float, dict[str, float]]:
     """One demo with the CPU seconds of each of its processes, sampled from /proc (a process
     that lives less than a sample interval is missed, so this is a lower bound)."""
@@ -267,8 +278,12 @@ def demo_cpu(home: Path) -> tuple[float, dict[str, float]]:
     seen: dict[int, tuple[str, float]] = {}
     pids: set[int] = set()
     try:
+        servers: set[int] = set()
         while process.poll() is None:
-            pids = tree(process.pid, pids)
+            # A server forked from the warm worker is reparented to init at once (and has the
+            # demo's command line): server.json names it.
+            servers |= recorded_servers(home)
+            pids = tree({process.pid, *servers}, pids)
             sample(pids, seen)
             time.sleep(0.05)
         wall = time.perf_counter() - started
@@ -277,7 +292,7 @@ def demo_cpu(home: Path) -> tuple[float, dict[str, float]]:
         subprocess.run(iris("stop"), env=env, capture_output=True, check=False)
     kinds: dict[str, float] = {}
     for pid, (command, seconds) in seen.items():
-        kind = process_kind(command)
+        kind = "model server" if pid in servers else process_kind(command)
         if pid != process.pid and kind.startswith("iris demo"):
             # The worker the demo forks from itself, and its steps, have the demo's command line.
             kind = "warm step worker and the steps forked from it"

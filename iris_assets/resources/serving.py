@@ -5,7 +5,9 @@ Both backends speak the MLflow scoring protocol, so the same client and smoke te
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +68,7 @@ class LocalServingBackend(ServingBackend):
         return os.environ.get(REQUEST_LOG_SETTING, "on").strip().lower() not in _OFF
 
     def _process(self):
+        from iris_assets.resources.warm_steps import launch_detached
         from iris_assets.serving.process import ServingProcess
 
         settings = self.settings.get()
@@ -76,6 +79,9 @@ class LocalServingBackend(ServingBackend):
             settings.serving_port,
             endpoint_name=settings.endpoint_name,
             request_log=table if self.request_log_enabled() else None,
+            # Forked from this process's warm worker when it has one (the demo does): the
+            # server then finds scikit-learn and MLflow imported instead of importing them anew.
+            launcher=functools.partial(launch_detached, sys.executable),
         )
 
     def deploy(self, model_name, version):

@@ -163,10 +163,24 @@ class WarmWorker:
                     del cls._workers[key]
         worker.stop()
 
-    def launch(self, module: str, env: Mapping[str, str], cwd: str) -> WarmStep:
+    def launch(
+        self,
+        module: str,
+        env: Mapping[str, str],
+        cwd: str,
+        argv: list[str] | None = None,
+        stdio: list[int] | None = None,
+        detach: bool = False,
+    ) -> WarmStep:
+        """Fork ``python -m module *argv``; ``stdio`` (three descriptors, closed here) defaults
+        to this process's. ``detach``: a session of its own that outlives the worker; only its
+        pid is meaningful in what is returned."""
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        request = json.dumps({"module": module, "env": dict(env), "cwd": cwd}).encode() + b"\n"
-        stdio = _stdio()
+        message = {"module": module, "env": dict(env), "cwd": cwd, "argv": list(argv or ())}
+        if detach:
+            message["detach"] = True
+        request = json.dumps(message).encode() + b"\n"
+        stdio = _stdio() if stdio is None else stdio
         lines = _Lines(conn)
         try:
             conn.connect(self.address)
@@ -182,6 +196,8 @@ class WarmWorker:
         if started is None:
             conn.close()
             raise WorkerUnavailable("warm step worker closed the connection before starting")
+        if detach:
+            conn.close()  # nothing more comes: the worker does not wait for a detached program
         return WarmStep(lines, int(started["pid"]), ["python", "-m", module])
 
     def stop(self) -> None:
@@ -252,6 +268,26 @@ def prestart(python: str = sys.executable, env: Mapping[str, str] = os.environ) 
                 WarmWorker._workers[key] = WarmWorker(python, forked=True)
         return
     WarmWorker.for_python(python, preload_all=True)
+
+
+def launch_detached(
+    python: str, module: str, argv: list[str], env: Mapping[str, str], cwd: str, log: int
+) -> int | None:
+    """Fork ``python -m module *argv`` detached (its own session, outliving this process) from
+    this process's warm worker, stdout and stderr to the descriptor ``log``: its pid, or None
+    when this process has no live warm worker for ``python`` (none is started for this: the
+    caller starts the program cold, which costs what starting a worker would)."""
+    if not warm_steps_enabled(env):
+        return None
+    with WarmWorker._lock:
+        worker = WarmWorker._workers.get((python, os.getpid()))
+    if worker is None or worker.process.poll() is not None:
+        return None
+    stdio = [os.open(os.devnull, os.O_RDONLY), os.dup(log), os.dup(log)]
+    try:
+        return worker.launch(module, env, cwd, argv=argv, stdio=stdio, detach=True).pid
+    except WorkerUnavailable:
+        return None
 
 
 def launch_step(python: str, module: str, env: Mapping[str, str]) -> WarmStep | subprocess.Popen:

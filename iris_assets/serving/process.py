@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,8 +48,18 @@ class PortInUseError(ServingProcessError):
     """Another program listens on the configured serving port."""
 
 
+# Starts ``python -m module *argv`` detached with env, cwd and stdout/stderr to a descriptor,
+# returning its pid, or None to have the server started as a fresh interpreter instead.
+Launcher = Callable[[str, list[str], dict[str, str], str, int], int | None]
+
+
 class ServingProcess:
-    """The background server described by ``state_dir/server.json``."""
+    """The background server described by ``state_dir/server.json``.
+
+    ``launcher`` (the orchestrator's warm worker, ``resources.warm_steps.launch_detached``) forks
+    the server from a process that has its imports loaded already; without one, or when it
+    declines, the server is a fresh ``python -m iris_assets.serving.server``.
+    """
 
     def __init__(
         self,
@@ -58,12 +68,14 @@ class ServingProcess:
         port: int,
         endpoint_name: str | None = None,
         request_log: Path | None = None,
+        launcher: Launcher | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
         self.port = int(port)
         self.endpoint_name = endpoint_name  # also answered as Databricks' endpoint path
         self.request_log = request_log  # the Delta table a new server logs requests to, or None
+        self.launcher = launcher
         self._child: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,7 +95,7 @@ class ServingProcess:
     def status(self) -> dict[str, Any] | None:
         """What the live server reports, or None when no server of this folder is answering."""
         state = self._read_state()
-        if state is None or not self._is_server(state["pid"]):
+        if state is None or not self._is_server(state["pid"], state.get("started")):
             return None
         info = client.version(state["url"])
         # Another process may hold the port (our server died and the port was reused).
@@ -112,7 +124,7 @@ class ServingProcess:
             report = client.health(state["url"], timeout=2.0)
             if report is not None and str(report.get("version")) == version:
                 return report
-            if not self._is_server(state["pid"]):
+            if not self._is_server(state["pid"], state.get("started")):
                 self._raise_exited()
             if time.monotonic() >= deadline:
                 raise ServingProcessError(
@@ -179,10 +191,7 @@ class ServingProcess:
             child_env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(_CODE_ROOT), child_env.get("PYTHONPATH", "")) if p
             )
-        command = [
-            sys.executable,
-            "-m",
-            SERVER_MODULE,
+        arguments = [
             "--model-name",
             model_name,
             "--version",
@@ -195,24 +204,33 @@ class ServingProcess:
             str(self.state_dir),
         ]
         if self.endpoint_name:
-            command += ["--endpoint-name", self.endpoint_name]
+            arguments += ["--endpoint-name", self.endpoint_name]
         if self.request_log is not None:
-            command += ["--request-log", str(self.request_log)]
+            arguments += ["--request-log", str(self.request_log)]
         if self.log_file.exists():
             self.log_file.replace(self.log_file.with_name(LOG_FILE + ".1"))
         with open(self.log_file, "ab") as log:
-            self._child = subprocess.Popen(
-                command,
-                cwd=self.state_dir,
-                env=child_env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            pid = None
+            if self.launcher is not None:
+                pid = self.launcher(
+                    SERVER_MODULE, arguments, child_env, str(self.state_dir), log.fileno()
+                )
+            if pid is None:
+                self._child = subprocess.Popen(
+                    [sys.executable, "-m", SERVER_MODULE, *arguments],
+                    cwd=self.state_dir,
+                    env=child_env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                pid = self._child.pid
         self._write_state(
             {
-                "pid": self._child.pid,
+                "pid": pid,
+                # A forked server has its parent's command line: its start time identifies it.
+                "started": _start_ticks(pid),
                 "host": self.host,
                 "port": self.port,
                 "url": self.url,
@@ -226,20 +244,20 @@ class ServingProcess:
         state = self._read_state()
         if state is None:
             return False
-        pid = state["pid"]
+        pid, started = state["pid"], state.get("started")
         stopped = False
-        if self._is_server(pid):
+        if self._is_server(pid, started):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            if not self._wait_exit(pid, timeout):
+            if not self._wait_exit(pid, timeout, started):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                self._wait_exit(pid, 5.0)
+                self._wait_exit(pid, 5.0, started)
             stopped = True
         self.state_file.unlink(missing_ok=True)
         return stopped
 
-    def _wait_exit(self, pid: int, timeout: float) -> bool:
+    def _wait_exit(self, pid: int, timeout: float, started: int | None = None) -> bool:
         if self._child is not None and self._child.pid == pid:
             try:
                 self._child.wait(timeout)
@@ -247,14 +265,16 @@ class ServingProcess:
             except subprocess.TimeoutExpired:
                 return False
         deadline = time.monotonic() + timeout
-        while self._is_server(pid):
+        while self._is_server(pid, started):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
         return True
 
-    def _is_server(self, pid: int) -> bool:
-        """True if ``pid`` is a live local server process (not a zombie, not a reused pid)."""
+    def _is_server(self, pid: int, started: int | None = None) -> bool:
+        """True if ``pid`` is a live local server process (not a zombie, not a reused pid): its
+        command line names the server module or, for one forked from a warm worker (whose command
+        line is its parent's), it started at ``started`` (clock ticks since boot)."""
         if self._child is not None and self._child.pid == pid:
             return self._child.poll() is None
         try:
@@ -271,7 +291,9 @@ class ServingProcess:
             return False
         if stat.rpartition(")")[2].split()[:1] == ["Z"]:
             return False
-        return SERVER_MODULE.encode() in cmdline
+        if SERVER_MODULE.encode() in cmdline:
+            return True
+        return started is not None and _start_ticks(pid) == started
 
     def _raise_exited(self) -> None:
         code = self._child.poll() if self._child is not None else None
@@ -334,3 +356,13 @@ class ServingProcess:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat`` field 22): with the
+    pid it names one process, never a later one that reuses the pid. None without procfs."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+        return int(stat.rpartition(")")[2].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None

@@ -14,6 +14,12 @@ connection per step: the client sends one JSON line ``{"module", "env", "cwd"}``
 stdin, stdout and stderr attached (``SCM_RIGHTS``); the worker forks a supervisor that forks
 the step, answers ``{"pid": N}`` once it runs and ``{"returncode": R}`` when it has ended
 (negative: killed by that signal), exactly as ``subprocess.Popen.returncode`` would say.
+
+A request may also carry ``"argv"`` (the module's arguments) and ``"detach": true``: then the
+supervisor forks the program in a session of its own, answers ``{"pid": N}`` and exits
+without waiting, so the program outlives the worker and the orchestrator (as ``Popen`` with
+``start_new_session=True`` would). A detached program also closes every descriptor it inherited
+besides its stdio. The local model server is started that way (``serving.process``).
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ STEP_IMPORTS = {
         "iris_assets.steps.evaluate",
     ),
     "iris_assets.steps.score": (*COMMON, *MLFLOW, "iris_assets.steps.score"),
+    # Not a step: the local model server, forked detached (``serving.process``).
+    "iris_assets.serving.server": (*COMMON, *MLFLOW, "iris_assets.serving.server"),
 }
 PRELOAD = tuple(dict.fromkeys(name for names in STEP_IMPORTS.values() for name in names))
 
@@ -94,6 +102,9 @@ def read_request(conn: socket.socket) -> tuple[dict, list[int]]:
         request = json.loads(data)
         if not (isinstance(request, dict) and isinstance(request.get("module"), str)):
             raise ValueError("a request is a JSON object with a module")
+        argv = request.get("argv", [])
+        if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
+            raise ValueError("a request's argv is a list of strings")
         if len(fds) != 3:
             raise ValueError("a request comes with stdin, stdout and stderr")
     except BaseException:
@@ -117,11 +128,15 @@ def run_step(request: dict, fds: list[int]) -> None:
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
+        if request.get("detach"):
+            os.setsid()  # its own session and process group: the orchestrator's Ctrl-C is not its
+            # A long-lived program must not hold the orchestrator's pipes or sockets open.
+            os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
         sys.path[0] = request["cwd"]
-        sys.argv = [request["module"]]
+        sys.argv = [request["module"], *request.get("argv", ())]
         # As under `python -m`: the module runs as __main__, not as the copy preloaded here.
         sys.modules.pop(request["module"], None)
         try:
@@ -157,6 +172,8 @@ def supervise(conn: socket.socket, request: dict, fds: list[int]) -> None:
         for fd in fds:
             os.close(fd)
         send(conn, {"pid": pid})
+        if request.get("detach"):
+            return  # the program is reparented to init, which reaps it
         _, status = os.waitpid(pid, 0)
         send(conn, {"returncode": os.waitstatus_to_exitcode(status)})
     finally:

@@ -89,3 +89,25 @@ def test_a_version_that_cannot_load_fails_with_the_log(
     assert "not found" in str(raised.value)
     assert serving.status() is None
     assert not (tmp_path / "server.json").exists()
+
+
+def test_a_recorded_pid_now_used_by_another_program_is_not_taken_for_the_server(
+    tmp_path: Path, unused_port: int
+) -> None:
+    # A forked server's command line is its parent's, so server.json's start time is what
+    # identifies it: a reused pid (here a live program that started at another time) is not ours.
+    import subprocess
+    import sys
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        serving = ServingProcess(tmp_path, "127.0.0.1", unused_port)
+        state = {"pid": other.pid, "started": 1, "host": "127.0.0.1", "port": unused_port}
+        state |= {"url": serving.url, "started_at": "2026-01-01T00:00:00+00:00", "token": "t"}
+        (tmp_path / "server.json").write_text(json.dumps(state))
+        assert serving.status() is None
+        assert serving.stop(timeout=1) is False
+        assert other.poll() is None  # still running: never signalled
+    finally:
+        other.kill()
+        other.wait()

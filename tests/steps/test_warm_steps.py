@@ -176,3 +176,75 @@ def test_a_worker_forked_by_prestart_runs_steps_like_a_cold_process_and_ends_wit
     while os.path.exists(f"/proc/{result['worker']}") and time.monotonic() < deadline:
         time.sleep(0.1)  # the worker notices its owner is gone within a second
     assert not os.path.exists(f"/proc/{result['worker']}")
+
+
+def test_a_detached_program_outlives_its_owner_in_a_session_of_its_own_holding_no_owner_fds(
+    tmp_path,
+):
+    (tmp_path / "detached_probe.py").write_text(
+        textwrap.dedent(
+            """
+            import json, os, sys, time
+            fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+            with open("detached.json", "w") as out:
+                json.dump({"pid": os.getpid(), "sid": os.getsid(0), "argv": sys.argv[1:],
+                           "fds": fds}, out)
+            print("to the log", flush=True)
+            while os.path.exists("owner-running"):
+                time.sleep(0.05)
+            with open("after-owner.json", "w") as out:
+                json.dump({"ppid": os.getppid()}, out)
+            """
+        )
+    )
+    owner = textwrap.dedent(
+        """
+        import json, os, sys, time
+        # Open before the worker is forked from here: it must not reach the detached program.
+        read_end, write_end = os.pipe()
+        os.dup2(read_end, 50)
+        os.dup2(write_end, 51)
+        open("owner-running", "w").close()
+        from iris_assets.resources import warm_steps
+
+        warm_steps.prestart()
+        with open("program.log", "ab") as log:
+            pid = warm_steps.launch_detached(
+                sys.executable, "detached_probe", ["--flag", "value"], dict(os.environ),
+                os.getcwd(), log.fileno())
+        while not os.path.exists("detached.json"):
+            time.sleep(0.05)
+        worker = warm_steps.WarmWorker.for_python(sys.executable).process.pid
+        print(json.dumps({"pid": pid, "owner": os.getpid(), "worker": worker,
+                          "pipe": [50, 51]}))
+        os.unlink("owner-running")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", owner], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    report = json.loads((tmp_path / "detached.json").read_text())
+    assert report["pid"] == result["pid"] not in (result["owner"], result["worker"])
+    assert report["sid"] == report["pid"]  # its own session: the owner's Ctrl-C is not its
+    assert report["argv"] == ["--flag", "value"]
+    assert not set(result["pipe"]) & set(report["fds"])
+    assert max(report["fds"]) == 3  # stdio and the listing's own descriptor
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "after-owner.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = json.loads((tmp_path / "after-owner.json").read_text())
+    assert after["ppid"] not in (result["owner"], result["worker"])
+    assert (tmp_path / "program.log").read_text() == "to the log\n"
+
+
+def test_without_a_warm_worker_nothing_is_launched_detached(tmp_path, monkeypatch):
+    from iris_assets.resources.warm_steps import launch_detached
+
+    for worker in list(WarmWorker._workers.values()):
+        WarmWorker.forget(worker)
+    with open(tmp_path / "log", "ab") as log:
+        assert (
+            launch_detached(sys.executable, "json.tool", [], os.environ, ".", log.fileno()) is None
+        )
