@@ -46,9 +46,20 @@ def _describe(error: BaseException) -> str:
     return type(error).__name__
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Answers a redirect with its HTTPError: urllib follows 301/302/303 as a GET without the
+    body, so a webhook that moved would count as delivered while the message went nowhere."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def _post(request: urllib.request.Request, timeout: float, outcome: list[Delivery]) -> None:
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
+        with _OPENER.open(request, timeout=timeout) as answer:
             outcome.append(Delivery("delivered", f"HTTP {answer.status}"))
     except TimeoutError:  # a socket operation overran: the same outcome as the whole deadline
         outcome.append(Delivery("failed", f"timed out: no answer within {timeout:g} s"))
