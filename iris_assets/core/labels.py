@@ -139,7 +139,8 @@ def _header(path: Path, fmt: str | None) -> list[str]:
         import pyarrow.parquet as pq
 
         return list(pq.read_schema(path).names)
-    with open(path, encoding="utf-8", newline="") as handle:
+    # utf-8-sig: a byte order mark (Excel's "CSV UTF-8") is not part of the first name.
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         for record in csv.reader(handle):
             if record and any(field.strip() for field in record):
                 return [field.strip() for field in record]
