@@ -11,6 +11,7 @@ what ``iris status`` shows) and in the caller's log, and the pipeline carries on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import urllib.error
@@ -29,6 +30,7 @@ OUTBOX = "notifications.jsonl"
 class Delivery:
     status: str  # "delivered", "failed" or "not configured"
     detail: str
+    outbox_error: str | None = None  # the outbox could not be written (exception class)
 
 
 def outbox_path(env_home: Path) -> Path:
@@ -113,9 +115,14 @@ def notify(message: dict[str, Any], url: str | None, env_home: Path) -> Delivery
         "detail": delivery.detail,
         "message": message,
     }
-    env_home.mkdir(parents=True, exist_ok=True)
-    with open(outbox_path(env_home), "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
+    # The post has gone out: a full disk or a read-only home must not raise here, or the
+    # sensor's tick is thrown away with its cursor and the message is posted again every tick.
+    try:
+        env_home.mkdir(parents=True, exist_ok=True)
+        with open(outbox_path(env_home), "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+    except OSError as error:
+        return dataclasses.replace(delivery, outbox_error=type(error).__name__)
     return delivery
 
 

@@ -343,3 +343,21 @@ def test_a_redirecting_webhook_is_a_failure_not_a_delivery(code):
     assert delivery.status == "failed", f"the message went nowhere: {hook.requests}"
     assert delivery.detail == f"HTTP {code}" and TOKEN not in delivery.detail
     assert [method for method, _, _ in hook.requests] == ["POST"], "no redirect is followed"
+
+
+def test_an_outbox_that_cannot_be_written_neither_raises_the_tick_nor_posts_twice(
+    settings, webhook, monkeypatch
+):
+    """A full disk or a read-only home: the post went out, the outbox write fails. Raising
+    there threw the tick away with its cursor, so every later tick posted the same message
+    again (a webhook spammed every 30 s)."""
+    monkeypatch.setenv("IRIS_NOTIFY_URL", webhook.url)
+    (settings.env_home / "notifications.jsonl").mkdir()  # open(..., "a") fails: IsADirectoryError
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        report_failed_checks(instance, 1)
+        first, cursor = tick(defs, instance)
+        again, _ = tick(defs, instance, cursor)
+    assert [body["summary"] for body in webhook.bodies] == ["failure 0"], "told once"
+    assert "outbox" in first.skip_message and "IsADirectoryError" in first.skip_message
+    assert "nothing to tell" in again.skip_message
