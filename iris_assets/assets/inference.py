@@ -105,6 +105,7 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, settings: Settings
     # Older cursors were {day: fingerprint}.
     known = cursor.get("files", {}) if "files" in cursor else cursor
     audited = cursor.get("audited", {})
+    counts = cursor.get("requests", {})
     valid_days = set(daily.get_partition_keys(dynamic_partitions_store=context.instance))
     days = [d for d in landing.days() if d in valid_days]
     requests = []
@@ -121,7 +122,12 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, settings: Settings
         known[day] = fingerprint
         if scored.get(day) == fingerprint:
             continue  # its partition was scored from exactly these files
-        requests.append(dg.RunRequest(run_key=f"landing-{day}-{fingerprint}", partition_key=day))
+        # The daemon skips a run key it has seen, and deleting a late batch returns the folder
+        # to an earlier fingerprint: the key also counts the day's requests. Not scoring an
+        # unchanged day twice is the check above and the run's own (docs/batch.md).
+        counts[day] = counts.get(day, 0) + 1
+        run_key = f"landing-{day}-{counts[day]}-{fingerprint}"
+        requests.append(dg.RunRequest(run_key=run_key, partition_key=day))
     requested = {r.partition_key for r in requests}
     try:
         repairs, stuck, failed = _days_to_repair(current, days, requested, audited)
@@ -145,7 +151,9 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, settings: Settings
                 tags={"iris/repair": "the partition and the rejects of the day disagree"},
             )
         )
-    context.update_cursor(json.dumps({"files": known, "audited": audited}, sort_keys=True))
+    context.update_cursor(
+        json.dumps({"files": known, "audited": audited, "requests": counts}, sort_keys=True)
+    )
     return requests or dg.SkipReason("no day folder changed and no scored day needs repair")
 
 

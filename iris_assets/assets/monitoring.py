@@ -36,13 +36,22 @@ flower_labels = dg.AssetSpec(
 
 
 class PerformanceConfig(dg.Config):
+    """Bounds checked before the run reads or writes anything (``DecayPolicy`` checks them
+    again in the step, which may be run without Dagster's config)."""
+
     min_accuracy: float = Field(
         default=EvaluationConfig.model_fields["min_accuracy"].default,
+        gt=0.0,
+        le=1.0,
         description="The evaluation bar (evaluation_report's min_accuracy, its default here).",
     )
-    margin: float = Field(default=0.05, description="How far under the bar counts as decay.")
-    min_labelled: int = Field(default=30, description="Fewer labelled rows: no verdict.")
-    confidence: float = Field(default=0.95, description="Of the one-sided Wilson upper bound.")
+    margin: float = Field(
+        default=0.05, ge=0.0, lt=1.0, description="How far under the bar counts as decay."
+    )
+    min_labelled: int = Field(default=30, ge=1, description="Fewer labelled rows: no verdict.")
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1.0, description="Of the one-sided Wilson upper bound."
+    )
 
 
 @dg.asset(
@@ -173,7 +182,7 @@ def labels_files_sensor(
     else:
         landing = LandingArea(current.labels_landing_dir)
         fingerprints = {day: landing.fingerprint(day) for day in landing.days()}
-    known = json.loads(context.cursor) if context.cursor else {}
+    known = _read_cursor(context.cursor)
     valid_days = set(daily.get_partition_keys(dynamic_partitions_store=context.instance))
     requests = []
     # A day seen before whose last batch was deleted has no folder entry left: it is judged
@@ -182,11 +191,50 @@ def labels_files_sensor(
         if day not in valid_days:
             continue
         fingerprint = f"{fingerprints.get(day, '')}-{latest_scoring(context.instance, day)}"
-        if known.get(day) == fingerprint:
-            continue
-        known[day] = fingerprint
-        requests.append(
-            dg.RunRequest(run_key=f"performance-{day}-{fingerprint}", partition_key=day)
-        )
+        seen = known.get(day, {})
+        if seen.get("fingerprint") == fingerprint:
+            if not _failed(context.instance, seen.get("run_key")):
+                continue
+            if seen.get("retries", 0) >= MAX_RETRIES:
+                context.log.warning(
+                    f"model_performance {day} failed {MAX_RETRIES + 1} times on the same labels: "
+                    "not retried until its label folder changes or the day is scored again"
+                )
+                continue
+            retries = seen.get("retries", 0) + 1
+        else:
+            retries = 0
+        # The daemon skips a run key it has seen: a retracting delete returns the folder to an
+        # earlier fingerprint, so the key also counts the day's requests.
+        count = seen.get("count", 0) + 1
+        run_key = f"performance-{day}-{count}-{fingerprint}"
+        known[day] = {"fingerprint": fingerprint, "count": count, "run_key": run_key}
+        if retries:
+            known[day]["retries"] = retries
+        requests.append(dg.RunRequest(run_key=run_key, partition_key=day))
     context.update_cursor(json.dumps(known, sort_keys=True))
     return requests or dg.SkipReason("no label folder changed and no labelled day was re-scored")
+
+
+MAX_RETRIES = 3
+"""A failed run of a day is requested again this often on unchanged labels, then left alone."""
+
+
+def _read_cursor(cursor: str | None) -> dict[str, dict]:
+    """Day -> {fingerprint, count, run_key[, retries]}; cursors of earlier releases held
+    {day: fingerprint} (their run keys named the fingerprint, so counting starts afresh)."""
+    known = json.loads(cursor) if cursor else {}
+    return {
+        day: value if isinstance(value, dict) else {"fingerprint": value}
+        for day, value in known.items()
+    }
+
+
+def _failed(instance: dg.DagsterInstance, run_key: str | None) -> bool:
+    """Whether the run the sensor last requested under ``run_key`` ended in failure."""
+    if not run_key:
+        return False
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1
+    )
+    return bool(records) and records[0].dagster_run.status == dg.DagsterRunStatus.FAILURE

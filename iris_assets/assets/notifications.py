@@ -207,7 +207,7 @@ def notification_sensor(
 
     known = json.loads(context.cursor) if context.cursor else {}
     cursor, started = dict(known), time.monotonic()
-    told, failed, held_back = 0, [], 0
+    told, failed, held_back, unrecorded = 0, [], 0, []
     for stream, storage_id, message in pending(context.instance, known, notifier, registry.get()):
         if message is not None:
             spent = time.monotonic() - started
@@ -217,8 +217,12 @@ def notification_sensor(
             delivery = notify(message, notifier.url, settings.get().env_home)
             told += 1
             line = f"notification ({delivery.status}: {delivery.detail}): {message['text']}"
-            if delivery.status == "failed":
-                failed.append(delivery.detail)
+            if delivery.outbox_error:
+                unrecorded.append(delivery.outbox_error)
+                line += f" (not written to the outbox: {delivery.outbox_error})"
+            if delivery.status == "failed" or delivery.outbox_error:
+                if delivery.status == "failed":
+                    failed.append(delivery.detail)
                 context.log.warning(line)
             else:
                 context.log.info(line)
@@ -231,6 +235,8 @@ def notification_sensor(
     text = f"{told} notification(s) written to the log and `iris status`"
     if failed:
         text += f"; the webhook failed for {len(failed)}: {failed[-1]}"
+    if unrecorded:
+        text += f"; the outbox could not be written for {len(unrecorded)}: {unrecorded[-1]}"
     if held_back:
         text += f"; {held_back} more wait for the next tick (at most {MESSAGES_PER_TICK} a tick)"
     return dg.SkipReason(text)

@@ -139,7 +139,8 @@ def _header(path: Path, fmt: str | None) -> list[str]:
         import pyarrow.parquet as pq
 
         return list(pq.read_schema(path).names)
-    with open(path, encoding="utf-8", newline="") as handle:
+    # utf-8-sig: a byte order mark (Excel's "CSV UTF-8") is not part of the first name.
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         for record in csv.reader(handle):
             if record and any(field.strip() for field in record):
                 return [field.strip() for field in record]
@@ -177,11 +178,22 @@ def _plain(value):
     return value
 
 
-def _labelled_at(raw: pd.DataFrame, now: pd.Timestamp) -> pd.Series:
+def _labelled_at(raw: pd.DataFrame, now: pd.Timestamp) -> tuple[pd.Series, list[str | None]]:
+    """(each row's labelled_at, now where missing; the reason it is refused, or None)."""
+    wrong: list[str | None] = [None] * len(raw)
     if "labelled_at" not in raw.columns:
-        return pd.Series(now, index=raw.index)
-    stamps = pd.to_datetime(raw["labelled_at"], utc=True, errors="coerce", format="ISO8601")
-    return stamps.fillna(now)
+        return pd.Series(now, index=raw.index), wrong
+    given = raw["labelled_at"]
+    blank = given.isna() | given.astype(object).map(lambda v: isinstance(v, str) and not v.strip())
+    stamps = pd.to_datetime(given.where(~blank), utc=True, errors="coerce", format="ISO8601")
+    for i in np.flatnonzero(stamps.isna().to_numpy() & ~blank.to_numpy()):
+        wrong[i] = (
+            f"labelled_at {str(given.iloc[i])!r} is not a past ISO 8601 time "
+            "(e.g. 2026-11-22T14:05:00Z)"
+        )
+    for i in np.flatnonzero((stamps > now).to_numpy()):
+        wrong[i] = f"labelled_at {stamps.iloc[i].isoformat()} is in the future"
+    return stamps.fillna(now), wrong
 
 
 def validate_labels(
@@ -206,6 +218,21 @@ def validate_labels(
     rejected_rows = np.setdiff1d(np.arange(len(raw)), valid[_ROW].to_numpy())
     reasons = list(checked.rejects["reason"])
     ids_text = list(checked.rejects[PRIMARY_KEY])
+    now = pd.Timestamp(datetime.now(UTC))
+
+    # A labelled_at that is there but is no time, or is later than now, is refused, never
+    # replaced: a missing one is the run's time (the column is optional).
+    stamps, wrong_time = _labelled_at(raw, now)
+    for i, row in enumerate(rejected_rows):
+        if wrong_time[row]:
+            reasons[i] = f"{reasons[i]}; {wrong_time[row]}"
+    bad_time = np.array([bool(wrong_time[r]) for r in valid[_ROW]], dtype=bool)
+    if bad_time.any():
+        for row in valid.loc[bad_time, _ROW]:
+            ids_text.append(str(valid.loc[valid[_ROW] == row, PRIMARY_KEY].iloc[0]))
+            reasons.append(wrong_time[row])
+        rejected_rows = np.concatenate([rejected_rows, valid.loc[bad_time, _ROW].to_numpy()])
+        valid = valid[~bad_time].reset_index(drop=True)
 
     # A repeated flower_id: the first valid label in file order (files by name: oldest batch
     # first) counts; each repeat is quarantined saying whether it agrees with the kept one.
@@ -252,7 +279,6 @@ def validate_labels(
         }
     )
 
-    now = pd.Timestamp(datetime.now(UTC))
     kept = joined[~unscored].reset_index(drop=True)
     source_rows = raw.iloc[kept[_ROW].to_numpy()].reset_index(drop=True)
     labelled = pd.DataFrame(
@@ -266,7 +292,9 @@ def validate_labels(
             "model_version": kept["model_version"].astype(str),
             "correct": (kept["prediction"].astype("int64") == kept[LABEL]).astype(bool),
             "label_file": source_rows["label_file"].astype(str),
-            "labelled_at": _labelled_at(source_rows, now).astype("datetime64[us, UTC]"),
+            "labelled_at": stamps.iloc[kept[_ROW].to_numpy()]
+            .reset_index(drop=True)
+            .astype("datetime64[us, UTC]"),
         }
     )
     return labelled[LABELS_TABLE_SCHEMA.names], rejects

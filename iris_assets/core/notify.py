@@ -11,6 +11,7 @@ what ``iris status`` shows) and in the caller's log, and the pipeline carries on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import urllib.error
@@ -29,6 +30,7 @@ OUTBOX = "notifications.jsonl"
 class Delivery:
     status: str  # "delivered", "failed" or "not configured"
     detail: str
+    outbox_error: str | None = None  # the outbox could not be written (exception class)
 
 
 def outbox_path(env_home: Path) -> Path:
@@ -46,9 +48,20 @@ def _describe(error: BaseException) -> str:
     return type(error).__name__
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Answers a redirect with its HTTPError: urllib follows 301/302/303 as a GET without the
+    body, so a webhook that moved would count as delivered while the message went nowhere."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def _post(request: urllib.request.Request, timeout: float, outcome: list[Delivery]) -> None:
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
+        with _OPENER.open(request, timeout=timeout) as answer:
             outcome.append(Delivery("delivered", f"HTTP {answer.status}"))
     except TimeoutError:  # a socket operation overran: the same outcome as the whole deadline
         outcome.append(Delivery("failed", f"timed out: no answer within {timeout:g} s"))
@@ -102,9 +115,14 @@ def notify(message: dict[str, Any], url: str | None, env_home: Path) -> Delivery
         "detail": delivery.detail,
         "message": message,
     }
-    env_home.mkdir(parents=True, exist_ok=True)
-    with open(outbox_path(env_home), "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
+    # The post has gone out: a full disk or a read-only home must not raise here, or the
+    # sensor's tick is thrown away with its cursor and the message is posted again every tick.
+    try:
+        env_home.mkdir(parents=True, exist_ok=True)
+        with open(outbox_path(env_home), "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+    except OSError as error:
+        return dataclasses.replace(delivery, outbox_error=type(error).__name__)
     return delivery
 
 

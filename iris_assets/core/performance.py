@@ -56,6 +56,21 @@ class DecayPolicy:
     min_labelled: int = 30
     confidence: float = 0.95
 
+    def __post_init__(self):
+        bounds = {
+            "min_accuracy": 0.0 < self.min_accuracy <= 1.0,
+            "margin": 0.0 <= self.margin < 1.0,
+            "min_labelled": isinstance(self.min_labelled, int) and self.min_labelled >= 1,
+            "confidence": 0.5 < self.confidence < 1.0,
+        }
+        wrong = [name for name, ok in bounds.items() if not ok]
+        if wrong:
+            given = ", ".join(f"{name}={getattr(self, name)!r}" for name in wrong)
+            raise ValueError(
+                f"decay policy out of bounds ({given}): min_accuracy in (0, 1], margin in [0, 1), "
+                "min_labelled >= 1, confidence in (0.5, 1)"
+            )
+
     @property
     def floor(self) -> float:
         return self.min_accuracy - self.margin

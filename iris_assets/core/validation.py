@@ -112,12 +112,26 @@ def _text_array(series: pd.Series, missing: np.ndarray) -> pa.Array:
         pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
     ):
         return array
-    text = series.astype(object).astype(str).to_numpy(dtype=object)
+    try:
+        text = series.astype(object).astype(str).to_numpy(dtype=object)
+    except UnicodeDecodeError:  # bytes that are not UTF-8: shown escaped, rejected as not text
+        text = np.array([_as_text(value) for value in series.astype(object)], dtype=object)
     return pa.array(text, type=pa.large_string(), mask=missing)
 
 
+def _as_text(value) -> str:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    return str(value)
+
+
 def _unparsed_text(series: pd.Series, rows: np.ndarray) -> pd.Series:
-    return series.iloc[rows].astype(object).astype(str).str.strip().str.lower()
+    values = series.iloc[rows].astype(object)
+    try:
+        text = values.astype(str)
+    except UnicodeDecodeError:  # as in ``_text_array``
+        text = values.map(_as_text)
+    return text.str.strip().str.lower()
 
 
 def _parse_measurement(series: pd.Series):

@@ -75,9 +75,19 @@ def scored_rows(store: TableStore, settings: Settings, day: str) -> pd.DataFrame
     )
 
 
+def latest_labels(labels: pd.DataFrame) -> pd.DataFrame:
+    """One row per flower of labels-table rows: a flower labelled on several observed days
+    counts with its latest day's label (and that day's measurements); in a day there is one."""
+    ordered = labels.sort_values(["observed_date", PRIMARY_KEY], kind="stable")
+    return ordered.drop_duplicates(PRIMARY_KEY, keep="last").reset_index(drop=True)
+
+
 def export_labelled_flowers(store: TableStore, settings: Settings) -> tuple[Path, int]:
-    """Write all labelled flowers (id, measurements, species) whole, for ``iris_features``."""
-    flowers = store.read(settings.labels_table, [PRIMARY_KEY, *FEATURE_COLUMNS, LABEL])
+    """Write all labelled flowers (id, measurements, species) whole, for ``iris_features``:
+    one row per flower, ``latest_labels``."""
+    flowers = latest_labels(
+        store.read(settings.labels_table, [PRIMARY_KEY, *FEATURE_COLUMNS, LABEL, "observed_date"])
+    ).drop(columns="observed_date")
     path = labelled_flowers_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")

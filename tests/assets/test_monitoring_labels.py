@@ -120,3 +120,14 @@ def test_a_parquet_label_file_without_species_is_refused(tmp_path):
     pd.DataFrame({"flower_id": [1000]}).to_parquet(source)
     with pytest.raises(LabelFileError, match="has no species column"):
         copy_label_file(source, tmp_path / "landing", DAY)
+
+
+def test_a_label_csv_with_a_byte_order_mark_is_copied_and_read(tmp_path, scored):
+    # Excel's "CSV UTF-8" starts with a BOM; the landing reads such a file, so `iris label`
+    # must not refuse it as "has no flower_id column".
+    source = tmp_path / "excel.csv"
+    source.write_bytes(b"\xef\xbb\xbfflower_id,species\r\n1003,setosa\r\n")
+    path, rows = copy_label_file(source, tmp_path, DAY)
+    assert rows == 1 and path.read_bytes() == source.read_bytes(), "copied byte for byte"
+    day = read_labelled_day(tmp_path, DAY, scored)
+    assert day.labelled["flower_id"].tolist() == [1003] and day.rows_rejected == 0

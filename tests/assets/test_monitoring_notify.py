@@ -295,3 +295,69 @@ def test_links_point_at_the_ui_iris_dev_started_and_the_decay_bar_is_the_evaluat
     monkeypatch.setenv("IRIS_DAGSTER_URL", "http://127.0.0.1:3999")
     assert build_definitions(settings).resources["notifier"].dagster_url == "http://127.0.0.1:3999"
     assert PerformanceConfig().min_accuracy == EvaluationConfig().min_accuracy
+
+
+class RedirectingWebhook:
+    """A webhook that answers its POST with a redirect and a later GET with 200 (an http://
+    URL whose host moved to https://, say): urllib would follow 301/302/303 as a GET without
+    the body, and the message that never arrived would read as delivered."""
+
+    def __init__(self, code: int):
+        self.requests: list[tuple[str, str, int]] = []
+        seen = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                length = int(self.headers.get("Content-Length", 0))
+                seen.append(("POST", self.path, len(self.rfile.read(length))))
+                self.send_response(code)
+                self.send_header("Location", "/moved")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self):  # noqa: N802
+                seen.append(("GET", self.path, 0))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/{TOKEN}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirecting_webhook_is_a_failure_not_a_delivery(code):
+    hook = RedirectingWebhook(code)
+    try:
+        delivery = post_json(hook.url, {"text": "v2 waits for approval"})
+    finally:
+        hook.close()
+    assert delivery.status == "failed", f"the message went nowhere: {hook.requests}"
+    assert delivery.detail == f"HTTP {code}" and TOKEN not in delivery.detail
+    assert [method for method, _, _ in hook.requests] == ["POST"], "no redirect is followed"
+
+
+def test_an_outbox_that_cannot_be_written_neither_raises_the_tick_nor_posts_twice(
+    settings, webhook, monkeypatch
+):
+    """A full disk or a read-only home: the post went out, the outbox write fails. Raising
+    there threw the tick away with its cursor, so every later tick posted the same message
+    again (a webhook spammed every 30 s)."""
+    monkeypatch.setenv("IRIS_NOTIFY_URL", webhook.url)
+    (settings.env_home / "notifications.jsonl").mkdir()  # open(..., "a") fails: IsADirectoryError
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        report_failed_checks(instance, 1)
+        first, cursor = tick(defs, instance)
+        again, _ = tick(defs, instance, cursor)
+    assert [body["summary"] for body in webhook.bodies] == ["failure 0"], "told once"
+    assert "outbox" in first.skip_message and "IsADirectoryError" in first.skip_message
+    assert "nothing to tell" in again.skip_message
