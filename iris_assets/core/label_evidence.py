@@ -113,12 +113,14 @@ def label_evidence(store, settings, labelled_source: str) -> LabelEvidence:
     ``source`` in ``iris_features`` (``steps.ingest.source_identity`` of its path)."""
     import pandas as pd
 
+    from iris_assets.core.labels import latest_labels
     from iris_assets.core.schema import LABEL, PRIMARY_KEY
     from iris_assets.core.tables import sql_string
 
     if not store.exists(settings.labels_table):
         return LabelEvidence()
-    labels = store.read(settings.labels_table, [PRIMARY_KEY, LABEL])
+    # A flower labelled on several days answers with its latest label, as in the exported file.
+    labels = latest_labels(store.read(settings.labels_table, [PRIMARY_KEY, LABEL, "observed_date"]))
     now = dict(zip(labels[PRIMARY_KEY].astype(int), labels[LABEL].astype(int), strict=True))
     if not store.exists(settings.feature_table):
         return LabelEvidence(new=tuple(sorted(now)))

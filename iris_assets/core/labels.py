@@ -374,3 +374,10 @@ def simulate_labels(
             "labelled_at": pd.Timestamp(datetime.now(UTC)),
         }
     )
+
+
+def latest_labels(labels: pd.DataFrame) -> pd.DataFrame:
+    """One row per flower of labels-table rows: a flower labelled on several observed days
+    counts with its latest day's label (and that day's measurements); in a day there is one."""
+    ordered = labels.sort_values(["observed_date", PRIMARY_KEY], kind="stable")
+    return ordered.drop_duplicates(PRIMARY_KEY, keep="last").reset_index(drop=True)

@@ -25,7 +25,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from iris_assets.core.label_evidence import label_evidence
-from iris_assets.core.labels import LABELS_TABLE, STAGE, LabelledDay, read_labelled_day
+from iris_assets.core.labels import (
+    LABELS_TABLE,
+    STAGE,
+    LabelledDay,
+    latest_labels,
+    read_labelled_day,
+)
 from iris_assets.core.performance import (
     PERFORMANCE_TABLE,
     DecayPolicy,
@@ -73,13 +79,6 @@ def scored_rows(store: TableStore, settings: Settings, day: str) -> pd.DataFrame
     return store.read(
         settings.inference_table, columns, predicate=f"observed_date = {sql_string(day)}"
     )
-
-
-def latest_labels(labels: pd.DataFrame) -> pd.DataFrame:
-    """One row per flower of labels-table rows: a flower labelled on several observed days
-    counts with its latest day's label (and that day's measurements); in a day there is one."""
-    ordered = labels.sort_values(["observed_date", PRIMARY_KEY], kind="stable")
-    return ordered.drop_duplicates(PRIMARY_KEY, keep="last").reset_index(drop=True)
 
 
 def export_labelled_flowers(store: TableStore, settings: Settings) -> tuple[Path, int]:

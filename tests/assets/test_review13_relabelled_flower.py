@@ -9,8 +9,10 @@ the order the runs happened to write the days in.
 import pandas as pd
 import pytest
 
+from iris_assets.core.label_evidence import label_evidence
 from iris_assets.core.landing import LandingArea
 from iris_assets.core.schema import FEATURE_COLUMNS
+from iris_assets.steps.ingest import source_identity
 from iris_assets.steps.performance import labelled_flowers_path
 from iris_assets.steps.stores import table_store
 from tests.assets.helpers import run_job, step_failure_messages
@@ -55,13 +57,15 @@ def test_a_flower_labelled_on_two_days_trains_with_its_latest_label(settings, gr
     assert ingested["rows_inserted"] == 40 and ingested["rows_rejected"] == 0
     held = labelled_rows(settings)
     assert set(held.loc[again_ids, "species"]) == {2}
-    from iris_assets.assets.retraining import stale_labelled_flowers
-
-    assert stale_labelled_flowers(settings) == ({}, {}), "nothing retracted or corrected"
+    evidence = label_evidence(
+        table_store(settings), settings, source_identity(str(labelled_flowers_path(settings)))
+    )
+    assert (evidence.retracted, evidence.corrected) == ({}, {}), "nothing retracted or corrected"
+    assert evidence.new == () and evidence.held == 40
 
 
 def test_latest_labels_keeps_one_row_per_flower_from_its_latest_day():
-    from iris_assets.steps.performance import latest_labels
+    from iris_assets.core.labels import latest_labels
 
     rows = pd.DataFrame(
         {
