@@ -37,6 +37,7 @@ would ingest the bundled Iris only.
 
 import hashlib
 import json
+import time
 from datetime import date, timedelta
 
 import dagster as dg
@@ -278,16 +279,21 @@ def training_in_flight(instance: dg.DagsterInstance) -> str | None:
     outlast a tick), so ``waiting_retrained`` cannot see it; a second run beside it would train
     on overlapping evidence and move the challenger alias to whichever registers last. Any
     training run counts, the sensor's own or one started by hand."""
-    runs = instance.get_runs(
+    records = instance.get_run_records(
         filters=dg.RunsFilter(job_name="training_job", statuses=list(IN_FLIGHT)), limit=1
     )
-    if not runs:
+    if not records:
         return None
-    run = runs[0]
+    run = records[0].dagster_run
     started_by = "retraining_sensor" if run.tags.get("iris/trigger") else "hand"
+    # A run can wait forever (a queue no daemon drains, a launch that never happened): say how
+    # long, and how to unblock it, or the sensor skips every tick with nothing to act on.
+    age = max(0, int(time.time() - records[0].create_timestamp.timestamp()) // 60)
     return (
         f"training_job run {run.run_id} (started by {started_by}) is still "
-        f"{run.status.value.lower()}: the next retrain waits until it finishes"
+        f"{run.status.value.lower()}, created {age} min ago: the next retrain waits until it "
+        "finishes. If it will never run, terminate it (Dagster UI: Runs, or "
+        f"`dagster run delete {run.run_id}`); evidence that arrived meanwhile is kept"
     )
 
 

@@ -44,3 +44,23 @@ def test_a_second_retrain_waits_while_a_training_run_is_in_flight(
     third = retraining_tick(graph, cursor)
     assert isinstance(third, dg.RunRequest), third
     assert "120 new labelled flowers" in third.tags["iris/retrain_reason"]
+
+
+def test_a_run_that_never_starts_says_how_long_it_waited_and_how_to_unblock(
+    settings, graph, champion
+):
+    """Review 13b: a run stuck before it starts (a queue no daemon drains) blocks every tick;
+    the skip must tell a person what to do, not only that the sensor waits."""
+    defs, instance = graph
+    scored = score(graph, settings, DAY, rows=150)
+    label_and_judge(graph, settings, scored.iloc[:75], rows=60, drop=0.0)
+    # Created and never launched (QUEUED needs a code location origin, so NOT_STARTED here).
+    status = DagsterRunStatus.NOT_STARTED
+    run = instance.create_run_for_job(
+        job_def=defs.get_job_def("training_job"), run_config={}, tags={}, status=status
+    )
+    skip = retraining_tick(graph)
+    assert isinstance(skip, dg.SkipReason), skip
+    message = skip.skip_message
+    assert f"still {status.value.lower()}, created 0 min ago" in message, message
+    assert "terminate it" in message and f"dagster run delete {run.run_id}" in message, message
