@@ -184,7 +184,7 @@ def labels_files_sensor(
         fingerprints = {day: landing.fingerprint(day) for day in landing.days()}
     known = _read_cursor(context.cursor)
     valid_days = set(daily.get_partition_keys(dynamic_partitions_store=context.instance))
-    requests = []
+    requests, given_up = [], []
     # A day seen before whose last batch was deleted has no folder entry left: it is judged
     # again too, so its retracted labels leave the labels table and the labelled flowers.
     for day in sorted(set(fingerprints) | set(known)):
@@ -196,10 +196,7 @@ def labels_files_sensor(
             if not _failed(context.instance, seen.get("run_key")):
                 continue
             if seen.get("retries", 0) >= MAX_RETRIES:
-                context.log.warning(
-                    f"model_performance {day} failed {MAX_RETRIES + 1} times on the same labels: "
-                    "not retried until its label folder changes or the day is scored again"
-                )
+                given_up.append(day)
                 continue
             retries = seen.get("retries", 0) + 1
         else:
@@ -213,7 +210,19 @@ def labels_files_sensor(
             known[day]["retries"] = retries
         requests.append(dg.RunRequest(run_key=run_key, partition_key=day))
     context.update_cursor(json.dumps(known, sort_keys=True))
-    return requests or dg.SkipReason("no label folder changed and no labelled day was re-scored")
+    # Said on the tick itself: a skip reading "nothing changed" hid a day that keeps failing.
+    stuck = (
+        f"model_performance failed {MAX_RETRIES + 1} times on the same labels for "
+        f"{', '.join(given_up)}: not retried until its label folder changes or the day is "
+        "scored again; see the failed runs' logs"
+        if given_up
+        else ""
+    )
+    if stuck:
+        context.log.warning(stuck)
+    if requests:
+        return requests
+    return dg.SkipReason(stuck or "no label folder changed and no labelled day was re-scored")
 
 
 MAX_RETRIES = 3

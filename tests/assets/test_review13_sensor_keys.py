@@ -94,6 +94,10 @@ def test_a_failed_performance_run_is_retried_then_left_alone(settings, graph):
     fail(request)
     given_up, cursor = tick(cursor)
     assert isinstance(given_up, dg.SkipReason), "a day that keeps failing is not run forever"
+    # Said on the tick, not hidden behind "no label folder changed" (review 13b).
+    assert given_up.skip_message.startswith(
+        f"model_performance failed {MAX_RETRIES + 1} times on the same labels for {DAY}"
+    ), given_up.skip_message
     landing.write_batch(pd.DataFrame({"flower_id": [2], "species": ["setosa"]}), DAY)
     [changed], cursor = tick(cursor)
     assert changed.run_key not in spent, "new labels: judged again"
