@@ -22,6 +22,7 @@ from datetime import timedelta
 import dagster as dg
 
 from iris_assets.assets.promotion import champion_alias
+from iris_assets.assets.run_keys import unused_run_key
 from iris_assets.resources import SettingsResource, StepRunner
 
 INFERENCE_GROUP = "inference"
@@ -125,8 +126,9 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, settings: Settings
         # The daemon skips a run key it has seen, and deleting a late batch returns the folder
         # to an earlier fingerprint: the key also counts the day's requests. Not scoring an
         # unchanged day twice is the check above and the run's own (docs/batch.md).
-        counts[day] = counts.get(day, 0) + 1
-        run_key = f"landing-{day}-{counts[day]}-{fingerprint}"
+        run_key, counts[day] = unused_run_key(
+            context.instance, f"landing-{day}", counts.get(day, 0) + 1, fingerprint
+        )
         requests.append(dg.RunRequest(run_key=run_key, partition_key=day))
     requested = {r.partition_key for r in requests}
     try:

@@ -18,6 +18,7 @@ import dagster as dg
 from pydantic import Field
 
 from iris_assets.assets.inference import daily, inference_table
+from iris_assets.assets.run_keys import unused_run_key
 from iris_assets.assets.training import EvaluationConfig
 from iris_assets.resources import SettingsResource, StepRunner
 
@@ -203,8 +204,9 @@ def labels_files_sensor(
             retries = 0
         # The daemon skips a run key it has seen: a retracting delete returns the folder to an
         # earlier fingerprint, so the key also counts the day's requests.
-        count = seen.get("count", 0) + 1
-        run_key = f"performance-{day}-{count}-{fingerprint}"
+        run_key, count = unused_run_key(
+            context.instance, f"performance-{day}", seen.get("count", 0) + 1, fingerprint
+        )
         known[day] = {"fingerprint": fingerprint, "count": count, "run_key": run_key}
         if retries:
             known[day]["retries"] = retries

@@ -11,7 +11,7 @@ import json
 
 import dagster as dg
 import pandas as pd
-import pytest
+from dagster._core.storage.dagster_run import DagsterRunStatus
 
 from iris_assets.assets.inference import landing_files_sensor
 from iris_assets.assets.monitoring import MAX_RETRIES, labels_files_sensor
@@ -128,11 +128,17 @@ def test_the_landing_sensor_scores_a_day_again_after_a_retracting_delete(setting
     assert isinstance(fresh, dg.SkipReason), "no duplicate scoring of an unchanged day"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review 13b: the per-day counter lives only in the cursor; after a cursor reset it "
-    "starts at 1 again and repeats a (count, fingerprint) key the daemon already spent",
-)
+def _launched(graph, request, job="performance_job"):
+    """What the daemon does with a request: a run that carries its key."""
+    defs, instance = graph
+    instance.create_run_for_job(
+        job_def=defs.get_job_def(job),
+        tags={"dagster/run_key": request.run_key, "dagster/partition": request.partition_key},
+        status=DagsterRunStatus.SUCCESS,
+    )
+    return request.run_key
+
+
 def test_after_a_cursor_reset_a_retracting_delete_gets_a_run_key_not_used_before(settings, graph):
     tick = ticker(graph, labels_files_sensor)
     landing = LandingArea(settings.labels_landing_dir)
@@ -140,21 +146,22 @@ def test_after_a_cursor_reset_a_retracting_delete_gets_a_run_key_not_used_before
     landing.write_batch(labels.iloc[:1], DAY)
     spent = set()
     [first], cursor = tick(None)
-    spent.add(first.run_key)
+    spent.add(_launched(graph, first))
     wrong = landing.write_batch(labels.iloc[1:2], DAY)
     [second], cursor = tick(cursor)
-    spent.add(second.run_key)
-    wrong.unlink()  # back to the first fingerprint: key 3
+    spent.add(_launched(graph, second))
+    wrong.unlink()  # back to the first fingerprint
     [third], cursor = tick(cursor)
-    spent.add(third.run_key)
-    # An operator resets the sensor's cursor (UI: Reset cursor). Key 1 again, skipped by the
-    # daemon, harmless here: the tables already hold what the folder says.
+    spent.add(_launched(graph, third))
+    # An operator resets the sensor's cursor (UI: Reset cursor): the day is judged again under
+    # a key no run holds (before, key 1 again, which the daemon skipped).
     [again], cursor = tick(None)
-    spent.add(again.run_key)
+    assert again.run_key not in spent
+    spent.add(_launched(graph, again))
     late = landing.write_batch(labels.iloc[2:], DAY)
     [fourth], cursor = tick(cursor)
     assert fourth.run_key not in spent
-    spent.add(fourth.run_key)
+    spent.add(_launched(graph, fourth))
     late.unlink()  # retracted: back to the first fingerprint, key 3 again
     [fifth], cursor = tick(cursor)
     assert fifth.run_key not in spent, (
