@@ -41,6 +41,20 @@ def sensor_decision(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: 
         return champion_approval_sensor(context), context.cursor
 
 
+def sensor_ticker(graph, sensor):
+    """A function running one tick of ``sensor`` on ``graph``'s definitions and instance:
+    ``tick(cursor) -> (result, new cursor)``."""
+    defs, instance = graph
+
+    def tick(cursor):
+        with dg.build_sensor_context(
+            instance=instance, definitions=defs, resources=defs.resources, cursor=cursor
+        ) as context:
+            return sensor(context), context.cursor
+
+    return tick
+
+
 def materialize(defs: dg.Definitions, instance: dg.DagsterInstance, *assets: str, **kwargs):
     """Materialize just ``assets`` (and their checks) from the real definitions."""
     job = defs.resolve_implicit_global_asset_job_def()

@@ -10,6 +10,7 @@ from tests.assets.helpers import (
     materialization_metadata,
     materialize,
     run_job,
+    sensor_ticker,
     step_failure_messages,
 )
 
@@ -198,19 +199,9 @@ def test_the_landing_sensor_repairs_a_day_whose_partition_and_rejects_disagree(
 
 def landing_tick(graph):
     """A function running one tick of landing_files_sensor: (result, new cursor)."""
-    import dagster as dg
-
     from iris_assets.assets.inference import landing_files_sensor
 
-    defs, instance = graph
-
-    def tick(cursor):
-        with dg.build_sensor_context(
-            instance=instance, definitions=defs, resources=defs.resources, cursor=cursor
-        ) as context:
-            return landing_files_sensor(context), context.cursor
-
-    return tick
+    return sensor_ticker(graph, landing_files_sensor)
 
 
 def rewrite_keeping_size_and_mtime(path, frame) -> None:

@@ -16,25 +16,13 @@ from dagster._core.storage.dagster_run import DagsterRunStatus
 from iris_assets.assets.inference import landing_files_sensor
 from iris_assets.assets.monitoring import MAX_RETRIES, labels_files_sensor
 from iris_assets.core.landing import LandingArea, simulate_flowers
-from tests.assets.helpers import run_job
+from tests.assets.helpers import run_job, sensor_ticker
 
 DAY = "2026-11-22"
 
 
-def ticker(graph, sensor):
-    defs, instance = graph
-
-    def tick(cursor):
-        with dg.build_sensor_context(
-            instance=instance, definitions=defs, resources=defs.resources, cursor=cursor
-        ) as context:
-            return sensor(context), context.cursor
-
-    return tick
-
-
 def test_a_retracting_delete_gets_a_run_key_not_used_before(settings, graph):
-    tick = ticker(graph, labels_files_sensor)
+    tick = sensor_ticker(graph, labels_files_sensor)
     landing = LandingArea(settings.labels_landing_dir)
     labels = pd.DataFrame({"flower_id": [1, 2], "species": ["setosa", "virginica"]})
     landing.write_batch(labels.iloc[:1], DAY)
@@ -58,7 +46,7 @@ def test_a_retracting_delete_gets_a_run_key_not_used_before(settings, graph):
 
 
 def test_a_cursor_of_an_earlier_release_is_read(settings, graph):
-    tick = ticker(graph, labels_files_sensor)
+    tick = sensor_ticker(graph, labels_files_sensor)
     landing = LandingArea(settings.labels_landing_dir)
     landing.write_batch(pd.DataFrame({"flower_id": [1], "species": ["setosa"]}), DAY)
     [first], cursor = tick(None)
@@ -69,7 +57,7 @@ def test_a_cursor_of_an_earlier_release_is_read(settings, graph):
 
 def test_a_failed_performance_run_is_retried_then_left_alone(settings, graph):
     defs, instance = graph
-    tick = ticker(graph, labels_files_sensor)
+    tick = sensor_ticker(graph, labels_files_sensor)
     landing = LandingArea(settings.labels_landing_dir)
     landing.write_batch(pd.DataFrame({"flower_id": [1], "species": ["setosa"]}), DAY)
 
@@ -109,7 +97,7 @@ REFUSED = {"ops": {"model_performance": {"config": {"confidence": 1.0}}}}
 
 
 def test_the_landing_sensor_scores_a_day_again_after_a_retracting_delete(settings, graph, champion):
-    tick = ticker(graph, landing_files_sensor)
+    tick = sensor_ticker(graph, landing_files_sensor)
     landing = LandingArea(settings.landing_dir)
     landing.write_batch(simulate_flowers(5, DAY, seed=1), DAY)
     [first], cursor = tick(None)
@@ -140,7 +128,7 @@ def _launched(graph, request, job="performance_job"):
 
 
 def test_after_a_cursor_reset_a_retracting_delete_gets_a_run_key_not_used_before(settings, graph):
-    tick = ticker(graph, labels_files_sensor)
+    tick = sensor_ticker(graph, labels_files_sensor)
     landing = LandingArea(settings.labels_landing_dir)
     labels = pd.DataFrame({"flower_id": [1, 2, 3], "species": ["setosa", "virginica", "setosa"]})
     landing.write_batch(labels.iloc[:1], DAY)
