@@ -5,9 +5,6 @@ Delta's jars are not here, so the MERGE cannot run; its text is parsed by a real
 runs for real against a local catalog table.
 """
 
-import os
-import sys
-
 import pandas as pd
 import pytest
 
@@ -19,6 +16,7 @@ from iris_assets.core.spark_tables import (
     spark_string,
 )
 from tests.core.test_spark_tables import FEATURES, FakeFrame, RecordingSpark, feature_rows
+from tests.local_spark import local_spark
 
 SOURCE = "/Volumes/iris/ml/landing/o'brien\\labelled_flowers.parquet"
 
@@ -75,19 +73,9 @@ def test_without_whole_nothing_is_ever_deleted():
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory):
-    from pyspark.sql import SparkSession
-
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    session = (
-        SparkSession.builder.master("local[1]")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "1")
-        .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("warehouse")))
-        .getOrCreate()
+    yield from local_spark(
+        1, **{"spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse"))}
     )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def test_spark_parses_the_merge_and_reads_the_source_name_exactly(spark):

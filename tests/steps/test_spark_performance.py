@@ -12,8 +12,6 @@ fails here. Both engines must then agree on every number the step computes.
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -26,26 +24,20 @@ from iris_assets.core.spark_tables import SparkTableStore, create_table_sql, tab
 from iris_assets.core.tables import DeltaTableStore, TableError
 from iris_assets.steps import performance as performance_step
 from iris_assets.steps.bootstrap import Step
+from tests.local_spark import local_spark
 
 DAY = "2026-11-24"
 
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory):
-    from pyspark.sql import SparkSession
-
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    session = (
-        SparkSession.builder.master("local[1]")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "1")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark-warehouse")))
-        .getOrCreate()
+    yield from local_spark(
+        1,
+        **{
+            "spark.sql.session.timeZone": "UTC",
+            "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("spark-warehouse")),
+        },
     )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 class LocalSparkStore(SparkTableStore):

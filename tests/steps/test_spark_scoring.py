@@ -8,8 +8,6 @@ sample, and the MERGE's change predicate.
 
 import datetime as dt
 import json
-import os
-import sys
 from collections import Counter
 from decimal import Decimal
 
@@ -41,6 +39,7 @@ from iris_assets.steps.spark_scoring import (
     split_outcome,
     utc_session,
 )
+from tests.local_spark import local_spark
 from tests.steps.test_day_scoring import corrupt_parquet
 
 DAY = "2026-11-24"
@@ -48,19 +47,7 @@ DAY = "2026-11-24"
 
 @pytest.fixture(scope="module")
 def spark():
-    from pyspark.sql import SparkSession
-
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    session = (
-        SparkSession.builder.master("local[2]")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+    yield from local_spark(2, **{"spark.sql.session.timeZone": "UTC"})
 
 
 @pytest.fixture(scope="module")
