@@ -27,9 +27,14 @@ needs config (the labelled source) and a tag (the reason) that an ``AutomationCo
 attach. While a retrained challenger that passed evaluation waits for its approval, no other is
 trained; one that failed blocks nothing (it cannot be approved) and ``notification_sensor`` says
 it failed. Each trigger's evidence is keyed on its own (``decay:DAY``, ``drift:LAST_DAY``,
-``labels:<hash of the new ids>``, ``retracted:<hash of each stale flower's id, held and current
-species and when its row was written>``) and remembered in the sensor's cursor, so one piece of
-evidence starts at most one retrain. A retrain waits (the evidence unspent) while labels exist
+``labels:<hash of each new flower's id, species and label batch>``, ``retracted:<hash of each
+stale flower's id, held and current species and when its row was written>``) and remembered in
+the sensor's cursor with the run keys requested for it, so one piece of evidence starts at most
+one retrain that gets an answer. A run that failed or was canceled before registering a
+challenger took nothing in: its evidence is asked for again under a new run key, up to
+``MAX_ATTEMPTS`` runs, then the tick names the runs and says what to do. Label evidence is taken
+in only by an ingest of the very file the report wrote (``source_sha256`` equal to the report's
+``labelled_flowers_sha256``). A retrain waits (the evidence unspent) while labels exist
 but ``labelled_flowers.parquet`` is gone (on Databricks: not on the landing volume, or
 unreadable with the step runner's credentials, asked through the Files API): without it the run
 would ingest the bundled Iris only.
@@ -324,26 +329,37 @@ ENDED_UNANSWERED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 CHALLENGER = dg.AssetKey("challenger_model")
 
 
-def _read_cursor(cursor: str | None) -> dict[str, list[str]]:
-    """Evidence key -> the run keys requested for it, oldest first. Cursors of earlier releases
-    held a list of spent keys: spent still, by runs not known."""
+def _read_cursor(cursor: str | None) -> tuple[dict[str, list[str]], dict]:
+    """(evidence key -> the run keys requested for it, oldest first; the last request: its run
+    key and (key, reason) pairs). Cursors of earlier releases held a list of spent keys: spent
+    still, by runs not known."""
     try:
         value = json.loads(cursor) if cursor else {}
     except ValueError:
-        return {}
+        return {}, {}
     if isinstance(value, list):
-        return {str(key): [] for key in value}
-    if not isinstance(value, dict):
-        return {}
-    return {
+        return {str(key): [] for key in value}, {}
+    if not isinstance(value, dict) or not isinstance(value.get("evidence"), dict):
+        return {}, {}
+    evidence = {
         str(key): [str(r) for r in runs] if isinstance(runs, list) else []
-        for key, runs in value.items()
+        for key, runs in value["evidence"].items()
     }
+    last = value.get("last")
+    return evidence, last if isinstance(last, dict) and "run_key" in last else {}
+
+
+def _materialized(instance: dg.DagsterInstance, run_id: str) -> set[dg.AssetKey]:
+    events = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=HISTORY
+    ).records
+    return {e.event_log_entry.dagster_event.asset_key for e in events}
 
 
 def unanswered_run(instance: dg.DagsterInstance, run_key: str):
     """The run requested under ``run_key`` when it failed or was canceled before registering a
-    challenger (a serverless cold start that timed out, an ingest that failed), else None.
+    challenger (a serverless cold start that timed out, an ingest or a training step that
+    failed), else None.
 
     A run not created yet (the daemon submits it after the tick), still going, or successful
     spent its evidence; so did one whose challenger then failed evaluation: that is an answer,
@@ -352,12 +368,20 @@ def unanswered_run(instance: dg.DagsterInstance, run_key: str):
     if not records or records[0].dagster_run.status not in ENDED_UNANSWERED:
         return None
     run = records[0].dagster_run
-    events = instance.get_records_for_run(
-        run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=HISTORY
-    ).records
-    if any(e.event_log_entry.dagster_event.asset_key == CHALLENGER for e in events):
-        return None
-    return run
+    return None if CHALLENGER in _materialized(instance, run.run_id) else run
+
+
+def taken_in_by_unanswered(instance, last: dict, held: list[tuple[str, str]]):
+    """The last request's (key, reason) pairs no longer reported because its own run ingested
+    them before it failed: label evidence is then taken in, but nothing was trained on it."""
+    held_keys = {key for key, _ in held}
+    gone = [(str(k), str(t)) for k, t in last.get("reasons", []) if k not in held_keys]
+    if not gone:
+        return []
+    failed = unanswered_run(instance, str(last["run_key"]))
+    if failed is None or FEATURES not in _materialized(instance, failed.run_id):
+        return []
+    return gone
 
 
 def _attempt_run_key(evidence: str, attempt: int) -> str:
@@ -455,8 +479,10 @@ def retraining_sensor(
     # (or the labels trigger dropping out) cannot start a second run. Label evidence an ingest
     # took in is no longer reported at all. A run that ended without a challenger spent nothing:
     # its evidence is requested again under a new run key, MAX_ATTEMPTS runs in all.
-    requested = _read_cursor(context.cursor)
+    requested, last = _read_cursor(context.cursor)
     held = retraining_reasons(context.instance, current, retraining)
+    if last:
+        held += taken_in_by_unanswered(context.instance, last, held)
     reasons, retried, spent, given_up = [], [], [], []
     for key, text in held:
         runs = requested.get(key)
@@ -506,13 +532,14 @@ def retraining_sensor(
     if retried:
         context.log.warning(
             f"retraining again (attempt {attempt} of {MAX_ATTEMPTS}): "
-            f"{', '.join(retried)} ended without a challenger"
+            f"{', '.join(dict.fromkeys(retried))} ended without a challenger"
         )
     context.log.info(f"retraining: {reason}")
     for key, _ in reasons:
         requested[key] = [*requested.pop(key, []), run_key]
     kept = list(requested.items())[-USED_EVIDENCE:]  # the newest last: dicts keep their order
-    context.update_cursor(json.dumps(dict(kept)))
+    last = {"run_key": run_key, "reasons": [list(pair) for pair in reasons]}
+    context.update_cursor(json.dumps({"evidence": dict(kept), "last": last}))
     return dg.RunRequest(
         run_key=run_key,
         run_config={"ops": {"iris_features": {"config": config}}} if config else {},

@@ -116,12 +116,9 @@ def _utc(stamp):
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def label_evidence(
-    store, settings, labelled_source: str, labels_version: int | None = None
-) -> LabelEvidence:
+def label_evidence(store, settings, labelled_source: str) -> LabelEvidence:
     """The evidence in the tables now; ``labelled_source`` is the labelled-flowers file's
-    ``source`` in ``iris_features`` (``steps.ingest.source_identity`` of its path);
-    ``labels_version`` the labels-table version the file was exported from (default: latest)."""
+    ``source`` in ``iris_features`` (``steps.ingest.source_identity`` of its path)."""
     import pandas as pd
 
     from iris_assets.core.labels import latest_labels
@@ -132,7 +129,7 @@ def label_evidence(
         return LabelEvidence()
     # A flower labelled on several days answers with its latest label, as in the exported file.
     columns = [PRIMARY_KEY, LABEL, "observed_date", "label_file"]
-    labels = latest_labels(store.read(settings.labels_table, columns, version=labels_version))
+    labels = latest_labels(store.read(settings.labels_table, columns))
     now = dict(zip(labels[PRIMARY_KEY].astype(int), labels[LABEL].astype(int), strict=True))
     batch = dict(
         zip(labels[PRIMARY_KEY].astype(int), labels["label_file"].astype(str), strict=True)

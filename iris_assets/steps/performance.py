@@ -98,7 +98,9 @@ class Export:
 
 def export_labelled_flowers(store: TableStore, settings: Settings) -> Export:
     """Write all labelled flowers (id, measurements, species) whole, for ``iris_features``:
-    one row per flower (``latest_labels``), ordered by id, from one version of the labels table.
+    one row per flower (``latest_labels``), ordered by id, from one version of the labels table
+    (no commit between the version read before and after: no time travel, which a Spark
+    session without Delta's catalog lacks).
 
     Two days' runs at once each replace their own day, then write this file from the whole
     table: a slower run could put back a file read before the other's commit. The file is a
@@ -111,7 +113,7 @@ def export_labelled_flowers(store: TableStore, settings: Settings) -> Export:
     columns = [PRIMARY_KEY, *FEATURE_COLUMNS, LABEL, "observed_date"]
     for _ in range(EXPORT_ATTEMPTS):
         version = store.version(settings.labels_table)
-        rows = store.read(settings.labels_table, columns, version=version)
+        rows = store.read(settings.labels_table, columns)
         flowers = latest_labels(rows).drop(columns="observed_date")
         flowers = flowers.sort_values(PRIMARY_KEY, kind="stable").reset_index(drop=True)
         content = pa.BufferOutputStream()
@@ -151,10 +153,12 @@ def performance(step: Step) -> None:
     by_version = scored["model_version"].astype(str).value_counts().to_dict()
     rows = day_performance(day, by_version, labels.labelled, computed_at, policy.confidence)
     version = store.replace_partition(settings.performance_table, rows, "observed_date", day)
-    export = export_labelled_flowers(store, settings)
-    evidence = label_evidence(
-        store, settings, labelled_source(settings), labels_version=export.labels_version
-    )
+    for _ in range(EXPORT_ATTEMPTS):
+        export = export_labelled_flowers(store, settings)
+        evidence = label_evidence(store, settings, labelled_source(settings))
+        # The evidence is reported with the file's hash: both from the same labels version.
+        if store.version(settings.labels_table) == export.labels_version:
+            break
     for table in (settings.labels_table, settings.performance_table, settings.rejects_table):
         store.compact_if_fragmented(table)
 

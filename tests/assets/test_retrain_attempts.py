@@ -10,6 +10,7 @@ from dagster._core.storage.dagster_run import DagsterRunStatus
 from iris_assets.assets.retraining import MAX_ATTEMPTS
 from iris_assets.core.registry import ModelRegistry
 from tests.assets.helpers import run_job
+from tests.assets.test_monitoring_retraction import labelled_rows
 from tests.assets.test_monitoring_retraining import DAY, label_and_judge, retraining_tick, score
 
 
@@ -88,7 +89,34 @@ def test_a_retrain_whose_challenger_failed_evaluation_is_not_asked_for_again(
 def test_a_cursor_of_the_earlier_release_still_spends_its_keys(settings, graph, champion):
     label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
     _, cursor = retraining_tick(graph, with_cursor=True)
-    earlier = json.dumps(list(json.loads(cursor)))  # a list of spent keys, no runs
+    earlier = json.dumps(list(json.loads(cursor)["evidence"]))  # a list of spent keys, no runs
     outcome = retraining_tick(graph, earlier)
     assert isinstance(outcome, dg.SkipReason), outcome
     assert outcome.skip_message.startswith("no new evidence: already retrained for labels: 60")
+
+
+def test_a_retrain_that_took_the_labels_in_and_then_failed_to_train_is_asked_for_again(
+    settings, graph, champion
+):
+    defs, instance = graph
+    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
+    request, cursor = retraining_tick(graph, with_cursor=True)
+    assert isinstance(request, dg.RunRequest), request
+    broken = {"challenger_model": {"config": {"C": -1.0}}}  # the training step fails
+    run = run_job(
+        defs,
+        instance,
+        "training_job",
+        run_config={"ops": {**request.run_config.get("ops", {}), **broken}},
+        tags={**request.tags, "dagster/run_key": request.run_key},
+    )
+    assert not run.success
+    models = ModelRegistry(settings)
+    challenger = models.challenger()
+    assert challenger is None or challenger.version == models.champion().version, "none new"
+    assert len(labelled_rows(settings)) == 60, "its ingest took the 60 labelled flowers in"
+    # The report's evidence is taken in now, yet nothing was trained on it.
+    again = retraining_tick(graph, cursor)
+    assert isinstance(again, dg.RunRequest), again
+    assert again.tags["iris/retrain_reason"] == "labels: 60 new labelled flowers (at least 50)"
+    assert again.run_key != request.run_key

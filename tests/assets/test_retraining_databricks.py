@@ -208,7 +208,9 @@ def test_only_an_ingest_of_the_volume_file_the_report_wrote_spends_its_evidence(
     def serverless_ingest_returned(sha256: str) -> None:
         """What the serverless ingest of the volume file reports through Pipes."""
         metadata = {"source": volume_file(on_databricks), "source_sha256": sha256}
-        instance.report_runless_asset_event(dg.AssetMaterialization("iris_features", metadata))
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("iris_features", metadata=metadata)
+        )
 
     serverless_ingest_returned(hashlib.sha256(b"the file before the rewrite").hexdigest())
     request, _ = tick(graph, resources)
