@@ -4,9 +4,10 @@ For partition D it reads every label file of D (``core.labels``), joins the labe
 inference rows, and in this order replaces D in the labels table (``flower_labels``), D's slice
 of the rejects table (stage ``labels``) and D in the performance table. It then rewrites the
 labelled-flowers file that retraining ingests (``labelled_flowers_path``) from the whole labels
-table, computes the evidence of ``retraining_sensor``'s label triggers against ``iris_features``
-(``core.label_evidence``: new labelled flowers, retracted or corrected held ones) and reports it
-in the materialization, so the sensor needs no table of its own on either engine; and reports
+table (deterministic, and written again when another day's run committed meanwhile; its
+content hash is reported as ``labelled_flowers_sha256``), computes the evidence of
+``retraining_sensor``'s label triggers against ``iris_features`` (``core.label_evidence``: new
+labelled flowers, retracted or corrected held ones) and reports it in the materialization, so the sensor needs no table of its own on either engine; and reports
 two checks: ``labels_accounted`` (blocking: labelled + rejected = landing
 rows, read back from the tables) and ``live_accuracy`` (warn: ``core.performance.judge_decay``).
 Re-running D (more labels arrived, or D was re-scored) replaces all three slices, so a run is
@@ -83,7 +84,7 @@ def scored_rows(store: TableStore, settings: Settings, day: str) -> pd.DataFrame
     )
 
 
-EXPORT_ATTEMPTS = 5
+EXPORT_ATTEMPTS = 5  # each a commit by another day's run in between: more is a storm, not a race
 
 
 @dataclass(frozen=True)
