@@ -7,9 +7,10 @@ labelled-flowers file that retraining ingests (``labelled_flowers_path``) from t
 table (deterministic, and written again when another day's run committed meanwhile; its
 content hash is reported as ``labelled_flowers_sha256``), computes the evidence of
 ``retraining_sensor``'s label triggers against ``iris_features`` (``core.label_evidence``: new
-labelled flowers, retracted or corrected held ones) and reports it in the materialization, so the sensor needs no table of its own on either engine; and reports
-two checks: ``labels_accounted`` (blocking: labelled + rejected = landing
-rows, read back from the tables) and ``live_accuracy`` (warn: ``core.performance.judge_decay``).
+labelled flowers, retracted or corrected held ones) and reports it in the materialization, so
+the sensor needs no table of its own on either engine; and reports two checks:
+``labels_accounted`` (blocking: labelled + rejected = landing rows, read back from the tables)
+and ``live_accuracy`` (warn: ``core.performance.judge_decay``).
 Re-running D (more labels arrived, or D was re-scored) replaces all three slices, so a run is
 idempotent and never piles rows up.
 """
