@@ -39,6 +39,37 @@ class SettingsError(ValueError):
     """A setting in the environment has a value this project cannot use."""
 
 
+PIPES_VOLUME = "pipes"
+LANDING_VOLUME = "landing"
+UC_NAME_MAX = 255
+
+
+def check_uc_name(variable: str, value: str) -> str:
+    """``value`` when it is a Unity Catalog object name, else a ``SettingsError`` naming
+    ``variable``.
+
+    The catalog and schema are joined into ``catalog.schema.table`` and into
+    ``/Volumes/<catalog>/<schema>/<volume>/...`` (and local warehouse folders): a ``.``, ``/``
+    or space would name another object or leave the volume (``..``). Unity Catalog refuses them
+    too (periods, spaces, forward slashes, ASCII control characters and DEL), and names longer
+    than 255 characters."""
+    bad = sorted({c for c in value if c in "./ " or ord(c) < 0x20 or ord(c) == 0x7F})
+    if value and len(value) <= UC_NAME_MAX and not bad:
+        return value
+    why = (
+        "is empty"
+        if not value
+        else f"is longer than {UC_NAME_MAX} characters"
+        if len(value) > UC_NAME_MAX
+        else "holds " + ", ".join(repr(c) for c in bad)
+    )
+    raise SettingsError(
+        f"{variable}={value!r} is not a Unity Catalog name: it {why}. Use letters, digits and "
+        "underscores (e.g. iris_dev, ml); it names catalog.schema.table and "
+        "/Volumes/<catalog>/<schema>/... paths, where '.', '/' and spaces are not allowed"
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str
@@ -49,6 +80,11 @@ class Settings:
     serving_host: str
     serving_port: int
     mlflow_ui_port: int = 0  # 0: this env's default in MLFLOW_UI_PORT
+
+    def __post_init__(self):
+        # Checked however Settings is made (load_settings, SettingsResource, a replace()).
+        check_uc_name("IRIS_CATALOG", self.catalog)
+        check_uc_name("IRIS_SCHEMA", self.schema)
 
     # --- Unity Catalog style three-level names -------------------------------------------------
     def table_name(self, table: str) -> str:
@@ -99,11 +135,11 @@ class Settings:
 
     @property
     def pipes_volume(self) -> str:
-        return f"/Volumes/{self.catalog}/{self.schema}/pipes"
+        return f"/Volumes/{self.catalog}/{self.schema}/{PIPES_VOLUME}"
 
     @property
     def landing_volume(self) -> str:
-        return f"/Volumes/{self.catalog}/{self.schema}/landing"
+        return f"/Volumes/{self.catalog}/{self.schema}/{LANDING_VOLUME}"
 
     @property
     def is_databricks(self) -> bool:

@@ -27,9 +27,14 @@ needs config (the labelled source) and a tag (the reason) that an ``AutomationCo
 attach. While a retrained challenger that passed evaluation waits for its approval, no other is
 trained; one that failed blocks nothing (it cannot be approved) and ``notification_sensor`` says
 it failed. Each trigger's evidence is keyed on its own (``decay:DAY``, ``drift:LAST_DAY``,
-``labels:<hash of the new ids>``, ``retracted:<hash of each stale flower's id, held and current
-species and when its row was written>``) and remembered in the sensor's cursor, so one piece of
-evidence starts at most one retrain. A retrain waits (the evidence unspent) while labels exist
+``labels:<hash of each new flower's id, species and label batch>``, ``retracted:<hash of each
+stale flower's id, held and current species and when its row was written>``) and remembered in
+the sensor's cursor with the run keys requested for it, so one piece of evidence starts at most
+one retrain that gets an answer. A run that failed or was canceled before registering a
+challenger took nothing in: its evidence is asked for again under a new run key, up to
+``MAX_ATTEMPTS`` runs, then the tick names the runs and says what to do. Label evidence is taken
+in only by an ingest of the very file the report wrote (``source_sha256`` equal to the report's
+``labelled_flowers_sha256``). A retrain waits (the evidence unspent) while labels exist
 but ``labelled_flowers.parquet`` is gone (on Databricks: not on the landing volume, or
 unreadable with the step runner's credentials, asked through the Files API): without it the run
 would ingest the bundled Iris only.
@@ -42,7 +47,13 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from iris_assets.core.label_evidence import HELD, ReportedEvidence
+from iris_assets.assets.run_keys import RUN_KEY_TAG
+from iris_assets.core.label_evidence import (
+    HELD,
+    LABELLED_SHA256,
+    SOURCE_SHA256,
+    ReportedEvidence,
+)
 from iris_assets.resources import ModelRegistryResource, SettingsResource, StepRunner
 
 RETRAIN_REASON_RUN_TAG = "iris/retrain_reason"
@@ -127,31 +138,44 @@ def reported_label_evidence(instance: dg.DagsterInstance, settings):
 
     The step computed it against the tables it had just written (``core.label_evidence``), so
     this is one code path for both engines: the orchestrator never reads a table. It is as fresh
-    as that run: evidence an ingest of the labelled-flowers file took in since (a retrain, or a
-    training run started by hand) is spent, so None. A retrain's own evidence key is also in the
-    cursor, so stale metadata never starts a second run either way."""
+    as that run: evidence an ingest of exactly the file that run wrote took in since (a retrain,
+    or a training run started by hand) is spent, so None."""
     latest = instance.fetch_materializations(PERFORMANCE, limit=1).records
     if not latest:
         return None
     record = latest[0]
     metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
     evidence = ReportedEvidence.from_metadata(metadata)
-    if evidence is None or labelled_source_ingested_since(instance, settings, record.storage_id):
+    if evidence is None:
+        return None
+    written = metadata.get(LABELLED_SHA256)
+    if labelled_source_ingested_since(instance, settings, record.storage_id, written):
         return None
     return evidence
 
 
-def labelled_source_ingested_since(instance, settings, storage_id: int) -> bool:
+def labelled_source_ingested_since(
+    instance, settings, storage_id: int, written: str | None = None
+) -> bool:
     """Whether ``iris_features`` ingested the labelled-flowers file after ``storage_id``: that
-    ingest took the file whole, so it holds exactly what the evidence said was missing or stale."""
+    ingest took the file whole, so it holds exactly what the evidence said was missing or stale.
+
+    Stored after the report is not enough: a run can read the file before the report rewrote it
+    and finish after. With ``written`` (the content hash of the file the report wrote) only an
+    ingest that read that very content (its ``source_sha256``) counts; one that records no
+    hash, or another, does not. A report without a hash (an earlier release) takes any."""
     source = labelled_source(settings)
     after = dg.AssetRecordsFilter(asset_key=FEATURES, after_storage_id=storage_id)
     cursor = None
     while True:
         page = instance.fetch_materializations(after, limit=HISTORY, cursor=cursor)
         for record in page.records:
-            entry = record.asset_materialization.metadata.get("source")
-            if entry is not None and entry.value == source:
+            metadata = record.asset_materialization.metadata
+            entry = metadata.get("source")
+            if entry is None or entry.value != source:
+                continue
+            read = metadata.get(SOURCE_SHA256)
+            if written is None or (read is not None and read.value == written):
                 return True
         if not page.has_more:
             return False
@@ -297,12 +321,92 @@ def training_in_flight(instance: dg.DagsterInstance) -> str | None:
     )
 
 
-def _used_evidence(cursor: str | None) -> list[str]:
+MAX_ATTEMPTS = 3
+"""Runs requested for one piece of evidence that end before registering a challenger; then the
+tick names them and a person decides."""
+
+ENDED_UNANSWERED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+CHALLENGER = dg.AssetKey("challenger_model")
+
+
+def _read_cursor(cursor: str | None) -> tuple[dict[str, list[str]], dict]:
+    """(evidence key -> the run keys requested for it, oldest first; the last request: its run
+    key and (key, reason) pairs). Cursors of earlier releases held a list of spent keys: spent
+    still, by runs not known."""
     try:
-        used = json.loads(cursor) if cursor else []
+        value = json.loads(cursor) if cursor else {}
     except ValueError:
+        return {}, {}
+    if isinstance(value, list):
+        return {str(key): [] for key in value}, {}
+    if not isinstance(value, dict) or not isinstance(value.get("evidence"), dict):
+        return {}, {}
+    evidence = {
+        str(key): [str(r) for r in runs] if isinstance(runs, list) else []
+        for key, runs in value["evidence"].items()
+    }
+    last = value.get("last")
+    return evidence, last if isinstance(last, dict) and "run_key" in last else {}
+
+
+def _materialized(instance: dg.DagsterInstance, run_id: str) -> set[dg.AssetKey]:
+    events = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=HISTORY
+    ).records
+    return {e.event_log_entry.dagster_event.asset_key for e in events}
+
+
+def unanswered_run(instance: dg.DagsterInstance, run_key: str):
+    """The run requested under ``run_key`` when it failed or was canceled before registering a
+    challenger (a serverless cold start that timed out, an ingest or a training step that
+    failed), else None.
+
+    A run not created yet (the daemon submits it after the tick), still going, or successful
+    spent its evidence; so did one whose challenger then failed evaluation: that is an answer,
+    and ``notification_sensor`` tells a person."""
+    records = instance.get_run_records(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
+    if not records or records[0].dagster_run.status not in ENDED_UNANSWERED:
+        return None
+    run = records[0].dagster_run
+    return None if CHALLENGER in _materialized(instance, run.run_id) else run
+
+
+def taken_in_by_unanswered(instance, last: dict, held: list[tuple[str, str]]):
+    """The last request's (key, reason) pairs no longer reported because its own run ingested
+    them before it failed: label evidence is then taken in, but nothing was trained on it."""
+    held_keys = {key for key, _ in held}
+    gone = [(str(k), str(t)) for k, t in last.get("reasons", []) if k not in held_keys]
+    if not gone:
         return []
-    return [str(key) for key in used] if isinstance(used, list) else []
+    failed = unanswered_run(instance, str(last["run_key"]))
+    if failed is None or FEATURES not in _materialized(instance, failed.run_id):
+        return []
+    return gone
+
+
+def _attempt_run_key(evidence: str, attempt: int) -> str:
+    key = "retrain-" + hashlib.sha256(evidence.encode()).hexdigest()[:16]
+    # The daemon skips a run key it has seen: a retry of the same evidence needs its own.
+    return key if attempt == 1 else f"{key}-{attempt}"
+
+
+def _given_up_reason(instance, given_up: list[tuple[str, str]], requested) -> str:
+    runs = sorted({r for key, _ in given_up for r in requested[key]})
+    ids = []
+    for run_key in runs:
+        records = instance.get_run_records(
+            filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1
+        )
+        if records:
+            run = records[0].dagster_run
+            ids.append(f"{run.run_id} ({run.status.value.lower()})")
+    return (
+        f"training_job ended {MAX_ATTEMPTS} times without a challenger for "
+        + "; ".join(text for _, text in given_up)
+        + f": runs {', '.join(ids)}. Not retried again: see the runs' logs (Dagster UI: Runs), "
+        "fix the cause, then re-execute the last one (it keeps its config and reason); new "
+        "evidence starts a retrain as usual"
+    )
 
 
 def volume_labelled_source(workspace, settings, instance) -> tuple[str | None, str | None]:
@@ -370,16 +474,38 @@ def retraining_sensor(
     if running := training_in_flight(context.instance):
         return dg.SkipReason(running)  # before the cursor: the evidence is not spent
     # Each piece of evidence (a decayed day, a drift streak's last day, a set of new labelled
-    # flowers) starts at most one retrain: the keys already used are kept in the cursor, so
-    # decay on D still holding after its retrain ingested the labels (or the labels trigger
-    # dropping out) cannot start a second run on the same evidence.
-    used = _used_evidence(context.cursor)
+    # flowers) starts at most one retrain that gets an answer: the run keys requested for each
+    # are kept in the cursor, so decay on D still holding after its retrain ingested the labels
+    # (or the labels trigger dropping out) cannot start a second run. Label evidence an ingest
+    # took in is no longer reported at all. A run that ended without a challenger spent nothing:
+    # its evidence is requested again under a new run key, MAX_ATTEMPTS runs in all.
+    requested, last = _read_cursor(context.cursor)
     held = retraining_reasons(context.instance, current, retraining)
-    reasons = [(key, text) for key, text in held if key not in used]
+    if last:
+        held += taken_in_by_unanswered(context.instance, last, held)
+    reasons, retried, spent, given_up = [], [], [], []
+    for key, text in held:
+        runs = requested.get(key)
+        if runs is None:
+            reasons.append((key, text))
+            continue
+        failed = unanswered_run(context.instance, runs[-1]) if runs else None
+        if failed is None:
+            spent.append((key, text))
+        elif len(runs) < MAX_ATTEMPTS:
+            reasons.append((key, text))
+            retried.append(f"run {failed.run_id} ({failed.status.value.lower()})")
+        else:
+            given_up.append((key, text))
+    stuck = _given_up_reason(context.instance, given_up, requested) if given_up else ""
+    if stuck:
+        context.log.warning(stuck)
     if not reasons:
-        if held:
+        if stuck:
+            return dg.SkipReason(stuck)
+        if spent:
             return dg.SkipReason(
-                "no new evidence: already retrained for " + "; ".join(text for _, text in held)
+                "no new evidence: already retrained for " + "; ".join(text for _, text in spent)
             )
         return dg.SkipReason(
             f"no trigger: no drift streak of {retraining.drift_days} days, no decay, fewer than "
@@ -400,11 +526,22 @@ def retraining_sensor(
         return dg.SkipReason(missing)  # before the cursor: the evidence is not spent
     evidence = "|".join(key for key, _ in reasons)
     reason = "; ".join(text for _, text in reasons)
+    attempt = 1 + max(len(requested.get(key, [])) for key, _ in reasons)
+    run_key = _attempt_run_key(evidence, attempt)
     config = {"source_path": source} if source else {}
+    if retried:
+        context.log.warning(
+            f"retraining again (attempt {attempt} of {MAX_ATTEMPTS}): "
+            f"{', '.join(dict.fromkeys(retried))} ended without a challenger"
+        )
     context.log.info(f"retraining: {reason}")
-    context.update_cursor(json.dumps((used + [key for key, _ in reasons])[-USED_EVIDENCE:]))
+    for key, _ in reasons:
+        requested[key] = [*requested.pop(key, []), run_key]
+    kept = list(requested.items())[-USED_EVIDENCE:]  # the newest last: dicts keep their order
+    last = {"run_key": run_key, "reasons": [list(pair) for pair in reasons]}
+    context.update_cursor(json.dumps({"evidence": dict(kept), "last": last}))
     return dg.RunRequest(
-        run_key="retrain-" + hashlib.sha256(evidence.encode()).hexdigest()[:16],
+        run_key=run_key,
         run_config={"ops": {"iris_features": {"config": config}}} if config else {},
         tags={RETRAIN_REASON_RUN_TAG: reason[:4000], "iris/trigger": "retraining_sensor"},
     )

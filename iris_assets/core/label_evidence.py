@@ -9,9 +9,14 @@ serverless), right after it rewrote the labels table and ``labelled_flowers.parq
 reported in that materialization's metadata (``LabelEvidence.metadata``: counts, the evidence
 hashes and a few ids, never the whole id list). The sensor reads it back from Dagster's event log
 (``from_metadata``) on both engines. The hashes are the evidence keys the sensor remembers in its
-cursor; each stale flower's piece names its id, the species held and now, and when its row was
-written (``ingested_at``), so a label corrected back, or retracted again after it was re-added,
-is new evidence.
+cursor. Each new flower's piece names its id, its species and the label batch it came from
+(``label_file``), so the same flowers landed again in a new batch after their retraction was
+retrained are new evidence, while the same report seen twice is the same key. Each stale
+flower's piece names its id, the species held and now, and when its row was written
+(``ingested_at``), so a label corrected back, or retracted again after it was re-added, is new
+evidence. The report also names the content hash of the ``labelled_flowers.parquet`` it wrote
+(``LABELLED_SHA256``): an ingest took this evidence in only when it read exactly that file
+(its ``source_sha256``).
 
 This module imports pandas only inside functions: the sensor that reads the metadata runs in the
 orchestrator, whose definitions must import light.
@@ -33,6 +38,8 @@ CORRECTED = "corrected_labelled_flowers"
 STALE_HASH = "stale_labels_hash"
 HELD = "labelled_flowers_held"
 SAMPLES = "label_evidence_sample"
+LABELLED_SHA256 = "labelled_flowers_sha256"  # on the report: the file it wrote
+SOURCE_SHA256 = "source_sha256"  # on an iris_features materialization: the file it read
 KEYS = (NEW, NEW_HASH, RETRACTED, CORRECTED, STALE_HASH, HELD)
 
 
@@ -43,13 +50,14 @@ def _digest(text: str) -> str:
 @dataclass(frozen=True)
 class LabelEvidence:
     new: tuple[int, ...] = ()  # sorted ids
+    new_pieces: tuple[str, ...] = ()  # per new id: id, species and label batch
     retracted: dict[int, str] = field(default_factory=dict)  # id -> its piece of evidence
     corrected: dict[int, str] = field(default_factory=dict)
     held: int = 0  # flowers iris_features holds from the labelled source
 
     @property
     def new_hash(self) -> str:
-        return _digest(",".join(str(i) for i in self.new)) if self.new else ""
+        return _digest(",".join(self.new_pieces or map(str, self.new))) if self.new else ""
 
     @property
     def stale_hash(self) -> str:
@@ -120,11 +128,19 @@ def label_evidence(store, settings, labelled_source: str) -> LabelEvidence:
     if not store.exists(settings.labels_table):
         return LabelEvidence()
     # A flower labelled on several days answers with its latest label, as in the exported file.
-    labels = latest_labels(store.read(settings.labels_table, [PRIMARY_KEY, LABEL, "observed_date"]))
+    columns = [PRIMARY_KEY, LABEL, "observed_date", "label_file"]
+    labels = latest_labels(store.read(settings.labels_table, columns))
     now = dict(zip(labels[PRIMARY_KEY].astype(int), labels[LABEL].astype(int), strict=True))
+    batch = dict(
+        zip(labels[PRIMARY_KEY].astype(int), labels["label_file"].astype(str), strict=True)
+    )
+    held_ids: set[int] = set()
+    if store.exists(settings.feature_table):
+        held_ids = {int(i) for i in store.read(settings.feature_table, [PRIMARY_KEY])[PRIMARY_KEY]}
+    new = tuple(sorted(set(now) - held_ids))
+    pieces = tuple(f"n{i}:{now[i]}@{batch[i]}" for i in new)
     if not store.exists(settings.feature_table):
-        return LabelEvidence(new=tuple(sorted(now)))
-    held_ids = {int(i) for i in store.read(settings.feature_table, [PRIMARY_KEY])[PRIMARY_KEY]}
+        return LabelEvidence(new=new, new_pieces=pieces)
     held = store.read(
         settings.feature_table,
         [PRIMARY_KEY, LABEL, "ingested_at"],
@@ -140,7 +156,8 @@ def label_evidence(store, settings, labelled_source: str) -> LabelEvidence:
         elif now[flower] != species:
             corrected[flower] = f"c{flower}:{species}>{now[flower]}@{stamp}"
     return LabelEvidence(
-        new=tuple(sorted(set(now) - held_ids)),
+        new=new,
+        new_pieces=pieces,
         retracted=retracted,
         corrected=corrected,
         held=len(held),

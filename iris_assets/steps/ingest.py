@@ -17,6 +17,7 @@ fraction is fixed in the table's properties when it is created.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from iris_assets.core.identity import DERIVED_ID_BASE, foreign_conflicts
+from iris_assets.core.label_evidence import SOURCE_SHA256
 from iris_assets.core.quarantine import rejects_rows, replace_slice_if_changed
 from iris_assets.core.retraction import held_elsewhere, planned_removal, refuse_unless_deliberate
 from iris_assets.core.schema import (
@@ -50,6 +52,34 @@ def source_identity(source_path: str | None) -> str:
     if not source_path or not str(source_path).strip():
         return BUNDLED_SOURCE
     return str(Path(source_path).expanduser().resolve())
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_source(source_path: str | None, attempts: int = 3) -> tuple[pd.DataFrame, str | None]:
+    """(the source's rows, the content hash of the file they were read from, or None).
+
+    The hash goes in the materialization (``source_sha256``): ``retraining_sensor`` counts a
+    ``model_performance`` report's label evidence as taken in only by an ingest of exactly the
+    file that report wrote. The file is hashed before and after it is read; a file replaced
+    meanwhile (``model_performance`` rewrites it whole) is read again, and gets no hash if it
+    never holds still, so an uncertain read never spends evidence."""
+    if not source_path or not str(source_path).strip():
+        return load_source(source_path), None
+    for _ in range(attempts):
+        if not Path(source_path).is_file():
+            break  # load_source says why
+        before = file_sha256(source_path)
+        raw = load_source(source_path)
+        if file_sha256(source_path) == before:
+            return raw, before
+    return load_source(source_path), None
 
 
 def keep_held_split(held: pd.DataFrame, features: pd.DataFrame, proposed: pd.Series) -> pd.Series:
@@ -100,7 +130,7 @@ def ingest(step: Step) -> None:
     check_split(settings.feature_table, store.properties(settings.feature_table), test_fraction)
 
     try:
-        raw = load_source(source_path)
+        raw, content = read_source(source_path)
     except PermissionError as denied:  # a Unity Catalog volume these credentials lack a grant on
         raise SourceError(
             f"source {source_path} cannot be read with these credentials ({denied.strerror}): on "
@@ -167,6 +197,7 @@ def ingest(step: Step) -> None:
             "table": settings.feature_table,
             "path": path_value(str(settings.table_path(settings.feature_table))),
             "source": source_name,
+            **({SOURCE_SHA256: content} if content else {}),
             "source_rows": len(raw),
             "rows_ingested": len(features),
             "rows_rejected": len(rejects),

@@ -4,19 +4,23 @@ For partition D it reads every label file of D (``core.labels``), joins the labe
 inference rows, and in this order replaces D in the labels table (``flower_labels``), D's slice
 of the rejects table (stage ``labels``) and D in the performance table. It then rewrites the
 labelled-flowers file that retraining ingests (``labelled_flowers_path``) from the whole labels
-table, computes the evidence of ``retraining_sensor``'s label triggers against ``iris_features``
-(``core.label_evidence``: new labelled flowers, retracted or corrected held ones) and reports it
-in the materialization, so the sensor needs no table of its own on either engine; and reports
-two checks: ``labels_accounted`` (blocking: labelled + rejected = landing
-rows, read back from the tables) and ``live_accuracy`` (warn: ``core.performance.judge_decay``).
+table (deterministic, and written again when another day's run committed meanwhile; its
+content hash is reported as ``labelled_flowers_sha256``), computes the evidence of
+``retraining_sensor``'s label triggers against ``iris_features`` (``core.label_evidence``: new
+labelled flowers, retracted or corrected held ones) and reports it in the materialization, so
+the sensor needs no table of its own on either engine; and reports two checks:
+``labels_accounted`` (blocking: labelled + rejected = landing rows, read back from the tables)
+and ``live_accuracy`` (warn: ``core.performance.judge_decay``).
 Re-running D (more labels arrived, or D was re-scored) replaces all three slices, so a run is
 idempotent and never piles rows up.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -24,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from iris_assets.core.label_evidence import label_evidence
+from iris_assets.core.label_evidence import LABELLED_SHA256, label_evidence
 from iris_assets.core.labels import (
     LABELS_TABLE,
     STAGE,
@@ -81,21 +85,51 @@ def scored_rows(store: TableStore, settings: Settings, day: str) -> pd.DataFrame
     )
 
 
-def export_labelled_flowers(store: TableStore, settings: Settings) -> tuple[Path, int]:
+EXPORT_ATTEMPTS = 5  # each a commit by another day's run in between: more is a storm, not a race
+
+
+@dataclass(frozen=True)
+class Export:
+    """``labelled_flowers.parquet`` as written: the labels-table version it was read at."""
+
+    path: Path
+    rows: int
+    sha256: str
+    labels_version: int
+
+
+def export_labelled_flowers(store: TableStore, settings: Settings) -> Export:
     """Write all labelled flowers (id, measurements, species) whole, for ``iris_features``:
-    one row per flower, ``latest_labels``."""
-    flowers = latest_labels(
-        store.read(settings.labels_table, [PRIMARY_KEY, *FEATURE_COLUMNS, LABEL, "observed_date"])
-    ).drop(columns="observed_date")
+    one row per flower (``latest_labels``), ordered by id, from one version of the labels table
+    (no commit between the version read before and after: no time travel, which a Spark
+    session without Delta's catalog lacks).
+
+    Two days' runs at once each replace their own day, then write this file from the whole
+    table: a slower run could put back a file read before the other's commit. The file is a
+    function of the table version (same rows, same order, same bytes), and after writing it the
+    labels table must still be at the version it was read from, else it is written again from
+    the newer one; so the last writer always writes the complete file. Write-then-compare rather
+    than a lock: it holds on Databricks too, where runs are tasks on different machines."""
     path = labelled_flowers_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        pq.write_table(pa.Table.from_pandas(flowers, preserve_index=False), temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path, len(flowers)
+    columns = [PRIMARY_KEY, *FEATURE_COLUMNS, LABEL, "observed_date"]
+    for _ in range(EXPORT_ATTEMPTS):
+        version = store.version(settings.labels_table)
+        rows = store.read(settings.labels_table, columns)
+        flowers = latest_labels(rows).drop(columns="observed_date")
+        flowers = flowers.sort_values(PRIMARY_KEY, kind="stable").reset_index(drop=True)
+        content = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pandas(flowers, preserve_index=False), content)
+        data = content.getvalue().to_pybytes()
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            temporary.write_bytes(data)
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        if store.version(settings.labels_table) == version:
+            break
+    return Export(path, len(flowers), hashlib.sha256(data).hexdigest(), version)
 
 
 def performance(step: Step) -> None:
@@ -121,8 +155,12 @@ def performance(step: Step) -> None:
     by_version = scored["model_version"].astype(str).value_counts().to_dict()
     rows = day_performance(day, by_version, labels.labelled, computed_at, policy.confidence)
     version = store.replace_partition(settings.performance_table, rows, "observed_date", day)
-    export, exported = export_labelled_flowers(store, settings)
-    evidence = label_evidence(store, settings, labelled_source(settings))
+    for _ in range(EXPORT_ATTEMPTS):
+        export = export_labelled_flowers(store, settings)
+        evidence = label_evidence(store, settings, labelled_source(settings))
+        # The evidence is reported with the file's hash: both from the same labels version.
+        if store.version(settings.labels_table) == export.labels_version:
+            break
     for table in (settings.labels_table, settings.performance_table, settings.rejects_table):
         store.compact_if_fragmented(table)
 
@@ -154,8 +192,9 @@ def performance(step: Step) -> None:
             ),
             "verdict": " | ".join(v.summary for v in verdicts) or "nothing scored on this day",
             "trend": md(trend_markdown(history, policy, TREND_DAYS)),
-            "labelled_flowers_file": path_value(str(export)),
-            "labelled_flowers": exported,
+            "labelled_flowers_file": path_value(str(export.path)),
+            "labelled_flowers": export.rows,
+            LABELLED_SHA256: export.sha256,
             **evidence_metadata(evidence),
             "dagster/row_count": len(rows),
             "delta_version": version,

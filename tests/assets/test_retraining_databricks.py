@@ -8,6 +8,7 @@ landing volume the serverless performance step writes ``labelled_flowers.parquet
 """
 
 import dataclasses
+import hashlib
 import io
 
 import dagster as dg
@@ -192,3 +193,29 @@ def test_without_any_labels_a_drift_retrain_on_databricks_needs_no_volume_file(
     assert isinstance(request, dg.RunRequest), request
     assert request.tags["iris/retrain_reason"].startswith("drift:")
     assert source_path(request) is None, "no labels yet: the bundled Iris only"
+
+
+def test_only_an_ingest_of_the_volume_file_the_report_wrote_spends_its_evidence(
+    settings, graph, champion, databricks
+):
+    on_databricks, workspace, resources = databricks
+    fake = workspace["fake"]
+    _, instance = graph
+    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
+    publish(settings, on_databricks, fake)
+    written = hashlib.sha256(fake.local(volume_file(on_databricks)).read_bytes()).hexdigest()
+
+    def serverless_ingest_returned(sha256: str) -> None:
+        """What the serverless ingest of the volume file reports through Pipes."""
+        metadata = {"source": volume_file(on_databricks), "source_sha256": sha256}
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("iris_features", metadata=metadata)
+        )
+
+    serverless_ingest_returned(hashlib.sha256(b"the file before the rewrite").hexdigest())
+    request, _ = tick(graph, resources)
+    assert isinstance(request, dg.RunRequest), "an ingest of another content took nothing in"
+    serverless_ingest_returned(written)
+    outcome, cursor = tick(graph, resources)
+    assert isinstance(outcome, dg.SkipReason), outcome
+    assert outcome.skip_message.startswith("no trigger") and cursor is None

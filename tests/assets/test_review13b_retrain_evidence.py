@@ -2,7 +2,6 @@
 the evidence in, or reused by new evidence that looks like spent evidence."""
 
 import dagster as dg
-import pytest
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
 from iris_assets.steps.performance import labelled_flowers_path
@@ -18,11 +17,6 @@ from tests.assets.test_monitoring_retraining import label_and_judge, retraining_
 from tests.assets.test_monitoring_retraining_evidence import run_like_the_sensor, tick
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review 13b: a failed retrain spends its evidence key in the cursor before the run; "
-    "the same evidence never starts another run and nothing tells a person",
-)
 def test_a_retrain_that_failed_before_its_ingest_is_requested_again(settings, graph, champion):
     defs, instance = graph
     scored = score(graph, settings, DAY, rows=150)
@@ -41,11 +35,6 @@ def test_a_retrain_that_failed_before_its_ingest_is_requested_again(settings, gr
     assert again.run_key != first.run_key, "the daemon would skip a spent run key"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review 13b: labels:<hash> hashes only the new ids, so the same flowers labelled "
-    "again after their retraction was retrained give a spent key and never train",
-)
 def test_flowers_labelled_again_after_their_retraction_are_new_evidence(settings, graph, champion):
     scored = score(graph, settings, DAY, rows=120).sort_values("flower_id")
     labels = scored[["flower_id"]].assign(species=scored["prediction"]).iloc[:60]
@@ -67,12 +56,6 @@ def test_flowers_labelled_again_after_their_retraction_are_new_evidence(settings
     assert isinstance(third, dg.RunRequest), f"60 labelled flowers left out: {third}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review 13b: any iris_features materialization of the labelled source stored after "
-    "the report counts as taken in, even when its ingest read the file before the report "
-    "rewrote it; the retracted flowers keep training and no retrain is asked for",
-)
 def test_an_ingest_of_the_file_before_the_report_rewrote_it_does_not_spend_the_evidence(
     settings,
     graph,

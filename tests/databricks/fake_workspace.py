@@ -238,6 +238,14 @@ class FakeWorkspace:
 
     # --- Unity Catalog volumes (Files API) -------------------------------------------------------
     def local(self, volume_path: str) -> Path:
+        # The Files API refuses a path with ".." segments (400 INVALID_PARAMETER_VALUE) before it
+        # looks at volumes or grants: without this, "<volume>/../<other>" would leave the volume.
+        if ".." in volume_path.split("/"):
+            raise InvalidParameterValue(
+                f"Invalid path {volume_path}: a path must be absolute and normalized, without "
+                "'..' segments",
+                error_code="INVALID_PARAMETER_VALUE",
+            )
         if not any(volume_path == v or volume_path.startswith(v + "/") for v in self.volumes):
             raise NotFound(f"{volume_path} is not in a volume of this workspace: {self.volumes}")
         for volume in self.denied:
