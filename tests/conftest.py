@@ -4,12 +4,13 @@ MLflow registry, and the order and grouping `make test` deals the tests to its w
 A fresh sqlite registry spends about a second migrating its schema, so one migrated template is
 made per session (shared by the workers) and copied into each test's home.
 
-`make test` runs ``pytest -n auto --dist loadgroup``: every test is dealt on its own to the next
-free worker, except the tests of a file that uses a fixture made once per file (a module-scoped
-fixture, or a session fixture defined in that file: a Spark session, `mlflow models serve`, a
-trained home), which stay together on one worker so that fixture is still made once
-(``pytest_collection_modifyitems`` marks them ``xdist_group``). Dealing single tests means no
-long file runs alone at the end while the other workers idle.
+`make test` runs ``pytest -n TEST_WORKERS --dist loadgroup``: every test is dealt on its own to
+the next free worker, except the tests of a file that uses a fixture made once per file (a
+module-scoped fixture, or a session fixture defined in that file: `mlflow models serve`, say),
+which stay together on one worker so that fixture is still made once, and the Spark files, which
+share one JVM on one worker (``tests/local_spark.py``). ``pytest_collection_modifyitems`` marks
+them ``xdist_group``; ``GroupedNodeIds`` makes the marks count under pytest 9. Dealing single
+tests means no long file runs alone at the end while the other workers idle.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from iris_assets.settings import Settings, load_settings
+from tests import local_spark
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_VARS = ("IRIS_ENV", "IRIS_TARGET", "IRIS_CATALOG", "IRIS_SCHEMA", "IRIS_SERVING_HOST")
@@ -95,8 +97,37 @@ def pytest_collection_modifyitems(config, items):
     # A stable sort: each file keeps its tests in order, the other files keep theirs.
     items.sort(key=lambda item: schedule_rank(item.nodeid.partition("::")[0]))
     for item in items:
-        if made_once_per_file(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.partition("::")[0]))
+        path = item.nodeid.partition("::")[0]
+        if path in local_spark.SPARK_FILES:  # one worker, one JVM (tests/local_spark.py)
+            item.add_marker(pytest.mark.xdist_group(local_spark.SPARK_GROUP))
+        elif made_once_per_file(item):
+            item.add_marker(pytest.mark.xdist_group(path))
+
+
+class GroupedNodeIds:
+    """Makes ``xdist_group`` marks take effect under pytest 9. pytest-xdist 3.8 groups a worker's
+    tests by appending ``@<group>`` to ``item._nodeid``, which pytest 9 no longer reads (a node's
+    id is ``item._id``): the ids the workers reported had no group, so ``--dist loadgroup`` dealt
+    every test on its own and each worker made a file's module fixtures again."""
+
+    @pytest.hookimpl(trylast=True)  # after xdist's worker set ``_nodeid``
+    def pytest_collection_modifyitems(self, items):
+        from _pytest.nodeid import coerce_node_id
+
+        for item in items:
+            grouped = getattr(item, "_nodeid", None)
+            if isinstance(grouped, str) and "@" in grouped and grouped != item.nodeid:
+                item._id = coerce_node_id(grouped)
+
+
+@pytest.hookimpl(trylast=True)  # after the test's own fixtures were torn down
+def pytest_runtest_teardown(item, nextitem):
+    """End the shared JVM after the last Spark test this worker runs, not at the worker's end."""
+    spark_files = local_spark.SPARK_FILES
+    if item.nodeid.partition("::")[0] in spark_files and (
+        nextitem is None or nextitem.nodeid.partition("::")[0] not in spark_files
+    ):
+        local_spark.stop()
 
 
 def session_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -125,6 +156,8 @@ def pytest_configure(config):
     # Registered here too, so that a run without xdist (``-p no:xdist``) still accepts the
     # marks ``pytest_collection_modifyitems`` sets under ``--strict-markers``.
     config.addinivalue_line("markers", "xdist_group(name): tests xdist runs on one worker")
+    if hasattr(config, "workerinput"):
+        config.pluginmanager.register(GroupedNodeIds(), "iris-grouped-node-ids")
     if hasattr(config, "workerinput") or not runs_environment_venv_tests(config):
         return
     if config.option.collectonly:

@@ -14,11 +14,12 @@ import dagster as dg
 import pytest
 
 from iris_assets.definitions import build_definitions
-from tests.assets.helpers import materialize, step_failure_messages
+from tests.assets.helpers import materialize, run_job, step_failure_messages
 from tests.conftest import session_folder
 
 HOME = "iris-home"  # under a test's tmp_path, as the ``settings`` fixture makes it
 INSTANCE = "dagster"
+TRAINER = "tess"  # who trained ``trained_home``'s version 1
 
 
 @pytest.fixture(scope="session")
@@ -105,3 +106,31 @@ def champion(settings, graph):
     champion = ModelRegistry(settings).champion()
     assert champion is not None and champion.version == "1", champion
     return "1"
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory, mlflow_db_template) -> Path:
+    """An environment home after one real training_job: v1 trained by TRAINER and evaluated
+    (passed). Made once per session by the first worker that needs it; tests only copy it
+    (``test_promotion.py``'s ``home``)."""
+    from iris_assets.settings import load_settings
+    from tests.databricks.serverless_env import locked
+
+    root = session_folder(tmp_path_factory) / "trained-home"
+    with locked(root.with_suffix(".lock")):
+        if (root / ".complete").exists():
+            return root / "home"
+        shutil.rmtree(root, ignore_errors=True)
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("IRIS_HOME", str(root / "home"))
+            env.setenv("IRIS_USER", TRAINER)
+            for name in ("IRIS_ENV", "IRIS_TARGET", "IRIS_CATALOG", "IRIS_SCHEMA"):
+                env.delenv(name, raising=False)
+            settings = load_settings()
+            settings.env_home.mkdir(parents=True)
+            shutil.copy(mlflow_db_template, settings.mlflow_db)
+            with dg.instance_for_test() as instance:
+                result = run_job(build_definitions(settings), instance, "training_job")
+                assert result.success, step_failure_messages(result)
+        (root / ".complete").touch()
+    return root / "home"

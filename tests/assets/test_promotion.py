@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import socket
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -28,7 +27,7 @@ from iris_assets.definitions import build_definitions
 from iris_assets.settings import CHALLENGER_ALIAS, CHAMPION_ALIAS, load_settings
 from iris_assets.status import collect_status, status_lines
 from iris_assets.steps.stores import table_store
-from tests.assets.conftest import rehome
+from tests.assets.conftest import TRAINER, rehome
 from tests.assets.helpers import (
     check_results,
     materialization_metadata,
@@ -37,36 +36,8 @@ from tests.assets.helpers import (
     sensor_decision,
     step_failure_messages,
 )
-from tests.conftest import session_folder
 
-TRAINER = "tess"
 DAY = "2026-11-21"
-
-
-@pytest.fixture(scope="session")
-def trained_home(tmp_path_factory, mlflow_db_template) -> Path:
-    """An environment home after one real training_job: v1 trained by TRAINER and evaluated
-    (passed). Made once per session by the first worker that needs it; tests only copy it."""
-    from tests.databricks.serverless_env import locked
-
-    root = session_folder(tmp_path_factory) / "trained-home"
-    with locked(root.with_suffix(".lock")):
-        if (root / ".complete").exists():
-            return root / "home"
-        shutil.rmtree(root, ignore_errors=True)
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv("IRIS_HOME", str(root / "home"))
-            env.setenv("IRIS_USER", TRAINER)
-            for name in ("IRIS_ENV", "IRIS_TARGET", "IRIS_CATALOG", "IRIS_SCHEMA"):
-                env.delenv(name, raising=False)
-            settings = load_settings()
-            settings.env_home.mkdir(parents=True)
-            shutil.copy(mlflow_db_template, settings.mlflow_db)
-            with dg.instance_for_test() as instance:
-                result = run_job(build_definitions(settings), instance, "training_job")
-                assert result.success, step_failure_messages(result)
-        (root / ".complete").touch()
-    return root / "home"
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from iris_assets.core.spark_tables import (
     pending_sql,
     spark_string,
 )
+from tests import local_spark
 from tests.core.test_spark_tables import FEATURES, FakeFrame, RecordingSpark, feature_rows
-from tests.local_spark import local_spark
 
 SOURCE = "/Volumes/iris/ml/landing/o'brien\\labelled_flowers.parquet"
 
@@ -72,10 +72,8 @@ def test_without_whole_nothing_is_ever_deleted():
 
 
 @pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    yield from local_spark(
-        1, **{"spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse"))}
-    )
+def spark():
+    return local_spark.session(shuffle_partitions=1)
 
 
 def test_spark_parses_the_merge_and_reads_the_source_name_exactly(spark):

@@ -24,20 +24,14 @@ from iris_assets.core.spark_tables import SparkTableStore, create_table_sql, tab
 from iris_assets.core.tables import DeltaTableStore, TableError
 from iris_assets.steps import performance as performance_step
 from iris_assets.steps.bootstrap import Step
-from tests.local_spark import local_spark
+from tests import local_spark
 
 DAY = "2026-11-24"
 
 
 @pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    yield from local_spark(
-        1,
-        **{
-            "spark.sql.session.timeZone": "UTC",
-            "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("spark-warehouse")),
-        },
-    )
+def spark():
+    return local_spark.session(shuffle_partitions=1)
 
 
 class LocalSparkStore(SparkTableStore):

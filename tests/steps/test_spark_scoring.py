@@ -39,7 +39,7 @@ from iris_assets.steps.spark_scoring import (
     split_outcome,
     utc_session,
 )
-from tests.local_spark import local_spark
+from tests import local_spark
 from tests.steps.test_day_scoring import corrupt_parquet
 
 DAY = "2026-11-24"
@@ -47,7 +47,7 @@ DAY = "2026-11-24"
 
 @pytest.fixture(scope="module")
 def spark():
-    yield from local_spark(2, **{"spark.sql.session.timeZone": "UTC"})
+    return local_spark.session(shuffle_partitions=2)
 
 
 @pytest.fixture(scope="module")
