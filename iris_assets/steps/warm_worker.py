@@ -122,8 +122,12 @@ def run_step(request: dict, fds: list[int]) -> None:
     """In the forked child: become ``python -m <module>`` with the client's env and stdio."""
     code = 1
     try:
-        for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGPIPE):
+        # The dispositions a fresh interpreter starts with. SIGPIPE in particular is ignored
+        # there (a write to a closed pipe or socket raises BrokenPipeError): with SIG_DFL a
+        # server whose client hung up, or whose log writer died, would be killed instead.
+        for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)

@@ -1,5 +1,16 @@
 """Fixtures for the serving tests: a real sqlite MLflow registry with four versions of a real
-model, and real server subprocesses on free ports."""
+model, and real server subprocesses on free ports.
+
+A server costs ~4-5 CPU s to start cold, nearly all of it importing MLflow, scikit-learn, pandas
+and pyarrow. So each pytest worker keeps one warm worker (``resources.warm_steps``, the demo's
+mechanism) that has imported them and forks ``python -m iris_assets.serving.server`` per test:
+a process of its own with the test's argv, env, cwd and stdout/stderr, the signal dispositions a
+fresh interpreter has, in the pytest worker's process group as a ``Popen`` child would be, seen
+through a ``Popen``-like handle (pid, poll, wait, send_signal, kill, returncode), so tests that
+SIGTERM or SIGKILL it and check how it exited do just that. It still loads its model itself.
+Tests whose subject is start-up (``ServingProcess``, ``iris serve``) start cold processes, and so
+does ``_start_server(cold=True)`` or ``IRIS_WARM_STEPS=0``.
+"""
 
 from __future__ import annotations
 
@@ -24,10 +35,17 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from iris_assets.core.schema import FEATURE_COLUMNS
+from iris_assets.resources.warm_steps import (
+    WarmStep,
+    WarmWorker,
+    WorkerUnavailable,
+    warm_steps_enabled,
+)
 
 MODEL_NAME = "iris_test.ml.iris_model"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "test-admin-token-0123456789"
+SERVER_MODULE = "iris_assets.serving.server"
 
 
 @dataclass(frozen=True)
@@ -132,7 +150,7 @@ def server_env(registry: Registry, token: str | None = ADMIN_TOKEN) -> dict[str,
 
 @dataclass
 class RunningServer:
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | WarmStep
     port: int
     log: Path
 
@@ -150,30 +168,32 @@ def _start_server(
     version: str = "1",
     token: str | None = ADMIN_TOKEN,
     extra_args: tuple[str, ...] = (),
+    cold: bool = False,
 ) -> RunningServer:
     port = free_port()
     log = workdir / f"server-{port}.log"
+    argv = [
+        "--model-name",
+        registry.model_name,
+        "--version",
+        version,
+        "--port",
+        str(port),
+        "--state-dir",
+        str(workdir),
+        *extra_args,
+    ]
+    env = server_env(registry, token)
     with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "iris_assets.serving.server",
-                "--model-name",
-                registry.model_name,
-                "--version",
-                version,
-                "--port",
-                str(port),
-                "--state-dir",
-                str(workdir),
-                *extra_args,
-            ],
-            cwd=workdir,
-            env=server_env(registry, token),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        process = None if cold else _fork_server(argv, env, workdir, out.fileno())
+        if process is None:
+            process = subprocess.Popen(
+                [sys.executable, "-m", SERVER_MODULE, *argv],
+                cwd=workdir,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
     server = RunningServer(process, port, log)
     deadline = time.monotonic() + 180  # generous: a loaded machine takes a minute to import
     while time.monotonic() < deadline:
@@ -188,6 +208,46 @@ def _start_server(
         time.sleep(0.05)
     process.kill()
     raise AssertionError(f"server did not become healthy in 180 s:\n{server.log_text()}")
+
+
+_warm_worker: WarmWorker | None = None
+
+
+def _fork_server(argv: list[str], env: dict[str, str], cwd: Path, log: int) -> WarmStep | None:
+    """The server forked from this pytest worker's warm worker (started on the first call), or
+    None to start it cold: warm steps off, or the worker cannot be reached even after a restart."""
+    global _warm_worker
+    if not warm_steps_enabled(env):
+        return None
+    for _ in range(2):
+        if _warm_worker is None or _warm_worker.process.poll() is not None:
+            if _warm_worker is not None:
+                _warm_worker.stop()
+            # Its own worker, not the registry's one for this process: tests of warm steps
+            # stop, kill and count that one.
+            _warm_worker = WarmWorker(sys.executable)
+        # What a Popen child would have: this process's stdin, the log as stdout and stderr.
+        stdio = [_inherited_stdin(), os.dup(log), os.dup(log)]
+        try:
+            return _warm_worker.launch(SERVER_MODULE, env, str(cwd), argv=argv, stdio=stdio)
+        except WorkerUnavailable:
+            _warm_worker.stop()
+            _warm_worker = None
+    return None
+
+
+def _inherited_stdin() -> int:
+    try:
+        return os.dup(0)
+    except OSError:  # closed: Popen's child would have none either; /dev/null is the closest
+        return os.open(os.devnull, os.O_RDONLY)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_warm_worker() -> Iterator[None]:
+    yield
+    if _warm_worker is not None:
+        _warm_worker.stop()
 
 
 def _stop_server(server: RunningServer) -> None:
@@ -214,9 +274,12 @@ def start_server(registry: Registry, tmp_path: Path) -> Iterator[Callable[..., R
     started: list[RunningServer] = []
 
     def start(
-        version: str = "1", token: str | None = ADMIN_TOKEN, extra_args: tuple[str, ...] = ()
+        version: str = "1",
+        token: str | None = ADMIN_TOKEN,
+        extra_args: tuple[str, ...] = (),
+        cold: bool = False,
     ) -> RunningServer:
-        running = _start_server(registry, tmp_path, version, token, extra_args)
+        running = _start_server(registry, tmp_path, version, token, extra_args, cold)
         started.append(running)
         return running
 

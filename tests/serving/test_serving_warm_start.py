@@ -1,0 +1,69 @@
+"""The servers the other serving tests use are forked from a warm worker (conftest): such a
+server must be, for everything those tests check, the process a cold ``python -m`` start is."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from iris_assets.resources.warm_steps import WarmStep
+
+
+def _status(pid: int) -> dict[str, str]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = value.strip()
+    return fields
+
+
+def _fd_kinds(pid: int) -> list[str]:
+    """What each open descriptor is (a socket, a pipe, a device, a file), without inode numbers
+    or file names (each server logs to its own file)."""
+    kinds = []
+    for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        if ":" in target:
+            kind = target.split(":")[0]
+        else:
+            kind = target if target.startswith("/dev/") else "file"
+        kinds.append(f"{fd}:{kind}")
+    return kinds
+
+
+def test_a_forked_server_is_the_process_a_cold_start_is(start_server, tmp_path) -> None:
+    warm = start_server(version="2")
+    cold = start_server(version="2", cold=True)
+    assert isinstance(warm.process, WarmStep)
+    assert isinstance(cold.process, subprocess.Popen)
+
+    warm_status, cold_status = _status(warm.process.pid), _status(cold.process.pid)
+    # Ignored, blocked and caught signals: SIGPIPE ignored as in any fresh interpreter.
+    for field in ("SigIgn", "SigBlk", "SigCgt"):
+        assert warm_status[field] == cold_status[field], field
+    assert int(warm_status["SigIgn"], 16) & (1 << (signal.SIGPIPE - 1))
+    # The same session and process group (this worker's, as a Popen child is in) and folder.
+    for pid in (warm.process.pid, cold.process.pid):
+        assert os.getsid(pid) == os.getsid(0)
+        assert os.getpgid(pid) == os.getpgid(0)
+        assert Path(f"/proc/{pid}/cwd").resolve() == tmp_path.resolve()
+    # Nothing of the worker's is held open: the same kinds of descriptors, stdout to the log.
+    assert _fd_kinds(warm.process.pid) == _fd_kinds(cold.process.pid)
+    assert Path(os.readlink(f"/proc/{warm.process.pid}/fd/1")) == warm.log
+
+    # Both stop on SIGTERM with the status a Popen would report.
+    for server in (warm, cold):
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(30) == 0
+        assert server.process.returncode == 0
+
+
+def test_a_forked_server_killed_reports_the_signal(start_server) -> None:
+    warm = start_server()
+    assert isinstance(warm.process, WarmStep)
+    assert warm.process.poll() is None
+    warm.process.kill()
+    assert warm.process.wait(30) == -signal.SIGKILL
+    assert warm.process.poll() == -signal.SIGKILL
