@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.databricks.task_zygote import PER_TASK_VARIABLES
+from tests.databricks.task_zygote import TASK_ONLY_VARIABLES
 
 ZYGOTE = Path(__file__).with_name("task_zygote.py")
 # A zygote on a busy machine imports for seconds; one that has not answered by then is broken.
@@ -93,7 +93,7 @@ class Zygote:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(self.address)
         listener.listen(16)
-        own_env = {k: v for k, v in env.items() if k not in PER_TASK_VARIABLES}
+        own_env = {k: v for k, v in env.items() if k not in TASK_ONLY_VARIABLES}
         given = self.folder / "env.json"
         given.write_text(json.dumps(own_env))
         with open(self.folder / "zygote.log", "wb") as log:
@@ -136,9 +136,15 @@ class Zygote:
         return ForkedTask(args, answer["pid"], conn, rest)
 
     def close(self) -> None:
+        """SIGTERM: the zygote waits for its ended supervisors (their CPU time is then counted
+        in this process's children) and exits; SIGKILL if it does not within seconds."""
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 # This process's zygote (one per test worker) and why the last task ran cold, for the tests.
@@ -156,6 +162,14 @@ def zygote_for(python: Path, env: dict[str, str]) -> Zygote:
         return _zygote
 
 
+def forget(zygote: Zygote) -> None:
+    global _zygote
+    with _lock:
+        if _zygote is zygote:
+            zygote.close()
+            _zygote = None
+
+
 def launch(args: list[str], cwd: Path, env: dict[str, str], log) -> ForkedTask | subprocess.Popen:
     """Start ``args`` (``[python, task_process.py, ...]``) with this cwd, env and log as stdout
     and stderr: forked from this process's zygote of that python, else cold."""
@@ -169,5 +183,7 @@ def launch(args: list[str], cwd: Path, env: dict[str, str], log) -> ForkedTask |
             last_cold_reason = None
             return forked
         reason = forked
+        if zygote.process.poll() is not None:
+            forget(zygote)  # the next task starts another one
     last_cold_reason = reason
     return subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -61,9 +61,13 @@ PRELOAD = (
     "mlflow.store.tracking.sqlalchemy_store",
     "mlflow.store.model_registry.sqlalchemy_store",
 )
-# Read per task (by task_process.py, or by the interpreter at start-up: the overlay) and so free
-# to differ from the zygote's own environment.
-PER_TASK_VARIABLES = ("FAKE_WORKSPACE_VOLUMES", "FAKE_WORKSPACE_DENIED", "PYTHONPATH")
+# Read per task (by task_process.py, or by the interpreter at start-up: the overlay), so the
+# zygote starts without them.
+TASK_ONLY_VARIABLES = ("FAKE_WORKSPACE_VOLUMES", "FAKE_WORKSPACE_DENIED", "PYTHONPATH")
+# Free to differ from the zygote's: those, and PYTEST_CURRENT_TEST, the test that submitted the
+# task (the zygote has one too: it starts under a test); MLflow's testing checks read it when
+# called, not on import.
+PER_TASK_VARIABLES = (*TASK_ONLY_VARIABLES, "PYTEST_CURRENT_TEST")
 MAX_REQUEST_BYTES = 1 << 20
 
 
@@ -136,7 +140,7 @@ def run_task(request: dict, log_fd: int, coerced: dict[str, str]) -> None:
     code = 1
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
+        for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
@@ -183,7 +187,7 @@ def supervise(conn: socket.socket, request: dict, log_fd: int, coerced: dict[str
     """In the supervisor: fork the task in a process group of its own, report its pid, wait,
     report how it ended."""
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # waitpid needs the child's status
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         pid = os.fork()
         if pid == 0:
             conn.close()
@@ -199,10 +203,19 @@ def supervise(conn: socket.socket, request: dict, log_fd: int, coerced: dict[str
         os._exit(0)
 
 
+def reap(block: bool = False) -> None:
+    """Wait for ended supervisors (waited for, not ignored: so their tasks' CPU time counts in
+    the zygote's children, and in its owner's, as a cold process's does)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, 0 if block else os.WNOHANG)[0]:
+            pass
+
+
 def serve(
     listener: socket.socket, owner: int, given_env: dict, coerced: dict, imported: set[str]
 ) -> None:
     while os.getppid() == owner:
+        reap()
         if not select.select([listener], [], [], 1.0)[0]:
             continue
         conn, _ = listener.accept()
@@ -229,17 +242,25 @@ def serve(
         conn.close()
 
 
+def stop(signum, frame) -> None:
+    raise SystemExit(0)
+
+
 def main() -> None:
     listener_fd, owner = int(sys.argv[1]), int(sys.argv[2])
     listener = socket.socket(fileno=listener_fd)
     with open(sys.argv[3]) as given:
         given_env = json.load(given)
     coerced = {k: v for k, v in os.environ.items() if k not in given_env}
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the owner's to handle
+    signal.signal(signal.SIGTERM, stop)  # the owner's close: reap what is left, then exit
     imported = preload()
     print("zygote ready", sorted(imported), flush=True)
-    serve(listener, owner, given_env, coerced, imported)
+    try:
+        serve(listener, owner, given_env, coerced, imported)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        reap(block=True)
 
 
 if __name__ == "__main__":
