@@ -11,7 +11,9 @@ the endpoints they call:
   ``spark_python_task`` as a local process (``task_process.py``: the step file with its parameters,
   ``DATABRICKS_RUNTIME_VERSION`` set, ``/Volumes`` mapped to the same local folder for ``open``,
   ``os.stat`` and Parquet reads and writes, refusing a path in no volume of the workspace and
-  answering EACCES in a denied one, as the mount does);
+  answering EACCES in a denied one, as the mount does), forked from a warm zygote of the task
+  venv that imported the third-party libraries once per test worker, or cold when a fork could
+  differ from that process (``task_launcher.py``);
   ``runs/get``, ``runs/get-output`` and ``runs/cancel`` follow that process;
 - ``scim/v2/Me``, for the bundle's default root folder.
 

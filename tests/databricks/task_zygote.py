@@ -27,6 +27,7 @@ as ``subprocess.Popen.returncode``).
 
 import atexit
 import contextlib
+import gc
 import importlib
 import importlib.machinery
 import json
@@ -95,12 +96,22 @@ def task_path(request: dict) -> list[str]:
     return list(dict.fromkeys([script_folder, *overlay, *rest]))
 
 
-def cold_reason(request: dict, given_env: dict[str, str], imported: set[str]) -> str | None:
-    """Why a forked child would not be the process the task would get, if it would not."""
+def cold_reason(
+    request: dict, given_env: dict[str, str], effective: dict[str, str], imported: set[str]
+) -> str | None:
+    """Why a forked child would not be the process the task would get, if it would not.
+
+    A variable that start-up or an import sets here (``effective``: LC_CTYPE, scikit-learn's
+    KMP_DUPLICATE_LIB_OK) may be absent from the task's, or have the value it was set to."""
     shared = {k: v for k, v in request["env"].items() if k not in PER_TASK_VARIABLES}
     own = {k: v for k, v in given_env.items() if k not in PER_TASK_VARIABLES}
-    if shared != own:
-        differing = sorted({name for name, _ in set(shared.items()) ^ set(own.items())})
+    differing = sorted(
+        name
+        for name in set(shared) | set(own)
+        if shared.get(name) != own.get(name)
+        and (name in given_env or shared.get(name) != effective.get(name))
+    )
+    if differing:
         return f"environment variables differ from the zygote's: {differing}"
     python_file = request["argv"][2] if len(request["argv"]) > 2 else request["argv"][0]
     searched = [os.path.dirname(os.path.abspath(python_file)), *task_path(request)]
@@ -135,7 +146,7 @@ def send(conn: socket.socket, message: dict) -> None:
     conn.sendall(json.dumps(message).encode() + b"\n")
 
 
-def run_task(request: dict, log_fd: int, coerced: dict[str, str]) -> None:
+def run_task(request: dict, log_fd: int, added: dict[str, str]) -> None:
     """In the forked child: become ``python task_process.py ...`` with the task's env and log."""
     code = 1
     try:
@@ -150,8 +161,9 @@ def run_task(request: dict, log_fd: int, coerced: dict[str, str]) -> None:
         os.close(log_fd)
         os.chdir(request["cwd"])
         os.environ.clear()
-        # What start-up adds to the environment (PEP 538's LC_CTYPE), as a cold start would.
-        os.environ.update({**coerced, **request["env"]})
+        # What start-up and the imports done here added (PEP 538's LC_CTYPE, scikit-learn's
+        # KMP_*), as a cold start and the same imports would.
+        os.environ.update({**added, **request["env"]})
         sys.path[:] = task_path(request)
         sys.path_importer_cache.clear()
         importlib.invalidate_caches()
@@ -183,7 +195,7 @@ def run_task(request: dict, log_fd: int, coerced: dict[str, str]) -> None:
         os._exit(code)
 
 
-def supervise(conn: socket.socket, request: dict, log_fd: int, coerced: dict[str, str]) -> None:
+def supervise(conn: socket.socket, request: dict, log_fd: int, added: dict[str, str]) -> None:
     """In the supervisor: fork the task in a process group of its own, report its pid, wait,
     report how it ended."""
     try:
@@ -192,7 +204,7 @@ def supervise(conn: socket.socket, request: dict, log_fd: int, coerced: dict[str
         if pid == 0:
             conn.close()
             os.setpgid(0, 0)
-            run_task(request, log_fd, coerced)
+            run_task(request, log_fd, added)
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # before the pid is sent: a kill of its group finds the group
         os.close(log_fd)
@@ -212,7 +224,7 @@ def reap(block: bool = False) -> None:
 
 
 def serve(
-    listener: socket.socket, owner: int, given_env: dict, coerced: dict, imported: set[str]
+    listener: socket.socket, owner: int, given_env: dict, added: dict, imported: set[str]
 ) -> None:
     while os.getppid() == owner:
         reap()
@@ -226,7 +238,7 @@ def serve(
         except (OSError, ValueError):
             conn.close()
             continue
-        reason = cold_reason(request, given_env, imported)
+        reason = cold_reason(request, given_env, added, imported)
         if reason:
             with contextlib.suppress(OSError):
                 send(conn, {"cold": reason})
@@ -237,7 +249,7 @@ def serve(
         sys.stderr.flush()
         if os.fork() == 0:
             listener.close()
-            supervise(conn, request, log_fd, coerced)
+            supervise(conn, request, log_fd, added)
         os.close(log_fd)
         conn.close()
 
@@ -251,13 +263,16 @@ def main() -> None:
     listener = socket.socket(fileno=listener_fd)
     with open(sys.argv[3]) as given:
         given_env = json.load(given)
-    coerced = {k: v for k, v in os.environ.items() if k not in given_env}
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the owner's to handle
     signal.signal(signal.SIGTERM, stop)  # the owner's close: reap what is left, then exit
     imported = preload()
+    added = {k: v for k, v in os.environ.items() if k not in given_env}
+    # Out of the collector's sight: a child's collections then never walk (and so copy) the
+    # zygote's objects, as a cold process's walk only what it imported itself.
+    gc.freeze()
     print("zygote ready", sorted(imported), flush=True)
     try:
-        serve(listener, owner, given_env, coerced, imported)
+        serve(listener, owner, given_env, added, imported)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         reap(block=True)
