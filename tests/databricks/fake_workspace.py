@@ -11,7 +11,9 @@ the endpoints they call:
   ``spark_python_task`` as a local process (``task_process.py``: the step file with its parameters,
   ``DATABRICKS_RUNTIME_VERSION`` set, ``/Volumes`` mapped to the same local folder for ``open``,
   ``os.stat`` and Parquet reads and writes, refusing a path in no volume of the workspace and
-  answering EACCES in a denied one, as the mount does);
+  answering EACCES in a denied one, as the mount does), forked from a warm zygote of the task
+  venv that imported the third-party libraries once per test worker, or cold when a fork could
+  differ from that process (``task_launcher.py``);
   ``runs/get``, ``runs/get-output`` and ``runs/cancel`` follow that process;
 - ``scim/v2/Me``, for the bundle's default root folder.
 
@@ -77,7 +79,7 @@ from packaging.utils import canonicalize_name
 from iris_assets.resources import SettingsResource
 from iris_assets.resources.databricks_runner import DatabricksStepRunner
 from iris_assets.settings import Settings
-from tests.databricks import serverless_env
+from tests.databricks import serverless_env, task_launcher
 
 TASK_PROCESS = Path(__file__).with_name("task_process.py")
 HOST = "https://fake-workspace.cloud.databricks.com"
@@ -118,7 +120,7 @@ class FakeRun:
     task_run_id: int
     body: dict[str, Any]
     log: Path
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen | task_launcher.ForkedTask | None = None
     error: str | None = None  # a failure before the step file ran (e.g. library installation)
     observed: int = 0
     cancelled: bool = False
@@ -418,7 +420,7 @@ class FakeWorkspace:
                 return local if local.is_file() else None
         return None
 
-    def launch(self, run: FakeRun) -> subprocess.Popen:
+    def launch(self, run: FakeRun) -> subprocess.Popen | task_launcher.ForkedTask:
         env = {
             k: v
             for k, v in os.environ.items()
@@ -435,20 +437,15 @@ class FakeWorkspace:
         workdir = self.root / "runs" / str(run.run_id)
         workdir.mkdir(parents=True)
         python_file = self.local_file(run.task["spark_python_task"]["python_file"])
+        args = [
+            str(run.task_python),
+            str(TASK_PROCESS),
+            str(self.local_volumes),
+            str(python_file),
+            *run.parameters,
+        ]
         with open(run.log, "wb") as log:
-            return subprocess.Popen(
-                [
-                    str(run.task_python),
-                    str(TASK_PROCESS),
-                    str(self.local_volumes),
-                    str(python_file),
-                    *run.parameters,
-                ],
-                cwd=workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            return task_launcher.launch(args, workdir, env, log)
 
     def find_run(self, run_id) -> FakeRun:
         run = self.runs.get(int(run_id))
