@@ -27,7 +27,6 @@ from pathlib import Path
 import pytest
 
 from iris_assets.settings import Settings, load_settings
-from tests import local_spark
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_VARS = ("IRIS_ENV", "IRIS_TARGET", "IRIS_CATALOG", "IRIS_SCHEMA", "IRIS_SERVING_HOST")
@@ -96,6 +95,8 @@ def made_once_per_file(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(config, items):
     # A stable sort: each file keeps its tests in order, the other files keep theirs.
     items.sort(key=lambda item: schedule_rank(item.nodeid.partition("::")[0]))
+    from tests import local_spark  # here: the env-5 run of the core tests cannot import tests
+
     for item in items:
         path = item.nodeid.partition("::")[0]
         if path in local_spark.SPARK_FILES:  # one worker, one JVM (tests/local_spark.py)
@@ -123,6 +124,7 @@ class GroupedNodeIds:
 @pytest.hookimpl(trylast=True)  # after the test's own fixtures were torn down
 def pytest_runtest_teardown(item, nextitem):
     """End the shared JVM after the last Spark test this worker runs, not at the worker's end."""
+    from tests import local_spark
     spark_files = local_spark.SPARK_FILES
     if item.nodeid.partition("::")[0] in spark_files and (
         nextitem is None or nextitem.nodeid.partition("::")[0] not in spark_files
