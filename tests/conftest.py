@@ -69,6 +69,13 @@ ENVIRONMENT_VENV_FILES = (
     "tests/databricks/test_databricks_runner.py",
 )
 PER_FILE_SCOPES = ("package", "module", "class")
+# The files that share one local SparkSession, and so one JVM, on one worker (tests/local_spark.py).
+SPARK_FILES = (
+    "tests/steps/test_spark_scoring.py",
+    "tests/steps/test_spark_performance.py",
+    "tests/steps/test_spark_label_evidence.py",
+    "tests/core/test_spark_whole_source.py",
+)
 
 
 def schedule_rank(path: str) -> tuple[int, int]:
@@ -95,12 +102,10 @@ def made_once_per_file(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(config, items):
     # A stable sort: each file keeps its tests in order, the other files keep theirs.
     items.sort(key=lambda item: schedule_rank(item.nodeid.partition("::")[0]))
-    from tests import local_spark  # here: the env-5 run of the core tests cannot import tests
-
     for item in items:
         path = item.nodeid.partition("::")[0]
-        if path in local_spark.SPARK_FILES:  # one worker, one JVM (tests/local_spark.py)
-            item.add_marker(pytest.mark.xdist_group(local_spark.SPARK_GROUP))
+        if path in SPARK_FILES:  # one worker, one JVM (tests/local_spark.py)
+            item.add_marker(pytest.mark.xdist_group("local-spark"))
         elif made_once_per_file(item):
             item.add_marker(pytest.mark.xdist_group(path))
 
@@ -124,11 +129,12 @@ class GroupedNodeIds:
 @pytest.hookimpl(trylast=True)  # after the test's own fixtures were torn down
 def pytest_runtest_teardown(item, nextitem):
     """End the shared JVM after the last Spark test this worker runs, not at the worker's end."""
-    from tests import local_spark
-    spark_files = local_spark.SPARK_FILES
-    if item.nodeid.partition("::")[0] in spark_files and (
-        nextitem is None or nextitem.nodeid.partition("::")[0] not in spark_files
+    if item.nodeid.partition("::")[0] in SPARK_FILES and (
+        nextitem is None or nextitem.nodeid.partition("::")[0] not in SPARK_FILES
     ):
+        # Imported here: the env-5 run of the core tests loads this file without ``tests``.
+        from tests import local_spark
+
         local_spark.stop()
 
 

@@ -1,9 +1,9 @@
 """The local SparkSession the Spark test files share, and the JVM it runs in gone after them.
 
-One JVM serves every file in ``SPARK_FILES``: a JVM's start and the JIT compiling Spark's query
-path cost more CPU than most of these tests' queries, so the files pay them once, not once each.
-``tests/conftest.py`` deals the files to one worker as one group (``SPARK_GROUP``) and calls
-``stop`` after the group's last test on that worker. ``SparkSession.stop()`` alone stops the
+One JVM serves every file in ``SPARK_FILES`` (``tests/conftest.py``): a JVM's start and the JIT
+compiling Spark's query path cost more CPU than most of these tests' queries, so the files pay
+them once, not once each. ``tests/conftest.py`` deals the files to one worker as one group, and
+calls ``stop`` after the group's last test on that worker. ``SparkSession.stop()`` alone stops the
 Spark context but leaves pyspark's py4j gateway, the JVM, running until the Python process exits
 (the worker's whole run), where an idle local-mode JVM keeps 10-15% of a core busy.
 
@@ -16,14 +16,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-
-SPARK_FILES = (
-    "tests/steps/test_spark_scoring.py",
-    "tests/steps/test_spark_performance.py",
-    "tests/steps/test_spark_label_evidence.py",
-    "tests/core/test_spark_whole_source.py",
-)
-SPARK_GROUP = "local-spark"
 
 # The JVM lives for the group's minute or two: C2's compiles of Spark's code never pay back in
 # that time, and C1 alone halved the Spark files' CPU here (150 to 72 CPU s for the three step
