@@ -1,18 +1,15 @@
 """Review 13c: evidence a retrain never answered must not read as spent."""
 
+import time
+from unittest import mock
+
 import dagster as dg
-import pytest
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
+from iris_assets.assets.retraining import SUBMIT_GRACE_SECONDS
 from tests.assets.test_monitoring_retraining import DAY, label_and_judge, retraining_tick, score
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13c: a retrain run deleted from the instance (as the in-flight skip message "
-    "advises: `dagster run delete`) spends its evidence: unanswered_run finds no run and "
-    "treats it as answered, so the 60 labels never train a challenger",
-)
 def test_a_deleted_retrain_run_does_not_spend_its_evidence(settings, graph, champion):
     defs, instance = graph
     label_and_judge(graph, settings, score(graph, settings, DAY, rows=150), rows=60, drop=0.0)
@@ -27,19 +24,15 @@ def test_a_deleted_retrain_run_does_not_spend_its_evidence(settings, graph, cham
     )
     blocked = retraining_tick(graph, cursor)
     assert isinstance(blocked, dg.SkipReason) and "dagster run delete" in blocked.skip_message
-    # The person does what the tick says.
+    # The person does what the tick says, on a tick well after the request.
     instance.delete_run(run.run_id)
-    after = retraining_tick(graph, cursor)
+    assert retraining_tick(graph, cursor).skip_message.startswith("no new evidence")
+    later = time.time() + SUBMIT_GRACE_SECONDS + 60
+    with mock.patch("iris_assets.assets.retraining._now", return_value=later):
+        after = retraining_tick(graph, cursor)
     assert isinstance(after, dg.RunRequest), after.skip_message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13c: a retrain whose ingest took the labels in and then failed to train is "
-    "retried once; when that retry ends before its own ingest (canceled on a cold start), "
-    "taken_in_by_unanswered finds no iris_features in it and the 60 labels drop out silently: "
-    "no third attempt and no 'ended 3 times' message",
-)
 def test_a_retry_canceled_before_its_ingest_keeps_the_labels_its_first_attempt_took_in(
     settings, graph, champion
 ):

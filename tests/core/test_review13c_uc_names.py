@@ -15,7 +15,7 @@ def test_an_apostrophe_in_the_catalog_is_refused_saying_why():
     with pytest.raises(SettingsError) as refused:
         check_uc_name("IRIS_CATALOG", "o'brien")
     message = str(refused.value)
-    assert message.startswith("IRIS_CATALOG=\"o'brien\" is not a Unity Catalog name: it holds")
+    assert message.startswith('IRIS_CATALOG="o\'brien" is not a Unity Catalog name: it holds')
     assert "MLflow search filters" in message and "apostrophe" in message
 
 
