@@ -52,8 +52,10 @@ def check_uc_name(variable: str, value: str) -> str:
     ``/Volumes/<catalog>/<schema>/<volume>/...`` (and local warehouse folders): a ``.``, ``/``
     or space would name another object or leave the volume (``..``). Unity Catalog refuses them
     too (periods, spaces, forward slashes, ASCII control characters and DEL), and names longer
-    than 255 characters."""
-    bad = sorted({c for c in value if c in "./ " or ord(c) < 0x20 or ord(c) == 0x7F})
+    than 255 characters. An apostrophe Unity Catalog would take (quoted) is refused here: the
+    model name is a value in MLflow search filters (``core.evidence``), whose grammar has no
+    escape for a quote inside a quoted string."""
+    bad = sorted({c for c in value if c in "./ '" or ord(c) < 0x20 or ord(c) == 0x7F})
     if value and len(value) <= UC_NAME_MAX and not bad:
         return value
     why = (
@@ -66,7 +68,8 @@ def check_uc_name(variable: str, value: str) -> str:
     raise SettingsError(
         f"{variable}={value!r} is not a Unity Catalog name: it {why}. Use letters, digits and "
         "underscores (e.g. iris_dev, ml); it names catalog.schema.table and "
-        "/Volumes/<catalog>/<schema>/... paths, where '.', '/' and spaces are not allowed"
+        "/Volumes/<catalog>/<schema>/... paths, where '.', '/' and spaces are not allowed, "
+        "and MLflow search filters, which cannot escape an apostrophe (')"
     )
 
 

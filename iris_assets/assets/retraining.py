@@ -31,7 +31,8 @@ it failed. Each trigger's evidence is keyed on its own (``decay:DAY``, ``drift:L
 stale flower's id, held and current species and when its row was written>``) and remembered in
 the sensor's cursor with the run keys requested for it, so one piece of evidence starts at most
 one retrain that gets an answer. A run that failed or was canceled before registering a
-challenger took nothing in: its evidence is asked for again under a new run key, up to
+challenger took nothing in, nor did one deleted (no run under its key ``SUBMIT_GRACE_SECONDS``
+after the request): its evidence is asked for again under a new run key, up to
 ``MAX_ATTEMPTS`` runs, then the tick names the runs and says what to do. Label evidence is taken
 in only by an ingest of the very file the report wrote (``source_sha256`` equal to the report's
 ``labelled_flowers_sha256``). A retrain waits (the evidence unspent) while labels exist
@@ -356,32 +357,78 @@ def _materialized(instance: dg.DagsterInstance, run_id: str) -> set[dg.AssetKey]
     return {e.event_log_entry.dagster_event.asset_key for e in events}
 
 
-def unanswered_run(instance: dg.DagsterInstance, run_key: str):
+class Unanswered:
+    """A run requested for some evidence that ended without registering a challenger, or that
+    is gone from the instance (``run`` None: deleted)."""
+
+    def __init__(self, run_key: str, run=None):
+        self.run_key, self.run = run_key, run
+
+    def __str__(self) -> str:
+        if self.run is None:
+            return f"run key {self.run_key} (no run: deleted)"
+        return f"run {self.run.run_id} ({self.run.status.value.lower()})"
+
+
+SUBMIT_GRACE_SECONDS = 600
+"""How long after its request a run key may have no run: the daemon creates it within seconds."""
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _requested_at(cursor: str | None) -> dict[str, float]:
+    """run key -> when the tick requested it (cursors of earlier releases: none known)."""
+    try:
+        value = json.loads(cursor) if cursor else {}
+    except ValueError:
+        return {}
+    at = value.get("requested_at") if isinstance(value, dict) else None
+    if not isinstance(at, dict):
+        return {}
+    return {str(k): float(v) for k, v in at.items() if isinstance(v, int | float)}
+
+
+def unanswered_run(
+    instance: dg.DagsterInstance, run_key: str, requested_at: float | None = None
+) -> Unanswered | None:
     """The run requested under ``run_key`` when it failed or was canceled before registering a
     challenger (a serverless cold start that timed out, an ingest or a training step that
-    failed), else None.
+    failed), or when no run is under it ``SUBMIT_GRACE_SECONDS`` after its request
+    (``requested_at``), else None.
 
-    A run not created yet (the daemon submits it after the tick), still going, or successful
-    spent its evidence; so did one whose challenger then failed evaluation: that is an answer,
-    and ``notification_sensor`` tells a person."""
+    The daemon creates the run within seconds of the tick that requested it, so a key with no
+    run long after was deleted (as the in-flight skip advises for a run that will never finish)
+    and nothing was trained on its evidence; a run not created yet right after the request is
+    not asked for twice. One still going or successful spent its evidence; so did one whose
+    challenger then failed evaluation: that is an answer, and ``notification_sensor`` tells a
+    person."""
     records = instance.get_run_records(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
-    if not records or records[0].dagster_run.status not in ENDED_UNANSWERED:
-        return None
+    if not records:
+        late = requested_at is not None and _now() - requested_at > SUBMIT_GRACE_SECONDS
+        return Unanswered(run_key) if late else None
     run = records[0].dagster_run
-    return None if CHALLENGER in _materialized(instance, run.run_id) else run
+    if run.status not in ENDED_UNANSWERED or CHALLENGER in _materialized(instance, run.run_id):
+        return None
+    return Unanswered(run_key, run)
 
 
-def taken_in_by_unanswered(instance, last: dict, held: list[tuple[str, str]]):
-    """The last request's (key, reason) pairs no longer reported because its own run ingested
-    them before it failed: label evidence is then taken in, but nothing was trained on it."""
+def taken_in_by_unanswered(instance, last: dict, held: list[tuple[str, str]], requested, at):
+    """The last request's (key, reason) pairs no longer reported because a run requested for
+    them ingested them before it failed, and no run requested for them answered: label evidence
+    is then taken in, but nothing was trained on it. Every attempt counts, not only the last: a
+    retry canceled before its own ingest leaves the labels its first attempt took in."""
     held_keys = {key for key, _ in held}
     gone = [(str(k), str(t)) for k, t in last.get("reasons", []) if k not in held_keys]
-    if not gone:
-        return []
-    failed = unanswered_run(instance, str(last["run_key"]))
-    if failed is None or FEATURES not in _materialized(instance, failed.run_id):
-        return []
-    return gone
+    kept = []
+    for key, text in gone:
+        attempts = [unanswered_run(instance, r, at.get(r)) for r in requested.get(key, [])]
+        if not attempts or any(a is None for a in attempts):
+            continue
+        if any(a.run and FEATURES in _materialized(instance, a.run.run_id) for a in attempts):
+            kept.append((key, text))
+    return kept
 
 
 def _attempt_run_key(evidence: str, attempt: int) -> str:
@@ -400,6 +447,8 @@ def _given_up_reason(instance, given_up: list[tuple[str, str]], requested) -> st
         if records:
             run = records[0].dagster_run
             ids.append(f"{run.run_id} ({run.status.value.lower()})")
+        else:
+            ids.append(f"{run_key} (deleted)")
     return (
         f"training_job ended {MAX_ATTEMPTS} times without a challenger for "
         + "; ".join(text for _, text in given_up)
@@ -480,21 +529,22 @@ def retraining_sensor(
     # took in is no longer reported at all. A run that ended without a challenger spent nothing:
     # its evidence is requested again under a new run key, MAX_ATTEMPTS runs in all.
     requested, last = _read_cursor(context.cursor)
+    at = _requested_at(context.cursor)
     held = retraining_reasons(context.instance, current, retraining)
     if last:
-        held += taken_in_by_unanswered(context.instance, last, held)
+        held += taken_in_by_unanswered(context.instance, last, held, requested, at)
     reasons, retried, spent, given_up = [], [], [], []
     for key, text in held:
         runs = requested.get(key)
         if runs is None:
             reasons.append((key, text))
             continue
-        failed = unanswered_run(context.instance, runs[-1]) if runs else None
+        failed = unanswered_run(context.instance, runs[-1], at.get(runs[-1])) if runs else None
         if failed is None:
             spent.append((key, text))
         elif len(runs) < MAX_ATTEMPTS:
             reasons.append((key, text))
-            retried.append(f"run {failed.run_id} ({failed.status.value.lower()})")
+            retried.append(str(failed))
         else:
             given_up.append((key, text))
     stuck = _given_up_reason(context.instance, given_up, requested) if given_up else ""
@@ -539,7 +589,10 @@ def retraining_sensor(
         requested[key] = [*requested.pop(key, []), run_key]
     kept = list(requested.items())[-USED_EVIDENCE:]  # the newest last: dicts keep their order
     last = {"run_key": run_key, "reasons": [list(pair) for pair in reasons]}
-    context.update_cursor(json.dumps({"evidence": dict(kept), "last": last}))
+    at[run_key] = _now()
+    live = {r for _, runs in kept for r in runs}
+    at = {r: t for r, t in at.items() if r in live}
+    context.update_cursor(json.dumps({"evidence": dict(kept), "last": last, "requested_at": at}))
     return dg.RunRequest(
         run_key=run_key,
         run_config={"ops": {"iris_features": {"config": config}}} if config else {},

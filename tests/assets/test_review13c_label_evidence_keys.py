@@ -1,0 +1,54 @@
+"""Review 13c: the labels:<hash> key names id, species and batch file, not when it landed."""
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from iris_assets.assets.retraining import retraining_sensor
+from iris_assets.steps.performance import labelled_flowers_path
+from tests.assets.test_monitoring_retraction import DAY, ingest, judge, land
+from tests.assets.test_monitoring_retraining import score
+
+BATCH = "batch-20261125T000000000000Z-aaaaaaaa.parquet"
+
+
+def tick(graph, cursor=None):
+    defs, instance = graph
+    with dg.build_sensor_context(
+        instance=instance, definitions=defs, resources=defs.resources, cursor=cursor
+    ) as context:
+        return retraining_sensor(context), context.cursor
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review13c: 60 flowers retracted (batch deleted, retrain removed them) and then "
+    "landed again under the same batch file name give the same labels:<hash> as their first "
+    "landing, which the cursor holds as spent: they never train again",
+)
+def test_flowers_landed_again_under_the_same_batch_name_after_their_retraction_retrain(
+    settings, graph, champion
+):
+    scored = score(graph, settings, DAY, rows=150).sort_values("flower_id")
+    labels = pd.DataFrame(
+        {"flower_id": scored["flower_id"].iloc[:60], "species": scored["prediction"].iloc[:60]}
+    )
+    batch = land(settings, labels, BATCH)
+    judge(graph)
+    first, cursor = tick(graph)
+    assert isinstance(first, dg.RunRequest), first
+    assert first.tags["iris/retrain_reason"].startswith("labels: 60 new")
+    source = str(labelled_flowers_path(settings))
+    assert ingest(graph, source)["rows_inserted"] == 60  # the retrain's ingest
+
+    batch.unlink()  # the collector withdraws the batch
+    judge(graph)
+    retract, cursor = tick(graph, cursor)
+    assert isinstance(retract, dg.RunRequest), retract
+    assert ingest(graph, source)["rows_removed"] == 60  # that retrain's ingest
+
+    land(settings, labels, BATCH)  # ... and lands it again, same file name
+    judge(graph)
+    again, _ = tick(graph, cursor)
+    assert isinstance(again, dg.RunRequest), again.skip_message
+    assert again.tags["iris/retrain_reason"].startswith("labels: 60 new")
