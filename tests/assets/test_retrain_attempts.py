@@ -30,6 +30,18 @@ def start_and_end(graph, request, ending: str):
     return run.run_id
 
 
+def run_with(graph, request, ops: dict):
+    """The training_job ``request`` starts, as the daemon runs it, with ``ops`` config added."""
+    defs, instance = graph
+    return run_job(
+        defs,
+        instance,
+        "training_job",
+        run_config={"ops": {**request.run_config.get("ops", {}), **ops}},
+        tags={**request.tags, "dagster/run_key": request.run_key},
+    )
+
+
 def test_a_retrain_that_keeps_failing_is_asked_for_three_times_then_named_on_the_tick(
     settings, graph, champion
 ):
@@ -71,13 +83,7 @@ def test_a_retrain_whose_challenger_failed_evaluation_is_not_asked_for_again(
     request, cursor = retraining_tick(graph, with_cursor=True)
     assert isinstance(request, dg.RunRequest) and "decay on" in request.tags["iris/retrain_reason"]
     impossible = {"evaluation_report": {"config": {"min_accuracy": 1.01}}}
-    run = run_job(
-        defs,
-        instance,
-        "training_job",
-        run_config={"ops": {**request.run_config.get("ops", {}), **impossible}},
-        tags={**request.tags, "dagster/run_key": request.run_key},
-    )
+    run = run_with(graph, request, impossible)
     assert not run.success, "a failed evaluation fails the run"
     assert ModelRegistry(settings).challenger().evaluation == "failed"
     # The decay of DAY still holds, and its run failed: but it registered a challenger.
@@ -103,13 +109,7 @@ def test_a_retrain_that_took_the_labels_in_and_then_failed_to_train_is_asked_for
     request, cursor = retraining_tick(graph, with_cursor=True)
     assert isinstance(request, dg.RunRequest), request
     broken = {"challenger_model": {"config": {"C": -1.0}}}  # the training step fails
-    run = run_job(
-        defs,
-        instance,
-        "training_job",
-        run_config={"ops": {**request.run_config.get("ops", {}), **broken}},
-        tags={**request.tags, "dagster/run_key": request.run_key},
-    )
+    run = run_with(graph, request, broken)
     assert not run.success
     models = ModelRegistry(settings)
     challenger = models.challenger()

@@ -4,20 +4,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from iris_assets.assets.retraining import retraining_sensor
 from iris_assets.steps.performance import labelled_flowers_path
 from tests.assets.test_monitoring_retraction import DAY, ingest, judge, land
 from tests.assets.test_monitoring_retraining import score
+from tests.assets.test_monitoring_retraining_evidence import tick
 
 BATCH = "batch-20261125T000000000000Z-aaaaaaaa.parquet"
-
-
-def tick(graph, cursor=None):
-    defs, instance = graph
-    with dg.build_sensor_context(
-        instance=instance, definitions=defs, resources=defs.resources, cursor=cursor
-    ) as context:
-        return retraining_sensor(context), context.cursor
 
 
 @pytest.mark.xfail(

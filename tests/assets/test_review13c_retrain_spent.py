@@ -37,21 +37,14 @@ def test_a_retry_canceled_before_its_ingest_keeps_the_labels_its_first_attempt_t
     settings, graph, champion
 ):
     from iris_assets.core.registry import ModelRegistry
-    from tests.assets.helpers import run_job
-    from tests.assets.test_retrain_attempts import start_and_end
+    from tests.assets.test_retrain_attempts import run_with, start_and_end
 
     defs, instance = graph
     label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
     request, cursor = retraining_tick(graph, with_cursor=True)
     assert isinstance(request, dg.RunRequest), request
     broken = {"challenger_model": {"config": {"C": -1.0}}}  # ingest succeeds, training fails
-    first = run_job(
-        defs,
-        instance,
-        "training_job",
-        run_config={"ops": {**request.run_config.get("ops", {}), **broken}},
-        tags={**request.tags, "dagster/run_key": request.run_key},
-    )
+    first = run_with(graph, request, broken)
     assert not first.success
     models = ModelRegistry(settings)
     assert models.challenger() is None or models.challenger().version == "1", "none new"

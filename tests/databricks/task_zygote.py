@@ -124,6 +124,8 @@ def cold_reason(
     return None
 
 
+# The request framing mirrors iris_assets.steps.warm_worker's; importing it would load the
+# project here, which must come from each task's deployed wheel instead.
 def read_request(conn: socket.socket) -> tuple[dict, list[int]]:
     data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST_BYTES, 1)
     try:
