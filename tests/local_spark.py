@@ -61,9 +61,13 @@ def stop() -> None:
     if gateway is not None:
         gateway.shutdown()
         process = getattr(gateway, "proc", None)
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=30)
+        if process is None:
+            raise RuntimeError(
+                "pyspark's gateway has no `proc`: cannot end the shared JVM, which would keep "
+                "running idle until the worker exits (tests/local_spark.py)"
+            )
+        process.terminate()
+        process.wait(timeout=30)  # raises if the JVM outlives its SIGTERM
         SparkContext._gateway = None
         SparkContext._jvm = None
     if _warehouse is not None:
