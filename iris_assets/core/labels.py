@@ -183,9 +183,16 @@ def _labelled_at(raw: pd.DataFrame, now: pd.Timestamp) -> tuple[pd.Series, list[
     wrong: list[str | None] = [None] * len(raw)
     if "labelled_at" not in raw.columns:
         return pd.Series(now, index=raw.index), wrong
-    given = raw["labelled_at"]
-    blank = given.isna() | given.astype(object).map(lambda v: isinstance(v, str) and not v.strip())
-    stamps = pd.to_datetime(given.where(~blank), utc=True, errors="coerce", format="ISO8601")
+    given = raw["labelled_at"].astype(object)
+    blank = given.isna() | given.map(lambda v: isinstance(v, str) and not v.strip())
+    # Only text and timestamps can be a time: pandas would read a boolean column as a zone-less
+    # NaT column (which cannot be compared with ``now``) and numbers as epochs.
+    timelike = given.map(lambda v: isinstance(v, str | datetime | np.datetime64))
+    stamps = pd.to_datetime(
+        given.where(~blank & timelike), utc=True, errors="coerce", format="ISO8601"
+    )
+    if stamps.dt.tz is None:  # nothing parsed: an all-NaT column pandas leaves without a zone
+        stamps = stamps.dt.tz_localize("UTC")
     for i in np.flatnonzero(stamps.isna().to_numpy() & ~blank.to_numpy()):
         wrong[i] = (
             f"labelled_at {str(given.iloc[i])!r} is not a past ISO 8601 time "

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,6 +85,14 @@ def post_json(url: str, message: dict[str, Any], timeout: float | None = None) -
     timeout = TIMEOUT_SECONDS if timeout is None else timeout
     outcome: list[Delivery] = []
     try:
+        # urllib also opens file:, data: and ftp: URLs and answers them without a status: a
+        # mistyped variable would read as delivered while nobody was told.
+        scheme = urllib.parse.urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            shown = f"its scheme is {scheme}:" if scheme.isalnum() else "it has no scheme"
+            return Delivery(
+                "failed", f"{NOTIFY_URL_ENV} must be an http:// or https:// URL; {shown}"
+            )
         body = json.dumps(message, sort_keys=True).encode()
         request = urllib.request.Request(
             url, data=body, method="POST", headers={"Content-Type": "application/json"}

@@ -23,13 +23,6 @@ def scored(ids):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13e: a Parquet label batch whose optional labelled_at column is boolean is "
-    "accepted by `iris label`, then validate_labels raises TypeError (pandas gives a naive NaT "
-    "column, compared with an aware now): model_performance fails for the whole day, so none "
-    "of its labels, good batches included, reach the labels or the rejects table",
-)
 def test_a_boolean_labelled_at_is_rejected_not_raised(tmp_path):
     offered = tmp_path / "labels.parquet"
     table = pa.table(
@@ -45,3 +38,23 @@ def test_a_boolean_labelled_at_is_rejected_not_raised(tmp_path):
     assert rows == 3, "the landing accepted the batch"
     day = read_labelled_day(root, DAY, scored([1, 2, 3]))
     assert len(day.labelled) + day.rows_rejected == day.landing_rows == 3
+    assert day.rows_rejected == 3, "True is no time: each row is quarantined, none accepted"
+    assert all("labelled_at" in reason for reason in day.rejects["reason"]), day.rejects
+
+
+@pytest.mark.parametrize(
+    "column",
+    [pa.array([1, 2, 3], pa.int64()), pa.array([1.5, 2.0, 3.0])],
+    ids=["int", "double"],
+)
+def test_a_numeric_labelled_at_is_no_epoch(tmp_path, column):
+    """A number is refused as a time, not read as seconds (or nanoseconds) since 1970."""
+    offered = tmp_path / "labels.parquet"
+    ids = pa.array([1, 2, 3], pa.int64())
+    pq.write_table(
+        pa.table({"flower_id": ids, "species": ["setosa"] * 3, "labelled_at": column}), offered
+    )
+    root = tmp_path / "flower_labels"
+    copy_label_file(offered, root, DAY)
+    day = read_labelled_day(root, DAY, scored([1, 2, 3]))
+    assert day.rows_rejected == 3 and len(day.labelled) == 0
