@@ -28,7 +28,8 @@ needs config (the labelled source) and a tag (the reason) that an ``AutomationCo
 attach. While a retrained challenger that passed evaluation waits for its approval, no other is
 trained; one that failed blocks nothing (it cannot be approved) and ``notification_sensor`` says
 it failed. Each trigger's evidence is keyed on its own (``decay:DAY``, ``drift:LAST_DAY``,
-``labels:<hash of each new flower's id, species and label batch>``, ``retracted:<hash of each
+``labels:<hash of each new flower's id, species and label batch>`` naming the latest removal of
+labelled flowers before the report, if any (``new_labels_key``), ``retracted:<hash of each
 stale flower's id, held and current species and when its row was written>``) and remembered in
 the sensor's cursor with the run keys requested for it, so one piece of evidence starts at most
 one retrain that gets an answer. A run that failed or was canceled before registering a
@@ -189,7 +190,44 @@ def reported_label_evidence(instance: dg.DagsterInstance, settings):
     written = metadata.get(LABELLED_SHA256)
     if labelled_source_ingested_since(instance, settings, record.storage_id, written):
         return None
-    return evidence, f"labels:{evidence.new_hash}"
+    return evidence, new_labels_key(instance, settings, record.storage_id, evidence.new_hash)
+
+
+def new_labels_key(instance, settings, storage_id: int, new_hash: str) -> str:
+    """The evidence key of the new labelled flowers a report (``storage_id``) names.
+
+    ``new_hash`` is a function of the tables the report read (each new flower's id, species and
+    label batch), so flowers taken in, then removed (their batch withdrawn and the labelled
+    source ingested without them), then landed again under the same batch name give the same
+    hash as their first landing, which the cursor holds as spent. What differs is the history
+    in between: an ingest of the labelled source removed rows. So the key also names the latest
+    such ``iris_features`` materialization stored before the report (a retrain's or a hand-started
+    run's, on either engine: Dagster's event log only). The same report seen twice, or a later
+    one of the same tables, gives the same key; an unrelated feature-table write changes nothing;
+    without any removal the key is ``labels:<hash>`` as before (earlier cursors stay valid)."""
+    removal = labelled_removal_before(instance, settings, storage_id)
+    suffix = f"@removal-{removal}" if removal is not None else ""
+    return f"labels:{new_hash}{suffix}"
+
+
+def labelled_removal_before(instance, settings, storage_id: int) -> int | None:
+    """The storage id of the latest ``iris_features`` materialization stored before
+    ``storage_id`` that ingested the labelled source and removed rows of it, or None."""
+    source = labelled_source(settings)
+    before = dg.AssetRecordsFilter(asset_key=FEATURES, before_storage_id=storage_id)
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(before, limit=HISTORY, cursor=cursor)
+        for record in page.records:  # newest first
+            metadata = record.asset_materialization.metadata
+            entry, removed = metadata.get("source"), metadata.get("rows_removed")
+            if entry is None or entry.value != source or removed is None:
+                continue
+            if int(removed.value) > 0:
+                return record.storage_id
+        if not page.has_more:
+            return None
+        cursor = page.cursor
 
 
 def labelled_source_ingested_since(
