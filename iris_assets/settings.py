@@ -54,9 +54,18 @@ def check_uc_name(variable: str, value: str) -> str:
     too (periods, spaces, forward slashes, ASCII control characters and DEL), and names longer
     than 255 characters. An apostrophe Unity Catalog would take (quoted) is refused here: the
     model name is a value in MLflow search filters (``core.evidence``), whose grammar has no
-    escape for a quote inside a quoted string."""
+    escape for a quote inside a quoted string.
+
+    An upper-case letter is refused too, not lowered: Unity Catalog stores every object name in
+    lower case (https://docs.databricks.com/sql/language-manual/sql-ref-names.html), so
+    ``Main.Iris.iris_model`` would be created as ``main.iris.iris_model`` while this project's
+    MLflow search filters, volume paths and run tags kept the spelling given; lowering it here
+    would leave ``databricks.yml``'s variables and every other tool the user points at the
+    catalog with a name that differs from the one the pipeline prints. One spelling, lower case,
+    on both targets (a local home named with capitals would break when deployed)."""
     bad = sorted({c for c in value if c in "./ '" or ord(c) < 0x20 or ord(c) == 0x7F})
-    if value and len(value) <= UC_NAME_MAX and not bad:
+    upper = sorted({c for c in value if c != c.lower()})
+    if value and len(value) <= UC_NAME_MAX and not bad and not upper:
         return value
     why = (
         "is empty"
@@ -64,12 +73,16 @@ def check_uc_name(variable: str, value: str) -> str:
         else f"is longer than {UC_NAME_MAX} characters"
         if len(value) > UC_NAME_MAX
         else "holds " + ", ".join(repr(c) for c in bad)
+        if bad
+        else f"holds upper-case {', '.join(repr(c) for c in upper)}, which Unity Catalog "
+        f"stores in lower case (use {value.lower()!r})"
     )
     raise SettingsError(
-        f"{variable}={value!r} is not a Unity Catalog name: it {why}. Use letters, digits and "
-        "underscores (e.g. iris_dev, ml); it names catalog.schema.table and "
-        "/Volumes/<catalog>/<schema>/... paths, where '.', '/' and spaces are not allowed, "
-        "and MLflow search filters, which cannot escape an apostrophe (')"
+        f"{variable}={value!r} is not a Unity Catalog name: it {why}. Use lower-case letters, "
+        "digits and underscores (e.g. iris_dev, ml); it names catalog.schema.table and "
+        "/Volumes/<catalog>/<schema>/... paths, where '.', '/' and spaces are not allowed and "
+        "names are stored in lower case, and MLflow search filters, which cannot escape an "
+        "apostrophe (')"
     )
 
 

@@ -44,5 +44,5 @@ def test_no_volume_path_leaves_volumes_whichever_way_settings_are_made(tmp_path)
 
 
 def test_names_up_to_the_limit_pass():
-    settings = load_settings({"IRIS_CATALOG": "c" * 255, "IRIS_SCHEMA": "Flowers_2026"})
-    assert settings.pipes_volume == f"/Volumes/{'c' * 255}/Flowers_2026/pipes"
+    settings = load_settings({"IRIS_CATALOG": "c" * 255, "IRIS_SCHEMA": "flowers_2026"})
+    assert settings.pipes_volume == f"/Volumes/{'c' * 255}/flowers_2026/pipes"

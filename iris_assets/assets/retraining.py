@@ -10,8 +10,9 @@ Four triggers, each judged from evidence the pipeline already keeps:
 - **retracted labels**: labelled flowers ``iris_features`` holds were retracted or corrected
   since; the run's ingest removes or corrects them.
 
-The two label triggers read what the latest ``model_performance`` run reported
-(``core.label_evidence``, computed by the step where the tables are), on both engines: the
+The two label triggers read what the freshest ``model_performance`` run reported
+(``core.label_evidence``, computed by the step where the tables are; ``latest_report``: two
+days' reports can be stored in the other order than they read the tables), on both engines: the
 orchestrator reads no table, so the same code path runs locally and on Databricks.
 
 It runs ``training_job`` (ingest, train, evaluate), ingesting the labelled flowers
@@ -27,7 +28,8 @@ needs config (the labelled source) and a tag (the reason) that an ``AutomationCo
 attach. While a retrained challenger that passed evaluation waits for its approval, no other is
 trained; one that failed blocks nothing (it cannot be approved) and ``notification_sensor`` says
 it failed. Each trigger's evidence is keyed on its own (``decay:DAY``, ``drift:LAST_DAY``,
-``labels:<hash of each new flower's id, species and label batch>``, ``retracted:<hash of each
+``labels:<hash of each new flower's id, species and label batch>`` naming the latest removal of
+labelled flowers before the report, if any (``new_labels_key``), ``retracted:<hash of each
 stale flower's id, held and current species and when its row was written>``) and remembered in
 the sensor's cursor with the run keys requested for it, so one piece of evidence starts at most
 one retrain that gets an answer. A run that failed or was canceled before registering a
@@ -50,10 +52,12 @@ import dagster as dg
 
 from iris_assets.assets.run_keys import RUN_KEY_TAG
 from iris_assets.core.label_evidence import (
+    EVIDENCE_READ_AT,
     HELD,
     LABELLED_SHA256,
     SOURCE_SHA256,
     ReportedEvidence,
+    freshness,
 )
 from iris_assets.resources import ModelRegistryResource, SettingsResource, StepRunner
 
@@ -134,25 +138,96 @@ PERFORMANCE = dg.AssetKey("model_performance")
 FEATURES = dg.AssetKey("iris_features")
 
 
+RECENT_REPORTS = 20  # model_performance materializations looked at for the freshest report
+
+
+def _values(record) -> dict:
+    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+
+def latest_report(instance: dg.DagsterInstance):
+    """The freshest ``model_performance`` materialization (any day), or None.
+
+    Two days' runs can go at once, and the one stored last may have read the tables first: each
+    report names the labels- and feature-table versions it computed its evidence against and
+    when it began reading them (``core.label_evidence.freshness``). Of the recent reports, one
+    stored after the last-stored one began reading may have read newer tables; the highest
+    (labels, features) versions win, ties go to the one stored later. One stored before that
+    moment read older tables (or a table since recreated, whose versions started again), so it
+    never wins. Reports of an earlier release name no versions: the last stored is taken."""
+    records = instance.fetch_materializations(PERFORMANCE, limit=RECENT_REPORTS).records
+    if not records:
+        return None
+    best = records[0]
+    last = _values(best)
+    best_key, began = freshness(last), last.get(EVIDENCE_READ_AT)
+    if best_key is None or began is None:
+        return best
+    for record in records[1:]:
+        if record.timestamp < float(began):
+            break  # stored before the last-stored report began reading: older tables
+        key = freshness(_values(record))
+        if key is not None and key > best_key:
+            best, best_key = record, key
+    return best
+
+
 def reported_label_evidence(instance: dg.DagsterInstance, settings):
-    """The label evidence of the latest ``model_performance`` materialization (any day), or None.
+    """(the label evidence of the freshest ``model_performance`` report, its ``labels:`` key), or
+    None.
 
     The step computed it against the tables it had just written (``core.label_evidence``), so
     this is one code path for both engines: the orchestrator never reads a table. It is as fresh
     as that run: evidence an ingest of exactly the file that run wrote took in since (a retrain,
     or a training run started by hand) is spent, so None."""
-    latest = instance.fetch_materializations(PERFORMANCE, limit=1).records
-    if not latest:
+    record = latest_report(instance)
+    if record is None:
         return None
-    record = latest[0]
-    metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+    metadata = _values(record)
     evidence = ReportedEvidence.from_metadata(metadata)
     if evidence is None:
         return None
     written = metadata.get(LABELLED_SHA256)
     if labelled_source_ingested_since(instance, settings, record.storage_id, written):
         return None
-    return evidence
+    return evidence, new_labels_key(instance, settings, record.storage_id, evidence.new_hash)
+
+
+def new_labels_key(instance, settings, storage_id: int, new_hash: str) -> str:
+    """The evidence key of the new labelled flowers a report (``storage_id``) names.
+
+    ``new_hash`` is a function of the tables the report read (each new flower's id, species and
+    label batch), so flowers taken in, then removed (their batch withdrawn and the labelled
+    source ingested without them), then landed again under the same batch name give the same
+    hash as their first landing, which the cursor holds as spent. What differs is the history
+    in between: an ingest of the labelled source removed rows. So the key also names the latest
+    such ``iris_features`` materialization stored before the report (a retrain's or a hand-started
+    run's, on either engine: Dagster's event log only). The same report seen twice, or a later
+    one of the same tables, gives the same key; an unrelated feature-table write changes nothing;
+    without any removal the key is ``labels:<hash>`` as before (earlier cursors stay valid)."""
+    removal = labelled_removal_before(instance, settings, storage_id)
+    suffix = f"@removal-{removal}" if removal is not None else ""
+    return f"labels:{new_hash}{suffix}"
+
+
+def labelled_removal_before(instance, settings, storage_id: int) -> int | None:
+    """The storage id of the latest ``iris_features`` materialization stored before
+    ``storage_id`` that ingested the labelled source and removed rows of it, or None."""
+    source = labelled_source(settings)
+    before = dg.AssetRecordsFilter(asset_key=FEATURES, before_storage_id=storage_id)
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(before, limit=HISTORY, cursor=cursor)
+        for record in page.records:  # newest first
+            metadata = record.asset_materialization.metadata
+            entry, removed = metadata.get("source"), metadata.get("rows_removed")
+            if entry is None or entry.value != source or removed is None:
+                continue
+            if int(removed.value) > 0:
+                return record.storage_id
+        if not page.has_more:
+            return None
+        cursor = page.cursor
 
 
 def labelled_source_ingested_since(
@@ -241,11 +316,12 @@ def retraining_reasons(instance, settings, policy: RetrainingPolicy) -> list[tup
         )
     if decay := decayed_day(instance):
         reasons.append((f"decay:{decay[0]}", f"decay on {decay[0]}: {decay[1]}"))
-    evidence = reported_label_evidence(instance, settings)
+    reported = reported_label_evidence(instance, settings)
+    evidence, labels_key = reported if reported else (None, "")
     if evidence and evidence.new and evidence.new >= policy.min_new_labels:
         reasons.append(
             (
-                f"labels:{evidence.new_hash}",
+                labels_key,
                 f"labels: {evidence.new} new labelled flowers (at least {policy.min_new_labels})",
             )
         )
@@ -477,8 +553,8 @@ def volume_labelled_source(workspace, settings, instance) -> tuple[str | None, s
             "the evidence is kept for the next tick"
         )
     except NotFound:
-        latest = instance.fetch_materializations(PERFORMANCE, limit=1).records
-        metadata = latest[0].asset_materialization.metadata if latest else {}
+        latest = latest_report(instance)
+        metadata = latest.asset_materialization.metadata if latest else {}
         labelled = metadata.get("labelled_flowers")
         held = metadata.get(HELD)
         counts = [int(e.value) for e in (labelled, held) if e is not None]

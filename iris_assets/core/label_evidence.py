@@ -16,7 +16,9 @@ flower's piece names its id, the species held and now, and when its row was writ
 (``ingested_at``), so a label corrected back, or retracted again after it was re-added, is new
 evidence. The report also names the content hash of the ``labelled_flowers.parquet`` it wrote
 (``LABELLED_SHA256``): an ingest took this evidence in only when it read exactly that file
-(its ``source_sha256``).
+(its ``source_sha256``), and the labels- and feature-table versions it was computed against
+with the time it began reading them (``freshness``): two days' runs at once can store their
+reports in the other order than they read the tables.
 
 This module imports pandas only inside functions: the sensor that reads the metadata runs in the
 orchestrator, whose definitions must import light.
@@ -41,6 +43,21 @@ SAMPLES = "label_evidence_sample"
 LABELLED_SHA256 = "labelled_flowers_sha256"  # on the report: the file it wrote
 SOURCE_SHA256 = "source_sha256"  # on an iris_features materialization: the file it read
 KEYS = (NEW, NEW_HASH, RETRACTED, CORRECTED, STALE_HASH, HELD)
+# On the report: what its evidence was computed against, so the sensor can take the freshest
+# of two reports stored out of order (``freshness``).
+LABELS_VERSION = "evidence_labels_version"  # the labels table's version it read
+FEATURES_VERSION = "evidence_features_version"  # iris_features' version it read (-1: none yet)
+EVIDENCE_READ_AT = "evidence_read_at"  # when it began reading them (UTC epoch seconds)
+
+
+def freshness(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(labels version, features version) a report's evidence was computed against, or None
+    for a report of an earlier release. Both tables only move forward, so of two reports of
+    the same tables the higher pair read the newer state (the labels first: a missed label
+    waits for the next report, a retrain on flowers already ingested costs one run)."""
+    if LABELS_VERSION not in metadata or FEATURES_VERSION not in metadata:
+        return None
+    return int(metadata[LABELS_VERSION]), int(metadata[FEATURES_VERSION])
 
 
 def _digest(text: str) -> str:

@@ -7,8 +7,10 @@ labelled-flowers file that retraining ingests (``labelled_flowers_path``) from t
 table (deterministic, and written again when another day's run committed meanwhile; its
 content hash is reported as ``labelled_flowers_sha256``), computes the evidence of
 ``retraining_sensor``'s label triggers against ``iris_features`` (``core.label_evidence``: new
-labelled flowers, retracted or corrected held ones) and reports it in the materialization, so
-the sensor needs no table of its own on either engine; and reports two checks:
+labelled flowers, retracted or corrected held ones) and reports it in the materialization, with
+the labels- and feature-table versions it read and when it began (so of two days' reports stored
+out of order the sensor takes the one that read the newer tables), so the sensor needs no table
+of its own on either engine; and reports two checks:
 ``labels_accounted`` (blocking: labelled + rejected = landing rows, read back from the tables)
 and ``live_accuracy`` (warn: ``core.performance.judge_decay``).
 Re-running D (more labels arrived, or D was re-scored) replaces all three slices, so a run is
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -28,7 +31,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from iris_assets.core.label_evidence import LABELLED_SHA256, label_evidence
+from iris_assets.core.label_evidence import (
+    EVIDENCE_READ_AT,
+    FEATURES_VERSION,
+    LABELLED_SHA256,
+    LABELS_VERSION,
+    label_evidence,
+)
 from iris_assets.core.labels import (
     LABELS_TABLE,
     STAGE,
@@ -74,6 +83,11 @@ def evidence_metadata(evidence) -> dict:
         key: json_value(value) if isinstance(value, dict) else value
         for key, value in values.items()
     }
+
+
+def table_version(store: TableStore, name: str) -> int:
+    """``name``'s Delta version, or -1 before it exists."""
+    return store.version(name) if store.exists(name) else -1
 
 
 def scored_rows(store: TableStore, settings: Settings, day: str) -> pd.DataFrame:
@@ -156,10 +170,15 @@ def performance(step: Step) -> None:
     rows = day_performance(day, by_version, labels.labelled, computed_at, policy.confidence)
     version = store.replace_partition(settings.performance_table, rows, "observed_date", day)
     for _ in range(EXPORT_ATTEMPTS):
+        read_at = time.time()
+        features_version = table_version(store, settings.feature_table)
         export = export_labelled_flowers(store, settings)
         evidence = label_evidence(store, settings, labelled_source(settings))
-        # The evidence is reported with the file's hash: both from the same labels version.
-        if store.version(settings.labels_table) == export.labels_version:
+        # The evidence is reported with the file's hash: both from the same labels version, and
+        # with the versions it read (no commit to either table in between).
+        if store.version(settings.labels_table) == export.labels_version and (
+            table_version(store, settings.feature_table) == features_version
+        ):
             break
     for table in (settings.labels_table, settings.performance_table, settings.rejects_table):
         store.compact_if_fragmented(table)
@@ -195,6 +214,9 @@ def performance(step: Step) -> None:
             "labelled_flowers_file": path_value(str(export.path)),
             "labelled_flowers": export.rows,
             LABELLED_SHA256: export.sha256,
+            LABELS_VERSION: export.labels_version,
+            FEATURES_VERSION: features_version,
+            EVIDENCE_READ_AT: read_at,
             **evidence_metadata(evidence),
             "dagster/row_count": len(rows),
             "delta_version": version,

@@ -1,8 +1,9 @@
-"""Review 13c: the labels:<hash> key names id, species and batch file, not when it landed."""
+"""Review 13c: the labels:<hash> key names id, species and batch file, not when it landed; flowers
+landed again under the same batch name after their retraction was ingested are new evidence all the
+same (the key names that removal: ``retraining.new_labels_key``)."""
 
 import dagster as dg
 import pandas as pd
-import pytest
 
 from iris_assets.steps.performance import labelled_flowers_path
 from tests.assets.test_monitoring_retraction import DAY, ingest, judge, land
@@ -12,12 +13,6 @@ from tests.assets.test_monitoring_retraining_evidence import tick
 BATCH = "batch-20261125T000000000000Z-aaaaaaaa.parquet"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13c: 60 flowers retracted (batch deleted, retrain removed them) and then "
-    "landed again under the same batch file name give the same labels:<hash> as their first "
-    "landing, which the cursor holds as spent: they never train again",
-)
 def test_flowers_landed_again_under_the_same_batch_name_after_their_retraction_retrain(
     settings, graph, champion
 ):

@@ -67,6 +67,7 @@ from typing import Any
 
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import (
+    BadRequest,
     InvalidParameterValue,
     NotFound,
     PermissionDenied,
@@ -240,6 +241,12 @@ class FakeWorkspace:
 
     # --- Unity Catalog volumes (Files API) -------------------------------------------------------
     def local(self, volume_path: str) -> Path:
+        # A path that starts with "//" (an absolute path joined to a prefix ending in "/") is a
+        # 400 BAD_REQUEST "Invalid path": databricks/databricks-sdk-go#713 quotes the service
+        # answering `PUT /api/2.0/fs/files//Volumes/main/x/y/z` so. No source found says what it
+        # does with "//" or "." segments further in, so those are not refused here.
+        if volume_path.startswith("//"):
+            raise BadRequest("Invalid path", error_code="BAD_REQUEST")
         # The Files API refuses a path with ".." segments (400 INVALID_PARAMETER_VALUE) before it
         # looks at volumes or grants: without this, "<volume>/../<other>" would leave the volume.
         if ".." in volume_path.split("/"):
