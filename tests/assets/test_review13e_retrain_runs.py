@@ -16,12 +16,6 @@ from tests.assets.test_monitoring_retraining import DAY, label_and_judge, retrai
 from tests.assets.test_retrain_attempts import run_with
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13e: a retrain run that answered (registered a challenger a person then "
-    "decided on) and was later deleted from Dagster (run cleanup in the UI) reads as 'deleted: "
-    "answered nothing' after SUBMIT_GRACE_SECONDS, so the same decay retrains a second time",
-)
 def test_deleting_an_answered_retrain_run_does_not_retrain_the_same_evidence(
     settings, graph, champion
 ):
@@ -49,12 +43,6 @@ def test_deleting_an_answered_retrain_run_does_not_retrain_the_same_evidence(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13e: requested_at is the sensor's wall clock; a request made while the clock "
-    "was ahead (then stepped back by NTP) leaves a deleted run 'not late' until the clock "
-    "catches up, so its evidence reads as spent for that long",
-)
 def test_a_clock_stepped_back_does_not_hide_a_deleted_retrain_run(settings, graph, champion):
     defs, instance = graph
     label_and_judge(graph, settings, score(graph, settings, DAY, rows=150), rows=60, drop=0.0)
@@ -70,13 +58,6 @@ def test_a_clock_stepped_back_does_not_hide_a_deleted_retrain_run(settings, grap
     assert isinstance(after, dg.RunRequest), after.skip_message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13e: an ingest killed after its MERGE committed (failpoint ingest:merged) "
-    "records no iris_features materialization, so taken_in_by_unanswered does not count the "
-    "labels as taken in; once the next model_performance run reports them as held, the 60 "
-    "labelled flowers are in the table, nothing was trained on them and no retry is asked for",
-)
 def test_labels_merged_by_a_killed_ingest_are_still_retrained(
     settings, graph, champion, monkeypatch
 ):
@@ -115,12 +96,6 @@ GARBAGE_CURSORS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13e: _read_cursor/_requested_at promise to read a garbage cursor as empty, but "
-    "a 'last' whose reasons are not (key, text) pairs, or a requested_at too large for a float, "
-    "raises in the tick: the cursor never changes, so every tick fails and retraining is dead",
-)
 @pytest.mark.parametrize("cursor", list(GARBAGE_CURSORS.values()), ids=list(GARBAGE_CURSORS))
 def test_a_garbage_cursor_does_not_raise_in_the_tick(settings, graph, champion, cursor):
     outcome = retraining_tick(graph, cursor)
@@ -173,13 +148,6 @@ def test_a_retrained_challenger_left_unevaluated_is_told_to_a_person(
     assert any(str(m.get("version")) == "2" or " v2" in m.get("text", "") for m in told), told
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13e: waiting_retrained only holds retraining back for a challenger with a "
-    "retrain_reason tag: a hand-trained challenger that passed evaluation, and that "
-    "notification_sensor told a person to approve, is replaced by an automatic retrain "
-    "(its ingest also makes that evaluation stale), so `iris approve 2` is then refused",
-)
 def test_a_hand_trained_challenger_waiting_for_approval_is_not_replaced(settings, graph, champion):
     from tests.assets.helpers import run_job, step_failure_messages
 
