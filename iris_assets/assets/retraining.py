@@ -538,6 +538,16 @@ def _attempt_run_key(evidence: str, attempt: int) -> str:
     return key if attempt == 1 else f"{key}-{attempt}"
 
 
+def attempt_of(run_key: str) -> int | None:
+    """The attempt a retrain run key stands for (``_attempt_run_key``), or None for another key."""
+    if not run_key.startswith("retrain-"):
+        return None
+    parts = run_key[len("retrain-") :].split("-")
+    if len(parts) == 1:
+        return 1
+    return int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else None
+
+
 def _given_up_reason(instance, given_up: list[tuple[str, str]], requested) -> str:
     runs = sorted({r for key, _ in given_up for r in requested[key]})
     ids = []

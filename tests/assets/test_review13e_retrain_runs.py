@@ -102,13 +102,6 @@ def test_a_garbage_cursor_does_not_raise_in_the_tick(settings, graph, champion, 
     assert isinstance(outcome, dg.SkipReason | dg.RunRequest), outcome
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13e: a retrain whose evaluate step fails after challenger_model registered v2 "
-    "is 'answered' (its evidence spent) and retraining_sensor then skips every tick with 'has "
-    "no evaluation yet', but notification_sensor tells nobody: the loop stops before the gate "
-    "in silence",
-)
 def test_a_retrained_challenger_left_unevaluated_is_told_to_a_person(
     settings, graph, champion, monkeypatch
 ):
@@ -164,12 +157,6 @@ def test_a_hand_trained_challenger_waiting_for_approval_is_not_replaced(settings
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13e: after MAX_ATTEMPTS retrain runs ended without a challenger the sensor "
-    "stops retrying and says so only in its own tick's skip reason and log: no webhook "
-    "message, nothing in the outbox or `iris status`, so nobody learns retraining is stuck",
-)
 def test_a_retrain_given_up_after_its_attempts_is_told_to_a_person(
     settings, graph, champion, monkeypatch
 ):
