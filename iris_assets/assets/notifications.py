@@ -1,12 +1,16 @@
 """``notification_sensor``: tells a person when they are needed.
 
-Two events, read from Dagster's event log (a cursor of storage ids, so each is told once):
+The events, read from Dagster's event log (a cursor of storage ids, so each is told once):
 
 - an ``evaluation_report`` materialization whose challenger passed and, when the tick reads the
   registry, is still the challenger with no approval or rejection: it waits for a person (links
   to the evaluation report, the MLflow version, and how to approve);
 - an ``evaluation_report`` of a run ``retraining_sensor`` started whose challenger failed: it is
   not approvable, and retraining goes on with the next evidence;
+- a ``training_job`` run ``retraining_sensor`` started that failed or was canceled when a person
+  is needed: its challenger was registered but never evaluated (retraining waits for that
+  evaluation), or it was the last of ``MAX_ATTEMPTS`` attempts (retraining gave up on its
+  evidence); read from the run failure / cancel events;
 - a failed monitoring check (``live_accuracy``, ``labels_accounted``, ``feature_drift``).
 
 Each message goes to the webhook in ``IRIS_NOTIFY_URL`` (``NotifierResource.url``, a
@@ -156,6 +160,112 @@ def _still_running(instance: dg.DagsterInstance, record) -> bool:
     return run is not None and not run.is_finished
 
 
+RETRAIN_RUN_ENDINGS = {
+    "retrain_run_failure": dg.DagsterEventType.RUN_FAILURE,
+    "retrain_run_canceled": dg.DagsterEventType.RUN_CANCELED,
+}
+
+
+def retrain_run_events(instance: dg.DagsterInstance, cursor: dict, notifier, models=None):
+    """``(stream, storage id, message or None)`` for every ``training_job`` run that failed or
+    was canceled since ``cursor``: a message when ``retraining_sensor`` started it and a person
+    is needed (``retrain_run_message``), once per run, read from Dagster's event log."""
+    from dagster._core.event_api import RunStatusChangeRecordsFilter
+
+    events = []
+    for stream, event_type in RETRAIN_RUN_ENDINGS.items():
+        after = cursor.get(stream, 0)
+        while True:
+            result = instance.fetch_run_status_changes(
+                RunStatusChangeRecordsFilter(
+                    event_type=event_type, after_storage_id=after, job_names=["training_job"]
+                ),
+                limit=BATCH,
+                ascending=True,
+            )
+            for record in result.records:
+                message = retrain_run_message(instance, record.run_id, notifier, models)
+                events.append((stream, record.storage_id, message))
+                after = record.storage_id
+            if len(result.records) < BATCH:
+                break
+    return events
+
+
+def _materialization(instance: dg.DagsterInstance, run_id: str, key: dg.AssetKey):
+    events = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=200
+    ).records
+    for event in events:
+        materialization = event.event_log_entry.asset_materialization
+        if materialization is not None and materialization.asset_key == key:
+            return materialization
+    return None
+
+
+def retrain_run_message(instance, run_id: str, notifier, models=None) -> dict | None:
+    """The message for a retrain run that ended without an answer a person can act on, else
+    None (a person's own run, or an attempt ``retraining_sensor`` retries by itself):
+
+    - its challenger was registered but never evaluated (the evaluate step failed): the sensor
+      waits for that evaluation and trains nothing else, so a person must evaluate it;
+    - it was the last of ``MAX_ATTEMPTS`` attempts for its evidence: the sensor gives up.
+
+    Only run ids, versions, the reason and commands: never a URL of the webhook or a secret."""
+    from iris_assets.assets.retraining import MAX_ATTEMPTS, RETRAIN_REASON_RUN_TAG, attempt_of
+    from iris_assets.assets.run_keys import RUN_KEY_TAG
+
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.tags.get("iris/trigger") != "retraining_sensor":
+        return None
+    reason = run.tags.get(RETRAIN_REASON_RUN_TAG, "retraining_sensor")
+    links = {"dagster_run": f"{notifier.dagster_url}/runs/{run_id}"}
+    status = run.status.value.lower()
+    challenger = _materialization(instance, run_id, dg.AssetKey("challenger_model"))
+    if challenger is not None:
+        if _materialization(instance, run_id, EVALUATION_KEY) is not None:
+            return None  # evaluated: the evaluation_report stream tells it
+        version = str(_value(challenger.metadata, "version", ""))
+        if models is not None and not _still_unevaluated(models, version):
+            return None
+        return {
+            "event": "retrained_challenger_not_evaluated",
+            "text": f"v{version}, retrained automatically ({reason}), was registered as "
+            f"challenger but never evaluated: run {run_id} {status} before evaluation_report. "
+            "Retraining waits for its evaluation: see the run's logs, fix the cause, then "
+            "materialize evaluation_report (training_job, or re-execute the run from its "
+            f"failure); or `iris reject {version} --by NAME --reason ...`",
+            "version": version,
+            "retrain_reason": reason,
+            "links": links,
+        }
+    attempt = attempt_of(run.tags.get(RUN_KEY_TAG, ""))
+    if attempt is None or attempt < MAX_ATTEMPTS:
+        return None  # retraining_sensor asks for it again by itself
+    return {
+        "event": "retrain_given_up",
+        "text": f"retraining gave up: training_job ended {attempt} times without a challenger "
+        f"for {reason} (last: run {run_id}, {status}). Not retried again: see the runs' logs "
+        "(Dagster UI: Runs), fix the cause, then re-execute the last run; new evidence starts "
+        "a retrain as usual",
+        "retrain_reason": reason,
+        "attempts": attempt,
+        "links": links,
+    }
+
+
+def _still_unevaluated(models, version: str) -> bool:
+    """Whether ``version`` is still the challenger with no evaluation: one evaluated or replaced
+    since is not news. A registry that cannot say: tell."""
+    from iris_assets.core.registry import RegistryError
+
+    try:
+        challenger = models.challenger()
+    except RegistryError:
+        return True
+    return challenger is not None and challenger.version == version and not challenger.evaluation
+
+
 def pending(instance: dg.DagsterInstance, cursor: dict, notifier: NotifierResource, models=None):
     """The events since ``cursor``, oldest first per stream: ``(stream, storage id, message or
     None)``. The caller advances ``cursor[stream]`` to an event's id once it has handled it, so a
@@ -181,6 +291,7 @@ def pending(instance: dg.DagsterInstance, cursor: dict, notifier: NotifierResour
             after = record.storage_id
         if len(result.records) < BATCH:
             break
+    events.extend(retrain_run_events(instance, cursor, notifier, models))
     for key in WATCHED_CHECKS:
         name = key.to_user_string()
         for record in _new_check_records(instance, key, cursor.get(name, 0)):
@@ -194,8 +305,8 @@ def pending(instance: dg.DagsterInstance, cursor: dict, notifier: NotifierResour
 @dg.sensor(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Posts a message (IRIS_NOTIFY_URL) when a challenger waits for approval or a "
-    "monitoring check fails; also to the tick log and `iris status`.",
+    description="Posts a message (IRIS_NOTIFY_URL) when a challenger waits for approval, a "
+    "retrain is stuck or a monitoring check fails; also to the tick log and `iris status`.",
 )
 def notification_sensor(
     context: dg.SensorEvaluationContext,

@@ -45,6 +45,7 @@ would ingest the bundled Iris only.
 
 import hashlib
 import json
+import math
 import time
 from datetime import date, timedelta
 
@@ -338,29 +339,39 @@ def retraining_reasons(instance, settings, policy: RetrainingPolicy) -> list[tup
 
 
 def waiting_retrained(models) -> str | None:
-    """Why not to train now: a retrained challenger still waits for a person, else None.
+    """Why not to train now: a challenger still waits for a person, else None.
 
-    Only one that passed evaluation waits: a failed one cannot be approved (the gate refuses
-    it), so it blocks nothing and the next evidence trains its replacement."""
+    Any challenger that passed evaluation waits, retrained or trained by hand: a retrain would
+    move the alias off it (and its ingest would make that evaluation stale), so the approval a
+    person was told to give would be refused. A failed one cannot be approved (the gate refuses
+    it), so it blocks nothing and the next evidence trains its replacement. A retrained one not
+    evaluated yet waits for its evaluation; one trained by hand and never evaluated is not
+    approvable and blocks nothing."""
     from iris_assets.core.registry import EVALUATION_TAG, REJECTED
 
     challenger, champion = models.challenger(), models.champion()
     if challenger is None or (champion and champion.version == challenger.version):
         return None
-    if RETRAIN_REASON_TAG not in challenger.tags or challenger.approval == REJECTED:
+    if challenger.approval == REJECTED:
         return None
+    retrained = RETRAIN_REASON_TAG in challenger.tags
     evaluation = challenger.tags.get(EVALUATION_TAG)
-    if evaluation == "failed":
+    if evaluation == "failed" or (evaluation != "passed" and not retrained):
         return None
     if evaluation != "passed":
         return (
             f"retrained challenger v{challenger.version} has no evaluation yet: materialize "
             "evaluation_report (training_job) to judge it"
         )
+    origin = (
+        f"retrained challenger v{challenger.version} ({challenger.tags[RETRAIN_REASON_TAG]})"
+        if retrained
+        else f"challenger v{challenger.version} (trained by hand)"
+    )
     return (
-        f"retrained challenger v{challenger.version} ({challenger.tags[RETRAIN_REASON_TAG]}) "
-        f"passed evaluation and waits for approval: `iris approve {challenger.version} --by "
-        f"NAME` or `iris reject {challenger.version} --by NAME --reason ...`"
+        f"{origin} passed evaluation and waits for approval: `iris approve "
+        f"{challenger.version} --by NAME` or `iris reject {challenger.version} --by NAME "
+        "--reason ...`; no retrain replaces it until a person decides"
     )
 
 
@@ -406,24 +417,45 @@ ENDED_UNANSWERED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 CHALLENGER = dg.AssetKey("challenger_model")
 
 
-def _read_cursor(cursor: str | None) -> tuple[dict[str, list[str]], dict]:
+def _read_cursor(
+    cursor: str | None, dropped: list[str] | None = None
+) -> tuple[dict[str, list[str]], dict]:
     """(evidence key -> the run keys requested for it, oldest first; the last request: its run
     key and (key, reason) pairs). Cursors of earlier releases held a list of spent keys: spent
-    still, by runs not known."""
+    still, by runs not known. Whatever is not of that shape reads as empty, named in
+    ``dropped`` (the tick logs it): a cursor that raised would fail every tick, since a failed
+    tick never changes it."""
+    dropped = [] if dropped is None else dropped
     try:
         value = json.loads(cursor) if cursor else {}
     except ValueError:
+        dropped.append("the whole cursor (not JSON)")
         return {}, {}
     if isinstance(value, list):
         return {str(key): [] for key in value}, {}
     if not isinstance(value, dict) or not isinstance(value.get("evidence"), dict):
+        dropped.append("the whole cursor (no evidence mapping)")
         return {}, {}
-    evidence = {
-        str(key): [str(r) for r in runs] if isinstance(runs, list) else []
-        for key, runs in value["evidence"].items()
-    }
-    last = value.get("last")
-    return evidence, last if isinstance(last, dict) and "run_key" in last else {}
+    evidence = {}
+    for key, runs in value["evidence"].items():
+        if not isinstance(runs, list):
+            dropped.append(f"the run keys of {key} (not a list)")
+        evidence[str(key)] = [str(r) for r in runs] if isinstance(runs, list) else []
+    return evidence, _read_last(value.get("last"), dropped)
+
+
+def _read_last(last, dropped: list[str]) -> dict:
+    """The last request (its run key and (key, reason) pairs of strings), or {}."""
+    if last is None:
+        return {}
+    reasons = last.get("reasons", []) if isinstance(last, dict) else None
+    pairs = isinstance(reasons, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in reasons
+    )
+    if not isinstance(last, dict) or "run_key" not in last or not pairs:
+        dropped.append(f"the last request {json.dumps(last)[:200]} (not a run key and pairs)")
+        return {}
+    return {"run_key": str(last["run_key"]), "reasons": reasons}
 
 
 def _materialized(instance: dg.DagsterInstance, run_id: str) -> set[dg.AssetKey]:
@@ -454,20 +486,74 @@ def _now() -> float:
     return time.time()
 
 
-def _requested_at(cursor: str | None) -> dict[str, float]:
-    """run key -> when the tick requested it (cursors of earlier releases: none known)."""
+def _requested_at(cursor: str | None, dropped: list[str] | None = None) -> dict[str, float]:
+    """run key -> when the tick requested it (cursors of earlier releases: none known). A time
+    that is not a finite number is dropped and named in ``dropped``."""
+    dropped = [] if dropped is None else dropped
     try:
         value = json.loads(cursor) if cursor else {}
     except ValueError:
         return {}
     at = value.get("requested_at") if isinstance(value, dict) else None
-    if not isinstance(at, dict):
+    if at is None:
         return {}
-    return {str(k): float(v) for k, v in at.items() if isinstance(v, int | float)}
+    if not isinstance(at, dict):
+        dropped.append("the request times (not a mapping)")
+        return {}
+    times = {}
+    for key, when in at.items():
+        seconds = _seconds(when)
+        if seconds is None:
+            dropped.append(f"the request time of {key} ({str(when)[:40]}: not a time)")
+        else:
+            times[str(key)] = seconds
+    return times
+
+
+def _seconds(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def _past_grace(requested_at: float | None) -> bool:
+    """Whether a request made at ``requested_at`` (this host's clock) is older than
+    ``SUBMIT_GRACE_SECONDS``. A request time in the future means the clock was stepped back
+    since (NTP correcting a fast clock): how long ago it really was is unknown, and waiting
+    for the clock to catch up would hide a deleted run for the size of the step. Ticks are
+    ``minimum_interval_seconds`` (300 s) apart and the daemon creates a requested run within
+    seconds, so such a request is treated as past its grace."""
+    if requested_at is None:
+        return False
+    now = _now()
+    return requested_at > now or now - requested_at > SUBMIT_GRACE_SECONDS
+
+
+RETRAIN_RUN_KEY_TAG = "retrain_run_key"  # on the model version: the request it answers
+
+
+def answered_in_registry(models, run_key: str) -> bool:
+    """Whether a model version was registered by the run requested under ``run_key`` (its
+    ``retrain_run_key`` tag, written by ``challenger_model``): that request was answered, even
+    when the run is deleted from Dagster since. The registry is the record; a registry that
+    cannot be read answers no."""
+    from iris_assets.core.registry import RegistryError
+
+    if models is None:
+        return False
+    try:
+        versions = models.versions()
+    except RegistryError:
+        return False
+    return any(v.tags.get(RETRAIN_RUN_KEY_TAG) == run_key for v in versions)
 
 
 def unanswered_run(
-    instance: dg.DagsterInstance, run_key: str, requested_at: float | None = None
+    instance: dg.DagsterInstance, run_key: str, requested_at: float | None = None, models=None
 ) -> Unanswered | None:
     """The run requested under ``run_key`` when it failed or was canceled before registering a
     challenger (a serverless cold start that timed out, an ingest or a training step that
@@ -482,15 +568,17 @@ def unanswered_run(
     person."""
     records = instance.get_run_records(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
     if not records:
-        late = requested_at is not None and _now() - requested_at > SUBMIT_GRACE_SECONDS
-        return Unanswered(run_key) if late else None
+        gone = _past_grace(requested_at) and not answered_in_registry(models, run_key)
+        return Unanswered(run_key) if gone else None
     run = records[0].dagster_run
     if run.status not in ENDED_UNANSWERED or CHALLENGER in _materialized(instance, run.run_id):
         return None
     return Unanswered(run_key, run)
 
 
-def taken_in_by_unanswered(instance, last: dict, held: list[tuple[str, str]], requested, at):
+def taken_in_by_unanswered(
+    instance, last: dict, held: list[tuple[str, str]], requested, at, models=None
+):
     """The last request's (key, reason) pairs no longer reported because a run requested for
     them ingested them before it failed, and no run requested for them answered: label evidence
     is then taken in, but nothing was trained on it. Every attempt counts, not only the last: a
@@ -499,18 +587,41 @@ def taken_in_by_unanswered(instance, last: dict, held: list[tuple[str, str]], re
     gone = [(str(k), str(t)) for k, t in last.get("reasons", []) if k not in held_keys]
     kept = []
     for key, text in gone:
-        attempts = [unanswered_run(instance, r, at.get(r)) for r in requested.get(key, [])]
+        attempts = [unanswered_run(instance, r, at.get(r), models) for r in requested.get(key, [])]
         if not attempts or any(a is None for a in attempts):
             continue
-        if any(a.run and FEATURES in _materialized(instance, a.run.run_id) for a in attempts):
+        if any(a.run and ingest_started(instance, a.run.run_id) for a in attempts):
             kept.append((key, text))
     return kept
+
+
+def ingest_started(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether the run's ``iris_features`` step started: its MERGE may have committed even
+    when the run was killed before the materialization was stored (the machine lost right
+    after it), so labels the next report no longer shows as new may be in the table with
+    nothing trained on them. Read from the run's event log, the same on both engines."""
+    if FEATURES in _materialized(instance, run_id):
+        return True
+    events = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.STEP_START, limit=HISTORY
+    ).records
+    return any(e.event_log_entry.step_key == FEATURES.path[-1] for e in events)
 
 
 def _attempt_run_key(evidence: str, attempt: int) -> str:
     key = "retrain-" + hashlib.sha256(evidence.encode()).hexdigest()[:16]
     # The daemon skips a run key it has seen: a retry of the same evidence needs its own.
     return key if attempt == 1 else f"{key}-{attempt}"
+
+
+def attempt_of(run_key: str) -> int | None:
+    """The attempt a retrain run key stands for (``_attempt_run_key``), or None for another key."""
+    if not run_key.startswith("retrain-"):
+        return None
+    parts = run_key[len("retrain-") :].split("-")
+    if len(parts) == 1:
+        return 1
+    return int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else None
 
 
 def _given_up_reason(instance, given_up: list[tuple[str, str]], requested) -> str:
@@ -604,18 +715,25 @@ def retraining_sensor(
     # (or the labels trigger dropping out) cannot start a second run. Label evidence an ingest
     # took in is no longer reported at all. A run that ended without a challenger spent nothing:
     # its evidence is requested again under a new run key, MAX_ATTEMPTS runs in all.
-    requested, last = _read_cursor(context.cursor)
-    at = _requested_at(context.cursor)
+    dropped: list[str] = []
+    requested, last = _read_cursor(context.cursor, dropped)
+    at = _requested_at(context.cursor, dropped)
+    if dropped:
+        context.log.warning(
+            "retraining_sensor's cursor is damaged; read as empty: " + "; ".join(dropped)
+        )
     held = retraining_reasons(context.instance, current, retraining)
     if last:
-        held += taken_in_by_unanswered(context.instance, last, held, requested, at)
+        held += taken_in_by_unanswered(context.instance, last, held, requested, at, models)
     reasons, retried, spent, given_up = [], [], [], []
     for key, text in held:
         runs = requested.get(key)
         if runs is None:
             reasons.append((key, text))
             continue
-        failed = unanswered_run(context.instance, runs[-1], at.get(runs[-1])) if runs else None
+        failed = (
+            unanswered_run(context.instance, runs[-1], at.get(runs[-1]), models) if runs else None
+        )
         if failed is None:
             spent.append((key, text))
         elif len(runs) < MAX_ATTEMPTS:

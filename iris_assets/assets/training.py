@@ -72,6 +72,11 @@ def challenger_model(
     trained_by = acting_identity(context.run.tags)  # separation of duties compares the approver
     # Set by retraining_sensor: why this challenger was trained, recorded on its version.
     retrain_reason = context.run.tags.get("iris/retrain_reason", "")
+    # And the request's run key: the version answers that request even after the run is
+    # deleted from Dagster (retraining_sensor reads the registry for it).
+    run_key = ""
+    if context.run.tags.get("iris/trigger") == "retraining_sensor":
+        run_key = context.run.tags.get("dagster/run_key", "")
     yield from step_runner.run(
         context,
         "train",
@@ -79,6 +84,7 @@ def challenger_model(
             "params": config.model_dump(),
             "trained_by": trained_by,
             "retrain_reason": retrain_reason,
+            "retrain_run_key": run_key,
         },
     )
 

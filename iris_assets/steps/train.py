@@ -90,6 +90,8 @@ def train(step: Step) -> None:
         lineage["git_sha"] = sha
     if reason := step.config.get("retrain_reason"):
         lineage["retrain_reason"] = reason[:4000]  # who or what asked for this model
+    if run_key := step.config.get("retrain_run_key"):
+        lineage["retrain_run_key"] = run_key[:250]  # the retraining request it answers
 
     example = rows[list(FEATURE_COLUMNS)].head(3).reset_index(drop=True)
     with mlflow.start_run(

@@ -1,0 +1,45 @@
+"""Review 13e, break 6: a retrain that needs a person is told once, through the webhook, with no
+secret in the body; attempts retraining_sensor retries by itself are not told."""
+
+import json
+
+import dagster as dg
+import pytest
+
+from iris_assets.core.notify import recent
+from iris_assets.definitions import build_definitions
+from tests.assets.test_monitoring_notify import TOKEN, Webhook, tick
+from tests.assets.test_monitoring_retraining import DAY, label_and_judge, retraining_tick, score
+from tests.assets.test_retrain_attempts import start_and_end
+
+
+@pytest.fixture
+def hook():
+    receiver = Webhook()
+    yield receiver
+    receiver.close()
+
+
+def test_a_given_up_retrain_is_posted_once_without_the_webhook_secret(
+    settings, graph, champion, hook, monkeypatch
+):
+    defs, instance = graph
+    label_and_judge(graph, settings, score(graph, settings, DAY, rows=150), rows=60, drop=0.0)
+    monkeypatch.setenv("IRIS_NOTIFY_URL", hook.url)
+    told_defs = build_definitions(settings)  # the notifier reads IRIS_NOTIFY_URL
+    cursor, notes = None, None
+    for attempt in range(1, 4):
+        request, cursor = retraining_tick(graph, cursor, with_cursor=True)
+        assert isinstance(request, dg.RunRequest), request
+        start_and_end(graph, request, "failed")
+        _, notes = tick(told_defs, instance, notes)
+        retrain = [b for b in hook.bodies if b.get("event") == "retrain_given_up"]
+        # The sensor retries the first two by itself: nobody needs to hear of them.
+        assert len(retrain) == (1 if attempt == 3 else 0), (attempt, hook.bodies)
+    _, notes = tick(told_defs, instance, notes)  # the next tick: not told twice
+    [given_up] = [b for b in hook.bodies if b.get("event") == "retrain_given_up"]
+    assert "3 times without a challenger" in given_up["text"]
+    assert "labels: 60 new labelled flowers" in given_up["text"]
+    assert TOKEN not in json.dumps(hook.bodies)
+    assert TOKEN not in (settings.env_home / "notifications.jsonl").read_text()
+    assert any(r["message"]["event"] == "retrain_given_up" for r in recent(settings.env_home))
