@@ -182,3 +182,39 @@ def test_a_given_up_message_names_only_evidence_that_is_not_retried(
     )
     told_drift_given_up = any("drift" in text for text in given_up)
     assert not (retried and told_drift_given_up), (given_up, following)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review13f: labels a killed retrain merged, then trained on by a person's own "
+    "training run, are kept as taken in by the killed attempt: they retrain a second time",
+)
+def test_labels_a_killed_retrain_merged_and_a_person_then_trained_on_retrain_once(
+    settings, graph, champion, monkeypatch
+):
+    from iris_assets.steps.failpoints import FAILPOINT_ENV
+    from tests.assets.helpers import run_job, step_failure_messages
+
+    defs, instance = graph
+    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
+    request, cursor = retraining_tick(graph, with_cursor=True)
+    assert isinstance(request, dg.RunRequest), request
+    monkeypatch.setenv(FAILPOINT_ENV, "ingest:merged")  # the machine is lost after the MERGE
+    assert not run_with(graph, request, {}).success
+    monkeypatch.delenv(FAILPOINT_ENV)
+    # A person sees the failed run and trains by hand on the labelled flowers: v2.
+    source = {"source_path": str(labelled_flowers_path(settings))}
+    hand = run_job(
+        defs, instance, "training_job", run_config={"ops": {"iris_features": {"config": source}}}
+    )
+    assert hand.success, step_failure_messages(hand)
+    models = ModelRegistry(settings)
+    assert models.challenger().version == "2"
+    if models.challenger().approval is None and models.challenger().evaluation == "passed":
+        models.reject("2", by="ana", reason="not now")  # the person decides on it
+    again = run_job(defs, instance, "performance_job", partition_key=DAY)
+    assert again.success, step_failure_messages(again)
+    outcome = retraining_tick(graph, cursor)
+    assert isinstance(outcome, dg.SkipReason), (
+        f"the 60 flowers v2 trained on retrain again: {outcome.tags['iris/retrain_reason']}"
+    )
