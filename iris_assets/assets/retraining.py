@@ -53,12 +53,12 @@ import dagster as dg
 
 from iris_assets.assets.run_keys import RUN_KEY_TAG
 from iris_assets.core.label_evidence import (
-    EVIDENCE_READ_AT,
     HELD,
     LABELLED_SHA256,
     SOURCE_SHA256,
     ReportedEvidence,
     freshness,
+    read_at,
 )
 from iris_assets.resources import ModelRegistryResource, SettingsResource, StepRunner
 
@@ -156,16 +156,22 @@ def latest_report(instance: dg.DagsterInstance):
     (labels, features) versions win, ties go to the one stored later. One stored before that
     moment read older tables (or a table since recreated, whose versions started again), so it
     never wins. Reports of an earlier release name no versions: the last stored is taken."""
-    records = instance.fetch_materializations(PERFORMANCE, limit=RECENT_REPORTS).records
+    records = [
+        record
+        for record in instance.fetch_materializations(PERFORMANCE, limit=RECENT_REPORTS).records
+        # A materialization with no evidence (a runless "Report materialization" from the UI,
+        # an earlier release's) says nothing of the tables: it cannot hide a real report.
+        if ReportedEvidence.from_metadata(_values(record)) is not None
+    ]
     if not records:
         return None
     best = records[0]
     last = _values(best)
-    best_key, began = freshness(last), last.get(EVIDENCE_READ_AT)
+    best_key, began = freshness(last), read_at(last)
     if best_key is None or began is None:
         return best
     for record in records[1:]:
-        if record.timestamp < float(began):
+        if record.timestamp < began:
             break  # stored before the last-stored report began reading: older tables
         key = freshness(_values(record))
         if key is not None and key > best_key:
@@ -191,10 +197,14 @@ def reported_label_evidence(instance: dg.DagsterInstance, settings):
     written = metadata.get(LABELLED_SHA256)
     if labelled_source_ingested_since(instance, settings, record.storage_id, written):
         return None
-    return evidence, new_labels_key(instance, settings, record.storage_id, evidence.new_hash)
+    return evidence, new_labels_key(
+        instance, settings, record.storage_id, evidence.new_hash, read_at(metadata)
+    )
 
 
-def new_labels_key(instance, settings, storage_id: int, new_hash: str) -> str:
+def new_labels_key(
+    instance, settings, storage_id: int, new_hash: str, began: float | None = None
+) -> str:
     """The evidence key of the new labelled flowers a report (``storage_id``) names.
 
     ``new_hash`` is a function of the tables the report read (each new flower's id, species and
@@ -206,14 +216,22 @@ def new_labels_key(instance, settings, storage_id: int, new_hash: str) -> str:
     run's, on either engine: Dagster's event log only). The same report seen twice, or a later
     one of the same tables, gives the same key; an unrelated feature-table write changes nothing;
     without any removal the key is ``labels:<hash>`` as before (earlier cursors stay valid)."""
-    removal = labelled_removal_before(instance, settings, storage_id)
+    removal = labelled_removal_before(instance, settings, storage_id, began)
     suffix = f"@removal-{removal}" if removal is not None else ""
     return f"labels:{new_hash}{suffix}"
 
 
-def labelled_removal_before(instance, settings, storage_id: int) -> int | None:
+def labelled_removal_before(
+    instance, settings, storage_id: int, began: float | None = None
+) -> int | None:
     """The storage id of the latest ``iris_features`` materialization stored before
-    ``storage_id`` that ingested the labelled source and removed rows of it, or None."""
+    ``storage_id`` that ingested the labelled source and removed rows of it, or None.
+
+    With ``began`` (when the report began reading the tables) only a removal stored before
+    that moment counts: one stored later may not be in the tables the report read, and naming
+    it would make the flowers a retrain has just taken in new evidence again (a report that
+    read before that retrain's ingest, stored after it). A removal committed before the report
+    read but stored after is missed until the next report."""
     source = labelled_source(settings)
     before = dg.AssetRecordsFilter(asset_key=FEATURES, before_storage_id=storage_id)
     cursor = None
@@ -224,7 +242,10 @@ def labelled_removal_before(instance, settings, storage_id: int) -> int | None:
             entry, removed = metadata.get("source"), metadata.get("rows_removed")
             if entry is None or entry.value != source or removed is None:
                 continue
-            if int(removed.value) > 0:
+            if began is not None and record.timestamp >= began:
+                continue
+            count = removed.value
+            if isinstance(count, int) and not isinstance(count, bool) and count > 0:
                 return record.storage_id
         if not page.has_more:
             return None
@@ -343,16 +364,18 @@ def waiting_retrained(models) -> str | None:
 
     Any challenger that passed evaluation waits, retrained or trained by hand: a retrain would
     move the alias off it (and its ingest would make that evaluation stale), so the approval a
-    person was told to give would be refused. A failed one cannot be approved (the gate refuses
+    person was told to give would be refused. One a person rejected, or that was served and
+    rolled back, waits for nobody. A failed one cannot be approved (the gate refuses
     it), so it blocks nothing and the next evidence trains its replacement. A retrained one not
     evaluated yet waits for its evaluation; one trained by hand and never evaluated is not
     approvable and blocks nothing."""
-    from iris_assets.core.registry import EVALUATION_TAG, REJECTED
+    from iris_assets.core.registry import EVALUATION_TAG, REJECTED, ROLLED_BACK
 
     challenger, champion = models.challenger(), models.champion()
     if challenger is None or (champion and champion.version == challenger.version):
         return None
-    if challenger.approval == REJECTED:
+    # A person decided: rejected, or served and rolled back (it keeps the challenger alias).
+    if challenger.approval in (REJECTED, ROLLED_BACK):
         return None
     retrained = RETRAIN_REASON_TAG in challenger.tags
     evaluation = challenger.tags.get(EVALUATION_TAG)

@@ -27,6 +27,7 @@ orchestrator, whose definitions must import light.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +58,25 @@ def freshness(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
     waits for the next report, a retrain on flowers already ingested costs one run)."""
     if LABELS_VERSION not in metadata or FEATURES_VERSION not in metadata:
         return None
-    return int(metadata[LABELS_VERSION]), int(metadata[FEATURES_VERSION])
+    labels, features = _whole(metadata[LABELS_VERSION]), _whole(metadata[FEATURES_VERSION])
+    return None if labels is None or features is None else (labels, features)
+
+
+def read_at(metadata: Mapping[str, Any]) -> float | None:
+    """When a report began reading the tables (epoch seconds), or None (an earlier release, or
+    a value that is no time)."""
+    value = metadata.get(EVIDENCE_READ_AT)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _whole(value) -> int | None:
+    """``value`` as an int when it is one (a report's metadata can be posted by anyone, through
+    Dagster's REST API or the UI), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if float(value).is_integer() else None
 
 
 def _digest(text: str) -> str:
@@ -114,16 +133,23 @@ class ReportedEvidence:
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> ReportedEvidence | None:
-        """None for a materialization written before the step reported evidence."""
+        """None for a materialization written before the step reported evidence, or by someone
+        else (a runless report from the UI or the REST API) without it."""
         if any(key not in metadata for key in KEYS):
             return None
+        counts = {key: _whole(metadata[key]) for key in (NEW, RETRACTED, CORRECTED, HELD)}
+        hashes = (metadata[NEW_HASH], metadata[STALE_HASH])
+        if any(c is None or c < 0 for c in counts.values()) or not all(
+            isinstance(h, str) for h in hashes
+        ):
+            return None  # not what the step writes: no evidence, never an exception
         return cls(
-            new=int(metadata[NEW]),
-            new_hash=str(metadata[NEW_HASH]),
-            retracted=int(metadata[RETRACTED]),
-            corrected=int(metadata[CORRECTED]),
-            stale_hash=str(metadata[STALE_HASH]),
-            held=int(metadata[HELD]),
+            new=counts[NEW],
+            new_hash=hashes[0],
+            retracted=counts[RETRACTED],
+            corrected=counts[CORRECTED],
+            stale_hash=hashes[1],
+            held=counts[HELD],
         )
 
 

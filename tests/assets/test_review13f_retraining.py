@@ -35,11 +35,6 @@ def store_again(instance, record) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13f: a report that read the tables before a retrain's removing ingest, stored "
-    "after it, gets a new labels:<hash>@removal-<id> key: the same flowers train twice",
-)
 def test_a_late_report_after_a_removing_retrain_does_not_retrain_the_same_flowers(
     settings, graph, champion
 ):
@@ -112,11 +107,6 @@ def test_a_withdrawn_batch_after_a_failed_ingest_is_not_retrained(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13f: a rolled-back champion keeps the challenger alias with evaluation "
-    "passed: retraining is held forever as 'waits for approval', and nobody is told",
-)
 def test_a_rolled_back_version_does_not_hold_retraining_as_waiting_for_approval(
     settings, graph, champion
 ):
@@ -220,11 +210,6 @@ def test_labels_a_killed_retrain_merged_and_a_person_then_trained_on_retrain_onc
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13f: a runless 'Report materialization' of model_performance (Dagster UI) "
-    "names no versions, so latest_report takes it: the label evidence goes silent",
-)
 def test_a_report_materialization_from_the_ui_does_not_hide_the_label_evidence(
     settings, graph, champion
 ):
@@ -236,11 +221,6 @@ def test_a_report_materialization_from_the_ui_does_not_hide_the_label_evidence(
     assert isinstance(outcome, dg.RunRequest), outcome.skip_message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13f: a report whose evidence version is not a number (an external POST to "
-    "/report_asset_materialization) raises in latest_report: every tick fails",
-)
 def test_a_report_with_garbage_versions_does_not_fail_every_tick(settings, graph, champion):
     _, instance = graph
     label_and_judge(graph, settings, score(graph, settings, DAY, rows=150), rows=60, drop=0.0)
