@@ -25,22 +25,23 @@ moves between train and test. The run carries the reason as the tag ``iris/retra
 A sensor rather than declarative automation: the triggers are conditions on check history and on
 the label evidence in materialization metadata, not on asset materialization state, and the run
 needs config (the labelled source) and a tag (the reason) that an ``AutomationCondition`` cannot
-attach. While a retrained challenger that passed evaluation waits for its approval, no other is
-trained; one that failed blocks nothing (it cannot be approved) and ``notification_sensor`` says
-it failed. Each trigger's evidence is keyed on its own (``decay:DAY``, ``drift:LAST_DAY``,
-``labels:<hash of each new flower's id, species and label batch>`` naming the latest removal of
-labelled flowers before the report, if any (``new_labels_key``), ``retracted:<hash of each
-stale flower's id, held and current species and when its row was written>``) and remembered in
-the sensor's cursor with the run keys requested for it, so one piece of evidence starts at most
-one retrain that gets an answer. A run that failed or was canceled before registering a
-challenger took nothing in, nor did one deleted (no run under its key ``SUBMIT_GRACE_SECONDS``
-after the request): its evidence is asked for again under a new run key, up to
-``MAX_ATTEMPTS`` runs, then the tick names the runs and says what to do. Label evidence is taken
-in only by an ingest of the very file the report wrote (``source_sha256`` equal to the report's
-``labelled_flowers_sha256``). A retrain waits (the evidence unspent) while labels exist
-but ``labelled_flowers.parquet`` is gone (on Databricks: not on the landing volume, or
-unreadable with the step runner's credentials, asked through the Files API): without it the run
-would ingest the bundled Iris only.
+attach. While a challenger that passed evaluation waits for a person's decision (retrained or
+trained by hand; not rejected, not served and rolled back), no other is trained, and a retrained one
+not evaluated yet waits for its evaluation; one that failed blocks nothing (it cannot be approved)
+and ``notification_sensor`` says it failed. Each trigger's evidence is keyed on its own
+(``decay:DAY``, ``drift:LAST_DAY``, ``labels:<hash of each new flower's id, species and label
+batch>`` naming the latest removal of labelled flowers stored before the report began reading, if
+any (``new_labels_key``), ``retracted:<hash of each stale flower's id, held and current species and
+when its row was written>``) and remembered in the sensor's cursor with the run keys requested for
+it, so one piece of evidence starts at most one retrain that gets an answer. A run that failed or
+was canceled before registering a challenger took nothing in, nor did one deleted (no run under its
+key ``SUBMIT_GRACE_SECONDS`` after the request): its evidence is asked for again under a new run
+key, up to ``MAX_ATTEMPTS`` runs, then the tick names the runs and says what to do. Label evidence
+is taken in only by an ingest of the very file the report wrote (``source_sha256`` equal to the
+report's ``labelled_flowers_sha256``). A retrain waits (the evidence unspent) while labels exist but
+``labelled_flowers.parquet`` is gone (on Databricks: not on the landing volume, or unreadable with
+the step runner's credentials, asked through the Files API): without it the run would ingest the
+bundled Iris only.
 """
 
 import hashlib

@@ -89,7 +89,7 @@ def post_json(url: str, message: dict[str, Any], timeout: float | None = None) -
         # mistyped variable would read as delivered while nobody was told.
         scheme = urllib.parse.urlsplit(url).scheme.lower()
         if scheme not in ("http", "https"):
-            shown = f"its scheme is {scheme}:" if scheme.isalnum() else "it has no scheme"
+            shown = f"its scheme is {scheme}:" if scheme else "it has no scheme"
             return Delivery(
                 "failed", f"{NOTIFY_URL_ENV} must be an http:// or https:// URL; {shown}"
             )
