@@ -606,30 +606,50 @@ def taken_in_by_unanswered(
     """The last request's (key, reason) pairs no longer reported because a run requested for
     them ingested them before it failed, and no run requested for them answered: label evidence
     is then taken in, but nothing was trained on it. Every attempt counts, not only the last: a
-    retry canceled before its own ingest leaves the labels its first attempt took in."""
+    retry canceled before its own ingest leaves the labels its first attempt took in.
+
+    Not kept when nothing can be in the table untrained: a report stored after the attempt's
+    ingest began says ``iris_features`` holds no labelled flower (the ingest failed before its
+    MERGE and the batch was withdrawn since), or a challenger was trained after the attempt's
+    ingest began (a training run started by hand: it trained on the whole table, the merged
+    labels with it)."""
     held_keys = {key for key, _ in held}
     gone = [(str(k), str(t)) for k, t in last.get("reasons", []) if k not in held_keys]
+    if not gone:
+        return []
+    report = latest_report(instance)
+    evidence = ReportedEvidence.from_metadata(_values(report)) if report else None
     kept = []
     for key, text in gone:
         attempts = [unanswered_run(instance, r, at.get(r), models) for r in requested.get(key, [])]
         if not attempts or any(a is None for a in attempts):
             continue
-        if any(a.run and ingest_started(instance, a.run.run_id) for a in attempts):
+        for began in (ingest_began(instance, a.run.run_id) for a in attempts if a.run):
+            if began is None or trained_since(instance, began):
+                continue
+            if evidence and evidence.held == 0 and report.timestamp > began:
+                continue  # read after that ingest: it left no labelled flower in the table
             kept.append((key, text))
+            break
     return kept
 
 
-def ingest_started(instance: dg.DagsterInstance, run_id: str) -> bool:
-    """Whether the run's ``iris_features`` step started: its MERGE may have committed even
-    when the run was killed before the materialization was stored (the machine lost right
-    after it), so labels the next report no longer shows as new may be in the table with
-    nothing trained on them. Read from the run's event log, the same on both engines."""
-    if FEATURES in _materialized(instance, run_id):
-        return True
+def trained_since(instance: dg.DagsterInstance, timestamp: float) -> bool:
+    """Whether a ``challenger_model`` materialization was stored after ``timestamp``."""
+    after = dg.AssetRecordsFilter(asset_key=CHALLENGER, after_timestamp=timestamp)
+    return bool(instance.fetch_materializations(after, limit=1).records)
+
+
+def ingest_began(instance: dg.DagsterInstance, run_id: str) -> float | None:
+    """When the run's ``iris_features`` step started, or None if it never did. (A time, not a
+    storage id: a run's own events and the asset index are numbered apart in sqlite storage.)"""
     events = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.STEP_START, limit=HISTORY
     ).records
-    return any(e.event_log_entry.step_key == FEATURES.path[-1] for e in events)
+    for event in events:
+        if event.event_log_entry.step_key == FEATURES.path[-1]:
+            return event.timestamp
+    return None
 
 
 def _attempt_run_key(evidence: str, attempt: int) -> str:

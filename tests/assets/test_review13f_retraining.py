@@ -72,11 +72,6 @@ def test_a_late_report_after_a_removing_retrain_does_not_retrain_the_same_flower
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13f: an ingest that started and failed before its MERGE keeps the labels key "
-    "after the batch was withdrawn: a retrain on flowers that are no longer labelled",
-)
 def test_a_withdrawn_batch_after_a_failed_ingest_is_not_retrained(
     settings, graph, champion, monkeypatch
 ):
@@ -174,11 +169,6 @@ def test_a_given_up_message_names_only_evidence_that_is_not_retried(
     assert not (retried and told_drift_given_up), (given_up, following)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13f: labels a killed retrain merged, then trained on by a person's own "
-    "training run, are kept as taken in by the killed attempt: they retrain a second time",
-)
 def test_labels_a_killed_retrain_merged_and_a_person_then_trained_on_retrain_once(
     settings, graph, champion, monkeypatch
 ):
