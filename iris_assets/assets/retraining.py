@@ -233,23 +233,30 @@ def labelled_removal_before(
     it would make the flowers a retrain has just taken in new evidence again (a report that
     read before that retrain's ingest, stored after it). A removal committed before the report
     read but stored after is missed until the next report."""
-    source = labelled_source(settings)
     before = dg.AssetRecordsFilter(asset_key=FEATURES, before_storage_id=storage_id)
+    for record in labelled_source_ingests(instance, settings, before):  # newest first
+        if began is not None and record.timestamp >= began:
+            continue
+        removed = record.asset_materialization.metadata.get("rows_removed")
+        count = removed.value if removed is not None else None
+        if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+            return record.storage_id
+    return None
+
+
+def labelled_source_ingests(instance, settings, records_filter: dg.AssetRecordsFilter):
+    """The ``iris_features`` materializations of ``records_filter`` (page by page, newest first)
+    that ingested the labelled-flowers source."""
+    source = labelled_source(settings)
     cursor = None
     while True:
-        page = instance.fetch_materializations(before, limit=HISTORY, cursor=cursor)
-        for record in page.records:  # newest first
-            metadata = record.asset_materialization.metadata
-            entry, removed = metadata.get("source"), metadata.get("rows_removed")
-            if entry is None or entry.value != source or removed is None:
-                continue
-            if began is not None and record.timestamp >= began:
-                continue
-            count = removed.value
-            if isinstance(count, int) and not isinstance(count, bool) and count > 0:
-                return record.storage_id
+        page = instance.fetch_materializations(records_filter, limit=HISTORY, cursor=cursor)
+        for record in page.records:
+            entry = record.asset_materialization.metadata.get("source")
+            if entry is not None and entry.value == source:
+                yield record
         if not page.has_more:
-            return None
+            return
         cursor = page.cursor
 
 
@@ -263,22 +270,12 @@ def labelled_source_ingested_since(
     and finish after. With ``written`` (the content hash of the file the report wrote) only an
     ingest that read that very content (its ``source_sha256``) counts; one that records no
     hash, or another, does not. A report without a hash (an earlier release) takes any."""
-    source = labelled_source(settings)
     after = dg.AssetRecordsFilter(asset_key=FEATURES, after_storage_id=storage_id)
-    cursor = None
-    while True:
-        page = instance.fetch_materializations(after, limit=HISTORY, cursor=cursor)
-        for record in page.records:
-            metadata = record.asset_materialization.metadata
-            entry = metadata.get("source")
-            if entry is None or entry.value != source:
-                continue
-            read = metadata.get(SOURCE_SHA256)
-            if written is None or (read is not None and read.value == written):
-                return True
-        if not page.has_more:
-            return False
-        cursor = page.cursor
+    for record in labelled_source_ingests(instance, settings, after):
+        read = record.asset_materialization.metadata.get(SOURCE_SHA256)
+        if written is None or (read is not None and read.value == written):
+            return True
+    return False
 
 
 def labelled_source(settings) -> str:

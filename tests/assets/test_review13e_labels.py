@@ -1,26 +1,12 @@
 """Review 13e: label batches a careless collector writes; every row must end in the labels table
 or the rejects table, never take the day's run down with it."""
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from iris_assets.core.labels import copy_label_file, read_labelled_day
-from iris_assets.core.schema import FEATURE_COLUMNS
-
-DAY = "2026-11-22"
-
-
-def scored(ids):
-    return pd.DataFrame(
-        {
-            "flower_id": pd.Series(ids, dtype="int64"),
-            **{c: [1.0] * len(ids) for c in FEATURE_COLUMNS},
-            "prediction": pd.Series([0] * len(ids), dtype="int64"),
-            "model_version": "1",
-        }
-    )
+from tests.assets.test_review13_labelled_at import DAY, scored
 
 
 def test_a_boolean_labelled_at_is_rejected_not_raised(tmp_path):
