@@ -20,22 +20,36 @@ def _status(pid: int) -> dict[str, str]:
 
 
 def _fd_kinds(pid: int, port: int) -> list[str]:
-    """What each open descriptor is (a socket, a pipe, a device, a file), without inode numbers
-    or file names (each server logs to its own file). A server's TCP sockets on its own port are
-    left out: how many it holds depends on the moment (a health probe's connection not yet
-    closed). Every other socket is counted, so one inherited from the warm worker shows."""
+    """What each open descriptor is, without inode numbers. Standard input, output and error are
+    named by number (they are what a Popen child is given). Past those, a descriptor's number is
+    whatever was free when it opened: the registry's sqlite connections land on 7 and 8, or on 7
+    and 9 when a transient one held 8 for a moment, so the numbers are left out there.
+    Regular files (other than the server's own log) are named by path and counted once per path,
+    since how many connections the registry's pool holds depends on the moment; a file inherited
+    from the warm worker is a path the cold start lacks, so it shows. A server's TCP sockets on
+    its own port are left out too (a health probe's connection may not be closed yet). Every other
+    socket, pipe and event descriptor is counted, so one inherited from the worker shows."""
     own = _sockets_on_port(pid, port)
-    kinds = []
+    log = Path(os.readlink(f"/proc/{pid}/fd/1"))
+    kinds, files = [], set()
     for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:  # a transient descriptor closed while being listed
+            continue
         if target.startswith("socket:[") and target[len("socket:[") : -1] in own:
             continue
         if ":" in target:
             kind = target.split(":")[0]
+        elif target.startswith("/dev/"):
+            kind = target
+        elif Path(target) == log:
+            kind = "log"
         else:
-            kind = target if target.startswith("/dev/") else "file"
-        kinds.append(kind if kind == "socket" else f"{fd}:{kind}")
-    return sorted(kinds)
+            files.add(f"file:{target}")
+            continue
+        kinds.append(f"{fd}:{kind}" if int(fd) <= 2 else kind)
+    return sorted(kinds) + sorted(files)
 
 
 def _sockets_on_port(pid: int, port: int) -> set[str]:
