@@ -7,10 +7,11 @@ The events, read from Dagster's event log (a cursor of storage ids, so each is t
   to the evaluation report, the MLflow version, and how to approve);
 - an ``evaluation_report`` of a run ``retraining_sensor`` started whose challenger failed: it is
   not approvable, and retraining goes on with the next evidence;
-- a ``training_job`` run ``retraining_sensor`` started that failed or was canceled when a person
-  is needed: its challenger was registered but never evaluated (retraining waits for that
-  evaluation), or it was the last of ``MAX_ATTEMPTS`` attempts (retraining gave up on its
-  evidence); read from the run failure / cancel events;
+- a ``training_job`` run ``retraining_sensor`` started that failed or was canceled after its
+  challenger was registered but before it was evaluated (retraining waits for that evaluation);
+  read from the run failure / cancel events. (That retraining gave up on some evidence after
+  ``MAX_ATTEMPTS`` runs is told by ``retraining_sensor`` itself, where that is decided: the last
+  run may have been deleted, and one run can be the last attempt for only part of its evidence.)
 - a failed monitoring check (``live_accuracy``, ``labels_accounted``, ``feature_drift``).
 
 Each message goes to the webhook in ``IRIS_NOTIFY_URL`` (``NotifierResource.url``, a
@@ -204,53 +205,34 @@ def _materialization(instance: dg.DagsterInstance, run_id: str, key: dg.AssetKey
 
 
 def retrain_run_message(instance, run_id: str, notifier, models=None) -> dict | None:
-    """The message for a retrain run that ended without an answer a person can act on, else
-    None (a person's own run, or an attempt ``retraining_sensor`` retries by itself):
-
-    - its challenger was registered but never evaluated (the evaluate step failed): the sensor
-      waits for that evaluation and trains nothing else, so a person must evaluate it;
-    - it was the last of ``MAX_ATTEMPTS`` attempts for its evidence: the sensor gives up.
+    """The message for a retrain run that registered a challenger and ended before evaluating
+    it: the sensor waits for that evaluation and trains nothing else, so a person must evaluate
+    it. Else None (a person's own run, an evaluated one, or one that registered nothing:
+    ``retraining_sensor`` retries that by itself, and tells a person when it gives up).
 
     Only run ids, versions, the reason and commands: never a URL of the webhook or a secret."""
-    from iris_assets.assets.retraining import MAX_ATTEMPTS, RETRAIN_REASON_RUN_TAG, attempt_of
-    from iris_assets.assets.run_keys import RUN_KEY_TAG
+    from iris_assets.assets.retraining import RETRAIN_REASON_RUN_TAG
 
     run = instance.get_run_by_id(run_id)
     if run is None or run.tags.get("iris/trigger") != "retraining_sensor":
         return None
-    reason = run.tags.get(RETRAIN_REASON_RUN_TAG, "retraining_sensor")
-    links = {"dagster_run": f"{notifier.dagster_url}/runs/{run_id}"}
-    status = run.status.value.lower()
     challenger = _materialization(instance, run_id, dg.AssetKey("challenger_model"))
-    if challenger is not None:
-        if _materialization(instance, run_id, EVALUATION_KEY) is not None:
-            return None  # evaluated: the evaluation_report stream tells it
-        version = str(_value(challenger.metadata, "version", ""))
-        if models is not None and not _still_unevaluated(models, version):
-            return None
-        return {
-            "event": "retrained_challenger_not_evaluated",
-            "text": f"v{version}, retrained automatically ({reason}), was registered as "
-            f"challenger but never evaluated: run {run_id} {status} before evaluation_report. "
-            "Retraining waits for its evaluation: see the run's logs, fix the cause, then "
-            "materialize evaluation_report (training_job, or re-execute the run from its "
-            f"failure); or `iris reject {version} --by NAME --reason ...`",
-            "version": version,
-            "retrain_reason": reason,
-            "links": links,
-        }
-    attempt = attempt_of(run.tags.get(RUN_KEY_TAG, ""))
-    if attempt is None or attempt < MAX_ATTEMPTS:
-        return None  # retraining_sensor asks for it again by itself
+    if challenger is None or _materialization(instance, run_id, EVALUATION_KEY) is not None:
+        return None  # nothing registered (retried by the sensor), or evaluated (told above)
+    version = str(_value(challenger.metadata, "version", ""))
+    if models is not None and not _still_unevaluated(models, version):
+        return None
+    reason = run.tags.get(RETRAIN_REASON_RUN_TAG, "retraining_sensor")
     return {
-        "event": "retrain_given_up",
-        "text": f"retraining gave up: training_job ended {attempt} times without a challenger "
-        f"for {reason} (last: run {run_id}, {status}). Not retried again: see the runs' logs "
-        "(Dagster UI: Runs), fix the cause, then re-execute the last run; new evidence starts "
-        "a retrain as usual",
+        "event": "retrained_challenger_not_evaluated",
+        "text": f"v{version}, retrained automatically ({reason}), was registered as "
+        f"challenger but never evaluated: run {run_id} {run.status.value.lower()} before "
+        "evaluation_report. Retraining waits for its evaluation: see the run's logs, fix the "
+        "cause, then materialize evaluation_report (training_job, or re-execute the run from its "
+        f"failure); or `iris reject {version} --by NAME --reason ...`",
+        "version": version,
         "retrain_reason": reason,
-        "attempts": attempt,
-        "links": links,
+        "links": {"dagster_run": f"{notifier.dagster_url}/runs/{run_id}"},
     }
 
 

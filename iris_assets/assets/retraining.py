@@ -22,23 +22,24 @@ moves between train and test. The run carries the reason as the tag ``iris/retra
 ``challenger_model`` writes it on the new version as ``retrain_reason``. The job ends at
 ``evaluation_report``: nothing here can promote, ``champion_alias`` still needs a person.
 
-A sensor rather than declarative automation: the triggers are conditions on check history and on
-the label evidence in materialization metadata, not on asset materialization state, and the run
-needs config (the labelled source) and a tag (the reason) that an ``AutomationCondition`` cannot
-attach. While a challenger that passed evaluation waits for a person's decision (retrained or
-trained by hand; not rejected, not served and rolled back), no other is trained, and a retrained one
-not evaluated yet waits for its evaluation; one that failed blocks nothing (it cannot be approved)
-and ``notification_sensor`` says it failed. Each trigger's evidence is keyed on its own
-(``decay:DAY``, ``drift:LAST_DAY``, ``labels:<hash of each new flower's id, species and label
-batch>`` naming the latest removal of labelled flowers stored before the report began reading, if
-any (``new_labels_key``), ``retracted:<hash of each stale flower's id, held and current species and
-when its row was written>``) and remembered in the sensor's cursor with the run keys requested for
-it, so one piece of evidence starts at most one retrain that gets an answer. A run that failed or
-was canceled before registering a challenger took nothing in, nor did one deleted (no run under its
-key ``SUBMIT_GRACE_SECONDS`` after the request): its evidence is asked for again under a new run
-key, up to ``MAX_ATTEMPTS`` runs, then the tick names the runs and says what to do. Label evidence
-is taken in only by an ingest of the very file the report wrote (``source_sha256`` equal to the
-report's ``labelled_flowers_sha256``). A retrain waits (the evidence unspent) while labels exist but
+A sensor rather than declarative automation: the triggers are conditions on check history and on the
+label evidence in materialization metadata, not on asset materialization state, and the run needs
+config (the labelled source) and a tag (the reason) that an ``AutomationCondition`` cannot attach.
+While a challenger that passed evaluation waits for a person's decision (retrained or trained by
+hand; not rejected, not served and rolled back), no other is trained, and a retrained one not
+evaluated yet waits for its evaluation; one that failed blocks nothing (it cannot be approved) and
+``notification_sensor`` says it failed. Each trigger's evidence is keyed on its own (``decay:DAY``,
+``drift:LAST_DAY``, ``labels:<hash of each new flower's id, species and label batch>`` naming the
+latest removal of labelled flowers stored before the report began reading, if any
+(``new_labels_key``), ``retracted:<hash of each stale flower's id, held and current species and when
+its row was written>``) and remembered in the sensor's cursor with the run keys requested for it, so
+one piece of evidence starts at most one retrain that gets an answer. A run that failed or was
+canceled before registering a challenger took nothing in, nor did one deleted (no run under its key
+``SUBMIT_GRACE_SECONDS`` after the request): its evidence is asked for again under a new run key, up
+to ``MAX_ATTEMPTS`` runs, then the tick names the runs and says what to do, and tells a person once
+(``tell_given_up``, through ``IRIS_NOTIFY_URL``). Label evidence is taken in only by an ingest of
+the very file the report wrote (``source_sha256`` equal to the report's
+``labelled_flowers_sha256``). A retrain waits (the evidence unspent) while labels exist but
 ``labelled_flowers.parquet`` is gone (on Databricks: not on the landing volume, or unreadable with
 the step runner's credentials, asked through the Files API): without it the run would ingest the
 bundled Iris only.
@@ -52,6 +53,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 
+from iris_assets.assets.notifications import NotifierResource
 from iris_assets.assets.run_keys import RUN_KEY_TAG
 from iris_assets.core.label_evidence import (
     HELD,
@@ -465,6 +467,15 @@ def _read_cursor(
     return evidence, _read_last(value.get("last"), dropped)
 
 
+def _cursor(evidence, last: dict, at: dict[str, float], told: list[str]) -> str:
+    value = {"evidence": dict(evidence), "requested_at": at}
+    if last:
+        value["last"] = last
+    if told:
+        value["given_up_told"] = told
+    return json.dumps(value)
+
+
 def _read_last(last, dropped: list[str]) -> dict:
     """The last request (its run key and (key, reason) pairs of strings), or {}."""
     if last is None:
@@ -665,18 +676,25 @@ def attempt_of(run_key: str) -> int | None:
     return int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else None
 
 
-def _given_up_reason(instance, given_up: list[tuple[str, str]], requested) -> str:
+def _given_up_runs(
+    instance, given_up: list[tuple[str, str]], requested
+) -> list[tuple[str, object]]:
+    """(run key, its run or None when deleted) of every attempt for the given-up evidence."""
     runs = sorted({r for key, _ in given_up for r in requested[key]})
-    ids = []
+    found = []
     for run_key in runs:
         records = instance.get_run_records(
             filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1
         )
-        if records:
-            run = records[0].dagster_run
-            ids.append(f"{run.run_id} ({run.status.value.lower()})")
-        else:
-            ids.append(f"{run_key} (deleted)")
+        found.append((run_key, records[0].dagster_run if records else None))
+    return found
+
+
+def _given_up_reason(instance, given_up: list[tuple[str, str]], requested) -> str:
+    ids = [
+        f"{run.run_id} ({run.status.value.lower()})" if run else f"{run_key} (deleted)"
+        for run_key, run in _given_up_runs(instance, given_up, requested)
+    ]
     return (
         f"training_job ended {MAX_ATTEMPTS} times without a challenger for "
         + "; ".join(text for _, text in given_up)
@@ -684,6 +702,56 @@ def _given_up_reason(instance, given_up: list[tuple[str, str]], requested) -> st
         "fix the cause, then re-execute the last one (it keeps its config and reason); new "
         "evidence starts a retrain as usual"
     )
+
+
+def given_up_message(instance, given_up, requested, dagster_url: str) -> dict:
+    """The ``retrain_given_up`` notification: the evidence this tick stopped retrying (only
+    that: evidence that joined a later attempt keeps its own count), its runs and what to do.
+    Run ids, the reason and commands only: never the webhook's URL or a secret."""
+    runs = _given_up_runs(instance, given_up, requested)
+    last = next((run for _, run in reversed(runs) if run is not None), None)
+    return {
+        "event": "retrain_given_up",
+        "text": "retraining gave up: " + _given_up_reason(instance, given_up, requested),
+        "retrain_reason": "; ".join(text for _, text in given_up),
+        "attempts": MAX_ATTEMPTS,
+        "links": {"dagster_run": f"{dagster_url}/runs/{last.run_id}"} if last else {},
+    }
+
+
+def tell_given_up(context, instance, given_up, requested, told: list[str], notifier, env_home):
+    """Tell a person, once per piece of evidence, that retraining gave up on it (``told``: the
+    evidence keys already told, kept in the cursor). Told here, where the decision is made,
+    not from a run's failure event: the last attempt may have been deleted (no event comes),
+    and a run requested for several pieces of evidence is the last attempt of only some."""
+    from iris_assets.core.notify import notify
+
+    fresh = [(key, text) for key, text in given_up if key not in told]
+    if not fresh:
+        return told
+    message = given_up_message(instance, fresh, requested, notifier.dagster_url)
+    delivery = notify(message, notifier.url, env_home)
+    line = f"notification ({delivery.status}: {delivery.detail}): {message['text']}"
+    if delivery.outbox_error:
+        line += f" (not written to the outbox: {delivery.outbox_error})"
+    if delivery.status == "failed" or delivery.outbox_error:
+        context.log.warning(line)
+    else:
+        context.log.info(line)
+    return [*told, *(key for key, _ in fresh)][-USED_EVIDENCE:]
+
+
+def _read_told(cursor: str | None, dropped: list[str]) -> list[str]:
+    """The evidence keys whose give-up was told (cursors of earlier releases: none)."""
+    try:
+        value = json.loads(cursor) if cursor else {}
+    except ValueError:
+        return []
+    told = value.get("given_up_told", []) if isinstance(value, dict) else []
+    if not isinstance(told, list):
+        dropped.append("the give-ups told (not a list)")
+        return []
+    return [str(key) for key in told]
 
 
 def volume_labelled_source(workspace, settings, instance) -> tuple[str | None, str | None]:
@@ -737,6 +805,7 @@ def retraining_sensor(
     registry: ModelRegistryResource,
     retraining: RetrainingPolicy,
     step_runner: StepRunner,
+    notifier: NotifierResource,
 ):
     from iris_assets.steps.performance import labelled_flowers_path
 
@@ -759,6 +828,7 @@ def retraining_sensor(
     dropped: list[str] = []
     requested, last = _read_cursor(context.cursor, dropped)
     at = _requested_at(context.cursor, dropped)
+    told = _read_told(context.cursor, dropped)
     if dropped:
         context.log.warning(
             "retraining_sensor's cursor is damaged; read as empty: " + "; ".join(dropped)
@@ -785,6 +855,12 @@ def retraining_sensor(
     stuck = _given_up_reason(context.instance, given_up, requested) if given_up else ""
     if stuck:
         context.log.warning(stuck)
+        now_told = tell_given_up(
+            context, context.instance, given_up, requested, told, notifier, current.env_home
+        )
+        if now_told != told:
+            told = now_told
+            context.update_cursor(_cursor(requested.items(), last, at, told))
     if not reasons:
         if stuck:
             return dg.SkipReason(stuck)
@@ -827,7 +903,7 @@ def retraining_sensor(
     at[run_key] = _now()
     live = {r for _, runs in kept for r in runs}
     at = {r: t for r, t in at.items() if r in live}
-    context.update_cursor(json.dumps({"evidence": dict(kept), "last": last, "requested_at": at}))
+    context.update_cursor(_cursor(kept, last, at, told))
     return dg.RunRequest(
         run_key=run_key,
         run_config={"ops": {"iris_features": {"config": config}}} if config else {},

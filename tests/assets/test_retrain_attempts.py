@@ -64,7 +64,13 @@ def test_a_retrain_that_keeps_failing_is_asked_for_three_times_then_named_on_the
     assert all(run_id in message for run_id in runs), message
     assert "(canceled)" in message and "(failure)" in message
     assert "re-execute" in message
-    assert after == cursor, "nothing more is spent or requested"
+    told_keys = json.loads(after).pop("given_up_told")
+    assert told_keys == [key for key in json.loads(cursor)["evidence"]], "told once, remembered"
+    assert {k: v for k, v in json.loads(after).items() if k != "given_up_told"} == json.loads(
+        cursor
+    ), "nothing more is spent or requested"
+    again, last = retraining_tick(graph, after, with_cursor=True)
+    assert again.skip_message == message and last == after, "the give-up is not told twice"
     # New evidence still trains: 60 more flowers labelled in another batch.
     later = "2026-11-25"
     label_and_judge(

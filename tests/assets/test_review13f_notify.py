@@ -1,14 +1,13 @@
 """Review 13f: a retrain given up is told to a person however its last attempt ended.
 
-A reproducer on main, marked xfail(strict) so the branch stays green: it passes once the break
-is fixed, and then the mark must go.
+The last attempt deleted (as the in-flight skip advises) ends with no run failure event: the
+give-up is told by retraining_sensor, where it is decided, not from such an event.
 """
 
 import time
 from unittest import mock
 
 import dagster as dg
-import pytest
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
 from iris_assets.assets.retraining import SUBMIT_GRACE_SECONDS
@@ -16,11 +15,6 @@ from tests.assets.test_monitoring_retraining import DAY, label_and_judge, retrai
 from tests.assets.test_retrain_attempts import start_and_end
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13f: a third attempt deleted as the in-flight skip advises has no run failure "
-    "event: retraining gives up on its evidence and nobody is told",
-)
 def test_a_retrain_given_up_after_a_deleted_last_attempt_is_told_to_a_person(
     settings, graph, champion, monkeypatch
 ):
