@@ -15,6 +15,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from iris_assets.assets.notifications import NotifierResource
 from iris_assets.assets.retraining import RetrainingPolicy, retraining_sensor
 from iris_assets.resources import ModelRegistryResource, SettingsResource
 from iris_assets.resources.databricks_runner import DatabricksStepRunner
@@ -50,6 +51,7 @@ def databricks(settings, tmp_path, monkeypatch):
         "registry": ModelRegistryResource(settings=SettingsResource.from_settings(settings)),
         "retraining": RetrainingPolicy(),
         "step_runner": DatabricksStepRunner(settings=resource, host=HOST, token=TOKEN),
+        "notifier": NotifierResource(),
     }
     return on_databricks, workspace, resources
 
