@@ -855,14 +855,21 @@ def retraining_sensor(
     stuck = _given_up_reason(context.instance, given_up, requested) if given_up else ""
     if stuck:
         context.log.warning(stuck)
+
+    def tell(evidence, last_request) -> None:
+        """Post a give-up decided on this tick, last of all: nothing after it can raise and
+        throw the cursor that records it away (a give-up told on every tick)."""
+        if not stuck:
+            return
         now_told = tell_given_up(
             context, context.instance, given_up, requested, told, notifier, current.env_home
         )
         if now_told != told:
-            told = now_told
-            context.update_cursor(_cursor(requested.items(), last, at, told))
+            context.update_cursor(_cursor(evidence, last_request, at, now_told))
+
     if not reasons:
         if stuck:
+            tell(requested.items(), last)
             return dg.SkipReason(stuck)
         if spent:
             return dg.SkipReason(
@@ -884,6 +891,7 @@ def retraining_sensor(
         path = labelled_flowers_path(current)
         source = str(path) if path.is_file() else None
     if missing:
+        tell(requested.items(), last)
         return dg.SkipReason(missing)  # before the cursor: the evidence is not spent
     evidence = "|".join(key for key, _ in reasons)
     reason = "; ".join(text for _, text in reasons)
@@ -904,6 +912,7 @@ def retraining_sensor(
     live = {r for _, runs in kept for r in runs}
     at = {r: t for r, t in at.items() if r in live}
     context.update_cursor(_cursor(kept, last, at, told))
+    tell(kept, last)
     return dg.RunRequest(
         run_key=run_key,
         run_config={"ops": {"iris_features": {"config": config}}} if config else {},
