@@ -284,6 +284,15 @@ def pending(instance: dg.DagsterInstance, cursor: dict, notifier: NotifierResour
     return events
 
 
+def delivery_line(message: dict, delivery) -> str:
+    """The tick log's line for a message sent (``core.notify.Delivery``): status and detail
+    only, never the webhook's URL."""
+    line = f"notification ({delivery.status}: {delivery.detail}): {message['text']}"
+    if delivery.outbox_error:
+        line += f" (not written to the outbox: {delivery.outbox_error})"
+    return line
+
+
 @dg.sensor(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -309,10 +318,9 @@ def notification_sensor(
                 continue
             delivery = notify(message, notifier.url, settings.get().env_home)
             told += 1
-            line = f"notification ({delivery.status}: {delivery.detail}): {message['text']}"
+            line = delivery_line(message, delivery)
             if delivery.outbox_error:
                 unrecorded.append(delivery.outbox_error)
-                line += f" (not written to the outbox: {delivery.outbox_error})"
             if delivery.status == "failed" or delivery.outbox_error:
                 if delivery.status == "failed":
                     failed.append(delivery.detail)

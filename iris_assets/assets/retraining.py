@@ -53,7 +53,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from iris_assets.assets.notifications import NotifierResource
+from iris_assets.assets.notifications import NotifierResource, delivery_line
 from iris_assets.assets.run_keys import RUN_KEY_TAG
 from iris_assets.core.label_evidence import (
     HELD,
@@ -666,16 +666,6 @@ def _attempt_run_key(evidence: str, attempt: int) -> str:
     return key if attempt == 1 else f"{key}-{attempt}"
 
 
-def attempt_of(run_key: str) -> int | None:
-    """The attempt a retrain run key stands for (``_attempt_run_key``), or None for another key."""
-    if not run_key.startswith("retrain-"):
-        return None
-    parts = run_key[len("retrain-") :].split("-")
-    if len(parts) == 1:
-        return 1
-    return int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else None
-
-
 def _given_up_runs(
     instance, given_up: list[tuple[str, str]], requested
 ) -> list[tuple[str, object]]:
@@ -690,10 +680,10 @@ def _given_up_runs(
     return found
 
 
-def _given_up_reason(instance, given_up: list[tuple[str, str]], requested) -> str:
+def _given_up_reason(given_up: list[tuple[str, str]], runs) -> str:
     ids = [
         f"{run.run_id} ({run.status.value.lower()})" if run else f"{run_key} (deleted)"
-        for run_key, run in _given_up_runs(instance, given_up, requested)
+        for run_key, run in runs
     ]
     return (
         f"training_job ended {MAX_ATTEMPTS} times without a challenger for "
@@ -712,7 +702,7 @@ def given_up_message(instance, given_up, requested, dagster_url: str) -> dict:
     last = next((run for _, run in reversed(runs) if run is not None), None)
     return {
         "event": "retrain_given_up",
-        "text": "retraining gave up: " + _given_up_reason(instance, given_up, requested),
+        "text": "retraining gave up: " + _given_up_reason(given_up, runs),
         "retrain_reason": "; ".join(text for _, text in given_up),
         "attempts": MAX_ATTEMPTS,
         "links": {"dagster_run": f"{dagster_url}/runs/{last.run_id}"} if last else {},
@@ -731,9 +721,7 @@ def tell_given_up(context, instance, given_up, requested, told: list[str], notif
         return told
     message = given_up_message(instance, fresh, requested, notifier.dagster_url)
     delivery = notify(message, notifier.url, env_home)
-    line = f"notification ({delivery.status}: {delivery.detail}): {message['text']}"
-    if delivery.outbox_error:
-        line += f" (not written to the outbox: {delivery.outbox_error})"
+    line = delivery_line(message, delivery)
     if delivery.status == "failed" or delivery.outbox_error:
         context.log.warning(line)
     else:
@@ -852,7 +840,11 @@ def retraining_sensor(
             retried.append(str(failed))
         else:
             given_up.append((key, text))
-    stuck = _given_up_reason(context.instance, given_up, requested) if given_up else ""
+    stuck = (
+        _given_up_reason(given_up, _given_up_runs(context.instance, given_up, requested))
+        if given_up
+        else ""
+    )
     if stuck:
         context.log.warning(stuck)
 
