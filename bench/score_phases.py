@@ -72,21 +72,19 @@ def wrap_iter(mod, attr, name):
 
 home = sys.argv[1]
 day = sys.argv[sys.argv.index("--day") + 1] if "--day" in sys.argv else "2026-11-26"
-with phase("imports: step modules (pandas, pyarrow, deltalake, mlflow registry)"):
+with phase("imports: step modules (pandas, pyarrow, deltalake)"):
     import iris_assets.steps.score as score_mod
     from iris_assets.core.registry import configure_mlflow
     from iris_assets.settings import load_settings
-with phase("imports: mlflow.sklearn (+sklearn)"):
-    import mlflow.sklearn
 import iris_assets.core.batch_scoring as bs
 import iris_assets.steps.day_scoring as ds
 
 settings = load_settings({"IRIS_HOME": home})
 configure_mlflow(settings)
 with phase("model: registry lookup (champion alias)"):
-    champion = score_mod.require_champion(settings)
-with phase("model: mlflow.sklearn.load_model"):
-    model = mlflow.sklearn.load_model(champion.uri)
+    champion, load = score_mod.champion_loader(settings)
+with phase("model: load (skops, or MLflow when the registry is not one it reads)"):
+    model = load()
 wrap(ds, "scan_day_files", "landing: list + inspect files (read through once, count rows)")
 if "--read-ahead" not in sys.argv:
     # The step reads the next chunk in a thread (core.read_ahead); CPU time is the process's,

@@ -10,8 +10,11 @@ pandas; on Databricks with Spark (``steps/spark_scoring.py``), with the same bat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
+from functools import partial
+from typing import Any
 
 import pandas as pd
 
@@ -29,6 +32,7 @@ from iris_assets.core.serving_log import (
 from iris_assets.settings import CHAMPION_ALIAS, Settings
 from iris_assets.steps.bootstrap import Step, json_value, open_step
 from iris_assets.steps.day_scoring import ScoredDay, new_run_id, score_day_locally
+from iris_assets.steps.local_champion import load_skops, read_champion
 from iris_assets.steps.stores import table_store
 
 
@@ -49,24 +53,39 @@ def require_champion(settings: Settings) -> VersionInfo:
     return champion
 
 
-def score(step: Step) -> None:
+def champion_loader(settings: Settings) -> tuple[VersionInfo, Callable[[], Any]]:
+    """The local champion and how to load it: its skops file read without MLflow
+    (``steps.local_champion``) when the registry is one that reader knows, else through MLflow.
+    Either way the version named is the version whose files are loaded."""
+    found = read_champion(settings)
+    if found is not None:
+        champion, path = found
+        return champion, partial(load_skops, path)
     import mlflow.sklearn
 
+    champion = require_champion(settings)
+    return champion, partial(mlflow.sklearn.load_model, champion.uri)
+
+
+def score(step: Step) -> None:
     settings = step.settings
     day = partition_day(step)
-    champion = require_champion(settings)
     store = table_store(settings)
     run_id = new_run_id(step.run_id)
     if settings.is_databricks:
+        import mlflow.sklearn
+
         from iris_assets.steps.spark_scoring import score_day_with_spark
 
+        champion = require_champion(settings)
         model = mlflow.sklearn.load_model(champion.uri)
         result = score_day_with_spark(store, settings, day, champion, model, run_id=run_id)
     else:
-        # The model loads (Python: skops, MLflow) while the day's files are inspected (pyarrow,
-        # the GIL released); score_day_locally waits for it before it writes anything.
+        champion, load = champion_loader(settings)
+        # The model loads (Python: skops) while the day's files are inspected (pyarrow, the
+        # GIL released); score_day_locally waits for it before it writes anything.
         with ThreadPoolExecutor(1, thread_name_prefix="iris-model") as loader:
-            model = loader.submit(mlflow.sklearn.load_model, champion.uri)
+            model = loader.submit(load)
             try:
                 result = score_day_locally(store, settings, day, champion, model, run_id=run_id)
             finally:

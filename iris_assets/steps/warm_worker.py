@@ -50,11 +50,18 @@ COMMON = (
     "deltalake",
     "dagster_pipes",
 )
-MLFLOW = (
+# What loading the champion's skops file needs: the local score step's model (no MLflow there:
+# ``steps.local_champion``), and the start of what the MLflow steps import.
+SKOPS = (
     "sklearn.linear_model",
     "sklearn.pipeline",
     "sklearn.preprocessing",
     "skops.io",
+    "yaml",
+    "threadpoolctl",
+)
+MLFLOW = (
+    *SKOPS,
     "mlflow",
     "mlflow.sklearn",
     "mlflow.models",
@@ -72,7 +79,7 @@ STEP_IMPORTS = {
         "matplotlib.pyplot",
         "iris_assets.steps.evaluate",
     ),
-    "iris_assets.steps.score": (*COMMON, *MLFLOW, "iris_assets.steps.score"),
+    "iris_assets.steps.score": (*COMMON, *SKOPS, "iris_assets.steps.score"),
     # Not a step: the local model server, forked detached (``serving.process``).
     "iris_assets.serving.server": (*COMMON, *MLFLOW, "iris_assets.serving.server"),
 }

@@ -611,3 +611,27 @@ def test_duplicates_written_behind_the_scoring_are_counted_here_as_the_engine_co
     engine = partition_stats(store, settings, DAY)
     assert here == engine
     assert (here.rows, here.duplicate_ids) == (508, 6)
+
+
+def test_the_one_blas_thread_the_stream_scores_with_gives_the_default_threads_answers():
+    # score_day_locally limits BLAS to one thread while it scores (steps/day_scoring.py): the
+    # probabilities written must be those the default thread count computes, bit for bit.
+    import numpy as np
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    from iris_assets.core.scoring import predict_frame
+
+    iris = load_iris(as_frame=True)
+    X = iris.data.set_axis(list(FEATURE_COLUMNS), axis=1)
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, iris.target)
+    rng = np.random.default_rng(5)
+    rows = pd.DataFrame(rng.normal(4, 2, (300_000, 4)), columns=list(FEATURE_COLUMNS))
+    default = predict_frame(pipeline, rows)
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = predict_frame(pipeline, rows)
+    pd.testing.assert_frame_equal(one, default, check_exact=True)
+    raw = pipeline.predict_proba(rows)
+    with threadpool_limits(limits=1, user_api="blas"):
+        np.testing.assert_array_equal(pipeline.predict_proba(rows), raw)
