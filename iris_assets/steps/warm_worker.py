@@ -79,7 +79,9 @@ STEP_IMPORTS = {
         "matplotlib.pyplot",
         "iris_assets.steps.evaluate",
     ),
-    "iris_assets.steps.score": (*COMMON, *SKOPS, "iris_assets.steps.score"),
+    # Not SKOPS: the score step imports them on the thread that loads its model, while its main
+    # thread inspects the day's files (a worker started for one step would import them first).
+    "iris_assets.steps.score": (*COMMON, "iris_assets.steps.score"),
     # Not a step: the local model server, forked detached (``serving.process``).
     "iris_assets.serving.server": (*COMMON, *MLFLOW, "iris_assets.serving.server"),
 }
