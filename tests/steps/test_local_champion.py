@@ -266,3 +266,11 @@ def test_the_local_score_step_loads_its_champion_without_importing_mlflow(home):
     )
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert found == {"version": "2", "model": "Pipeline", "imported": []}
+
+
+def test_no_champion_yet_fails_with_how_to_approve(home):
+    from iris_assets.core.registry import RegistryError
+
+    assert read_champion(settings_of(home)) is None  # two versions, neither the champion
+    with pytest.raises(RegistryError, match=r"no 'champion' version yet.*iris approve N --by"):
+        champion_loader(settings_of(home))
