@@ -50,8 +50,8 @@ COMMON = (
     "deltalake",
     "dagster_pipes",
 )
-# What loading the champion's skops file needs: the local score step's model (no MLflow there:
-# ``steps.local_champion``), and the start of what the MLflow steps import.
+# What loading a skops model needs: the start of what the MLflow steps import. The local score
+# step needs only these (no MLflow: ``steps.local_champion``) and imports them itself.
 SKOPS = (
     "sklearn.linear_model",
     "sklearn.pipeline",
