@@ -28,6 +28,13 @@ import pytest
 
 from iris_assets.settings import Settings, load_settings
 
+try:  # the env-5 run of the core tests loads this file without ``tests`` (nor alembic)
+    from tests.alembic_scripts import share_revision_maps
+except ImportError:
+    pass
+else:
+    share_revision_maps()  # each migration folder parsed once per process, not per database
+
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_VARS = ("IRIS_ENV", "IRIS_TARGET", "IRIS_CATALOG", "IRIS_SCHEMA", "IRIS_SERVING_HOST")
 
