@@ -238,7 +238,7 @@ def _fork_worker(listener: socket.socket) -> _ForkedWorker:
     for both. Only while this process has nothing but imports (no threads, no open runs)."""
     from iris_assets.steps import warm_worker
 
-    warm_worker.preload()
+    warm_worker.prepare()
     parent = os.getpid()
     for stream in (sys.stdout, sys.stderr):  # or the worker's steps would print it again
         with contextlib.suppress(Exception):

@@ -7,7 +7,8 @@ it (everything at once when started with ``--preload all``), so that is paid onc
 orchestrator process, and runs each step in ``os.fork()`` of its pristine self. The child is a
 process of its own, as ``python -m iris_assets.steps.<name>`` would be: a step that raises,
 exits or is killed cannot take the worker or the orchestrator with it, and nothing one step does
-is seen by the next (each starts from the same untouched copy: the worker itself only imports).
+is seen by the next (each starts from the same untouched copy: the worker itself only imports,
+and fills the caches of what is installed that a step would otherwise fill in every fork).
 
 The orchestrator side is ``iris_assets.resources.warm_steps``. The protocol, one Unix-socket
 connection per step: the client sends one JSON line ``{"module", "env", "cwd"}`` with its
@@ -86,6 +87,16 @@ STEP_IMPORTS = {
     "iris_assets.serving.server": (*COMMON, *MLFLOW, "iris_assets.serving.server"),
 }
 PRELOAD = tuple(dict.fromkeys(name for names in STEP_IMPORTS.values() for name in names))
+# Work each fork of a step would repeat, done once here after its imports; it depends only on
+# what is installed. The first model a process logs makes MLflow map every installed
+# distribution's files to the modules they provide (``importlib.metadata.packages_distributions``,
+# about 0.25 s with the orchestrator's packages), to check the model's pip requirements against
+# this environment; each version it checks is still read when the step runs.
+WARM_UPS = {
+    "iris_assets.steps.train": (
+        ("mlflow.utils.requirements_utils", "_init_modules_to_packages_map"),
+    ),
+}
 
 MAX_REQUEST_BYTES = 1 << 20
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -97,6 +108,16 @@ def preload(names: tuple[str, ...] = PRELOAD) -> None:
         if name not in sys.modules:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
+
+
+def prepare(module: str | None = None) -> None:
+    """Preload what ``module``'s step imports and do its warm-ups (every step's when None)."""
+    preload(PRELOAD if module is None else STEP_IMPORTS.get(module, ()))
+    for step in WARM_UPS if module is None else (module,):
+        for name, function in WARM_UPS.get(step, ()):
+            # A private MLflow function: if it moves, the step fills the cache itself.
+            with contextlib.suppress(Exception):
+                getattr(importlib.import_module(name), function)()
 
 
 def read_request(conn: socket.socket) -> tuple[dict, list[int]]:
@@ -210,7 +231,7 @@ def serve(listener: socket.socket, parent: int) -> None:
             conn.close()  # the client gave up or sent garbage: it sees a closed connection
             continue
         # Here, not in the child: what this step imports stays loaded for the next ones.
-        preload(STEP_IMPORTS.get(request["module"], ()))
+        prepare(request["module"])
         if os.fork() == 0:
             listener.close()
             supervise(conn, request, fds)
@@ -223,7 +244,7 @@ def main() -> None:
     listener_fd, parent = int(sys.argv[1]), int(sys.argv[2])
     listener = socket.socket(fileno=listener_fd)
     if sys.argv[3:] == ["--preload", "all"]:
-        preload()
+        prepare()
     serve(listener, parent)
 
 
