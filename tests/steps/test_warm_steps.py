@@ -250,18 +250,14 @@ def test_without_a_warm_worker_nothing_is_launched_detached(tmp_path, monkeypatc
         )
 
 
-def test_the_train_steps_forks_find_mlflows_map_of_installed_packages_made():
-    """The warm-up the worker does for the train step (``warm_worker.WARM_UPS``) took effect:
+def test_the_train_steps_forks_find_mlflows_map_of_installed_packages_made(monkeypatch):
+    """The warm-up the worker does for the train step (``warm_worker.WARM_UPS``) takes effect:
     if MLflow moves the function it calls, every train step would pay it again, silently."""
-    script = textwrap.dedent(
-        """
-        from iris_assets.steps import warm_worker
-        from mlflow.utils import requirements_utils
+    from mlflow.utils import requirements_utils
 
-        assert requirements_utils._MODULES_TO_PACKAGES is None
-        warm_worker.prepare("iris_assets.steps.train")
-        assert "scikit-learn" in requirements_utils._MODULES_TO_PACKAGES["sklearn"]
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
+    from iris_assets.steps import warm_worker
+
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)  # as in a new process
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # what preload sets, undone after this test
+    warm_worker.prepare("iris_assets.steps.train")
+    assert "scikit-learn" in requirements_utils._MODULES_TO_PACKAGES["sklearn"]
