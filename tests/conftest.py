@@ -223,6 +223,37 @@ def mlflow_db_template(tmp_path_factory) -> Path:
     return db
 
 
+@pytest.fixture(scope="session")
+def dagster_instance_template(tmp_path_factory) -> Path:
+    """An empty Dagster instance's folder (its sqlite run, event index and schedule databases,
+    created and stamped by Dagster itself), made by the first worker that needs it; tests copy
+    it (``new_instance``) rather than create and migrate each database again."""
+    import dagster as dg
+
+    from tests.databricks.serverless_env import locked
+
+    folder = session_folder(tmp_path_factory) / "dagster-template"
+    with locked(folder.with_suffix(".lock")):
+        if not (folder / ".complete").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            (folder / "instance").mkdir(parents=True)
+            with dg.instance_for_test(temp_dir=str(folder / "instance")):
+                pass
+            (folder / ".complete").touch()
+    return folder / "instance"
+
+
+@contextlib.contextmanager
+def new_instance(template: Path, folder: Path):
+    """A new, empty Dagster instance in ``folder`` (which must not exist), as
+    ``dg.instance_for_test()`` makes one, from a copy of ``template``."""
+    import dagster as dg
+
+    shutil.copytree(template, folder)
+    with dg.instance_for_test(temp_dir=str(folder)) as instance:
+        yield instance
+
+
 @pytest.fixture
 def settings(tmp_path, monkeypatch, mlflow_db_template) -> Settings:
     """This test's environment: IRIS_HOME in tmp, a free serving port, a migrated registry."""

@@ -15,7 +15,7 @@ import pytest
 
 from iris_assets.definitions import build_definitions
 from tests.assets.helpers import materialize, run_job, step_failure_messages
-from tests.conftest import session_folder
+from tests.conftest import new_instance, session_folder
 
 HOME = "iris-home"  # under a test's tmp_path, as the ``settings`` fixture makes it
 INSTANCE = "dagster"
@@ -84,7 +84,8 @@ def graph(request, settings, tmp_path):
     """The real definitions for this test's settings, with a throwaway Dagster instance (for a
     test that asks for ``champion``, a copy of the instance the champion was trained in)."""
     if "champion" not in request.fixturenames:
-        with dg.instance_for_test() as instance:
+        template = request.getfixturevalue("dagster_instance_template")
+        with new_instance(template, tmp_path / INSTANCE) as instance:
             yield build_definitions(settings), instance
         return
     template = request.getfixturevalue("champion_template")

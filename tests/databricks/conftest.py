@@ -19,7 +19,7 @@ from iris_assets import databricks_env
 from iris_assets import version as version_module
 from iris_assets.assets.training import challenger_model, evaluation_report, iris_features
 from iris_assets.version import SHA_VARIABLE, wheel_name
-from tests.conftest import session_folder
+from tests.conftest import new_instance, session_folder
 from tests.databricks.fake_workspace import (
     HOST,
     TOKEN,
@@ -122,6 +122,6 @@ def databricks_defs(settings, workspace) -> dg.Definitions:
 
 
 @pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
+def instance(tmp_path, dagster_instance_template):
+    with new_instance(dagster_instance_template, tmp_path / "dagster") as instance:
         yield instance
