@@ -350,8 +350,8 @@ def cmd_mlflow(args) -> int:
         "--port", str(port),
         "--workers", "1",
     ]  # fmt: skip
-    # MLflow's job runner (GenAI evaluation and optimization jobs) is two more interpreters
-    # beside the server that this UI, for browsing runs and models, has no use for.
+    # MLflow's job runner (GenAI evaluation and optimization jobs) is a runner and its huey
+    # consumers beside the server, which this UI, for browsing runs and models, has no use for.
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     print(f"MLflow UI for {settings.env_home}: http://127.0.0.1:{port}", flush=True)
     os.execv(command[0], command)

@@ -12,6 +12,8 @@ by Dagster's and MLflow's own code, against exactly the revisions a fresh parse 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 _shared: dict[tuple, object] = {}
 
 
@@ -28,9 +30,10 @@ def share_revision_maps() -> bool:
 
     def __init__(self, *args, **kwargs):
         parse(self, *args, **kwargs)
+        # Resolved: a relative location names another folder from another working directory.
         key = (
-            self.dir,
-            tuple(self.version_locations),
+            Path(self.dir).resolve(),
+            tuple(Path(location).resolve() for location in self.version_locations),
             self.sourceless,
             self.recursive_version_locations,
         )

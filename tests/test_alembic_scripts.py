@@ -60,3 +60,18 @@ def test_a_new_run_database_is_still_stamped_with_the_head(tmp_path):
         [(stamped,)] = connection.execute("SELECT version_num FROM alembic_version").fetchall()
     connection.close()
     assert [stamped] == list(RevisionMap(dagster_scripts()._load_revisions).heads)
+
+
+def test_one_relative_location_in_two_working_directories_is_two_folders(tmp_path, monkeypatch):
+    for name in ("a", "b"):
+        versions = tmp_path / name / "migrations" / "versions"
+        versions.mkdir(parents=True)
+        (versions / f"rev_{name}.py").write_text(
+            f"revision = 'rev_{name}'\ndown_revision = None\n"
+            "def upgrade():\n    pass\ndef downgrade():\n    pass\n"
+        )
+    heads = {}
+    for name in ("a", "b"):
+        monkeypatch.chdir(tmp_path / name)
+        heads[name] = ScriptDirectory("migrations").get_heads()
+    assert heads == {"a": ["rev_a"], "b": ["rev_b"]}

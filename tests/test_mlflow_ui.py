@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import types
 import urllib.request
 from pathlib import Path
 
@@ -108,3 +109,25 @@ def group_commands(group: int) -> list[str]:
         if int(fields[2]) == group:
             commands.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
     return commands
+
+
+@pytest.mark.parametrize("given, used", [(None, "false"), ("true", "true")])
+def test_iris_mlflow_runs_mlflows_job_runner_only_when_asked(settings, monkeypatch, given, used):
+    from iris_assets import cli
+
+    name = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+    monkeypatch.setenv(name, "recorded")  # so that undoing restores its absence too
+    if given is None:
+        monkeypatch.delenv(name)
+    else:
+        monkeypatch.setenv(name, given)
+    started = {}
+
+    def execv(path, argv):
+        started.update(argv=argv, value=os.environ.get(name))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli.os, "execv", execv)
+    with pytest.raises(SystemExit):
+        cli.cmd_mlflow(types.SimpleNamespace(port=None))
+    assert started["argv"][1] == "server" and started["value"] == used

@@ -91,7 +91,9 @@ PRELOAD = tuple(dict.fromkeys(name for names in STEP_IMPORTS.values() for name i
 # what is installed. The first model a process logs makes MLflow map every installed
 # distribution's files to the modules they provide (``importlib.metadata.packages_distributions``,
 # about 0.25 s with the orchestrator's packages), to check the model's pip requirements against
-# this environment; each version it checks is still read when the step runs.
+# this environment; each version it checks is still read when the step runs. The train step
+# names its requirements (``train.pip_requirements``), so the map is only MLflow's fallback for a
+# package it cannot find by name: one installed after the worker started is not in it.
 WARM_UPS = {
     "iris_assets.steps.train": (
         ("mlflow.utils.requirements_utils", "_init_modules_to_packages_map"),
