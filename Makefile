@@ -26,9 +26,10 @@ demo: install
 # on one worker (an xdist_group, also set there), so that fixture is still made once. One more
 # worker than this machine's 2 cores: a worker spends about 40% of its time waiting on the
 # processes its tests start (servers, dagster dev, steps), and each worker costs about 20 CPU s
-# to collect the suite (bench/results/tests.md). Bytecode is written even where the environment
-# says not to (PYTHONDONTWRITEBYTECODE): without the cache every worker of every run compiles the
-# project and rewrites the asserts of every test module again (18 CPU s to collect, 10 from the cache).
+# to collect the suite (bench/results/tests.md); a fourth worker measured 10 s slower (2026-12-04).
+# Bytecode is written even where the environment says not to (PYTHONDONTWRITEBYTECODE): without
+# the cache every worker of every run compiles the project and rewrites the asserts of every test
+# module again (18 CPU s to collect, 10 from the cache).
 TEST_WORKERS ?= 3
 test: install
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder; rc=$$?; \
