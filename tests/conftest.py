@@ -31,8 +31,9 @@ from iris_assets.settings import Settings, load_settings
 try:
     from tests.alembic_scripts import share_revision_maps
 except ModuleNotFoundError as missing:
+    # The env-5 run of the core tests loads this file without ``tests``; nothing else is skipped.
     if missing.name not in ("tests", "tests.alembic_scripts"):
-        raise  # the env-5 run of the core tests loads this file without ``tests``: only that
+        raise
 else:
     share_revision_maps()  # each migration folder parsed once per process, not per database
 

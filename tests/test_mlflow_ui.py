@@ -91,7 +91,7 @@ def test_iris_mlflow_serves_this_homes_registry(env, tmp_path, mlflow_db_templat
                 time.sleep(0.2)  # poll often: the wait ends as soon as it answers
         assert [m["name"] for m in models or []] == ["iris_dev.ml.iris_model"]
         assert f"MLflow UI for {home}: http://127.0.0.1:{port}" in log.read_text()
-        # MLflow's job runner (GenAI jobs) is two more interpreters this UI has no use for.
+        # MLflow's job runner (GenAI jobs): processes this UI has no use for.
         assert not [c for c in group_commands(process.pid) if "mlflow.server.jobs" in c]
     finally:
         stop_group(process)
