@@ -59,6 +59,8 @@ def _read(db: sqlite3.Connection, name: str) -> tuple[VersionInfo, Path] | None:
         "SELECT v.version, v.run_id, v.source, v.storage_location, v.status, v.current_stage "
         "FROM registered_model_aliases a JOIN model_versions v "
         "ON v.name = a.name AND v.version = a.version AND v.workspace = a.workspace "
+        # MLflow answers an alias only of a model it has (a forged row may name one it has not)
+        "JOIN registered_models r ON r.name = a.name AND r.workspace = a.workspace "
         "WHERE a.name = ? AND a.alias = ? AND a.workspace = ?",
         (name, CHAMPION_ALIAS, DEFAULT_WORKSPACE),
     ).fetchall()

@@ -140,6 +140,19 @@ def test_every_champion_state_reads_as_mlflow_reads_it(home):
     assert read_champion(settings_of(home)) is None
 
 
+def test_an_alias_whose_model_row_is_gone_is_no_champion_as_for_mlflow(home):
+    """A registry edited by hand (foreign keys off): the alias and the version are still there,
+    the registered model is not. MLflow answers no champion; so must the reader."""
+    registry(home).set_alias("champion", 1)
+    db = sqlite3.connect(home / "dev" / "mlflow.db")
+    with db:
+        db.execute("PRAGMA foreign_keys = OFF")
+        db.execute("UPDATE registered_models SET name = name || 'x'")
+    db.close()
+    assert mlflow_answer(home) is None
+    assert read_champion(settings_of(home)) is None
+
+
 def test_no_registered_model_or_no_database_is_none(tmp_path, mlflow_db_template):
     empty = tmp_path / "empty"
     (empty / "dev").mkdir(parents=True)
