@@ -25,8 +25,9 @@ demo: install
 # tests/conftest.py sets (slowest first); a file with a fixture made once per file stays whole
 # on one worker (an xdist_group, also set there), so that fixture is still made once. One more
 # worker than this machine's 2 cores: a worker spends about 40% of its time waiting on the
-# processes its tests start (servers, dagster dev, steps), and each worker costs about 20 CPU s
-# to collect the suite (bench/results/tests.md); a fourth worker measured 10 s slower (2026-12-04).
+# processes its tests start (servers, dagster dev, steps), and each worker collects the suite
+# again (6-20 CPU s by machine, bench/results/tests.md); a fourth worker measured 10 s slower
+# (2026-12-04).
 # Bytecode is written even where the environment says not to (PYTHONDONTWRITEBYTECODE): without
 # the cache every worker of every run compiles the project and rewrites the asserts of every test
 # module again (18 CPU s to collect, 10 from the cache).

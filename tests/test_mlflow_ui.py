@@ -100,14 +100,13 @@ def test_iris_mlflow_serves_this_homes_registry(env, tmp_path, mlflow_db_templat
 def group_commands(group: int) -> list[str]:
     """The command lines of the processes in process group ``group``."""
     commands = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for entry in Path("/proc").iterdir():
         try:
-            fields = stat.read_text().rpartition(")")[2].split()
-            cmdline = (stat.parent / "cmdline").read_bytes()
+            if entry.name.isdigit() and os.getpgid(int(entry.name)) == group:
+                cmdline = (entry / "cmdline").read_bytes()
+                commands.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
         except OSError:  # ended meanwhile
             continue
-        if int(fields[2]) == group:
-            commands.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
     return commands
 
 
