@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 from pathlib import Path
 
@@ -35,16 +36,17 @@ def _fd_kinds(pid: int, port: int) -> list[str]:
     for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            mode = os.stat(f"/proc/{pid}/fd/{fd}").st_mode
         except FileNotFoundError:  # a transient descriptor closed while being listed
             continue
         if target.startswith("socket:[") and target[len("socket:[") : -1] in own:
             continue
         if ":" in target:
             kind = target.split(":")[0]
-        elif target.startswith("/dev/"):
-            kind = target
-        elif Path(target) == log:
+        elif Path(target) == log:  # first: the tests' folders may be on /dev/shm
             kind = "log"
+        elif target.startswith("/dev/") and not stat.S_ISREG(mode):
+            kind = target
         else:
             files.add(f"file:{target}")
             continue
