@@ -86,9 +86,12 @@ class SeenIds:
     """The flower_ids already scored in this partition, for duplicates across chunks.
 
     Sorted int64 runs searched with ``searchsorted``: 10 million ids take 80 MB, where a Python
-    set would take over half a gigabyte. Runs are merged so lookups stay cheap. A run whose range
-    does not meet a chunk's ids is not searched (a collector's file holds ascending ids, so most
-    chunks meet no earlier run).
+    set would take over half a gigabyte. A run whose range does not meet a chunk's ids is not
+    searched (a collector's file holds ascending ids, so most chunks meet no earlier run). So
+    only runs whose ranges overlap are merged: a new run that would overlap ``max_runs`` runs or
+    more is merged with them, and runs that lie apart stay apart, so ascending ids are sorted
+    once (merging every run every few chunks sorted the day's ids again and again: 0.45 s of a
+    10M-row step).
     """
 
     def __init__(self, max_runs: int = 8):
@@ -118,11 +121,17 @@ class SeenIds:
         return result
 
     def add(self, ids: np.ndarray) -> None:
+        if not len(ids):
+            return
         # "stable" is timsort for int64: linear on ascending ids, and a merge of sorted runs.
-        if len(ids):
-            self._runs.append(np.sort(np.asarray(ids, dtype=np.int64), kind="stable"))
-        if len(self._runs) > self._max_runs:
-            self._runs = [np.sort(np.concatenate(self._runs), kind="stable")]
+        run = np.sort(np.asarray(ids, dtype=np.int64), kind="stable")
+        low, high = run[0], run[-1]
+        overlapping = [r for r in self._runs if r[0] <= high and r[-1] >= low]
+        if len(overlapping) < self._max_runs:
+            self._runs.append(run)
+            return
+        apart = [r for r in self._runs if r[-1] < low or r[0] > high]
+        self._runs = [*apart, np.sort(np.concatenate([*overlapping, run]), kind="stable")]
 
 
 def score_stream(

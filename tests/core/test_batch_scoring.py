@@ -115,3 +115,55 @@ def test_seen_ids_agree_with_a_set_across_runs_ranges_and_merges():
         seen.add(batch)
         added.update(int(i) for i in batch)
     assert len(seen) == sum(len(b) for b in batches)
+
+
+def test_seen_ids_agree_with_a_set_whatever_order_the_chunks_come_in():
+    # Ascending chunks that lie apart, chunks that land inside, across or between earlier ones,
+    # random ids and single huge ones, with merges at every ``max_runs``: found is exactly what a
+    # set of every added id holds, and no new run sits beside ``max_runs`` runs it overlaps.
+    from iris_assets.core.batch_scoring import SeenIds
+
+    rng = np.random.default_rng(15)
+    for _ in range(200):
+        max_runs = int(rng.integers(1, 5))
+        seen, added, count = SeenIds(max_runs=max_runs), set(), 0
+        for k in range(int(rng.integers(1, 30))):
+            kind = rng.integers(0, 4)
+            if kind == 0:
+                batch = np.arange(k * 50, k * 50 + int(rng.integers(1, 60)))
+            elif kind == 1:
+                batch = rng.integers(0, 3_000, size=int(rng.integers(0, 80)))
+            elif kind == 2:
+                batch = np.arange(int(rng.integers(0, 3_000)), 3_000, int(rng.integers(1, 400)))
+            else:
+                batch = np.array([int(rng.integers(0, 2**63 - 1))])
+            probe = np.concatenate([batch, rng.integers(0, 3_200, size=100)])
+            found = seen.contains(pd.Series(probe, dtype="int64"))
+            assert found.tolist() == [int(i) in added for i in probe]
+            seen.add(batch)
+            added.update(int(i) for i in batch)
+            count += len(batch)
+            if len(batch):
+                low, high = batch.min(), batch.max()
+                beside = [r for r in seen._runs if r[0] <= high and r[-1] >= low]
+                assert len(beside) <= max_runs
+        assert len(seen) == count  # every id added is kept, repeats included
+
+
+def test_ascending_chunks_stay_runs_of_their_own():
+    # A collector's ascending ids: no chunk overlaps another, so none is sorted again by a merge
+    # (merging every run every few chunks re-sorted the whole day).
+    from iris_assets.core.batch_scoring import SeenIds
+
+    seen = SeenIds(max_runs=2)
+    for start in range(0, 400, 10):
+        seen.add(np.arange(start, start + 10))
+    assert len(seen._runs) == 40
+    assert seen.contains(pd.Series([0, 399, 400, 205], dtype="int64")).tolist() == [
+        True,
+        True,
+        False,
+        True,
+    ]
+    seen.add(np.arange(0, 400, 7))  # one chunk across all of them merges them
+    assert len(seen._runs) == 1 and len(seen) == 400 + len(range(0, 400, 7))
