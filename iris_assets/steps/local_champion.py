@@ -132,3 +132,20 @@ def load_skops(path: Path):
     import skops.io
 
     return skops.io.load(path)
+
+
+class ModelFileError(RuntimeError):
+    """The champion's model file cannot be loaded: damaged, truncated or changed."""
+
+
+def load_champion(champion: VersionInfo, path: Path):
+    """``load_skops``, failing with the version and the file named, and what a person can do."""
+    try:
+        return load_skops(path)
+    except Exception as error:
+        raise ModelFileError(
+            f"champion v{champion.version} of {champion.name}: its model file {path} cannot be "
+            f"loaded ({type(error).__name__}: {error}). Its artifacts were damaged or changed "
+            "after it was registered; nothing was scored. Roll back to a former champion "
+            "(`iris rollback --by NAME --reason TEXT`) or approve another version."
+        ) from error

@@ -32,7 +32,7 @@ from iris_assets.core.serving_log import (
 from iris_assets.settings import CHAMPION_ALIAS, Settings
 from iris_assets.steps.bootstrap import Step, json_value, open_step
 from iris_assets.steps.day_scoring import ScoredDay, new_run_id, score_day_locally
-from iris_assets.steps.local_champion import load_skops, read_champion
+from iris_assets.steps.local_champion import load_champion, read_champion
 from iris_assets.steps.stores import table_store
 
 
@@ -60,7 +60,7 @@ def champion_loader(settings: Settings) -> tuple[VersionInfo, Callable[[], Any]]
     found = read_champion(settings)
     if found is not None:
         champion, path = found
-        return champion, partial(load_skops, path)
+        return champion, partial(load_champion, champion, path)
     import mlflow.sklearn
 
     champion = require_champion(settings)

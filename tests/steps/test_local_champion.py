@@ -261,6 +261,38 @@ def test_a_model_file_with_an_untrusted_type_is_refused(home, tmp_path):
         load_skops(crafted)
 
 
+def test_a_damaged_model_file_fails_naming_the_version_the_file_and_a_way_out(home, tmp_path):
+    from concurrent.futures import Future
+
+    from iris_assets.core.landing import LandingArea, simulate_flowers
+    from iris_assets.steps.day_scoring import score_day_locally
+    from iris_assets.steps.local_champion import ModelFileError, load_champion
+    from iris_assets.steps.stores import table_store
+
+    registry(home).set_alias("champion", 1)
+    settings = settings_of(home)
+    champion, path = read_champion(settings)
+    damaged = tmp_path / "model.skops"  # the module's files stay whole: a truncated copy
+    damaged.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ModelFileError) as failed:
+        load_champion(champion, damaged)
+    message = str(failed.value)
+    assert f"champion v1 of {champion.name}" in message and str(damaged) in message
+    assert "BadZipFile" in message and "`iris rollback --by NAME --reason TEXT`" in message
+    assert load_champion(champion, path) is not None  # the whole file still loads
+
+    # The score step waits for its model before writing: a day scored with it stores nothing.
+    day = "2026-11-26"
+    LandingArea(settings.landing_dir).write_batch(simulate_flowers(20, day), day)
+    store = table_store(settings)
+    model = Future()
+    model.set_exception(failed.value)
+    with pytest.raises(ModelFileError):
+        score_day_locally(store, settings, day, champion, model)
+    assert not store.exists(settings.inference_table)
+    assert not store.exists(settings.rejects_table)
+
+
 def test_the_local_score_step_loads_its_champion_without_importing_mlflow(home):
     registry(home).set_alias("champion", 2)
     code = (
