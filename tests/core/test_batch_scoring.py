@@ -79,10 +79,37 @@ def test_streamed_chunks_score_like_one_batch_with_duplicates_across_chunks(mode
     assert list(rejected["reason"]) == list(whole.rejects["reason"]) == ["duplicate flower_id"] * 2
 
 
+def test_a_day_of_many_small_files_in_any_order_scores_like_one_batch(model):
+    # 64 chunks (files) whose id blocks arrive out of order, so runs are merged, put in gaps
+    # and sorted; ids of the first and middle files are sent again in the last ones.
+    from iris_assets.core.batch_scoring import score_stream
+
+    raw = simulate_flowers(640, "2026-11-26", seed=9)
+    order = np.random.default_rng(9).permutation(64)
+    files = [raw.iloc[i * 10 : i * 10 + 10] for i in order]
+    files += [raw.iloc[[0, 5, 333]], raw.iloc[[639, 320]]]
+    whole = score(pd.concat(files, ignore_index=True), model)
+    chunks = list(
+        score_stream(
+            iter(files),
+            model,
+            day="2026-11-26",
+            model_name="m",
+            model_version="3",
+            predicted_at=NOW,
+        )
+    )
+    streamed = pd.concat([c.scored for c in chunks], ignore_index=True)
+    rejected = pd.concat([c.rejects for c in chunks], ignore_index=True)
+    assert streamed["flower_id"].tolist() == whole.scored["flower_id"].tolist()
+    assert len(streamed) == 640
+    assert list(rejected["reason"]) == list(whole.rejects["reason"]) == ["duplicate flower_id"] * 5
+
+
 def test_seen_ids_follow_the_id_rule():
     from iris_assets.core.batch_scoring import SeenIds
 
-    seen = SeenIds(max_runs=2)
+    seen = SeenIds()
     for start in range(0, 50, 10):
         seen.add(np.arange(start, start + 10))
     assert len(seen) == 50
@@ -99,7 +126,7 @@ def test_seen_ids_agree_with_a_set_across_runs_ranges_and_merges():
     from iris_assets.core.batch_scoring import SeenIds
 
     rng = np.random.default_rng(14)
-    seen, added = SeenIds(max_runs=3), set()
+    seen, added = SeenIds(), set()
     batches = [
         np.arange(100, 200),
         np.arange(1_000, 1_100)[::-1],
@@ -119,51 +146,50 @@ def test_seen_ids_agree_with_a_set_across_runs_ranges_and_merges():
 
 def test_seen_ids_agree_with_a_set_whatever_order_the_chunks_come_in():
     # Ascending chunks that lie apart, chunks that land inside, across or between earlier ones,
-    # random ids and single huge ones, with merges at every ``max_runs``: found is exactly what a
-    # set of every added id holds, and no new run sits beside ``max_runs`` runs it overlaps.
+    # in a gap of a merged run, random ids and single huge ones: found is exactly what a set of
+    # every added id holds, and each run stays at least twice the next (so a lookup searches at
+    # most about log2(ids) runs).
     from iris_assets.core.batch_scoring import SeenIds
 
     rng = np.random.default_rng(15)
     for _ in range(200):
-        max_runs = int(rng.integers(1, 5))
-        seen, added, count = SeenIds(max_runs=max_runs), set(), 0
+        seen, added, count = SeenIds(), set(), 0
         for k in range(int(rng.integers(1, 30))):
-            kind = rng.integers(0, 4)
+            kind = rng.integers(0, 5)
             if kind == 0:
                 batch = np.arange(k * 50, k * 50 + int(rng.integers(1, 60)))
             elif kind == 1:
                 batch = rng.integers(0, 3_000, size=int(rng.integers(0, 80)))
             elif kind == 2:
                 batch = np.arange(int(rng.integers(0, 3_000)), 3_000, int(rng.integers(1, 400)))
+            elif kind == 3:
+                batch = np.arange(10_000 - k * 50, 10_050 - k * 50)  # descending files
             else:
-                batch = np.array([int(rng.integers(0, 2**63 - 1))])
-            probe = np.concatenate([batch, rng.integers(0, 3_200, size=100)])
+                batch = np.array([int(rng.integers(-(2**63), 2**63 - 1))])
+            probe = np.concatenate([batch, rng.integers(0, 10_100, size=100)])
             found = seen.contains(pd.Series(probe, dtype="int64"))
             assert found.tolist() == [int(i) in added for i in probe]
             seen.add(batch)
             added.update(int(i) for i in batch)
             count += len(batch)
-            if len(batch):
-                low, high = batch.min(), batch.max()
-                beside = [r for r in seen._runs if r[0] <= high and r[-1] >= low]
-                assert len(beside) <= max_runs
+            sizes = [len(r) for r in seen._runs]
+            assert all(a >= 2 * b for a, b in zip(sizes, sizes[1:], strict=False)), sizes
+            assert all(bool(np.all(r[1:] >= r[:-1])) for r in seen._runs)
         assert len(seen) == count  # every id added is kept, repeats included
 
 
-def test_ascending_chunks_stay_runs_of_their_own():
-    # A collector's ascending ids: no chunk overlaps another, so none is sorted again by a merge
-    # (merging every run every few chunks re-sorted the whole day).
+def test_a_stray_id_in_every_chunk_of_a_day_of_many_files_keeps_lookups_few():
+    # From the review: each chunk (a file) is a narrow block of ascending ids plus one re-sent
+    # early id. Merging only runs whose ranges overlap kept one run per file, and every lookup
+    # then searched them all (10M ids in 4,000 chunks: 44 s). Runs must stay about log2 many.
     from iris_assets.core.batch_scoring import SeenIds
 
-    seen = SeenIds(max_runs=2)
-    for start in range(0, 400, 10):
-        seen.add(np.arange(start, start + 10))
-    assert len(seen._runs) == 40
-    assert seen.contains(pd.Series([0, 399, 400, 205], dtype="int64")).tolist() == [
-        True,
-        True,
-        False,
-        True,
-    ]
-    seen.add(np.arange(0, 400, 7))  # one chunk across all of them merges them
-    assert len(seen._runs) == 1 and len(seen) == 400 + len(range(0, 400, 7))
+    seen = SeenIds()
+    for k in range(2_000):
+        block = np.arange(k * 10 + 1, k * 10 + 11)
+        if k:
+            found = seen.contains(pd.Series(np.r_[1, block], dtype="int64"))
+            assert found.tolist() == [True] + [False] * 10
+        seen.add(block)
+        assert seen.runs <= 12  # log2(20,000 / 10) + 1
+    assert len(seen) == 20_000
