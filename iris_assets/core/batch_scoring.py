@@ -92,11 +92,12 @@ class SeenIds:
     Runs are merged as a binary counter carries: a new run absorbs the run before it until that
     one is at least twice its size. So each run is at least twice the next, there are at most
     about log2(ids) runs to search, and every id is copied about log2(chunks) times, whatever
-    order the ids arrive in (a day of many files, a stray id far away in every chunk). Two runs
-    that do not overlap are merged by placing one after the other, without sorting (a
-    collector's ascending ids). Merging every run every eighth chunk sorted a 10M-row day's ids
-    again and again (0.45 s of the step); merging only overlapping runs let a stray id in every
-    chunk make each lookup search every run (10M ids in 4,000 chunks: 44 s).
+    order the ids arrive in (a day of many files, a stray id far away in every chunk). A run
+    that falls whole before, after or in a gap of the other is put there without sorting
+    (collectors' files of ascending ids, in any order). Merging every run every eighth chunk
+    sorted a 10M-row day's ids again and again (0.45 s of the step); merging only overlapping
+    runs let a stray id in every chunk make each lookup search every run (10M ids in 4,000
+    chunks: 44 s).
     """
 
     def __init__(self):
