@@ -116,15 +116,22 @@ class SeenIds:
         parsed, whole = parse_ids(raw_ids.reset_index(drop=True))
         ids = parsed[whole]
         found = np.zeros(len(ids), dtype=bool)
-        if len(ids):
-            low, high = ids.min(), ids.max()
-            for run in self._runs:
-                if run[0] > high or run[-1] < low:
+        low, high = (ids.min(), ids.max()) if len(ids) else (0, -1)
+        meeting = [run for run in self._runs if run[0] <= high and run[-1] >= low]
+        if meeting:
+            # The chunk's ids in order once, so that each run finds the ids in its range by two
+            # binary searches: a run costs what it holds of the chunk, not a pass over the chunk
+            # (many small runs meeting random ids), and its lookups walk it in order.
+            order = np.argsort(ids, kind="stable")
+            ordered = ids[order]
+            for run in meeting:
+                low = np.searchsorted(ordered, run[0], side="left")
+                high = np.searchsorted(ordered, run[-1], side="right")
+                if low == high:
                     continue
-                inside = np.flatnonzero((ids >= run[0]) & (ids <= run[-1]))
-                candidates = ids[inside]
+                candidates = ordered[low:high]
                 positions = np.minimum(np.searchsorted(run, candidates), len(run) - 1)
-                found[inside] |= run[positions] == candidates
+                found[order[low:high]] |= run[positions] == candidates
         result = np.zeros(len(raw_ids), dtype=bool)
         result[np.flatnonzero(whole)] = found
         return result

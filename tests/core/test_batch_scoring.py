@@ -193,3 +193,23 @@ def test_a_stray_id_in_every_chunk_of_a_day_of_many_files_keeps_lookups_few():
         seen.add(block)
         assert seen.runs <= 12  # log2(20,000 / 10) + 1
     assert len(seen) == 20_000
+
+
+def test_runs_that_halve_stay_apart_and_a_run_as_large_absorbs_them():
+    # The counter's rule, both ways: merging everything on every add (quadratic in the chunks)
+    # and never merging (a lookup per run) both fail here.
+    from iris_assets.core.batch_scoring import SeenIds
+
+    seen = SeenIds()
+    for start, size in ((0, 4), (100, 2), (200, 1)):
+        seen.add(np.arange(start, start + size))
+    assert [len(r) for r in seen._runs] == [4, 2, 1]
+    seen.add(np.arange(300, 304))  # no smaller than half of 4: carries all the way
+    assert [len(r) for r in seen._runs] == [11]
+    assert seen.contains(pd.Series([0, 101, 200, 303, 304], dtype="int64")).tolist() == [
+        True,
+        True,
+        True,
+        True,
+        False,
+    ]
