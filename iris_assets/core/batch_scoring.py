@@ -87,7 +87,8 @@ class SeenIds:
 
     Sorted int64 runs searched with ``searchsorted``: 10 million ids take 80 MB, where a Python
     set would take over half a gigabyte. A run whose range does not meet a chunk's ids is not
-    searched (a collector's file holds ascending ids, so most chunks meet no earlier run).
+    searched (a collector's file holds ascending ids, so most chunks meet no earlier run); one
+    that does searches only the chunk's ids inside its range, found in the chunk's ids sorted.
 
     Runs are merged as a binary counter carries: a new run absorbs the run before it until that
     one is at least twice its size. So each run is at least twice the next, there are at most
@@ -116,8 +117,10 @@ class SeenIds:
         parsed, whole = parse_ids(raw_ids.reset_index(drop=True))
         ids = parsed[whole]
         found = np.zeros(len(ids), dtype=bool)
-        low, high = (ids.min(), ids.max()) if len(ids) else (0, -1)
-        meeting = [run for run in self._runs if run[0] <= high and run[-1] >= low]
+        meeting = []
+        if len(ids):
+            low, high = ids.min(), ids.max()
+            meeting = [run for run in self._runs if run[0] <= high and run[-1] >= low]
         if meeting:
             # The chunk's ids in order once, so that each run finds the ids in its range by two
             # binary searches: a run costs what it holds of the chunk, not a pass over the chunk
@@ -125,13 +128,13 @@ class SeenIds:
             order = np.argsort(ids, kind="stable")
             ordered = ids[order]
             for run in meeting:
-                low = np.searchsorted(ordered, run[0], side="left")
-                high = np.searchsorted(ordered, run[-1], side="right")
-                if low == high:
+                first = np.searchsorted(ordered, run[0], side="left")
+                last = np.searchsorted(ordered, run[-1], side="right")
+                if first == last:
                     continue
-                candidates = ordered[low:high]
+                candidates = ordered[first:last]
                 positions = np.minimum(np.searchsorted(run, candidates), len(run) - 1)
-                found[order[low:high]] |= run[positions] == candidates
+                found[order[first:last]] |= run[positions] == candidates
         result = np.zeros(len(raw_ids), dtype=bool)
         result[np.flatnonzero(whole)] = found
         return result
