@@ -213,3 +213,18 @@ def test_runs_that_halve_stay_apart_and_a_run_as_large_absorbs_them():
         True,
         False,
     ]
+
+
+def test_an_id_at_either_end_of_a_run_is_found_when_it_is_the_chunks_end_too():
+    # From the review: strict bounds in the range test would skip the run and miss these.
+    from iris_assets.core.batch_scoring import SeenIds
+
+    seen = SeenIds()
+    seen.add(np.array([5, 9]))
+    for probe, expected in (
+        ([5], [True]),
+        ([9], [True]),
+        ([9, 12], [True, False]),
+        ([1, 5], [False, True]),
+    ):
+        assert seen.contains(pd.Series(probe, dtype="int64")).tolist() == expected, probe
