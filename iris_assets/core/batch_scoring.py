@@ -107,10 +107,6 @@ class SeenIds:
     def __len__(self) -> int:
         return sum(len(r) for r in self._runs)
 
-    @property
-    def runs(self) -> int:
-        return len(self._runs)
-
     def contains(self, raw_ids: pd.Series) -> np.ndarray:
         """Which raw ids (any dtype, as they arrived) name an id seen before."""
         # Parsed as validation parses them: exact to int64, never through a float.

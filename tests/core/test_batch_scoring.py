@@ -57,15 +57,13 @@ def test_landing_rows_without_observed_at_still_score(model):
     assert np.isin(batch.scored["prediction"], [0, 1, 2]).all()
 
 
-def test_streamed_chunks_score_like_one_batch_with_duplicates_across_chunks(model):
+def stream(chunks, model) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``score_stream`` over ``chunks``: every chunk's scored rows, and every chunk's rejects."""
     from iris_assets.core.batch_scoring import score_stream
 
-    raw = simulate_flowers(100, "2026-11-26", seed=8)
-    raw = pd.concat([raw, raw.iloc[[3, 70]]], ignore_index=True)  # repeats land in a later chunk
-    whole = score(raw, model)
-    chunks = list(
+    batches = list(
         score_stream(
-            (raw.iloc[i : i + 25] for i in range(0, len(raw), 25)),
+            iter(chunks),
             model,
             day="2026-11-26",
             model_name="m",
@@ -73,8 +71,17 @@ def test_streamed_chunks_score_like_one_batch_with_duplicates_across_chunks(mode
             predicted_at=NOW,
         )
     )
-    streamed = pd.concat([c.scored for c in chunks], ignore_index=True)
-    rejected = pd.concat([c.rejects for c in chunks], ignore_index=True)
+    return (
+        pd.concat([c.scored for c in batches], ignore_index=True),
+        pd.concat([c.rejects for c in batches], ignore_index=True),
+    )
+
+
+def test_streamed_chunks_score_like_one_batch_with_duplicates_across_chunks(model):
+    raw = simulate_flowers(100, "2026-11-26", seed=8)
+    raw = pd.concat([raw, raw.iloc[[3, 70]]], ignore_index=True)  # repeats land in a later chunk
+    whole = score(raw, model)
+    streamed, rejected = stream((raw.iloc[i : i + 25] for i in range(0, len(raw), 25)), model)
     assert streamed["flower_id"].tolist() == whole.scored["flower_id"].tolist()
     assert list(rejected["reason"]) == list(whole.rejects["reason"]) == ["duplicate flower_id"] * 2
 
@@ -82,25 +89,12 @@ def test_streamed_chunks_score_like_one_batch_with_duplicates_across_chunks(mode
 def test_a_day_of_many_small_files_in_any_order_scores_like_one_batch(model):
     # 64 chunks (files) whose id blocks arrive out of order, so runs are merged, put in gaps
     # and sorted; ids of the first and middle files are sent again in the last ones.
-    from iris_assets.core.batch_scoring import score_stream
-
     raw = simulate_flowers(640, "2026-11-26", seed=9)
     order = np.random.default_rng(9).permutation(64)
     files = [raw.iloc[i * 10 : i * 10 + 10] for i in order]
     files += [raw.iloc[[0, 5, 333]], raw.iloc[[639, 320]]]
     whole = score(pd.concat(files, ignore_index=True), model)
-    chunks = list(
-        score_stream(
-            iter(files),
-            model,
-            day="2026-11-26",
-            model_name="m",
-            model_version="3",
-            predicted_at=NOW,
-        )
-    )
-    streamed = pd.concat([c.scored for c in chunks], ignore_index=True)
-    rejected = pd.concat([c.rejects for c in chunks], ignore_index=True)
+    streamed, rejected = stream(files, model)
     assert streamed["flower_id"].tolist() == whole.scored["flower_id"].tolist()
     assert len(streamed) == 640
     assert list(rejected["reason"]) == list(whole.rejects["reason"]) == ["duplicate flower_id"] * 5
@@ -191,7 +185,7 @@ def test_a_stray_id_in_every_chunk_of_a_day_of_many_files_keeps_lookups_few():
             found = seen.contains(pd.Series(np.r_[1, block], dtype="int64"))
             assert found.tolist() == [True] + [False] * 10
         seen.add(block)
-        assert seen.runs <= 12  # log2(20,000 / 10) + 1
+        assert len(seen._runs) <= 12  # log2(20,000 / 10) + 1
     assert len(seen) == 20_000
 
 
