@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -137,7 +138,8 @@ class Zygote:
 
     def close(self) -> None:
         """SIGTERM: the zygote waits for its ended supervisors (their CPU time is then counted
-        in this process's children) and exits; SIGKILL if it does not within seconds."""
+        in this process's children) and exits; SIGKILL if it does not within seconds. Its
+        folder (socket, environment, log) goes with it."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -145,6 +147,7 @@ class Zygote:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 # This process's zygote (one per test worker) and why the last task ran cold, for the tests.
