@@ -257,3 +257,21 @@ def test_the_fake_workspace_ignores_input_file_name_in_comments_and_docstrings(t
         '"""Not input_file_name: _metadata.file_path."""\n# F.input_file_name()\nx = 1\n'
     )
     assert input_file_name_calls(step) == []
+
+
+def test_a_synced_file_edited_between_submissions_is_read_again(tmp_path):
+    """The fake parses each file once per content: an edit that adds a use, or a file that no
+    longer parses, is still refused on the next submission, and the same text under another
+    name is named by its own name."""
+    package = tmp_path / "iris_assets"
+    package.mkdir()
+    step, helper = package / "step.py", package / "helper.py"
+    step.write_text("x = 1\n")
+    helper.write_text("y = 2\n")
+    assert input_file_name_calls(step) == []
+    helper.write_text("y = 2\nF.input_file_name()\n")
+    assert input_file_name_calls(step) == ["helper.py:2"]
+    step.write_text("y = 2\nF.input_file_name()\n")
+    assert input_file_name_calls(step) == ["helper.py:2", "step.py:2"]
+    helper.write_text("def broken(:\n")
+    assert input_file_name_calls(step) == ["helper.py:1 (does not parse)", "step.py:2"]
