@@ -1,5 +1,6 @@
-"""The suite's copied templates (tests/conftest.py) give each test a store of its own: what one
-test's Dagster instance records is not seen by the next one, nor left in the template."""
+"""The suite's Dagster instances (tests/conftest.py) give each test a store of its own: what one
+test's instance records is not seen by the next one, nor left in a template, and an instance
+preloaded with a template's runs answers the project's queries as the template does."""
 
 from __future__ import annotations
 
@@ -7,17 +8,37 @@ import sqlite3
 
 import dagster as dg
 
-from tests.conftest import new_instance
+from tests.assets.conftest import export_runs, import_runs
+from tests.conftest import new_instance, sqlite_instance
+
+one = dg.asset(name="one")(lambda: 1)
 
 
-def test_a_copied_instance_is_empty_and_its_runs_stay_its_own(tmp_path, dagster_instance_template):
-    one = dg.asset(name="one")(lambda: 1)
-    with new_instance(dagster_instance_template, tmp_path / "first") as first:
+@dg.asset_check(asset="one")
+def one_is_fine():
+    return dg.AssetCheckResult(passed=True, metadata={"where": "here"})
+
+
+def test_a_new_in_memory_instance_is_empty_and_its_runs_stay_its_own(tmp_path):
+    with new_instance(tmp_path / "first") as first:
         assert first.get_runs() == []
         assert dg.materialize([one], instance=first).success
         assert len(first.get_runs()) == 1
         assert first.get_latest_materialization_event(dg.AssetKey("one")) is not None
-    with new_instance(dagster_instance_template, tmp_path / "second") as second:
+    with new_instance(tmp_path / "second") as second:
+        assert second.get_runs() == []
+        assert second.get_latest_materialization_event(dg.AssetKey("one")) is None
+
+
+def test_a_copied_sqlite_instance_is_empty_and_its_runs_stay_its_own(
+    tmp_path, dagster_instance_template
+):
+    with sqlite_instance(dagster_instance_template, tmp_path / "first") as first:
+        assert first.get_runs() == []
+        assert dg.materialize([one], instance=first).success
+        assert len(first.get_runs()) == 1
+        assert first.get_latest_materialization_event(dg.AssetKey("one")) is not None
+    with sqlite_instance(dagster_instance_template, tmp_path / "second") as second:
         assert second.get_runs() == []
         assert second.get_latest_materialization_event(dg.AssetKey("one")) is None
     runs = dagster_instance_template / "history" / "runs.db"
@@ -25,3 +46,58 @@ def test_a_copied_instance_is_empty_and_its_runs_stay_its_own(tmp_path, dagster_
     with sqlite3.connect(f"file:{runs}?immutable=1", uri=True) as template:
         assert template.execute("SELECT count(*) FROM runs").fetchone() == (0,)
     template.close()
+
+
+def answers(instance: dg.DagsterInstance) -> dict:
+    """What the project asks an instance (iris_assets/assets: sensors, run keys, notifications,
+    retraining), for one asset and its check."""
+    key = dg.AssetKey("one")
+    runs = instance.get_runs()
+    first = runs[-1].run_id
+    return {
+        "runs": [(r.run_id, r.status, r.tags.get("n")) for r in runs],
+        "run_ids_by_tag": instance.get_run_ids(dg.RunsFilter(tags={"n": "2"})),
+        "run_records": [
+            (r.dagster_run.run_id, r.dagster_run.status)
+            for r in instance.get_run_records(
+                filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS])
+            )
+        ],
+        "latest": instance.get_latest_materialization_event(key).run_id,
+        "materializations": [
+            (r.run_id, r.timestamp) for r in instance.fetch_materializations(key, limit=10).records
+        ],
+        "events_of_first": [
+            e.event_log_entry.dagster_event_type
+            for e in instance.get_records_for_run(first, limit=100).records
+        ],
+        "step_logs": len(instance.all_logs(first, of_type=dg.DagsterEventType.STEP_SUCCESS)),
+        "check_history": [
+            (r.run_id, r.status)
+            for r in instance.event_log_storage.get_asset_check_execution_history(
+                dg.AssetCheckKey(key, "one_is_fine"), limit=10
+            )
+        ],
+        "successes": [
+            r.event_log_entry.run_id
+            for r in instance.fetch_run_status_changes(
+                dg.DagsterEventType.RUN_SUCCESS, limit=10
+            ).records
+        ],
+    }
+
+
+def test_an_instance_preloaded_with_a_templates_runs_answers_as_the_template(
+    tmp_path, dagster_instance_template
+):
+    with sqlite_instance(dagster_instance_template, tmp_path / "template") as template:
+        for n in ("1", "2"):
+            assert dg.materialize([one, one_is_fine], instance=template, tags={"n": n}).success
+        expected = answers(template)
+        exported = export_runs(template)
+    with new_instance(tmp_path / "copy", preload=import_runs(exported)) as copy:
+        assert answers(copy) == expected
+        assert dg.materialize([one], instance=copy).success  # and it goes on recording
+        assert len(copy.get_runs()) == 3
+    with new_instance(tmp_path / "other") as other:
+        assert other.get_runs() == []

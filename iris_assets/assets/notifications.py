@@ -177,10 +177,11 @@ def retrain_run_events(instance: dg.DagsterInstance, cursor: dict, notifier, mod
     for stream, event_type in RETRAIN_RUN_ENDINGS.items():
         after = cursor.get(stream, 0)
         while True:
+            # No `job_names`: Dagster's sqlite storage ignores them and its SQL base storage
+            # (Postgres, in memory) refuses them; retrain_run_message tells only a
+            # retraining_sensor run (a training_job run) from the rest.
             result = instance.fetch_run_status_changes(
-                RunStatusChangeRecordsFilter(
-                    event_type=event_type, after_storage_id=after, job_names=["training_job"]
-                ),
+                RunStatusChangeRecordsFilter(event_type=event_type, after_storage_id=after),
                 limit=BATCH,
                 ascending=True,
             )

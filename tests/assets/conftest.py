@@ -4,6 +4,8 @@ Training the champion (``iris_features`` and ``challenger_model`` through the re
 costs seconds of CPU, and dozens of tests start from one, so it is trained once per session
 (by the first worker that needs it, shared by the others) into a home and a Dagster instance
 that each test then gets its own copy of: a test may change its home and instance as it likes.
+A test's instance is in memory (``tests.conftest.new_instance``), holding the template's runs
+and events, or, for a test marked ``sqlite_instance``, a copy of the template's sqlite files.
 """
 
 import shutil
@@ -15,10 +17,11 @@ import pytest
 
 from iris_assets.definitions import build_definitions
 from tests.assets.helpers import materialize, run_job, step_failure_messages
-from tests.conftest import new_instance, session_folder
+from tests.conftest import SQLITE_INSTANCE, new_instance, session_folder, sqlite_instance
 
 HOME = "iris-home"  # under a test's tmp_path, as the ``settings`` fixture makes it
 INSTANCE = "dagster"
+RUNS = "dagster-runs.json"  # the template instance's runs and events, as Dagster serializes them
 TRAINER = "tess"  # who trained ``trained_home``'s version 1
 
 
@@ -51,9 +54,26 @@ def champion_template(tmp_path_factory, mlflow_db_template) -> Path:
                 defs = build_definitions(settings)
                 result = materialize(defs, instance, "iris_features", "challenger_model")
                 assert result.success, step_failure_messages(result)
+                (root / RUNS).write_text(export_runs(instance))
             ModelRegistry(settings).set_alias(CHAMPION_ALIAS, "1")
         (root / ".complete").touch()
     return root
+
+
+def export_runs(instance: dg.DagsterInstance) -> str:
+    """Every run of ``instance`` with its events and snapshots, as ``dagster debug export``
+    writes one, oldest first."""
+    from dagster._core.debug import DebugRunPayload
+    from dagster._serdes import serialize_value
+
+    runs = reversed(instance.get_runs())
+    return serialize_value([DebugRunPayload.build(instance, run) for run in runs])
+
+
+def import_runs(text: str) -> list:
+    from dagster._serdes import deserialize_value
+
+    return deserialize_value(text)
 
 
 def rehome(folder: Path, old: Path, new: Path) -> None:
@@ -83,18 +103,29 @@ def textual(declared: str) -> bool:
 def graph(request, settings, tmp_path):
     """The real definitions for this test's settings, with a throwaway Dagster instance (for a
     test that asks for ``champion``, a copy of the instance the champion was trained in)."""
+    on_disk = request.node.get_closest_marker(SQLITE_INSTANCE) is not None
     if "champion" not in request.fixturenames:
-        template = request.getfixturevalue("dagster_instance_template")
-        with new_instance(template, tmp_path / INSTANCE) as instance:
+        if on_disk:
+            template = request.getfixturevalue("dagster_instance_template")
+            with sqlite_instance(template, tmp_path / INSTANCE) as instance:
+                yield build_definitions(settings), instance
+            return
+        with new_instance(tmp_path / INSTANCE) as instance:
             yield build_definitions(settings), instance
         return
     template = request.getfixturevalue("champion_template")
     assert settings.home == tmp_path / HOME, "the template's layout is the settings fixture's"
     shutil.rmtree(settings.home)
     shutil.copytree(template / HOME, settings.home)
-    shutil.copytree(template / INSTANCE, tmp_path / INSTANCE)
+    if on_disk:
+        shutil.copytree(template / INSTANCE, tmp_path / INSTANCE)
     rehome(tmp_path, template, tmp_path)
-    with dg.instance_for_test(temp_dir=str(tmp_path / INSTANCE)) as instance:
+    if on_disk:
+        with dg.instance_for_test(temp_dir=str(tmp_path / INSTANCE)) as instance:
+            yield build_definitions(settings), instance
+        return
+    runs = import_runs((template / RUNS).read_text().replace(str(template), str(tmp_path)))
+    with new_instance(tmp_path / INSTANCE, preload=runs) as instance:
         yield build_definitions(settings), instance
 
 

@@ -1,6 +1,7 @@
 """The whole graph, materialized in-process with real steps, registry, tables and server."""
 
 import dagster as dg
+import pytest
 
 from iris_assets.core.landing import LandingArea, simulate_flowers
 from iris_assets.core.registry import ModelRegistry
@@ -30,6 +31,7 @@ def promote_through_sensor(defs, instance, version: str):
     return result
 
 
+@pytest.mark.sqlite_instance  # the whole lifecycle on the storage `dagster dev` keeps
 def test_the_whole_lifecycle_then_a_second_training_round(settings, graph):
     defs, instance = graph
     LandingArea(settings.landing_dir).write_batch(simulate_flowers(120, DAY, seed=7), DAY)

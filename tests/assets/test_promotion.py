@@ -42,7 +42,7 @@ DAY = "2026-11-21"
 
 
 @pytest.fixture
-def home(settings, trained_home, monkeypatch, tmp_path, dagster_instance_template):
+def home(settings, trained_home, monkeypatch, tmp_path):
     """This test's settings over a copy of the trained home (its registry pointed at the copy's
     artifacts, so a test writes only its own files), its definitions and instance."""
     template = trained_home / settings.env_home.relative_to(settings.home)
@@ -50,7 +50,7 @@ def home(settings, trained_home, monkeypatch, tmp_path, dagster_instance_templat
     shutil.copytree(template, settings.env_home)
     rehome(settings.env_home, template, settings.env_home)
     monkeypatch.delenv("IRIS_SEPARATE_DUTIES", raising=False)
-    with new_instance(dagster_instance_template, tmp_path / "dagster") as instance:
+    with new_instance(tmp_path / "dagster") as instance:
         yield settings, build_definitions(settings), instance
 
 

@@ -122,6 +122,6 @@ def databricks_defs(settings, workspace) -> dg.Definitions:
 
 
 @pytest.fixture
-def instance(tmp_path, dagster_instance_template):
-    with new_instance(dagster_instance_template, tmp_path / "dagster") as instance:
+def instance(tmp_path):
+    with new_instance(tmp_path / "dagster") as instance:
         yield instance
