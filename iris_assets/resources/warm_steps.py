@@ -52,6 +52,27 @@ def _stdio() -> list[int]:
     return fds
 
 
+def _signals_an_exec_keeps() -> dict[str, list[int]]:
+    """What a program this thread starts with ``Popen`` inherits of its signals: the ones
+    ignored here (``nohup`` ignores SIGHUP, say) and this thread's blocked mask. Handlers are
+    reset by ``exec``; Popen resets SIGPIPE and SIGXFSZ, which Python ignores, itself."""
+    reset_by_popen = {signal.SIGPIPE, getattr(signal, "SIGXFSZ", signal.SIGPIPE)}
+    ignored = [
+        int(signum)
+        for signum in signal.Signals
+        if signum not in reset_by_popen and _ignored(signum)
+    ]
+    blocked = sorted(int(signum) for signum in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    return {"ignored": ignored, "blocked": blocked}
+
+
+def _ignored(signum: signal.Signals) -> bool:
+    try:
+        return signal.getsignal(signum) is signal.SIG_IGN
+    except (OSError, ValueError):
+        return False
+
+
 class _Lines:
     """JSON lines from the worker, readable with a timeout (a socket file object is not)."""
 
@@ -176,7 +197,13 @@ class WarmWorker:
         to this process's. ``detach``: a session of its own that outlives the worker; only its
         pid is meaningful in what is returned."""
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        message = {"module": module, "env": dict(env), "cwd": cwd, "argv": list(argv or ())}
+        message = {
+            "module": module,
+            "env": dict(env),
+            "cwd": cwd,
+            "argv": list(argv or ()),
+            "signals": _signals_an_exec_keeps(),
+        }
         if detach:
             message["detach"] = True
         request = json.dumps(message).encode() + b"\n"

@@ -16,11 +16,14 @@ stdin, stdout and stderr attached (``SCM_RIGHTS``); the worker forks a superviso
 the step, answers ``{"pid": N}`` once it runs and ``{"returncode": R}`` when it has ended
 (negative: killed by that signal), exactly as ``subprocess.Popen.returncode`` would say.
 
-A request may also carry ``"argv"`` (the module's arguments) and ``"detach": true``: then the
-supervisor forks the program in a session of its own, answers ``{"pid": N}`` and exits
-without waiting, so the program outlives the worker and the orchestrator (as ``Popen`` with
-``start_new_session=True`` would). A detached program also closes every descriptor it inherited
-besides its stdio. The local model server is started that way (``serving.process``).
+A request also carries ``"signals"``: what the client ignores and blocks, which a program it
+started itself would inherit across ``exec`` (under ``nohup``, SIGHUP stays ignored), and the
+step starts with those. It may also carry ``"argv"`` (the module's arguments) and
+``"detach": true``: then the supervisor forks the program in a session of its own, answers
+``{"pid": N}`` and exits without waiting, so the program outlives the worker and the
+orchestrator (as ``Popen`` with ``start_new_session=True`` would). A detached program also
+closes every descriptor it inherited besides its stdio. The local model server is started that
+way (``serving.process``).
 """
 
 from __future__ import annotations
@@ -154,13 +157,7 @@ def run_step(request: dict, fds: list[int]) -> None:
     """In the forked child: become ``python -m <module>`` with the client's env and stdio."""
     code = 1
     try:
-        # The dispositions a fresh interpreter starts with. SIGPIPE in particular is ignored
-        # there (a write to a closed pipe or socket raises BrokenPipeError): with SIG_DFL a
-        # server whose client hung up, or whose log writer died, would be killed instead.
-        for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        take_fresh_signals(request.get("signals", {}))
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -195,6 +192,26 @@ def run_step(request: dict, fds: list[int]) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def take_fresh_signals(inherited: dict) -> None:
+    """The signal dispositions ``python -m`` started by the client would have: what the client
+    ignores stays ignored and its blocked mask stays blocked (as across ``exec``), everything
+    else is default, and then what a fresh interpreter sets itself. SIGPIPE in particular is
+    ignored there (a write to a closed pipe or socket raises BrokenPipeError): with SIG_DFL a
+    server whose client hung up, or whose log writer died, would be killed instead."""
+    ignored = set(inherited.get("ignored", ()))
+    for signum in signal.Signals:
+        if signum in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(signum, signal.SIG_IGN if signum in ignored else signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    if signal.SIGINT not in ignored:  # Python leaves an ignored SIGINT ignored
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, inherited.get("blocked", ()))
 
 
 def supervise(conn: socket.socket, request: dict, fds: list[int]) -> None:

@@ -20,6 +20,10 @@ def _status(pid: int) -> dict[str, str]:
     return fields
 
 
+def _bit(signum: int) -> int:
+    return 1 << (signum - 1)
+
+
 def _fd_kinds(pid: int, port: int) -> list[str]:
     """What each open descriptor is, without inode numbers. Standard input, output and error are
     named by number (they are what a Popen child is given). Past those, a descriptor's number is
@@ -78,7 +82,7 @@ def test_a_forked_server_is_the_process_a_cold_start_is(start_server, tmp_path) 
     # Ignored, blocked and caught signals: SIGPIPE ignored as in any fresh interpreter.
     for field in ("SigIgn", "SigBlk", "SigCgt"):
         assert warm_status[field] == cold_status[field], field
-    assert int(warm_status["SigIgn"], 16) & (1 << (signal.SIGPIPE - 1))
+    assert int(warm_status["SigIgn"], 16) & _bit(signal.SIGPIPE)
     # The same session and process group (this worker's, as a Popen child is in) and folder.
     for pid in (warm.process.pid, cold.process.pid):
         assert os.getsid(pid) == os.getsid(0)
@@ -93,6 +97,39 @@ def test_a_forked_server_is_the_process_a_cold_start_is(start_server, tmp_path) 
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(30) == 0
         assert server.process.returncode == 0
+
+
+def test_a_forked_server_keeps_the_signals_its_orchestrator_ignores_and_blocks(
+    start_server,
+) -> None:
+    """Under ``nohup`` the orchestrator ignores SIGHUP, and a cold start keeps it ignored across
+    ``exec`` (blocked signals too): a forked server that reset it would die on a hang-up the
+    cold one survives."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])
+    try:
+        warm = start_server(version="2")
+        cold = start_server(version="2", cold=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR2])
+        signal.signal(signal.SIGHUP, previous)
+    assert isinstance(warm.process, WarmStep)
+    warm_status, cold_status = _status(warm.process.pid), _status(cold.process.pid)
+    for field in ("SigIgn", "SigBlk", "SigCgt"):
+        assert warm_status[field] == cold_status[field], field
+    assert int(warm_status["SigIgn"], 16) & _bit(signal.SIGHUP)
+    assert int(warm_status["SigBlk"], 16) & _bit(signal.SIGUSR2)
+    # Once the orchestrator takes SIGHUP again, the next server does too: nothing is kept.
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        again = start_server(version="2")
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert not int(_status(again.process.pid)["SigIgn"], 16) & _bit(signal.SIGHUP)
+    for server in (warm, cold, again):
+        server.process.send_signal(signal.SIGHUP)
+    assert again.process.wait(30) == -signal.SIGHUP
+    assert warm.process.poll() is None and cold.process.poll() is None
 
 
 def test_a_forked_server_killed_reports_the_signal(start_server) -> None:
