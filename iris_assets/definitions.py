@@ -52,6 +52,7 @@ from iris_assets.resources import (
     ModelRegistryResource,
     SettingsResource,
 )
+from iris_assets.resources.run_executor import warm_run_executor
 from iris_assets.settings import Settings, load_settings
 
 NOTIFY_URL_ENV = "IRIS_NOTIFY_URL"
@@ -139,6 +140,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         ],
         schedules=[daily_inference_schedule],
         resources=resources_for(settings),
+        # Databricks runs its steps as serverless tasks: no local worker to start ahead.
+        executor=None if settings.is_databricks else warm_run_executor,
     )
 
 

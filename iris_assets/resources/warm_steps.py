@@ -25,11 +25,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 WARM_STEPS_ENV = "IRIS_WARM_STEPS"
 WORKER_MODULE = "iris_assets.steps.warm_worker"
+# Set by ``start_run_worker`` in a run's orchestrator for the step processes it starts.
+RUN_WORKER_ENV = "IRIS_RUN_WARM_WORKER"
 
 
 def warm_steps_enabled(env: Mapping[str, str] = os.environ) -> bool:
@@ -138,7 +140,13 @@ class WarmWorker:
     _lock = threading.Lock()
     _workers: dict[tuple[str, int], WarmWorker] = {}
 
-    def __init__(self, python: str, preload_all: bool = False, forked: bool = False):
+    def __init__(
+        self,
+        python: str,
+        preload_all: bool = False,
+        forked: bool = False,
+        preload_steps: Sequence[str] = (),
+    ):
         self.python = python
         self._folder = tempfile.TemporaryDirectory(prefix="iris-warm-")
         self.address = str(Path(self._folder.name) / "worker.sock")
@@ -158,6 +166,7 @@ class WarmWorker:
                     str(listener.fileno()),
                     str(os.getpid()),
                     *(["--preload", "all"] if preload_all else []),
+                    *(["--preload-steps", ",".join(preload_steps)] if preload_steps else []),
                 ],
                 pass_fds=(listener.fileno(),),
                 stdin=subprocess.DEVNULL,
@@ -196,42 +205,55 @@ class WarmWorker:
         """Fork ``python -m module *argv``; ``stdio`` (three descriptors, closed here) defaults
         to this process's. ``detach``: a session of its own that outlives the worker; only its
         pid is meaningful in what is returned."""
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        message = {
-            "module": module,
-            "env": dict(env),
-            "cwd": cwd,
-            "argv": list(argv or ()),
-            "signals": _signals_an_exec_keeps(),
-        }
-        if detach:
-            message["detach"] = True
-        request = json.dumps(message).encode() + b"\n"
-        stdio = _stdio() if stdio is None else stdio
-        lines = _Lines(conn)
-        try:
-            conn.connect(self.address)
-            socket.send_fds(conn, [request], stdio)
-            started = lines.next()
-        except OSError as error:
-            conn.close()
-            raise WorkerUnavailable(f"warm step worker unreachable: {error}") from None
-        finally:
-            for fd in stdio:
-                if fd > 2:
-                    os.close(fd)
-        if started is None:
-            conn.close()
-            raise WorkerUnavailable("warm step worker closed the connection before starting")
-        if detach:
-            conn.close()  # nothing more comes: the worker does not wait for a detached program
-        return WarmStep(lines, int(started["pid"]), ["python", "-m", module])
+        return _launch(self.address, module, env, cwd, argv, stdio, detach)
 
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
         self._folder.cleanup()
+
+
+def _launch(
+    address: str,
+    module: str,
+    env: Mapping[str, str],
+    cwd: str,
+    argv: list[str] | None = None,
+    stdio: list[int] | None = None,
+    detach: bool = False,
+) -> WarmStep:
+    """``WarmWorker.launch`` on the worker listening at ``address``."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    message = {
+        "module": module,
+        "env": dict(env),
+        "cwd": cwd,
+        "argv": list(argv or ()),
+        "signals": _signals_an_exec_keeps(),
+    }
+    if detach:
+        message["detach"] = True
+    request = json.dumps(message).encode() + b"\n"
+    stdio = _stdio() if stdio is None else stdio
+    lines = _Lines(conn)
+    try:
+        conn.connect(address)
+        socket.send_fds(conn, [request], stdio)
+        started = lines.next()
+    except OSError as error:
+        conn.close()
+        raise WorkerUnavailable(f"warm step worker unreachable: {error}") from None
+    finally:
+        for fd in stdio:
+            if fd > 2:
+                os.close(fd)
+    if started is None:
+        conn.close()
+        raise WorkerUnavailable("warm step worker closed the connection before starting")
+    if detach:
+        conn.close()  # nothing more comes: the worker does not wait for a detached program
+    return WarmStep(lines, int(started["pid"]), ["python", "-m", module])
 
 
 class _ForkedWorker:
@@ -317,10 +339,46 @@ def launch_detached(
         return None
 
 
+def start_run_worker(step_modules: Sequence[str], python: str = sys.executable) -> str | None:
+    """Start this run's warm worker now, at the run's start, importing what the steps
+    ``step_modules`` will need, and name it in this process's environment: the step processes
+    the multiprocess executor starts inherit the name and fork their steps from it, so the
+    imports overlap their start-up instead of following it. Steps run in this process find it
+    as theirs. Its address, or None (warm steps off, no steps, or one is already named)."""
+    if not warm_steps_enabled() or not step_modules or os.environ.get(RUN_WORKER_ENV):
+        return None
+    key = (python, os.getpid())
+    with WarmWorker._lock:
+        worker = WarmWorker._workers.get(key)
+        if worker is None or worker.process.poll() is not None:
+            worker = WarmWorker._workers[key] = WarmWorker(python, preload_steps=step_modules)
+    os.environ[RUN_WORKER_ENV] = json.dumps({"python": python, "address": worker.address})
+    return worker.address
+
+
+def _run_worker_address(python: str, env: Mapping[str, str]) -> str | None:
+    """The run's worker named in ``env``, if it is one for ``python``."""
+    try:
+        named = json.loads(env.get(RUN_WORKER_ENV) or "null")
+    except ValueError:
+        return None
+    if not isinstance(named, dict) or named.get("python") != python:
+        return None
+    address = named.get("address")
+    return address if isinstance(address, str) else None
+
+
 def launch_step(python: str, module: str, env: Mapping[str, str]) -> WarmStep | subprocess.Popen:
-    """Start ``python -m module`` with ``env``: forked from the warm worker, or cold."""
+    """Start ``python -m module`` with ``env``: forked from the run's warm worker when the run
+    named one (``start_run_worker``), else from this process's, or cold."""
     cwd = os.getcwd()
     if warm_steps_enabled(env):
+        shared = _run_worker_address(python, env)
+        if shared is not None:
+            try:
+                return _launch(shared, module, env, cwd)
+            except WorkerUnavailable:
+                pass  # the run's worker is gone: this process starts its own, as before
         for _ in range(2):
             worker = WarmWorker.for_python(python)
             try:

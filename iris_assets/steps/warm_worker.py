@@ -39,6 +39,7 @@ import signal
 import socket
 import sys
 import traceback
+from collections.abc import Sequence
 
 # What each step imports (some inside its functions), loaded in the worker before it forks the
 # step: a worker started for one step pays what that step would pay cold, and every later step
@@ -90,6 +91,10 @@ STEP_IMPORTS = {
     "iris_assets.serving.server": (*COMMON, *MLFLOW, "iris_assets.serving.server"),
 }
 PRELOAD = tuple(dict.fromkeys(name for names in STEP_IMPORTS.values() for name in names))
+# Loaded too when a run's orchestrator starts the worker for the steps it will run, before
+# they start (``--preload-steps``): the score step's model then loads in milliseconds instead
+# of importing scikit-learn and skops on its critical path.
+AHEAD = {"iris_assets.steps.score": SKOPS}
 # Work each fork of a step would repeat, done once here after its imports; it depends only on
 # what is installed. The first model a process logs makes MLflow map every installed
 # distribution's files to the modules they provide (``importlib.metadata.packages_distributions``,
@@ -233,13 +238,19 @@ def supervise(conn: socket.socket, request: dict, fds: list[int]) -> None:
         os._exit(0)
 
 
-def serve(listener: socket.socket, parent: int) -> None:
-    """Accept step requests until the orchestrator that started this worker is gone."""
+def serve(listener: socket.socket, parent: int, ahead: Sequence[str] = ()) -> None:
+    """Accept step requests until the orchestrator that started this worker is gone. Once a
+    step was started, idle time loads the imports of the later steps ``ahead``, one step's at a
+    time (before the first request it would delay the first step)."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the orchestrator's to handle
+    pending, served = list(ahead), False
     while os.getppid() == parent:
-        ready, _, _ = select.select([listener], [], [], 1.0)
+        idle_work = served and bool(pending)
+        ready, _, _ = select.select([listener], [], [], 0 if idle_work else 1.0)
         if not ready:
+            if idle_work:
+                prepare_ahead([pending.pop(0)])
             continue
         conn, _ = listener.accept()
         conn.settimeout(REQUEST_TIMEOUT_SECONDS)  # a client that never sends cannot stall it
@@ -254,9 +265,17 @@ def serve(listener: socket.socket, parent: int) -> None:
         if os.fork() == 0:
             listener.close()
             supervise(conn, request, fds)
+        served = True
         for fd in fds:
             os.close(fd)
         conn.close()
+
+
+def prepare_ahead(modules: Sequence[str]) -> None:
+    """What ``modules``' steps need, in their order, before they are asked for."""
+    for module in modules:
+        prepare(module)
+        preload(AHEAD.get(module, ()))
 
 
 def main() -> None:
@@ -264,7 +283,11 @@ def main() -> None:
     listener = socket.socket(fileno=listener_fd)
     if sys.argv[3:] == ["--preload", "all"]:
         prepare()
-    serve(listener, parent)
+    steps = []
+    if sys.argv[3:4] == ["--preload-steps"]:
+        steps = [m for m in sys.argv[4].split(",") if m in STEP_IMPORTS]
+        prepare_ahead(steps[:1])  # the run's first step; the others while it runs
+    serve(listener, parent, ahead=steps[1:])
 
 
 if __name__ == "__main__":
