@@ -40,7 +40,13 @@ def run_step_modules(job: dg.JobDefinition) -> list[str]:
 
 
 def _create(init_context: dg.InitExecutorContext) -> dg.Executor:
-    start_run_worker(run_step_modules(init_context.job.get_definition()))
+    try:
+        start_run_worker(run_step_modules(init_context.job.get_definition()))
+    except Exception as error:  # a worker started late costs time, never the run
+        dg.get_dagster_logger().warning(
+            f"warm step worker not started ahead ({type(error).__name__}: {error}); each step "
+            "process starts its own"
+        )
     return multi_or_in_process_executor.executor_creation_fn(init_context)
 
 

@@ -177,3 +177,23 @@ def test_with_warm_steps_off_no_run_worker_is_started(value, monkeypatch):
     monkeypatch.delenv(RUN_WORKER_ENV, raising=False)
     assert start_run_worker(["iris_assets.steps.score"]) is None
     assert RUN_WORKER_ENV not in os.environ
+
+
+def test_a_run_whose_worker_cannot_be_started_ahead_still_runs(monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    from dagster._core.executor.multiprocess import MultiprocessExecutor
+
+    from iris_assets.resources import run_executor
+
+    def broken():
+        raise RuntimeError("no job here")
+
+    context = SimpleNamespace(
+        job=SimpleNamespace(get_definition=broken),
+        executor_config={"multiprocess": {"retries": {"enabled": {}}}},
+    )
+    with caplog.at_level("WARNING"):
+        executor = run_executor._create(context)
+    assert isinstance(executor, MultiprocessExecutor)
+    assert "not started ahead (RuntimeError: no job here)" in caplog.text
