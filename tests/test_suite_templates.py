@@ -101,3 +101,26 @@ def test_an_instance_preloaded_with_a_templates_runs_answers_as_the_template(
         assert len(copy.get_runs()) == 3
     with new_instance(tmp_path / "other") as other:
         assert other.get_runs() == []
+
+
+def test_a_template_path_is_rehomed_however_the_stored_text_spells_it():
+    """Non-ASCII names are ``\\uXXXX`` in JSON, and a resource default is JSON inside JSON:
+    each spelling of the template's folder becomes the same spelling of the copy's."""
+    import json
+    from pathlib import Path
+
+    from tests.assets.conftest import rehomed
+
+    for template, copy in [
+        (Path("/tmp/bäse/tmpl"), Path('/tmp/c"opy\\ü/x')),
+        (Path("/tmp/bäse/tmpl"), Path("/tmp/plain/x")),
+        (Path("/tmp/plain/tmpl"), Path("/tmp/plain/tmpl-copy")),
+    ]:
+        values = {"path": f"{template}/warehouse", "raw": f"{template}/mlartifacts"}
+        text = json.dumps({**values, "default": json.dumps({"home": str(template)})})
+        text += f" {template}/mlruns"  # as MLflow's columns hold it
+        moved_json, _, moved_raw = rehomed(text, template, copy).rpartition(" ")
+        moved = json.loads(moved_json)
+        assert moved["path"] == f"{copy}/warehouse" and moved["raw"] == f"{copy}/mlartifacts"
+        assert json.loads(moved["default"]) == {"home": str(copy)}
+        assert moved_raw == f"{copy}/mlruns"

@@ -59,9 +59,10 @@ def _signals_an_exec_keeps() -> dict[str, list[int]]:
     ignored here (``nohup`` ignores SIGHUP, say) and this thread's blocked mask. Handlers are
     reset by ``exec``; Popen resets SIGPIPE and SIGXFSZ, which Python ignores, itself."""
     reset_by_popen = {signal.SIGPIPE, getattr(signal, "SIGXFSZ", signal.SIGPIPE)}
+    # What Python knows of: a disposition set below it (ctypes, a C library) is not seen.
     ignored = [
         int(signum)
-        for signum in signal.Signals
+        for signum in signal.valid_signals()
         if signum not in reset_by_popen and _ignored(signum)
     ]
     blocked = sorted(int(signum) for signum in signal.pthread_sigmask(signal.SIG_BLOCK, []))
@@ -265,7 +266,10 @@ class _ForkedWorker:
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # SIGCHLD ignored here: reaped already, status unknown
+                pid, status = self.pid, 0  # as Popen answers then
             if pid:
                 self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
@@ -276,7 +280,10 @@ class _ForkedWorker:
 
     def wait(self) -> int:
         if self.returncode is None:
-            _, status = os.waitpid(self.pid, 0)
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except ChildProcessError:  # SIGCHLD ignored here (see poll)
+                status = 0
             self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import faulthandler
 import importlib
 import json
 import os
@@ -139,9 +140,13 @@ def read_request(conn: socket.socket) -> tuple[dict, list[int]]:
             if not more:
                 raise ConnectionError("the client closed the connection before its request ended")
             data += more
-        request = json.loads(data)
+        try:
+            request = json.loads(data)
+        except RecursionError:  # nested past Python's limit: garbage, not a reason to exit
+            raise ValueError("a request nests too deep") from None
         if not (isinstance(request, dict) and isinstance(request.get("module"), str)):
             raise ValueError("a request is a JSON object with a module")
+        check_signals(request.get("signals", {}))
         argv = request.get("argv", [])
         if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
             raise ValueError("a request's argv is a list of strings")
@@ -173,6 +178,8 @@ def run_step(request: dict, fds: list[int]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        if os.environ.get("PYTHONFAULTHANDLER") or os.environ.get("PYTHONDEVMODE"):
+            faulthandler.enable()  # what a fresh interpreter does at start for this env
         sys.path[0] = request["cwd"]
         sys.argv = [request["module"], *request.get("argv", ())]
         # As under `python -m`: the module runs as __main__, not as the copy preloaded here.
@@ -199,6 +206,19 @@ def run_step(request: dict, fds: list[int]) -> None:
         os._exit(code)
 
 
+def check_signals(signals: object) -> None:
+    """``{"ignored": [...], "blocked": [...]}`` of signal numbers this system has, or ValueError."""
+    valid = {int(signum) for signum in signal.valid_signals()}
+    if not isinstance(signals, dict) or set(signals) - {"ignored", "blocked"}:
+        raise ValueError("a request's signals are an object of ignored and blocked")
+    for numbers in signals.values():
+        if not (
+            isinstance(numbers, list)
+            and all(type(n) is int and n in valid for n in numbers)  # not True, not 1.0
+        ):
+            raise ValueError("a request's signals are lists of this system's signal numbers")
+
+
 def take_fresh_signals(inherited: dict) -> None:
     """The signal dispositions ``python -m`` started by the client would have: what the client
     ignores stays ignored and its blocked mask stays blocked (as across ``exec``), everything
@@ -206,9 +226,10 @@ def take_fresh_signals(inherited: dict) -> None:
     ignored there (a write to a closed pipe or socket raises BrokenPipeError): with SIG_DFL a
     server whose client hung up, or whose log writer died, would be killed instead."""
     ignored = set(inherited.get("ignored", ()))
-    for signum in signal.Signals:
+    for signum in signal.valid_signals():  # real-time signals included
         if signum in (signal.SIGKILL, signal.SIGSTOP):
             continue
+        # Python cannot set the two glibc keeps for itself (32 and 33): they raise here.
         with contextlib.suppress(OSError, ValueError):
             signal.signal(signum, signal.SIG_IGN if signum in ignored else signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)

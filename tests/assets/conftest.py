@@ -6,8 +6,12 @@ costs seconds of CPU, and dozens of tests start from one, so it is trained once 
 that each test then gets its own copy of: a test may change its home and instance as it likes.
 A test's instance is in memory (``tests.conftest.new_instance``), holding the template's runs
 and events, or, for a test marked ``sqlite_instance``, a copy of the template's sqlite files.
+What the preload does not carry: the run records' ``start_time`` and ``end_time`` (None) and
+their create and update times (the load's); the project reads only ``create_timestamp``, of
+runs still in flight, which a preloaded run never is.
 """
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -76,6 +80,29 @@ def import_runs(text: str) -> list:
     return deserialize_value(text)
 
 
+def path_spellings(path: Path) -> list[str]:
+    """How ``path`` is written in stored text, most escaped first: inside a JSON string inside
+    a JSON string (Dagster's resource defaults), inside a JSON string, and as it is (MLflow's
+    columns). The escaped spellings first, since a raw replace would break them: JSON
+    writes a non-ASCII name as ``\\uXXXX`` and a quote or backslash escaped."""
+    once = json.dumps(str(path))[1:-1]
+    return [json.dumps(once)[1:-1], once, str(path)]
+
+
+def spelling_pairs(old: Path, new: Path) -> list[tuple[str, str]]:
+    """Each spelling of ``old`` with the same spelling of ``new``, each spelling once (a plain
+    ASCII path is spelled alike all three ways, and is replaced once)."""
+    pairs = zip(path_spellings(old), path_spellings(new), strict=True)
+    return list(dict(reversed(list(pairs))).items())[::-1]
+
+
+def rehomed(text: str, old: Path, new: Path) -> str:
+    """``text`` with every spelling of ``old`` replaced by the same spelling of ``new``."""
+    for before, after in spelling_pairs(old, new):
+        text = text.replace(before, after)
+    return text
+
+
 def rehome(folder: Path, old: Path, new: Path) -> None:
     """Point every path under ``old`` that the sqlite databases in ``folder`` hold (MLflow's
     artifact locations and sources, Dagster's event metadata) at the same path under ``new``,
@@ -86,11 +113,12 @@ def rehome(folder: Path, old: Path, new: Path) -> None:
             for (table,) in tables.fetchall():
                 columns = connection.execute(f'PRAGMA table_info("{table}")').fetchall()
                 for column in (c[1] for c in columns if textual(c[2])):
-                    connection.execute(
-                        f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
-                        f'WHERE instr("{column}", ?) > 0',
-                        (str(old), str(new), str(old)),
-                    )
+                    for before, after in spelling_pairs(old, new):
+                        connection.execute(
+                            f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                            f'WHERE instr("{column}", ?) > 0',
+                            (before, after, before),
+                        )
         connection.close()
 
 
@@ -124,7 +152,7 @@ def graph(request, settings, tmp_path):
         with dg.instance_for_test(temp_dir=str(tmp_path / INSTANCE)) as instance:
             yield build_definitions(settings), instance
         return
-    runs = import_runs((template / RUNS).read_text().replace(str(template), str(tmp_path)))
+    runs = import_runs(rehomed((template / RUNS).read_text(), template, tmp_path))
     with new_instance(tmp_path / INSTANCE, preload=runs) as instance:
         yield build_definitions(settings), instance
 

@@ -141,6 +141,86 @@ def test_garbage_sent_to_the_worker_is_refused_and_the_next_step_still_runs(prob
     assert worker.process.poll() is None
 
 
+@pytest.mark.parametrize(
+    "signals",
+    [
+        "[" * 5000 + "]" * 5000,  # past json's recursion limit
+        '{"ignored": [true]}',
+        '{"ignored": [1.0]}',
+        '{"blocked": [99999]}',
+        '{"ignored": "1"}',
+        '{"other": []}',
+        "null",
+    ],
+)
+def test_a_request_with_garbled_signals_is_refused_and_the_worker_stays(probe, signals):
+    import socket
+
+    probe()
+    worker = WarmWorker.for_python(sys.executable)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(worker.address)
+            head = '{"module": "warm_probe", "env": {}, "cwd": "/", "signals": '
+            request = head + signals + "}\n"
+            socket.send_fds(conn, [request.encode()], [devnull] * 3)
+            assert conn.recv(100) == b""  # closed without starting anything
+    finally:
+        os.close(devnull)
+    assert probe(value="after garbled signals")[1]["env"] == "after garbled signals"
+    assert worker.process.poll() is None
+
+
+SIGNAL_PROBE = """
+import json, os
+fields = dict(line.split(":", 1) for line in open("/proc/self/status") if line.startswith("Sig"))
+with open(os.environ["PROBE_OUT"], "w") as out:
+    json.dump({k: v.strip() for k, v in fields.items() if k in ("SigIgn", "SigBlk", "SigCgt")}, out)
+"""
+
+
+def test_a_warm_step_starts_with_the_signals_a_cold_one_would(tmp_path, monkeypatch):
+    """Real-time signals too, and faulthandler's handlers when the step's env asks for them."""
+    (tmp_path / "signal_probe.py").write_text(SIGNAL_PROBE)
+    monkeypatch.chdir(tmp_path)
+    realtime = signal.SIGRTMIN + 6
+    previous = {n: signal.signal(n, signal.SIG_IGN) for n in (signal.SIGHUP, realtime)}
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])
+    try:
+        for extra in ({}, {"PYTHONFAULTHANDLER": "1"}):
+            seen = []
+            for cold in (False, True):
+                out = tmp_path / f"signals-{cold}-{len(extra)}.json"
+                env = {**os.environ, **extra, "PROBE_OUT": str(out)}
+                if cold:
+                    process = subprocess.Popen([sys.executable, "-m", "signal_probe"], env=env)
+                else:
+                    process = launch_step(sys.executable, "signal_probe", env)
+                    assert isinstance(process, WarmStep)
+                assert process.wait(timeout=60) == 0
+                seen.append(json.loads(out.read_text()))
+            assert seen[0] == seen[1], extra
+            assert int(seen[0]["SigIgn"], 16) & (1 << (realtime - 1))
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR2])
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def test_a_forked_worker_reaped_behind_its_back_reads_as_ended(monkeypatch):
+    """With SIGCHLD ignored the kernel reaps the worker: poll and wait say it ended (as Popen
+    does), so a lost worker is replaced instead of failing the step."""
+    from iris_assets.resources.warm_steps import _ForkedWorker
+
+    def reaped(*_args):
+        raise ChildProcessError(10, "No child processes")
+
+    monkeypatch.setattr(os, "waitpid", reaped)
+    assert _ForkedWorker(999_999).poll() == 0
+    assert _ForkedWorker(999_999).wait() == 0
+
+
 def test_a_worker_forked_by_prestart_runs_steps_like_a_cold_process_and_ends_with_its_owner(
     tmp_path,
 ):
