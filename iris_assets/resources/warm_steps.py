@@ -32,6 +32,9 @@ WARM_STEPS_ENV = "IRIS_WARM_STEPS"
 WORKER_MODULE = "iris_assets.steps.warm_worker"
 # Set by ``start_run_worker`` in a run's orchestrator for the step processes it starts.
 RUN_WORKER_ENV = "IRIS_RUN_WARM_WORKER"
+# How long a worker may take to import a step's libraries and say it is ready (MLflow on a
+# loaded machine takes seconds, not minutes); past it the step is started elsewhere.
+START_TIMEOUT_SECONDS = 120.0
 
 
 def warm_steps_enabled(env: Mapping[str, str] = os.environ) -> bool:
@@ -241,20 +244,26 @@ def _launch(
     try:
         conn.connect(address)
         socket.send_fds(conn, [request], stdio)
-        started = lines.next()
-    except OSError as error:
+        # A worker that is stopped, stuck, or not a worker at all must not hang or fail the
+        # step: past this wait the caller starts it elsewhere, and this worker, told no go,
+        # starts nothing.
+        if lines.next(timeout=START_TIMEOUT_SECONDS) != {"ready": True}:
+            raise ValueError("not a warm step worker's answer")
+        conn.sendall(b'{"go": true}\n')
+        started = lines.next(timeout=START_TIMEOUT_SECONDS)
+        pid = started["pid"] if isinstance(started, dict) else None
+        if type(pid) is not int or pid <= 0:
+            raise ValueError(f"not a warm step worker's answer: {started!r}")
+    except (OSError, ValueError, RecursionError) as error:  # TimeoutError is an OSError
         conn.close()
         raise WorkerUnavailable(f"warm step worker unreachable: {error}") from None
     finally:
         for fd in stdio:
             if fd > 2:
                 os.close(fd)
-    if started is None:
-        conn.close()
-        raise WorkerUnavailable("warm step worker closed the connection before starting")
     if detach:
         conn.close()  # nothing more comes: the worker does not wait for a detached program
-    return WarmStep(lines, int(started["pid"]), ["python", "-m", module])
+    return WarmStep(lines, pid, ["python", "-m", module])
 
 
 class _ForkedWorker:
@@ -352,24 +361,30 @@ def start_run_worker(step_modules: Sequence[str], python: str = sys.executable) 
     the multiprocess executor starts inherit the name and fork their steps from it, so the
     imports overlap their start-up instead of following it. Steps run in this process find it
     as theirs. Its address, or None (warm steps off, no steps, or one is already named)."""
-    if not warm_steps_enabled() or not step_modules or os.environ.get(RUN_WORKER_ENV):
+    if not warm_steps_enabled() or not step_modules:
         return None
     key = (python, os.getpid())
     with WarmWorker._lock:
         worker = WarmWorker._workers.get(key)
         if worker is None or worker.process.poll() is not None:
             worker = WarmWorker._workers[key] = WarmWorker(python, preload_steps=step_modules)
-    os.environ[RUN_WORKER_ENV] = json.dumps({"python": python, "address": worker.address})
+    # Replaces a name inherited from elsewhere (a shell that exported it, an outer run).
+    named = {"python": python, "address": worker.address, "owner": os.getpid()}
+    os.environ[RUN_WORKER_ENV] = json.dumps(named)
     return worker.address
 
 
 def _run_worker_address(python: str, env: Mapping[str, str]) -> str | None:
-    """The run's worker named in ``env``, if it is one for ``python``."""
+    """The run's worker named in ``env``, if it is one for ``python`` started by this process
+    or by the one that started this process (the run's orchestrator, whose code this is):
+    a name inherited from anywhere else is passed over."""
     try:
         named = json.loads(env.get(RUN_WORKER_ENV) or "null")
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(named, dict) or named.get("python") != python:
+        return None
+    if named.get("owner") not in (os.getpid(), os.getppid()):
         return None
     address = named.get("address")
     return address if isinstance(address, str) else None
@@ -387,7 +402,10 @@ def launch_step(python: str, module: str, env: Mapping[str, str]) -> WarmStep | 
             except WorkerUnavailable:
                 pass  # the run's worker is gone: this process starts its own, as before
         for _ in range(2):
-            worker = WarmWorker.for_python(python)
+            try:
+                worker = WarmWorker.for_python(python)
+            except OSError:  # no worker can be made here (a socket path too long, say): cold
+                break
             try:
                 return worker.launch(module, env, cwd)
             except WorkerUnavailable:

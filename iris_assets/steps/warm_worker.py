@@ -12,7 +12,9 @@ and fills the caches of what is installed that a step would otherwise fill in ev
 
 The orchestrator side is ``iris_assets.resources.warm_steps``. The protocol, one Unix-socket
 connection per step: the client sends one JSON line ``{"module", "env", "cwd"}`` with its
-stdin, stdout and stderr attached (``SCM_RIGHTS``); the worker forks a supervisor that forks
+stdin, stdout and stderr attached (``SCM_RIGHTS``); the worker imports what the step needs,
+answers ``{"ready": true}`` and waits for ``{"go": true}`` (a client that stopped waiting has
+closed the connection by then, and nothing starts); it then forks a supervisor that forks
 the step, answers ``{"pid": N}`` once it runs and ``{"returncode": R}`` when it has ended
 (negative: killed by that signal), exactly as ``subprocess.Popen.returncode`` would say.
 
@@ -283,13 +285,44 @@ def serve(listener: socket.socket, parent: int, ahead: Sequence[str] = ()) -> No
             continue
         # Here, not in the child: what this step imports stays loaded for the next ones.
         prepare(request["module"])
-        if os.fork() == 0:
-            listener.close()
-            supervise(conn, request, fds)
-        served = True
+        if confirmed(conn):
+            if os.fork() == 0:
+                listener.close()
+                supervise(conn, request, fds)
+            served = True
         for fd in fds:
             os.close(fd)
         conn.close()
+
+
+def confirmed(conn: socket.socket) -> bool:
+    """Say the step is ready to start and wait for the client's go: a client that gave up
+    meanwhile (this worker was stopped, or slow past its patience) has started the step
+    elsewhere, and it must not run twice."""
+    try:
+        send(conn, {"ready": True})
+        conn.settimeout(REQUEST_TIMEOUT_SECONDS)
+        answer = _Reader(conn).line()
+        conn.settimeout(None)
+        return answer == {"go": True}
+    except (OSError, ValueError):
+        return False
+
+
+class _Reader:
+    """One JSON line from ``conn`` (a few bytes: the client's go)."""
+
+    def __init__(self, conn: socket.socket):
+        self.conn = conn
+
+    def line(self) -> object:
+        data = b""
+        while not data.endswith(b"\n"):
+            more = self.conn.recv(64)
+            if not more or len(data) > 64:
+                raise ValueError("no go")
+            data += more
+        return json.loads(data)
 
 
 def prepare_ahead(modules: Sequence[str]) -> None:

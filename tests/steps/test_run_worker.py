@@ -21,7 +21,7 @@ from dagster._core.definitions.executor_definition import multi_or_in_process_ex
 
 from iris_assets.definitions import build_definitions
 from iris_assets.resources.run_executor import ASSET_STEPS, run_step_modules, warm_run_executor
-from iris_assets.resources.warm_steps import RUN_WORKER_ENV, WarmStep, launch_step
+from iris_assets.resources.warm_steps import RUN_WORKER_ENV, WarmStep, WarmWorker, launch_step
 from iris_assets.settings import load_settings
 
 PROBE = textwrap.dedent(
@@ -113,11 +113,18 @@ def test_a_run_worker_that_is_gone_or_for_another_python_is_passed_over(tmp_path
     (tmp_path / "run_probe.py").write_text(PROBE)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    me = os.getpid()
+    # A live worker, named by a process that neither is this one nor started it (a shell that
+    # exported the name, another checkout's run): its code may not be this process's.
+    elsewhere = WarmWorker(sys.executable)
     named = [
-        json.dumps({"python": sys.executable, "address": str(tmp_path / "gone.sock")}),
-        json.dumps({"python": "/usr/bin/python3-other", "address": str(tmp_path / "x.sock")}),
+        json.dumps({"python": sys.executable, "address": str(tmp_path / "gone.sock"), "owner": me}),
+        json.dumps({"python": "/usr/bin/python3-other", "address": elsewhere.address, "owner": me}),
         "not json",
-        json.dumps({"python": sys.executable, "address": 7}),
+        "[" * 5000 + "]" * 5000,
+        json.dumps({"python": sys.executable, "address": 7, "owner": me}),
+        json.dumps({"python": sys.executable, "address": elsewhere.address, "owner": 1}),
+        json.dumps({"python": sys.executable, "address": elsewhere.address}),
     ]
     for n, value in enumerate(named):
         out = tmp_path / f"probe-{n}.json"
@@ -125,7 +132,8 @@ def test_a_run_worker_that_is_gone_or_for_another_python_is_passed_over(tmp_path
         process = launch_step(sys.executable, "run_probe", env)
         assert isinstance(process, WarmStep), value  # this process's own worker took it
         assert process.wait(timeout=120) == 0, value
-        assert json.loads(out.read_text())["worker"] != os.getpid()
+        assert json.loads(out.read_text())["worker"] != elsewhere.process.pid, value
+    elsewhere.stop()
 
 
 def test_the_local_target_runs_with_dagsters_executor_config_and_the_run_worker_first():

@@ -341,3 +341,85 @@ def test_the_train_steps_forks_find_mlflows_map_of_installed_packages_made(monke
     monkeypatch.setenv("MPLBACKEND", "Agg")  # what preload sets, undone after this test
     warm_worker.prepare("iris_assets.steps.train")
     assert "scikit-learn" in requirements_utils._MODULES_TO_PACKAGES["sklearn"]
+
+
+def test_a_stopped_worker_is_given_up_on_and_never_starts_the_step_later(probe, tmp_path):
+    """Stopped (or stuck) past the wait, the worker is passed over; resumed, it finds no go
+    and starts nothing: the step, started elsewhere meanwhile, never runs twice."""
+    from iris_assets.resources import warm_steps
+
+    probe()  # the probe module is on the path from here on
+    worker = WarmWorker(sys.executable)
+    out = tmp_path / "never.json"
+    env = {**os.environ, "PROBE_OUT": str(out), "PROBE_VALUE": "late"}
+    os.kill(worker.process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with (
+            pytest.raises(warm_steps.WorkerUnavailable, match="unreachable"),
+            pytest.MonkeyPatch.context() as patch,
+        ):
+            patch.setattr(warm_steps, "START_TIMEOUT_SECONDS", 1.0)
+            worker.launch("warm_probe", env, str(tmp_path))
+        assert time.monotonic() - started < 30
+    finally:
+        os.kill(worker.process.pid, signal.SIGCONT)
+    # Resumed: it reads the request, finds the connection closed, and forks nothing.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not out.exists():
+        time.sleep(0.2)
+    assert not out.exists(), "the step ran after its client had given up"
+    returncode, report = probe(value="after the stop")
+    assert returncode == 0 and report["env"] == "after the stop"
+    assert worker.process.poll() is None
+    worker.stop()
+
+
+@pytest.mark.parametrize("reply", ["garbage", '{"nopid": 1}', "[1, 2]", '{"ready": "yes"}'])
+def test_a_socket_that_is_not_a_worker_is_passed_over(tmp_path, monkeypatch, reply):
+    import socket
+    import threading
+
+    from iris_assets.resources.warm_steps import RUN_WORKER_ENV
+
+    (tmp_path / "warm_probe.py").write_text(PROBE)
+    monkeypatch.chdir(tmp_path)
+    address = str(tmp_path / "not-a-worker.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen(4)
+
+    def answer():
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(reply.encode() + b"\n")
+            conn.recv(100)
+
+    threading.Thread(target=answer, daemon=True).start()
+    named = json.dumps({"python": sys.executable, "address": address, "owner": os.getpid()})
+    out = tmp_path / "report.json"
+    env = {**os.environ, RUN_WORKER_ENV: named, "PROBE_OUT": str(out), "PROBE_VALUE": "v"}
+    process = launch_step(sys.executable, "warm_probe", env)
+    try:
+        assert process.wait(timeout=60) == 0
+        assert json.loads(out.read_text())["env"] == "v"
+    finally:
+        listener.close()
+
+
+def test_when_no_worker_can_be_made_the_step_runs_cold(tmp_path, monkeypatch):
+    """A socket path too long for AF_UNIX (a deep TMPDIR): the step still runs."""
+    import tempfile
+
+    (tmp_path / "warm_probe.py").write_text(PROBE)
+    monkeypatch.chdir(tmp_path)
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    monkeypatch.setattr(WarmWorker, "_workers", {})
+    out = tmp_path / "report.json"
+    env = {**os.environ, "PROBE_OUT": str(out), "PROBE_VALUE": "cold"}
+    process = launch_step(sys.executable, "warm_probe", env)
+    assert isinstance(process, subprocess.Popen)
+    assert process.wait(timeout=60) == 0
+    assert json.loads(out.read_text())["env"] == "cold"
