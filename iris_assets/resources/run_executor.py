@@ -45,7 +45,7 @@ def _create(init_context: dg.InitExecutorContext) -> dg.Executor:
     except Exception as error:  # a worker started late costs time, never the run
         dg.get_dagster_logger().warning(
             f"warm step worker not started ahead ({type(error).__name__}: {error}); each step "
-            "process starts its own"
+            "process starts its own, or runs its step cold"
         )
     return multi_or_in_process_executor.executor_creation_fn(init_context)
 

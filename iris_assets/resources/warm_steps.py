@@ -360,7 +360,7 @@ def start_run_worker(step_modules: Sequence[str], python: str = sys.executable) 
     ``step_modules`` will need, and name it in this process's environment: the step processes
     the multiprocess executor starts inherit the name and fork their steps from it, so the
     imports overlap their start-up instead of following it. Steps run in this process find it
-    as theirs. Its address, or None (warm steps off, no steps, or one is already named)."""
+    as theirs. Its address, or None (warm steps off, or no steps)."""
     if not warm_steps_enabled() or not step_modules:
         return None
     key = (python, os.getpid())

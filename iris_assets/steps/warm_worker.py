@@ -302,27 +302,16 @@ def confirmed(conn: socket.socket) -> bool:
     try:
         send(conn, {"ready": True})
         conn.settimeout(REQUEST_TIMEOUT_SECONDS)
-        answer = _Reader(conn).line()
+        answer = b""
+        while not answer.endswith(b"\n") and len(answer) <= 64:  # the go is a dozen bytes
+            more = conn.recv(64)
+            if not more:
+                return False
+            answer += more
         conn.settimeout(None)
-        return answer == {"go": True}
+        return json.loads(answer) == {"go": True}
     except (OSError, ValueError):
         return False
-
-
-class _Reader:
-    """One JSON line from ``conn`` (a few bytes: the client's go)."""
-
-    def __init__(self, conn: socket.socket):
-        self.conn = conn
-
-    def line(self) -> object:
-        data = b""
-        while not data.endswith(b"\n"):
-            more = self.conn.recv(64)
-            if not more or len(data) > 64:
-                raise ValueError("no go")
-            data += more
-        return json.loads(data)
 
 
 def prepare_ahead(modules: Sequence[str]) -> None:
