@@ -199,9 +199,13 @@ def test_a_warm_step_starts_with_the_signals_a_cold_one_would(tmp_path, monkeypa
                     process = launch_step(sys.executable, "signal_probe", env)
                     assert isinstance(process, WarmStep)
                 assert process.wait(timeout=60) == 0
-                seen.append(json.loads(out.read_text()))
+                # Less glibc's own signals 32 and 33, which Python cannot set: a worker forked
+                # from a process that started threads has a handler on 33 (docs/design.md).
+                glibc = (1 << 31) | (1 << 32)
+                fields = json.loads(out.read_text())
+                seen.append({k: int(v, 16) & ~glibc for k, v in fields.items()})
             assert seen[0] == seen[1], extra
-            assert int(seen[0]["SigIgn"], 16) & (1 << (realtime - 1))
+            assert seen[0]["SigIgn"] & (1 << (realtime - 1))
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR2])
         for signum, handler in previous.items():
