@@ -92,8 +92,10 @@ def path_spellings(path: Path) -> list[str]:
 def spelling_pairs(old: Path, new: Path) -> list[tuple[str, str]]:
     """Each spelling of ``old`` with the same spelling of ``new``, each spelling once (a plain
     ASCII path is spelled alike all three ways, and is replaced once)."""
-    pairs = zip(path_spellings(old), path_spellings(new), strict=True)
-    return list(dict(reversed(list(pairs))).items())[::-1]
+    pairs: dict[str, str] = {}
+    for before, after in zip(path_spellings(old), path_spellings(new), strict=True):
+        pairs.setdefault(before, after)
+    return list(pairs.items())
 
 
 def rehomed(text: str, old: Path, new: Path) -> str:
