@@ -609,8 +609,11 @@ class DeltaTableStore:
         return self.version(name)
 
     # --- reading ---------------------------------------------------------------------------
-    def _query(self, name: str, sql: str, version: int | None = None) -> pa.Table:
-        table = self._table(name, version)
+    def _query(
+        self, name: str, sql: str, version: int | None = None, table: DeltaTable | None = None
+    ) -> pa.Table:
+        """``sql`` over the table as ``tbl``: ``table`` when the caller has it open already."""
+        table = self._table(name, version) if table is None else table
         try:
             reader = QueryBuilder(_READ_CONFIG).register("tbl", table).execute(sql)
             return pa.table(reader)
@@ -633,7 +636,8 @@ class DeltaTableStore:
         ``order_by`` rows come in storage order, which is stable for one table version but
         changes when the table is rewritten.
         """
-        schema = self._schema(self._table(name, version))
+        table = self._table(name, version)
+        schema = self._schema(table)
         columns = list(schema.names if columns is None else columns)
         keys = [order_by] if isinstance(order_by, str) else list(order_by or [])
         unknown = [c for c in [*columns, *keys] if c not in schema.names]
@@ -645,7 +649,7 @@ class DeltaTableStore:
             sql += f" WHERE {predicate}"
         if keys:
             sql += " ORDER BY " + ", ".join(sql_identifier(k) for k in keys)
-        result = self._query(name, sql, version)
+        result = self._query(name, sql, table=table)
         if not columns:
             return pd.DataFrame(index=pd.RangeIndex(result.num_rows))
         arrays = [
@@ -664,11 +668,12 @@ class DeltaTableStore:
 
     def distinct(self, name: str, column: str) -> list[str]:
         """The distinct non-null values of ``column``, sorted, as text (partition listing)."""
-        schema = self._schema(self._table(name))
-        if column not in schema.names:
+        table = self._table(name)
+        if column not in self._schema(table).names:
             raise TableError(f"{name} has no column {column}")
         c = sql_identifier(column)
-        values = self._query(name, f"SELECT DISTINCT {c} AS v FROM tbl WHERE {c} IS NOT NULL")
+        sql = f"SELECT DISTINCT {c} AS v FROM tbl WHERE {c} IS NOT NULL"
+        values = self._query(name, sql, table=table)
         return [str(v) for v in sorted(values.column("v").to_pylist())]
 
     def aggregate(self, name: str, select: str, predicate: str | None = None) -> dict[str, Any]:

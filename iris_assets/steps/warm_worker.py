@@ -75,16 +75,30 @@ MLFLOW = (
     "mlflow.models",
     "mlflow.store.tracking.sqlalchemy_store",
     "mlflow.store.model_registry.sqlalchemy_store",
+    # Imported on first use, in every fork: the sqlite engine's dialect (each store opens one),
+    # and the frame adapters scikit-learn checks a pandas frame with.
+    "sqlalchemy.dialects.sqlite",
+    "narwhals._pandas_like.dataframe",
+    "narwhals._pandas_like.namespace",
 )
 STEP_IMPORTS = {
     "iris_assets.steps.ingest": (*COMMON, "sklearn.datasets", "iris_assets.steps.ingest"),
-    "iris_assets.steps.train": (*COMMON, *MLFLOW, "iris_assets.steps.train"),
+    # ``log_model`` imports pyfunc, ``start_run`` GitPython (for the run's source version).
+    "iris_assets.steps.train": (
+        *COMMON,
+        *MLFLOW,
+        "mlflow.pyfunc",
+        "git",
+        "iris_assets.steps.train",
+    ),
     "iris_assets.steps.evaluate": (
         *COMMON,
         *MLFLOW,
         "sklearn.metrics",
         "matplotlib",
         "matplotlib.pyplot",
+        "matplotlib.backends.backend_agg",
+        "PIL.ImageDraw",
         "iris_assets.steps.evaluate",
     ),
     # Not SKOPS: the score step imports them on the thread that loads its model, while its main
@@ -105,10 +119,17 @@ AHEAD = {"iris_assets.steps.score": SKOPS}
 # this environment; each version it checks is still read when the step runs. The train step
 # names its requirements (``train.pip_requirements``), so the map is only MLflow's fallback for a
 # package it cannot find by name: one installed after the worker started is not in it.
+# MLflow also checks each database a step opens against the newest revision of its migration
+# scripts, which it finds by reading and compiling all of them (about 40 ms a store, every step):
+# ``pin_mlflow_schema_head`` finds it once here. Each database's own revision is still read.
+MLFLOW_WARM_UPS = ((__name__, "pin_mlflow_schema_head"),)
 WARM_UPS = {
     "iris_assets.steps.train": (
         ("mlflow.utils.requirements_utils", "_init_modules_to_packages_map"),
+        *MLFLOW_WARM_UPS,
     ),
+    "iris_assets.steps.evaluate": MLFLOW_WARM_UPS,
+    "iris_assets.serving.server": MLFLOW_WARM_UPS,
 }
 
 MAX_REQUEST_BYTES = 1 << 20
@@ -131,6 +152,24 @@ def prepare(module: str | None = None) -> None:
             # A private MLflow function: if it moves, the step fills the cache itself.
             with contextlib.suppress(Exception):
                 getattr(importlib.import_module(name), function)()
+
+
+def pin_mlflow_schema_head() -> None:
+    """Make MLflow's ``_get_latest_schema_revision`` answer the head it finds now, from then on:
+    it depends only on the migration scripts of the MLflow installed (a private function: if it
+    moves, this raises and each step finds the head itself)."""
+    from mlflow.store.db import utils
+
+    find = utils._get_latest_schema_revision
+    if hasattr(find, "unpinned"):
+        return
+    head = find()
+
+    def latest_schema_revision() -> str:
+        return head
+
+    latest_schema_revision.unpinned = find
+    utils._get_latest_schema_revision = latest_schema_revision
 
 
 def read_request(conn: socket.socket) -> tuple[dict, list[int]]:

@@ -334,7 +334,33 @@ def test_without_a_warm_worker_nothing_is_launched_detached(tmp_path, monkeypatc
         )
 
 
-def test_the_train_steps_forks_find_mlflows_map_of_installed_packages_made(monkeypatch):
+def test_every_module_the_worker_loads_ahead_is_installed_for_the_orchestrator():
+    """A name that is not installed is skipped without a word (a step that needs it fails as
+    it would cold): a module renamed by an upgrade would leave every fork importing it again."""
+    import importlib.util
+
+    from iris_assets.steps import warm_worker
+
+    names = {*warm_worker.PRELOAD, *(n for ahead in warm_worker.AHEAD.values() for n in ahead)}
+    missing = sorted(name for name in names if importlib.util.find_spec(name) is None)
+    assert not missing, missing
+
+
+@pytest.fixture
+def find_schema_head(monkeypatch):
+    """MLflow's own way to find its schema head, put back in place for the test and after it
+    (the worker's warm-ups, run here in the test's process, replace it)."""
+    from mlflow.store.db import utils
+
+    find = utils._get_latest_schema_revision
+    find = getattr(find, "unpinned", find)
+    monkeypatch.setattr(utils, "_get_latest_schema_revision", find)
+    return find
+
+
+def test_the_train_steps_forks_find_mlflows_map_of_installed_packages_made(
+    monkeypatch, find_schema_head
+):
     """The warm-up the worker does for the train step (``warm_worker.WARM_UPS``) takes effect:
     if MLflow moves the function it calls, every train step would pay it again, silently."""
     from mlflow.utils import requirements_utils
@@ -345,6 +371,44 @@ def test_the_train_steps_forks_find_mlflows_map_of_installed_packages_made(monke
     monkeypatch.setenv("MPLBACKEND", "Agg")  # what preload sets, undone after this test
     warm_worker.prepare("iris_assets.steps.train")
     assert "scikit-learn" in requirements_utils._MODULES_TO_PACKAGES["sklearn"]
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["iris_assets.steps.train", "iris_assets.steps.evaluate", "iris_assets.serving.server"],
+)
+def test_the_mlflow_steps_forks_find_the_schema_head_and_still_check_each_database(
+    module, monkeypatch, tmp_path, find_schema_head
+):
+    """The head revision the worker finds once (``pin_mlflow_schema_head``) is what parsing
+    MLflow's migration scripts finds, it is found without parsing them again, and a database at
+    another revision is still refused, as MLflow refuses it without the warm-up."""
+    from alembic.script import ScriptDirectory
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.db import utils
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from iris_assets.steps import warm_worker
+
+    head = find_schema_head()
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    warm_worker.prepare(module)
+    assert utils._get_latest_schema_revision is not find_schema_head, "no warm-up took effect"
+
+    def parse(*_args, **_kwargs):
+        raise AssertionError("the migration scripts were parsed again")
+
+    with monkeypatch.context() as parsing:
+        parsing.setattr(ScriptDirectory, "from_config", parse)
+        assert utils._get_latest_schema_revision() == head
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    SqlAlchemyStore(uri, str(tmp_path / "artifacts"))  # created at the head
+    engine = utils.create_sqlalchemy_engine_with_retry(uri)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'an-older-one'")
+    engine.dispose()
+    with pytest.raises(MlflowException, match="out-of-date database schema"):
+        SqlAlchemyStore(uri, str(tmp_path / "artifacts"))
 
 
 def test_a_stopped_worker_is_given_up_on_and_never_starts_the_step_later(probe, tmp_path):
