@@ -16,6 +16,7 @@ tests means no long file runs alone at the end while the other workers idle.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import signal
@@ -174,6 +175,15 @@ def runs_environment_venv_tests(config: pytest.Config) -> bool:
     return False
 
 
+# The test processes' cyclic garbage collector runs less often than Python's default (700, 10,
+# 10): a worker holds the objects of Dagster, MLflow and scikit-learn, which each full
+# collection walks. Measured in tests/assets and tests/core on three workers, the collector took
+# 1.9-2.9 CPU s of a worker's 15-28; with these, 1.0-1.4 s (bench/results/tests.md). Garbage
+# without cycles is still freed at once; only cycles wait longer. The processes the tests start
+# keep Python's default.
+TEST_GC_THRESHOLDS = (20_000, 20, 20)
+
+
 @pytest.hookimpl(trylast=True)  # after pytest's own configure made config._tmp_path_factory
 def pytest_configure(config):
     """The controlling process starts ``prebuild`` (the session's wheel and the environment
@@ -181,6 +191,7 @@ def pytest_configure(config):
     # Registered here too, so that a run without xdist (``-p no:xdist``) still accepts the
     # marks ``pytest_collection_modifyitems`` sets under ``--strict-markers``.
     config.addinivalue_line("markers", "xdist_group(name): tests xdist runs on one worker")
+    gc.set_threshold(*TEST_GC_THRESHOLDS)
     if hasattr(config, "workerinput"):
         config.pluginmanager.register(GroupedNodeIds(), "iris-grouped-node-ids")
     if hasattr(config, "workerinput") or not runs_environment_venv_tests(config):
