@@ -90,7 +90,7 @@ def monitoring_state(settings: Settings, store, models) -> dict[str, Any]:
             live_accuracy = round(float(correct / day["labelled_rows"].sum()), 4)
     reason = None
     if models is not None:
-        from iris_assets.assets.retraining import RETRAIN_REASON_TAG
+        from iris_assets.core.registry import RETRAIN_REASON_TAG
 
         retrained = [v for v in models.versions() if RETRAIN_REASON_TAG in v.tags]
         if retrained:
@@ -121,9 +121,10 @@ def champion_rejection(champion) -> str | None:
 
 def promotion_state(settings: Settings, models, challenger, champion) -> str:
     """What stands between the challenger and the champion alias (the gate, read-only)."""
-    from iris_assets.assets.promotion import feature_table_version
     from iris_assets.core.gate import decide
+    from iris_assets.core.tables import current_version
     from iris_assets.settings import separate_duties
+    from iris_assets.steps.stores import table_store
 
     if challenger is None:
         return "no challenger"
@@ -133,7 +134,7 @@ def promotion_state(settings: Settings, models, challenger, champion) -> str:
         models,
         challenger,
         champion,
-        feature_table_version(settings, None),
+        current_version(table_store(settings), settings.feature_table),
         separate_duties(settings),
     )
     if decision.may_promote:

@@ -44,12 +44,10 @@ def feature_table_version(settings, instance: dg.DagsterInstance) -> str | None:
     ``delta_version`` is the current version.
     """
     if not settings.is_databricks:
+        from iris_assets.core.tables import current_version
         from iris_assets.steps.stores import table_store
 
-        store = table_store(settings)
-        if not store.exists(settings.feature_table):
-            return None
-        return str(store.version(settings.feature_table))
+        return current_version(table_store(settings), settings.feature_table)
     event = instance.get_latest_materialization_event(FEATURES_KEY)
     materialization = event.asset_materialization if event else None
     value = materialization.metadata.get("delta_version") if materialization else None

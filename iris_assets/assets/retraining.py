@@ -63,10 +63,10 @@ from iris_assets.core.label_evidence import (
     freshness,
     read_at,
 )
+from iris_assets.core.registry import RETRAIN_REASON_TAG
 from iris_assets.resources import ModelRegistryResource, SettingsResource, StepRunner
 
 RETRAIN_REASON_RUN_TAG = "iris/retrain_reason"
-RETRAIN_REASON_TAG = "retrain_reason"  # on the model version
 DRIFT_CHECK = dg.AssetCheckKey(dg.AssetKey("inference_table"), "feature_drift")
 DECAY_CHECK = dg.AssetCheckKey(dg.AssetKey("model_performance"), "live_accuracy")
 HISTORY = 200

@@ -23,6 +23,7 @@ APPROVED_BY_TAG, APPROVED_AT_TAG = "approved_by", "approved_at"
 # The evaluation record an approval was given on, and when that binding was made.
 APPROVAL_RUN_TAG, APPROVAL_BOUND_AT_TAG = "approval_evaluation_run_id", "approval_bound_at"
 REJECTION_REASON_TAG = "rejection_reason"
+RETRAIN_REASON_TAG = "retrain_reason"  # why a retrain asked for the version (train step)
 TRAINED_BY_TAG = "trained_by"
 PROMOTED_AT_TAG, PREVIOUS_CHAMPION_TAG = "promoted_at", "previous_champion"
 CHAMPION_SINCE_TAG = "champion_since"  # set each time the version becomes champion

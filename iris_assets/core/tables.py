@@ -131,6 +131,11 @@ class TableStore(Protocol):
     def compact_if_fragmented(self, name: str, max_files: int = 64) -> dict[str, Any] | None: ...
 
 
+def current_version(store: TableStore, name: str) -> str | None:
+    """The table's current version as text; None while it does not exist."""
+    return str(store.version(name)) if store.exists(name) else None
+
+
 def sql_string(value: str) -> str:
     """``value`` as a SQL string literal."""
     return "'" + str(value).replace("'", "''") + "'"
