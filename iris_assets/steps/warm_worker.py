@@ -83,14 +83,10 @@ MLFLOW = (
 )
 STEP_IMPORTS = {
     "iris_assets.steps.ingest": (*COMMON, "sklearn.datasets", "iris_assets.steps.ingest"),
-    # ``log_model`` imports pyfunc, ``start_run`` GitPython (for the run's source version).
-    "iris_assets.steps.train": (
-        *COMMON,
-        *MLFLOW,
-        "mlflow.pyfunc",
-        "git",
-        "iris_assets.steps.train",
-    ),
+    # ``log_model`` imports pyfunc. Not GitPython, which ``start_run`` imports for the run's
+    # source version: its import reads GIT_PYTHON_* and runs ``git version`` with the env of
+    # the process importing it, and a step's git lineage must come from the step's own env.
+    "iris_assets.steps.train": (*COMMON, *MLFLOW, "mlflow.pyfunc", "iris_assets.steps.train"),
     "iris_assets.steps.evaluate": (
         *COMMON,
         *MLFLOW,

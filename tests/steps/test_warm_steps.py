@@ -334,6 +334,36 @@ def test_without_a_warm_worker_nothing_is_launched_detached(tmp_path, monkeypatc
         )
 
 
+GIT_PROBE = textwrap.dedent(
+    """
+    import json, os
+    import git
+
+    with open(os.environ["PROBE_OUT"], "w") as out:
+        json.dump({"git": git.cmd.Git.GIT_PYTHON_GIT_EXECUTABLE}, out)
+    """
+)
+
+
+def test_a_step_forked_from_a_worker_with_every_library_finds_its_own_git(tmp_path):
+    """GitPython reads GIT_PYTHON_GIT_EXECUTABLE and runs ``git version`` when it is imported,
+    with the env of the process importing it; MLflow's ``start_run`` imports it for a run's git
+    lineage. A worker that had imported it would hand every step its own git, not the step's."""
+    fake_git = tmp_path / "fake-git"
+    fake_git.write_text('#!/bin/sh\necho "$@" >> "$0.calls"\necho "git version 2.43.0"\n')
+    fake_git.chmod(0o755)
+    (tmp_path / "git_probe.py").write_text(GIT_PROBE)
+    out = tmp_path / "report.json"
+    worker = WarmWorker(sys.executable, preload_all=True)
+    try:
+        env = {**os.environ, "PROBE_OUT": str(out), "GIT_PYTHON_GIT_EXECUTABLE": str(fake_git)}
+        assert worker.launch("git_probe", env, str(tmp_path)).wait(timeout=120) == 0
+    finally:
+        worker.stop()
+    assert json.loads(out.read_text()) == {"git": str(fake_git)}
+    assert "version" in (tmp_path / "fake-git.calls").read_text()
+
+
 def test_every_module_the_worker_loads_ahead_is_installed_for_the_orchestrator():
     """A name that is not installed is skipped without a word (a step that needs it fails as
     it would cold): a module renamed by an upgrade would leave every fork importing it again."""
