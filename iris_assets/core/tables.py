@@ -614,11 +614,10 @@ class DeltaTableStore:
         return self.version(name)
 
     # --- reading ---------------------------------------------------------------------------
-    def _query(
-        self, name: str, sql: str, version: int | None = None, table: DeltaTable | None = None
-    ) -> pa.Table:
-        """``sql`` over the table as ``tbl``: ``table`` when the caller has it open already."""
-        table = self._table(name, version) if table is None else table
+    def _query(self, name: str, sql: str, table: DeltaTable | None = None) -> pa.Table:
+        """``sql`` over the table as ``tbl``: ``table`` when the caller has it open already (a
+        version of it, say), else its current version."""
+        table = self._table(name) if table is None else table
         try:
             reader = QueryBuilder(_READ_CONFIG).register("tbl", table).execute(sql)
             return pa.table(reader)

@@ -153,7 +153,8 @@ def prepare(module: str | None = None) -> None:
 def pin_mlflow_schema_head() -> None:
     """Make MLflow's ``_get_latest_schema_revision`` answer the head it finds now, from then on:
     it depends only on the migration scripts of the MLflow installed (a private function: if it
-    moves, this raises and each step finds the head itself)."""
+    moves, this raises and each step finds the head itself). In the worker, and in an
+    orchestrator that forks its worker from itself (``warm_steps.prestart``)."""
     from mlflow.store.db import utils
 
     find = utils._get_latest_schema_revision

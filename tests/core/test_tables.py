@@ -205,6 +205,24 @@ def test_read_columns_predicate_types_and_versions(store):
         store.read(FEATURES, predicate="nope = 1")
 
 
+def test_a_read_returns_one_snapshot_when_a_writer_commits_during_it(store, monkeypatch):
+    """The columns a read checks and the rows it returns come from the same table version,
+    even when another writer commits between the two (here: right after the check)."""
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
+    store.append(FEATURES, features([1, 2, 3]))
+    checked = DeltaTableStore._schema
+
+    def check_then_another_writer_commits(table):
+        schema = checked(table)
+        monkeypatch.setattr(DeltaTableStore, "_schema", staticmethod(checked))
+        DeltaTableStore(store.warehouse).append(FEATURES, features([4]))
+        return schema
+
+    monkeypatch.setattr(DeltaTableStore, "_schema", staticmethod(check_then_another_writer_commits))
+    assert sorted(store.read(FEATURES)["flower_id"]) == [1, 2, 3]
+    assert sorted(store.read(FEATURES)["flower_id"]) == [1, 2, 3, 4]  # the next read sees it
+
+
 def test_missing_table_errors(store):
     for call in (
         lambda: store.read("a.b.missing"),
