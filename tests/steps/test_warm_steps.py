@@ -431,7 +431,7 @@ def test_the_mlflow_steps_forks_find_the_schema_head_and_still_check_each_databa
     with monkeypatch.context() as parsing:
         parsing.setattr(ScriptDirectory, "from_config", parse)
         assert utils._get_latest_schema_revision() == head
-        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     SqlAlchemyStore(uri, str(tmp_path / "artifacts"))  # created at the head
     engine = utils.create_sqlalchemy_engine_with_retry(uri)
     with engine.begin() as connection:
