@@ -5,11 +5,13 @@ preloaded with a template's runs answers the project's queries as the template d
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 
 import dagster as dg
 
 from tests.assets.conftest import export_runs, import_runs
-from tests.conftest import new_instance, sqlite_instance
+from tests.conftest import ROOT, new_instance, sqlite_instance
 
 one = dg.asset(name="one")(lambda: 1)
 
@@ -101,6 +103,29 @@ def test_an_instance_preloaded_with_a_templates_runs_answers_as_the_template(
         assert len(copy.get_runs()) == 3
     with new_instance(tmp_path / "other") as other:
         assert other.get_runs() == []
+
+
+def test_a_process_that_did_not_make_the_template_loads_its_runs(
+    tmp_path, dagster_instance_template
+):
+    """The template's runs are exported by the worker that made it and loaded by every other
+    one: a fresh process that has imported only the test modules must be able to read them."""
+    with sqlite_instance(dagster_instance_template, tmp_path / "template") as template:
+        assert dg.materialize([one, one_is_fine], instance=template).success
+        (tmp_path / "runs.json").write_text(export_runs(template))
+    load = (
+        "import sys; from tests.assets.conftest import import_runs; "
+        "print(len(import_runs(open(sys.argv[1]).read())))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", load, str(tmp_path / "runs.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1"]
 
 
 def test_a_template_path_is_rehomed_however_the_stored_text_spells_it():

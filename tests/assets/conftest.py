@@ -75,6 +75,9 @@ def export_runs(instance: dg.DagsterInstance) -> str:
 
 
 def import_runs(text: str) -> list:
+    # Imported for what it registers: Dagster deserializes only classes whose modules are
+    # loaded, and a worker that did not make the template may not have loaded these yet.
+    from dagster._core.debug import DebugRunPayload  # noqa: F401
     from dagster._serdes import deserialize_value
 
     return deserialize_value(text)
