@@ -417,7 +417,8 @@ class DeltaTableStore:
         table version). ``whole=(column, value)`` says ``data`` is everything that value of the
         column offers: target rows with that value whose key ``data`` lacks are deleted in the
         same commit (``WHEN NOT MATCHED BY SOURCE``). Returns inserted, updated, deleted,
-        deduplicated (source rows dropped) and the table version after the merge.
+        deduplicated (source rows dropped) and the table version the merge committed (the
+        latest version when it committed nothing).
 
         A MERGE that conflicts with a concurrent commit (Delta's optimistic concurrency: another
         source's ingest appended rows after this one read the table) is computed again from the
@@ -491,7 +492,7 @@ class DeltaTableStore:
             "inserted": int(metrics.get("num_target_rows_inserted", 0)),
             "updated": int(metrics.get("num_target_rows_updated", 0)),
             "deleted": int(metrics.get("num_target_rows_deleted", 0)),
-            "version": self.version(name),
+            "version": int(table.version()),  # this merge's commit
         }
 
     def _missing(self, name: str, source: pa.Table, key: str, whole: tuple[str, str]) -> int:
@@ -567,7 +568,8 @@ class DeltaTableStore:
             except DeltaError as exc:
                 raise self._rejected(name, action, table, exc) from exc
             else:
-                break
+                return int(table.version())  # this commit's (the handle follows its own writes)
+        # An earlier attempt landed (its tags are in the history): where the table is now.
         return self.version(name)
 
     def _committed_since(self, name: str, version: int, tags: dict[str, str]) -> bool:
@@ -611,7 +613,7 @@ class DeltaTableStore:
         if source.num_rows == 0:
             return table.version()
         self._write(name, "append", table, lambda: write_deltalake(table, source, mode="append"))
-        return self.version(name)
+        return int(table.version())  # this commit's, whatever another writer committed since
 
     # --- reading ---------------------------------------------------------------------------
     def _query(self, name: str, sql: str, table: DeltaTable | None = None) -> pa.Table:

@@ -223,6 +223,58 @@ def test_a_read_returns_one_snapshot_when_a_writer_commits_during_it(store, monk
     assert sorted(store.read(FEATURES)["flower_id"]) == [1, 2, 3, 4]  # the next read sees it
 
 
+@pytest.mark.parametrize("write", ["append", "replace_partition", "merge_upsert"])
+def test_a_write_returns_its_own_commits_version_when_another_writer_commits_after_it(
+    store, monkeypatch, write
+):
+    """The version a write returns (what an asset reports as its ``delta_version``) is the
+    commit it made, not a later one another writer made before the write returned."""
+    from iris_assets.core import tables
+
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
+    store.append(FEATURES, features([1, 2, 3]))
+    other = DeltaTableStore(store.warehouse)
+    wrote, merge = tables.write_deltalake, tables.DeltaTable.merge
+
+    def then_another_writer(*args, **kwargs):
+        monkeypatch.setattr(tables, "write_deltalake", wrote)
+        result = wrote(*args, **kwargs)
+        other.append(FEATURES, features([9]))
+        return result
+
+    class ThenAnotherWriter:
+        def __init__(self, merger):
+            self.merger = merger
+
+        def __getattr__(self, name):
+            def chained(*args, **kwargs):
+                step = getattr(self.merger, name)(*args, **kwargs)
+                if name != "execute":
+                    return ThenAnotherWriter(step)
+                other.append(FEATURES, features([9]))
+                return step
+
+            return chained
+
+    if write == "merge_upsert":
+        monkeypatch.setattr(
+            tables.DeltaTable, "merge", lambda t, *a, **k: ThenAnotherWriter(merge(t, *a, **k))
+        )
+    else:
+        monkeypatch.setattr(tables, "write_deltalake", then_another_writer)
+    before = store.version(FEATURES)
+    if write == "append":
+        returned = store.append(FEATURES, features([4]))
+    elif write == "replace_partition":
+        returned = store.replace_partition(FEATURES, features([1], split="test"), "split", "test")
+    else:
+        returned = store.merge_upsert(FEATURES, features([1, 5], length=6.0), "flower_id")[
+            "version"
+        ]
+    assert returned == before + 1
+    assert store.version(FEATURES) == before + 2  # the other writer's commit came after it
+
+
 def test_missing_table_errors(store):
     for call in (
         lambda: store.read("a.b.missing"),
