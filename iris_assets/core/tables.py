@@ -560,8 +560,9 @@ class DeltaTableStore:
                     commit_properties=properties,
                 )
             except CommitFailedError as exc:
-                if tags and self._committed_since(name, start, tags):
-                    break
+                landed = self._landed(name, start, tags) if tags else None
+                if landed is not None:
+                    return landed
                 if not repeatable or attempt == retries:
                     raise self._conflicted(name, action, attempt) from exc
                 time.sleep(random.uniform(0.02, 0.1) * 2**attempt)
@@ -569,16 +570,19 @@ class DeltaTableStore:
                 raise self._rejected(name, action, table, exc) from exc
             else:
                 return int(table.version())  # this commit's (the handle follows its own writes)
-        # An earlier attempt landed (its tags are in the history): where the table is now.
-        return self.version(name)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _committed_since(self, name: str, version: int, tags: dict[str, str]) -> bool:
-        """True when a commit after ``version`` carries every one of ``tags``."""
-        newer = self.version(name) - version
+    def _landed(self, name: str, version: int, tags: dict[str, str]) -> int | None:
+        """The version of the newest commit after ``version`` that carries every one of
+        ``tags`` (this write, landed after all); None when there is none."""
+        table = self._table(name)
+        newer = int(table.version()) - version
         if newer <= 0:
-            return False
-        history = self._table(name).history(limit=newer)
-        return any(all(str(c.get(k)) == v for k, v in tags.items()) for c in history)
+            return None
+        for commit in table.history(limit=newer):  # newest first
+            if all(str(commit.get(k)) == v for k, v in tags.items()):
+                return int(commit["version"])
+        return None
 
     @staticmethod
     def _conflicted(name: str, action: str, retried: int) -> TableError:
@@ -611,7 +615,7 @@ class DeltaTableStore:
         table = self._table(name)
         source = self._conform(name, self._schema(table), data)
         if source.num_rows == 0:
-            return table.version()
+            return int(table.version())
         self._write(name, "append", table, lambda: write_deltalake(table, source, mode="append"))
         return int(table.version())  # this commit's, whatever another writer committed since
 

@@ -275,6 +275,33 @@ def test_a_write_returns_its_own_commits_version_when_another_writer_commits_aft
     assert store.version(FEATURES) == before + 2  # the other writer's commit came after it
 
 
+def test_a_tagged_replace_told_it_conflicted_after_it_landed_returns_its_commit(store, monkeypatch):
+    """A commit that landed, yet its writer was told it conflicted (and another writer
+    committed since): the write is not made twice and returns the version of its own commit."""
+    from deltalake.exceptions import CommitFailedError
+
+    from iris_assets.core import tables
+
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
+    store.append(FEATURES, features([1, 2, 3]))
+    wrote, writes = tables.write_deltalake, []
+
+    def landed_then_told_it_conflicted(*args, **kwargs):
+        writes.append(wrote(*args, **kwargs))
+        monkeypatch.setattr(tables, "write_deltalake", wrote)  # the other writer's is plain
+        DeltaTableStore(store.warehouse).append(FEATURES, features([9]))
+        monkeypatch.setattr(tables, "write_deltalake", landed_then_told_it_conflicted)
+        raise CommitFailedError("told it conflicted")
+
+    monkeypatch.setattr(tables, "write_deltalake", landed_then_told_it_conflicted)
+    before = store.version(FEATURES)
+    tags = {"iris.run": "this-write"}
+    returned = store.replace_partition(FEATURES, features([1], split="test"), "split", "test", tags)
+    assert len(writes) == 1
+    assert returned == before + 1 and store.version(FEATURES) == before + 2
+    assert store.commit_tags(FEATURES)[1] == tags  # the version returned is the tagged commit
+
+
 def test_missing_table_errors(store):
     for call in (
         lambda: store.read("a.b.missing"),
