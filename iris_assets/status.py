@@ -52,7 +52,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             "challenger_approval": challenger.approval if challenger else None,
             "challenger_evaluation": challenger.evaluation if challenger else None,
             "champion_rejected": champion_rejection(champion),
-            "promotion": promotion_state(settings, models, challenger, champion),
+            "promotion": promotion_state(settings, store, models, challenger, champion),
         },
         "serving": {
             "url": settings.serving_url + "/invocations",
@@ -119,12 +119,11 @@ def champion_rejection(champion) -> str | None:
     return f"REJECTED ({champion.tags.get(REJECTION_REASON_TAG, 'no reason given')})"
 
 
-def promotion_state(settings: Settings, models, challenger, champion) -> str:
+def promotion_state(settings: Settings, store, models, challenger, champion) -> str:
     """What stands between the challenger and the champion alias (the gate, read-only)."""
     from iris_assets.core.gate import decide
     from iris_assets.core.tables import current_version
     from iris_assets.settings import separate_duties
-    from iris_assets.steps.stores import table_store
 
     if challenger is None:
         return "no challenger"
@@ -134,7 +133,7 @@ def promotion_state(settings: Settings, models, challenger, champion) -> str:
         models,
         challenger,
         champion,
-        current_version(table_store(settings), settings.feature_table),
+        current_version(store, settings.feature_table),
         separate_duties(settings),
     )
     if decision.may_promote:
