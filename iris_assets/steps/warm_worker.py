@@ -55,6 +55,7 @@ COMMON = (
     "pyarrow",
     "pyarrow.compute",
     "pyarrow.parquet",
+    "pyarrow.dataset",  # what ``pyarrow.parquet.read_table`` imports on first use
     "deltalake",
     "dagster_pipes",
 )
@@ -97,6 +98,8 @@ STEP_IMPORTS = {
         "PIL.ImageDraw",
         "iris_assets.steps.evaluate",
     ),
+    # Its metrics are scikit-learn's (and so SciPy's), imported when it computes them.
+    "iris_assets.steps.performance": (*COMMON, "sklearn.metrics", "iris_assets.steps.performance"),
     # Not SKOPS: the score step imports them on the thread that loads its model, while its main
     # thread inspects the day's files (a worker started for one step would import them first).
     "iris_assets.steps.score": (*COMMON, "iris_assets.steps.score"),
