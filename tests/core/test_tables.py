@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -300,6 +301,66 @@ def test_a_tagged_replace_told_it_conflicted_after_it_landed_returns_its_commit(
     assert len(writes) == 1
     assert returned == before + 1 and store.version(FEATURES) == before + 2
     assert store.commit_tags(FEATURES)[1] == tags  # the version returned is the tagged commit
+
+
+def test_a_store_sees_what_other_writers_committed_since_its_last_look(store):
+    """A store keeps the handles it is done with for its next operations: each of them still
+    reads the table's latest version, whoever committed it."""
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
+    other = DeltaTableStore(store.warehouse)
+    store.append(FEATURES, features([1]))
+    for n in range(2, 5):
+        before = store.version(FEATURES)
+        other.merge_upsert(FEATURES, features([n]), key="flower_id")
+        assert store.version(FEATURES) == before + 1
+        assert sorted(store.read(FEATURES)["flower_id"]) == list(range(1, n + 1))
+        assert store.count(FEATURES) == n
+    other.replace_partition(FEATURES, features([7], split="test"), "split", "test", {"iris.a": "b"})
+    assert store.commit_tags(FEATURES)[0] == {"iris.a": "b"}
+    assert store.distinct(FEATURES, "split") == ["test", "train"]
+    # Its own write lands on the latest version too: nothing another writer committed is lost.
+    store.merge_upsert(FEATURES, features([1], length=9.0), key="flower_id")
+    assert sorted(other.read(FEATURES)["flower_id"]) == [1, 2, 3, 4, 7]
+
+
+@pytest.mark.parametrize("commits", [0, 1, 6])
+def test_a_table_deleted_and_made_again_behind_a_stores_back_reads_as_the_new_table(store, commits):
+    """deltalake brings a handle up to date by reading the commits after its own from whatever
+    table is at the path now: on a table made again that mixes the old table's files and schema
+    with the new one's commits. The store sees the new table alone, however many commits it has
+    (fewer, as many as or more than the old one)."""
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
+    for n in range(1, 4):
+        store.append(FEATURES, features([n]))
+    assert store.count(FEATURES) == 3
+    shutil.rmtree(store.path(FEATURES))
+    with pytest.raises(TableError, match="does not exist"):
+        store.read(FEATURES)
+    other = DeltaTableStore(store.warehouse)
+    other.ensure_table(INFERENCES, INFERENCE_TABLE_SCHEMA)
+    shutil.copytree(other.path(INFERENCES), store.path(FEATURES))
+    for n in range(commits):
+        other.append(INFERENCES, inferences("2026-11-02", [n]))
+        shutil.rmtree(store.path(FEATURES))
+        shutil.copytree(other.path(INFERENCES), store.path(FEATURES))
+    read = store.read(FEATURES)
+    assert list(read.columns) == INFERENCE_TABLE_SCHEMA.names
+    assert sorted(read["flower_id"]) == list(range(commits))
+    assert store.version(FEATURES) == other.version(INFERENCES)
+
+
+def test_a_table_made_again_at_the_same_versions_reads_as_the_new_table(store):
+    """The same number of commits, made again after the store last looked: the commit its kept
+    handle is at is another file now, and the store opens the table again."""
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
+    store.append(FEATURES, features([1, 2]))
+    assert store.count(FEATURES) == 2
+    shutil.rmtree(store.path(FEATURES))
+    other = DeltaTableStore(store.warehouse)
+    other.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
+    other.append(FEATURES, features([5, 6, 7]))
+    assert store.version(FEATURES) == other.version(FEATURES)
+    assert sorted(store.read(FEATURES)["flower_id"]) == [5, 6, 7]
 
 
 def test_missing_table_errors(store):
