@@ -67,11 +67,22 @@ def cmd_status(args) -> int:
     return 0
 
 
+def refuse_without_registry(settings, version: str) -> None:
+    """A local home with no registry has no version to act on: say so, and create none (opening
+    MLflow's store would make and migrate an empty registry, seconds of work, for nothing)."""
+    if not settings.is_databricks and not settings.mlflow_db.exists():
+        raise CliError(
+            f"model {settings.model_name} has no version {version}: nothing is registered in "
+            f"this home yet ({settings.mlflow_db}); run `iris demo` (or `make demo`) first"
+        )
+
+
 def cmd_approve(args) -> int:
     from iris_assets.core.registry import ModelRegistry, RegistryError
     from iris_assets.settings import separate_duties
 
     settings = load_settings()
+    refuse_without_registry(settings, args.version)
     try:
         version = ModelRegistry(settings).approve(
             args.version, by=args.by, separate_duties=separate_duties(settings)
@@ -90,7 +101,9 @@ def cmd_approve(args) -> int:
 def cmd_reject(args) -> int:
     from iris_assets.core.registry import ModelRegistry, RegistryError
 
-    models = ModelRegistry(load_settings())
+    settings = load_settings()
+    refuse_without_registry(settings, args.version)
+    models = ModelRegistry(settings)
     try:
         version = models.reject(args.version, by=args.by, reason=args.reason)
     except RegistryError as error:

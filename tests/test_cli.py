@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,10 +71,19 @@ def test_demo_runs_the_whole_lifecycle_in_a_fresh_home(env):
     assert iris(env, "stop").stdout.strip() == "no server was running"
 
 
-def test_approving_a_missing_version_is_a_clear_error(env):
+def test_approving_a_missing_version_is_a_clear_error(env, mlflow_db_template):
+    home = Path(env["IRIS_HOME"])
+    for verb in (["approve", "7", "--by", "ana"], ["reject", "7", "--by", "ana", "--reason", "x"]):
+        out = iris(env, *verb)
+        assert out.returncode == 2, out.stderr
+        assert "has no version 7" in out.stderr and "Traceback" not in out.stderr
+        assert "nothing is registered in this home yet" in out.stderr and "iris demo" in out.stderr
+    assert not home.exists(), "a fresh home gets no empty registry made for a refusal"
+    (home / "dev").mkdir(parents=True)
+    shutil.copy(mlflow_db_template, home / "dev" / "mlflow.db")  # a registry, no such version
     out = iris(env, "approve", "7", "--by", "ana")
-    assert out.returncode == 2
-    assert "has no version 7" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "has no version 7" in out.stderr, out.stderr
+    assert "nothing is registered" not in out.stderr and "Traceback" not in out.stderr
 
 
 def test_simulate_appends_flowers_to_the_landing_area(env):
