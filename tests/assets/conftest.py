@@ -6,6 +6,8 @@ costs seconds of CPU, and dozens of tests start from one, so it is trained once 
 that each test then gets its own copy of: a test may change its home and instance as it likes.
 A test's instance is in memory (``tests.conftest.new_instance``), holding the template's runs
 and events, or, for a test marked ``sqlite_instance``, a copy of the template's sqlite files.
+Two dozen retraining tests start one step further, from the champion with a scored and judged
+day (``judged_day``): that is a template too, made from the champion's by the real runs.
 What the preload does not carry: the run records' ``start_time`` and ``end_time`` (None) and
 their create and update times (the load's); the project reads only ``create_timestamp``, of
 runs still in flight, which a preloaded run never is.
@@ -27,6 +29,8 @@ HOME = "iris-home"  # under a test's tmp_path, as the ``settings`` fixture makes
 INSTANCE = "dagster"
 RUNS = "dagster-runs.json"  # the template instance's runs and events, as Dagster serializes them
 TRAINER = "tess"  # who trained ``trained_home``'s version 1
+# The fixtures of a test that starts from a scored and judged day, and its flowers (``judged_day``).
+JUDGED_DAYS = {"judged_day": 120, "judged_day_of_150": 150}
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +66,46 @@ def champion_template(tmp_path_factory, mlflow_db_template) -> Path:
             ModelRegistry(settings).set_alias(CHAMPION_ALIAS, "1")
         (root / ".complete").touch()
     return root
+
+
+@pytest.fixture(scope="session")
+def judged_day_templates(tmp_path_factory, champion_template):
+    """``template(rows)``: a home and instance (as ``champion_template``'s) after the real runs
+    of ``tests.assets.test_monitoring_retraining``: ``score`` scored ``rows`` flowers of its
+    ``DAY`` and ``label_and_judge`` landed 60 labels as scored and judged them. Made by the first
+    worker that needs it, from a copy of the champion's."""
+    from iris_assets.settings import load_settings
+    from tests.assets.test_monitoring_retraining import DAY, label_and_judge, score
+    from tests.conftest import SETTINGS_VARS, free_port
+    from tests.databricks.serverless_env import locked
+
+    def template(rows: int) -> Path:
+        root = session_folder(tmp_path_factory) / f"judged-day-{rows}"
+        with locked(root.with_suffix(".lock")):
+            if (root / ".complete").exists():
+                return root
+            shutil.rmtree(root, ignore_errors=True)
+            shutil.copytree(champion_template / HOME, root / HOME)
+            rehome(root, champion_template, root)
+            runs = import_runs(
+                rehomed((champion_template / RUNS).read_text(), champion_template, root)
+            )
+            with pytest.MonkeyPatch.context() as env:
+                for name in (*SETTINGS_VARS, "IRIS_NOTIFY_URL"):
+                    env.delenv(name, raising=False)
+                env.setenv("IRIS_HOME", str(root / HOME))
+                env.setenv("IRIS_SERVING_PORT", str(free_port()))
+                settings = load_settings()
+                for key, value in settings.step_env().items():
+                    env.setenv(key, value)
+                with new_instance(root / INSTANCE, preload=runs) as instance:
+                    graph = (build_definitions(settings), instance)
+                    label_and_judge(graph, settings, score(graph, settings, DAY, rows), 60, 0.0)
+                    (root / RUNS).write_text(export_runs(instance))
+            (root / ".complete").touch()
+        return root
+
+    return template
 
 
 def export_runs(instance: dg.DagsterInstance) -> str:
@@ -137,7 +181,8 @@ def graph(request, settings, tmp_path):
     """The real definitions for this test's settings, with a throwaway Dagster instance (for a
     test that asks for ``champion``, a copy of the instance the champion was trained in)."""
     on_disk = request.node.get_closest_marker(SQLITE_INSTANCE) is not None
-    if "champion" not in request.fixturenames:
+    judged = [rows for name, rows in JUDGED_DAYS.items() if name in request.fixturenames]
+    if "champion" not in request.fixturenames and not judged:
         if on_disk:
             template = request.getfixturevalue("dagster_instance_template")
             with sqlite_instance(template, tmp_path / INSTANCE) as instance:
@@ -146,7 +191,11 @@ def graph(request, settings, tmp_path):
         with new_instance(tmp_path / INSTANCE) as instance:
             yield build_definitions(settings), instance
         return
-    template = request.getfixturevalue("champion_template")
+    if judged:
+        assert len(judged) == 1 and not on_disk, "one judged day, on an in-memory instance"
+        template = request.getfixturevalue("judged_day_templates")(judged[0])
+    else:
+        template = request.getfixturevalue("champion_template")
     assert settings.home == tmp_path / HOME, "the template's layout is the settings fixture's"
     shutil.rmtree(settings.home)
     shutil.copytree(template / HOME, settings.home)
@@ -171,6 +220,21 @@ def champion(settings, graph):
     champion = ModelRegistry(settings).champion()
     assert champion is not None and champion.version == "1", champion
     return "1"
+
+
+@pytest.fixture
+def judged_day(champion):
+    """The champion, then ``DAY``'s 120 flowers scored and 60 of them labelled as scored and
+    judged: what ``label_and_judge(graph, settings, score(graph, settings, DAY), rows=60,
+    drop=0.0)`` leaves (``tests.assets.test_monitoring_retraining``), in a copy of a template
+    made by those runs (``judged_day_templates``, ``graph``)."""
+    return champion
+
+
+@pytest.fixture
+def judged_day_of_150(champion):
+    """As ``judged_day``, with 150 flowers scored (``score(..., rows=150)``)."""
+    return champion
 
 
 @pytest.fixture(scope="session")

@@ -147,13 +147,12 @@ def test_one_piece_of_evidence_starts_one_retrain(settings, graph, champion):
 
 
 def test_a_retrain_that_fails_evaluation_blocks_nothing_and_a_person_is_told(
-    settings, graph, champion, monkeypatch
+    settings, graph, champion, judged_day, monkeypatch
 ):
     from iris_assets.assets.notifications import notification_sensor
 
     monkeypatch.delenv("IRIS_NOTIFY_URL", raising=False)
     defs, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
     request = retraining_tick(graph)
     assert isinstance(request, dg.RunRequest), request
     impossible = {"evaluation_report": {"config": {"min_accuracy": 1.01}}}

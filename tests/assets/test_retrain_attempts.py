@@ -43,9 +43,8 @@ def run_with(graph, request, ops: dict):
 
 
 def test_a_retrain_that_keeps_failing_is_asked_for_three_times_then_named_on_the_tick(
-    settings, graph, champion
+    settings, graph, champion, judged_day_of_150
 ):
-    label_and_judge(graph, settings, score(graph, settings, DAY, rows=150), rows=60, drop=0.0)
     cursor, keys, runs = None, [], []
     for ending in ("failed", "canceled", "failed"):
         request, cursor = retraining_tick(graph, cursor, with_cursor=True)
@@ -98,8 +97,9 @@ def test_a_retrain_whose_challenger_failed_evaluation_is_not_asked_for_again(
     assert again.skip_message.startswith("no new evidence: already retrained for decay on")
 
 
-def test_a_cursor_of_the_earlier_release_still_spends_its_keys(settings, graph, champion):
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
+def test_a_cursor_of_the_earlier_release_still_spends_its_keys(
+    settings, graph, champion, judged_day
+):
     _, cursor = retraining_tick(graph, with_cursor=True)
     earlier = json.dumps(list(json.loads(cursor)["evidence"]))  # a list of spent keys, no runs
     outcome = retraining_tick(graph, earlier)
@@ -108,10 +108,9 @@ def test_a_cursor_of_the_earlier_release_still_spends_its_keys(settings, graph, 
 
 
 def test_a_retrain_that_took_the_labels_in_and_then_failed_to_train_is_asked_for_again(
-    settings, graph, champion
+    settings, graph, champion, judged_day
 ):
     defs, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
     request, cursor = retraining_tick(graph, with_cursor=True)
     assert isinstance(request, dg.RunRequest), request
     broken = {"challenger_model": {"config": {"C": -1.0}}}  # the training step fails

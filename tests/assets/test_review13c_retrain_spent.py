@@ -7,12 +7,13 @@ import dagster as dg
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
 from iris_assets.assets.retraining import SUBMIT_GRACE_SECONDS
-from tests.assets.test_monitoring_retraining import DAY, label_and_judge, retraining_tick, score
+from tests.assets.test_monitoring_retraining import retraining_tick
 
 
-def test_a_deleted_retrain_run_does_not_spend_its_evidence(settings, graph, champion):
+def test_a_deleted_retrain_run_does_not_spend_its_evidence(
+    settings, graph, champion, judged_day_of_150
+):
     defs, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY, rows=150), rows=60, drop=0.0)
     request, cursor = retraining_tick(graph, with_cursor=True)
     assert isinstance(request, dg.RunRequest), request
     # The daemon creates the run; its worker dies and the run stays STARTED for ever.
@@ -34,13 +35,12 @@ def test_a_deleted_retrain_run_does_not_spend_its_evidence(settings, graph, cham
 
 
 def test_a_retry_canceled_before_its_ingest_keeps_the_labels_its_first_attempt_took_in(
-    settings, graph, champion
+    settings, graph, champion, judged_day
 ):
     from iris_assets.core.registry import ModelRegistry
     from tests.assets.test_retrain_attempts import run_with, start_and_end
 
     defs, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
     request, cursor = retraining_tick(graph, with_cursor=True)
     assert isinstance(request, dg.RunRequest), request
     broken = {"challenger_model": {"config": {"C": -1.0}}}  # ingest succeeds, training fails

@@ -43,9 +43,10 @@ def test_deleting_an_answered_retrain_run_does_not_retrain_the_same_evidence(
     )
 
 
-def test_a_clock_stepped_back_does_not_hide_a_deleted_retrain_run(settings, graph, champion):
+def test_a_clock_stepped_back_does_not_hide_a_deleted_retrain_run(
+    settings, graph, champion, judged_day_of_150
+):
     defs, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY, rows=150), rows=60, drop=0.0)
     skew = 24 * 3600  # the host's clock was a day fast when the tick ran
     with mock.patch("iris_assets.assets.retraining._now", return_value=time.time() + skew):
         request, cursor = retraining_tick(graph, with_cursor=True)
@@ -59,14 +60,13 @@ def test_a_clock_stepped_back_does_not_hide_a_deleted_retrain_run(settings, grap
 
 
 def test_labels_merged_by_a_killed_ingest_are_still_retrained(
-    settings, graph, champion, monkeypatch
+    settings, graph, champion, judged_day, monkeypatch
 ):
     from iris_assets.steps.failpoints import FAILPOINT_ENV
     from tests.assets.helpers import run_job, step_failure_messages
     from tests.assets.test_monitoring_retraction import labelled_rows
 
     defs, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
     request, cursor = retraining_tick(graph, with_cursor=True)
     assert isinstance(request, dg.RunRequest), request
     monkeypatch.setenv(FAILPOINT_ENV, "ingest:merged")  # the machine is lost right after MERGE
@@ -103,7 +103,7 @@ def test_a_garbage_cursor_does_not_raise_in_the_tick(settings, graph, champion, 
 
 
 def test_a_retrained_challenger_left_unevaluated_is_told_to_a_person(
-    settings, graph, champion, monkeypatch
+    settings, graph, champion, judged_day, monkeypatch
 ):
     import shutil
     from urllib.parse import unquote, urlparse
@@ -113,7 +113,6 @@ def test_a_retrained_challenger_left_unevaluated_is_told_to_a_person(
 
     monkeypatch.delenv("IRIS_NOTIFY_URL", raising=False)
     defs, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
     request, cursor = retraining_tick(graph, with_cursor=True)
     assert isinstance(request, dg.RunRequest), request
     # The evaluate step cannot read the champion's model (an artifact store outage): it fails
@@ -141,11 +140,12 @@ def test_a_retrained_challenger_left_unevaluated_is_told_to_a_person(
     assert any(str(m.get("version")) == "2" or " v2" in m.get("text", "") for m in told), told
 
 
-def test_a_hand_trained_challenger_waiting_for_approval_is_not_replaced(settings, graph, champion):
+def test_a_hand_trained_challenger_waiting_for_approval_is_not_replaced(
+    settings, graph, champion, judged_day_of_150
+):
     from tests.assets.helpers import run_job, step_failure_messages
 
     defs, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY, rows=150), rows=60, drop=0.0)
     hand = run_job(defs, instance, "training_job")  # a person trains v2 from the UI
     assert hand.success, step_failure_messages(hand)
     challenger = ModelRegistry(settings).challenger()
@@ -158,7 +158,7 @@ def test_a_hand_trained_challenger_waiting_for_approval_is_not_replaced(settings
 
 
 def test_a_retrain_given_up_after_its_attempts_is_told_to_a_person(
-    settings, graph, champion, monkeypatch
+    settings, graph, champion, judged_day_of_150, monkeypatch
 ):
     from iris_assets.assets.notifications import notification_sensor
     from iris_assets.core.notify import recent
@@ -166,7 +166,6 @@ def test_a_retrain_given_up_after_its_attempts_is_told_to_a_person(
 
     monkeypatch.delenv("IRIS_NOTIFY_URL", raising=False)
     defs, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY, rows=150), rows=60, drop=0.0)
     cursor = None
     for _ in range(3):  # three serverless cold starts that timed out
         request, cursor = retraining_tick(graph, cursor, with_cursor=True)

@@ -9,7 +9,7 @@ import pytest
 from iris_assets.core.notify import recent
 from iris_assets.definitions import build_definitions
 from tests.assets.test_monitoring_notify import TOKEN, Webhook, tick
-from tests.assets.test_monitoring_retraining import DAY, label_and_judge, retraining_tick, score
+from tests.assets.test_monitoring_retraining import retraining_tick
 from tests.assets.test_retrain_attempts import start_and_end
 
 
@@ -21,10 +21,9 @@ def hook():
 
 
 def test_a_given_up_retrain_is_posted_once_without_the_webhook_secret(
-    settings, graph, champion, hook, monkeypatch
+    settings, graph, champion, judged_day_of_150, hook, monkeypatch
 ):
     defs, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY, rows=150), rows=60, drop=0.0)
     monkeypatch.setenv("IRIS_NOTIFY_URL", hook.url)
     told_defs = build_definitions(settings)  # the notifier reads IRIS_NOTIFY_URL
     told = (told_defs, instance)  # retraining_sensor with that notifier

@@ -11,19 +11,18 @@ import dagster as dg
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
 from iris_assets.assets.retraining import SUBMIT_GRACE_SECONDS
-from tests.assets.test_monitoring_retraining import DAY, label_and_judge, retraining_tick, score
+from tests.assets.test_monitoring_retraining import retraining_tick
 from tests.assets.test_retrain_attempts import start_and_end
 
 
 def test_a_retrain_given_up_after_a_deleted_last_attempt_is_told_to_a_person(
-    settings, graph, champion, monkeypatch
+    settings, graph, champion, judged_day_of_150, monkeypatch
 ):
     from iris_assets.assets.notifications import notification_sensor
     from iris_assets.core.notify import recent
 
     monkeypatch.delenv("IRIS_NOTIFY_URL", raising=False)
     defs, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY, rows=150), rows=60, drop=0.0)
     cursor = None
     for _ in range(2):  # two serverless cold starts that timed out
         request, cursor = retraining_tick(graph, cursor, with_cursor=True)

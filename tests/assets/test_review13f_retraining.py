@@ -72,13 +72,12 @@ def test_a_late_report_after_a_removing_retrain_does_not_retrain_the_same_flower
 
 
 def test_a_withdrawn_batch_after_a_failed_ingest_is_not_retrained(
-    settings, graph, champion, monkeypatch
+    settings, graph, champion, judged_day, monkeypatch
 ):
     from iris_assets.steps.failpoints import FAILPOINT_ENV
     from tests.assets.helpers import run_job, step_failure_messages
 
     defs, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
     request, cursor = retraining_tick(graph, with_cursor=True)
     assert isinstance(request, dg.RunRequest), request
     monkeypatch.setenv(FAILPOINT_ENV, "ingest:before_merge")  # lost before the MERGE
@@ -127,14 +126,13 @@ def test_a_rolled_back_version_does_not_hold_retraining_as_waiting_for_approval(
 
 
 def test_a_given_up_message_names_only_evidence_that_is_not_retried(
-    settings, graph, champion, monkeypatch
+    settings, graph, champion, judged_day_of_150, monkeypatch
 ):
     from iris_assets.assets.notifications import notification_sensor
     from iris_assets.core.notify import recent
 
     monkeypatch.delenv("IRIS_NOTIFY_URL", raising=False)
     defs, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY, rows=150), rows=60, drop=0.0)
     cursor = None
     for _ in range(2):  # two cold starts that timed out
         request, cursor = retraining_tick(graph, cursor, with_cursor=True)
@@ -167,13 +165,12 @@ def test_a_given_up_message_names_only_evidence_that_is_not_retried(
 
 
 def test_labels_a_killed_retrain_merged_and_a_person_then_trained_on_retrain_once(
-    settings, graph, champion, monkeypatch
+    settings, graph, champion, judged_day, monkeypatch
 ):
     from iris_assets.steps.failpoints import FAILPOINT_ENV
     from tests.assets.helpers import run_job, step_failure_messages
 
     defs, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
     request, cursor = retraining_tick(graph, with_cursor=True)
     assert isinstance(request, dg.RunRequest), request
     monkeypatch.setenv(FAILPOINT_ENV, "ingest:merged")  # the machine is lost after the MERGE
@@ -198,19 +195,19 @@ def test_labels_a_killed_retrain_merged_and_a_person_then_trained_on_retrain_onc
 
 
 def test_a_report_materialization_from_the_ui_does_not_hide_the_label_evidence(
-    settings, graph, champion
+    settings, graph, champion, judged_day_of_150
 ):
     _, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY, rows=150), rows=60, drop=0.0)
     # A person marks the day materialized from the asset page: no metadata, no evidence.
     instance.report_runless_asset_event(dg.AssetMaterialization("model_performance", partition=DAY))
     outcome = retraining_tick(graph)
     assert isinstance(outcome, dg.RunRequest), outcome.skip_message
 
 
-def test_a_report_with_garbage_versions_does_not_fail_every_tick(settings, graph, champion):
+def test_a_report_with_garbage_versions_does_not_fail_every_tick(
+    settings, graph, champion, judged_day_of_150
+):
     _, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY, rows=150), rows=60, drop=0.0)
     record = latest_report(instance)
     metadata = dict(record.asset_materialization.metadata)
     metadata["evidence_labels_version"] = dg.MetadataValue.text("v7")

@@ -7,8 +7,7 @@ import pytest
 
 from iris_assets.assets import retraining
 from iris_assets.core.notify import recent
-from tests.assets.test_monitoring_retraction import DAY
-from tests.assets.test_monitoring_retraining import label_and_judge, retraining_tick, score
+from tests.assets.test_monitoring_retraining import retraining_tick, score
 from tests.assets.test_retrain_attempts import start_and_end
 
 
@@ -21,7 +20,7 @@ def _given_up(settings):
 
 
 def _three_failed_attempts(graph, settings):
-    label_and_judge(graph, settings, score(graph, settings, DAY, rows=150), rows=60, drop=0.0)
+    """Three retrains of the labels of ``judged_day_of_150`` (the test's fixture), each failed."""
     cursor = None
     for _ in range(retraining.MAX_ATTEMPTS):
         request, cursor = retraining_tick(graph, cursor, with_cursor=True)
@@ -31,7 +30,7 @@ def _three_failed_attempts(graph, settings):
 
 
 def test_a_give_up_is_told_once_when_the_tick_fails_after_telling(
-    settings, graph, champion, monkeypatch
+    settings, graph, champion, judged_day_of_150, monkeypatch
 ):
     monkeypatch.delenv("IRIS_NOTIFY_URL", raising=False)
     cursor = _three_failed_attempts(graph, settings)
