@@ -12,20 +12,58 @@ by Dagster's and MLflow's own code, against exactly the revisions a fresh parse 
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
+import sys
 from pathlib import Path
 
 _shared: dict[tuple, object] = {}
+SCRIPTS_MODULE = "alembic.script.base"
 
 
 def share_revision_maps() -> bool:
-    """Make every ``ScriptDirectory`` of the same folders share one revision map; False where
-    alembic is not installed (the env-5 run of the core tests)."""
-    try:
-        from alembic.script.base import ScriptDirectory
-    except ImportError:
-        return False
-    if getattr(ScriptDirectory.__init__, "_iris_shared", False):
+    """Make every ``ScriptDirectory`` of the same folders share one revision map, as soon as
+    alembic's scripts module is imported (a process that never imports it, the inner pytest
+    runs of tests/ui, does not pay alembic's import for it); False where alembic is not
+    installed (the env-5 run of the core tests)."""
+    if SCRIPTS_MODULE in sys.modules:
+        _share(sys.modules[SCRIPTS_MODULE].ScriptDirectory)
         return True
+    try:
+        found = importlib.util.find_spec("alembic")
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        return False
+    if not any(isinstance(finder, _ShareOnImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _ShareOnImport())
+    return True
+
+
+class _ShareOnImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: when alembic's scripts module is imported, it has the other
+    finders find it and shares the maps right after the module ran."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != SCRIPTS_MODULE:
+            return None
+        sys.meta_path.remove(self)  # once: the other finders find the module
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            _share(module.ScriptDirectory)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _share(ScriptDirectory) -> None:  # noqa: N803 - the class itself
+    if getattr(ScriptDirectory.__init__, "_iris_shared", False):
+        return
     parse = ScriptDirectory.__init__
 
     def __init__(self, *args, **kwargs):
@@ -41,4 +79,3 @@ def share_revision_maps() -> bool:
 
     __init__._iris_shared = True
     ScriptDirectory.__init__ = __init__
-    return True

@@ -4,12 +4,16 @@ once, never what a database is checked against or stamped with."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 
 import dagster as dg
 import pytest
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionMap
 from dagster._core.storage.sql import get_alembic_config
+
+from tests.conftest import ROOT
 
 
 def dagster_scripts() -> ScriptDirectory:
@@ -31,6 +35,21 @@ def lineage(revisions: RevisionMap) -> list[str]:
 def test_the_suite_runs_with_shared_maps():
     # Without it every asset test pays the parse again: slower, and nothing else says so.
     assert getattr(ScriptDirectory.__init__, "_iris_shared", False)
+
+
+def test_the_maps_are_shared_from_alembics_import_on_and_it_is_not_imported_for_them():
+    """Sharing waits for alembic's import (an inner pytest run that never needs it does not
+    pay for it), and takes effect as it is imported, however it is reached."""
+    code = (
+        "import sys; from tests.alembic_scripts import share_revision_maps; "
+        "assert share_revision_maps() and 'alembic' not in sys.modules, sorted(sys.modules); "
+        "import mlflow.store.db.utils; from alembic.script import ScriptDirectory; "
+        "assert ScriptDirectory.__init__._iris_shared; print('shared')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "shared", out.stderr[-2000:]
 
 
 @pytest.mark.parametrize("scripts", [dagster_scripts, mlflow_scripts])
