@@ -363,6 +363,52 @@ def test_a_table_made_again_at_the_same_versions_reads_as_the_new_table(store):
     assert sorted(store.read(FEATURES)["flower_id"]) == [5, 6, 7]
 
 
+def test_a_table_made_again_during_an_operation_is_not_served_from_its_handle_after(
+    store, monkeypatch
+):
+    """Another writer deletes the table and makes it again while an operation of the store
+    holds a handle: the handle is of the old table, and is not kept for the next operations
+    (they read the new table, not the old one's rows with the new one's later commits)."""
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
+    store.append(FEATURES, features([1, 2, 3]))
+    assert store.count(FEATURES) == 3
+    kept = DeltaTableStore._keep
+    other = DeltaTableStore(store.warehouse)
+
+    def made_again_meanwhile(self, name, table):
+        monkeypatch.setattr(DeltaTableStore, "_keep", kept)
+        shutil.rmtree(store.path(FEATURES))
+        other.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
+        other.append(FEATURES, features([7, 8, 9]))
+        other.append(FEATURES, features([10]))
+        return kept(self, name, table)
+
+    monkeypatch.setattr(DeltaTableStore, "_keep", made_again_meanwhile)
+    store.version(FEATURES)  # the operation during which it happens
+    assert store.version(FEATURES) == other.version(FEATURES)
+    assert sorted(store.read(FEATURES)["flower_id"]) == [7, 8, 9, 10]
+
+
+def test_a_table_made_again_whose_commit_file_has_the_old_ones_inode_size_and_mtime(store):
+    """Where file times are coarse (whole seconds on ext3, FAT, many network mounts), a table
+    made again within the second can have commit files that look like the old ones to ``stat``
+    (Linux hands a freed inode out again at once, same-shaped commits have the same size): the
+    store tells commits apart by what they hold."""
+    import os
+
+    store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
+    store.append(FEATURES, features([1, 2]))
+    commit = store.path(FEATURES) / "_delta_log" / f"{1:020d}.json"
+    before = commit.stat()
+    assert store.count(FEATURES) == 2
+    shutil.rmtree(store.path(FEATURES))
+    other = DeltaTableStore(store.warehouse)
+    other.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
+    other.append(FEATURES, features([5, 6]))
+    os.utime(commit, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert sorted(store.read(FEATURES)["flower_id"]) == [5, 6]
+
+
 def test_missing_table_errors(store):
     for call in (
         lambda: store.read("a.b.missing"),
