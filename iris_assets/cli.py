@@ -70,11 +70,14 @@ def cmd_status(args) -> int:
 def refuse_without_registry(settings, version: str) -> None:
     """A local home with no registry has no version to act on: say so, and create none (opening
     MLflow's store would make and migrate an empty registry, seconds of work, for nothing)."""
-    if not settings.is_databricks and not settings.mlflow_db.exists():
-        raise CliError(
-            f"model {settings.model_name} has no version {version}: nothing is registered in "
-            f"this home yet ({settings.mlflow_db}); run `iris demo` (or `make demo`) first"
-        )
+    if settings.is_databricks or settings.mlflow_db.is_file():
+        return
+    if settings.mlflow_db.exists():  # a folder, say: MLflow would retry it for minutes
+        raise CliError(f"the registry {settings.mlflow_db} is not a file: move it away")
+    raise CliError(
+        f"model {settings.model_name} has no version {version}: nothing is registered in "
+        f"this home yet ({settings.mlflow_db}); run `iris demo` (or `make demo`) first"
+    )
 
 
 def cmd_approve(args) -> int:

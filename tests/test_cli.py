@@ -79,7 +79,11 @@ def test_approving_a_missing_version_is_a_clear_error(env, mlflow_db_template):
         assert "has no version 7" in out.stderr and "Traceback" not in out.stderr
         assert "nothing is registered in this home yet" in out.stderr and "iris demo" in out.stderr
     assert not home.exists(), "a fresh home gets no empty registry made for a refusal"
-    (home / "dev").mkdir(parents=True)
+    (home / "dev" / "mlflow.db").mkdir(parents=True)  # not a registry: said at once
+    out = iris(env, "approve", "7", "--by", "ana")
+    assert out.returncode == 2 and "mlflow.db is not a file" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    (home / "dev" / "mlflow.db").rmdir()
     shutil.copy(mlflow_db_template, home / "dev" / "mlflow.db")  # a registry, no such version
     out = iris(env, "approve", "7", "--by", "ana")
     assert out.returncode == 2 and "has no version 7" in out.stderr, out.stderr
