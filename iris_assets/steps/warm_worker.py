@@ -48,7 +48,14 @@ from collections.abc import Sequence
 # step: a worker started for one step pays what that step would pay cold, and every later step
 # of the same run finds it loaded. ``--preload all`` (the demo's prestart) loads every step's set
 # before the first request. A module that is not installed is skipped: the step that needs it
-# fails as it would in a cold process.
+# fails as it would in a cold process. What a library reads from the environment as it is
+# imported is the worker's in a fork, not the step's: OpenMP's and OpenBLAS's thread counts
+# (``OMP_NUM_THREADS``), ``SKLEARN_ASSUME_FINITE``, ``SKLEARN_WORKING_MEMORY``,
+# ``SCIPY_ARRAY_API``, and the ``KMP_*`` defaults scikit-learn puts in the environment. The worker
+# starts with its orchestrator's environment, which a step's only extends with the project's
+# settings (none of these), so the two differ only where that environment changed after the
+# worker started; a library that does more at import (GitPython runs ``git version``) is not
+# loaded.
 COMMON = (
     "numpy",
     "pandas",
