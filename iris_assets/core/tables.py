@@ -227,7 +227,7 @@ class DeltaTableStore:
         if _NO_DELTALAKE is not None:
             raise TableError(f"the local table store needs deltalake: {_NO_DELTALAKE}")
         self.warehouse = Path(warehouse)
-        self._kept: dict[Path, list[tuple[DeltaTable, tuple[int, ...]]]] = {}
+        self._kept: dict[Path, list[tuple[DeltaTable, tuple[int, bytes]]]] = {}
         self._kept_lock = threading.Lock()
 
     # --- names and handles -----------------------------------------------------------------
