@@ -6,7 +6,7 @@ costs seconds of CPU, and dozens of tests start from one, so it is trained once 
 that each test then gets its own copy of: a test may change its home and instance as it likes.
 A test's instance is in memory (``tests.conftest.new_instance``), holding the template's runs
 and events, or, for a test marked ``sqlite_instance``, a copy of the template's sqlite files.
-Two dozen retraining tests start one step further, from the champion with a scored and judged
+Twenty retraining tests start one step further, from the champion with a scored and judged
 day (``judged_day``): that is a template too, made from the champion's by the real runs.
 What the preload does not carry: the run records' ``start_time`` and ``end_time`` (None) and
 their create and update times (the load's); the project reads only ``create_timestamp``, of
@@ -179,7 +179,8 @@ def textual(declared: str) -> bool:
 @pytest.fixture
 def graph(request, settings, tmp_path):
     """The real definitions for this test's settings, with a throwaway Dagster instance (for a
-    test that asks for ``champion``, a copy of the instance the champion was trained in)."""
+    test that asks for ``champion``, a copy of the instance the champion was trained in; for one
+    that asks for a judged day, a copy of that template's)."""
     on_disk = request.node.get_closest_marker(SQLITE_INSTANCE) is not None
     judged = [rows for name, rows in JUDGED_DAYS.items() if name in request.fixturenames]
     if "champion" not in request.fixturenames and not judged:
