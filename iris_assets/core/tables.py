@@ -11,10 +11,8 @@ which can abort a short-lived process at exit.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -42,8 +40,6 @@ DataSource = StreamData | Callable[[], StreamData]
 
 # A replace whose commit lost a race with another writer is retried this many times.
 COMMIT_RETRIES = 6
-# Handles a store keeps per table for its next operations (``DeltaTableStore``).
-KEPT_HANDLES = 2
 
 _NAME_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
 _CONSTRAINT_KEY = "delta.constraints."
@@ -193,42 +189,13 @@ def _cast_for_pandas(array: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray
     return _cast(array, field)
 
 
-def _commit_file(path: Path, version: int) -> tuple[int, bytes] | None:
-    """What identifies commit ``version`` of the table at ``path`` (None: no such file): its
-    content. A table deleted and made again has other commits at the same versions (new file
-    names, times and table id), where a file's inode, size and a coarse mtime can all repeat."""
-    try:
-        content = (path / "_delta_log" / f"{version:020d}.json").read_bytes()
-    except OSError:
-        return None
-    return (version, hashlib.blake2b(content, digest_size=16).digest())
-
-
-def _loaded(table: DeltaTable, path: Path) -> DeltaTable:
-    """``table``, noting the commit it was just loaded at (``DeltaTableStore._keep``)."""
-    table._iris_commit = _commit_file(path, table.version())
-    return table
-
-
 class DeltaTableStore:
-    """Delta tables under ``warehouse/<catalog>/<schema>/<table>``.
-
-    A handle an operation is done with is kept for the store's next look at the table's latest
-    version, which brings it up to date (reading only the commits made since) instead of opening
-    the table again: about 0.7 ms instead of 5 on a table with 15 commits, and a step looks at
-    its tables 5 to 20 times. A handle is in one operation's hands at a time, and is used again
-    only while the commit it is at is the one it loaded: deltalake's update reads the newer
-    commits of whatever table is at the path now, even one deleted and made again. That commit
-    is noted when the handle is loaded (right after the open or update), checked when it is
-    handed back (a table made again during the operation is not kept) and when it is reused.
-    """
+    """Delta tables under ``warehouse/<catalog>/<schema>/<table>``."""
 
     def __init__(self, warehouse: Path | str):
         if _NO_DELTALAKE is not None:
             raise TableError(f"the local table store needs deltalake: {_NO_DELTALAKE}")
         self.warehouse = Path(warehouse)
-        self._kept: dict[Path, list[tuple[DeltaTable, tuple[int, bytes]]]] = {}
-        self._kept_lock = threading.Lock()
 
     # --- names and handles -----------------------------------------------------------------
     def path(self, name: str) -> Path:
@@ -244,15 +211,9 @@ class DeltaTableStore:
         return DeltaTable.is_deltatable(str(self.path(name)))
 
     def _table(self, name: str, version: int | None = None) -> DeltaTable:
-        """The table at ``version`` (default: its latest), for this caller alone until it hands
-        the handle back (``_keep``)."""
         path = self.path(name)
-        if version is None:
-            kept = self._latest_kept(path)
-            if kept is not None:
-                return kept
         try:
-            table = DeltaTable(str(path), version=version)
+            return DeltaTable(str(path), version=version)
         except TableNotFoundError:
             raise TableError(
                 f"table {name} does not exist (no Delta table at {path}); "
@@ -263,47 +224,10 @@ class DeltaTableStore:
                 f"table {name} has no readable version {version} (vacuumed, or not yet "
                 f"written; the table is at version {self.version(name)}): {exc}"
             ) from exc
-        return _loaded(table, path) if version is None else table
-
-    def _latest_kept(self, path: Path) -> DeltaTable | None:
-        with self._kept_lock:
-            kept = self._kept.get(path)
-            if not kept:
-                return None
-            table, seen = kept.pop()
-        if _commit_file(path, table.version()) != seen:
-            with self._kept_lock:
-                self._kept.pop(path, None)  # the table was changed behind the store's back
-            return None
-        try:
-            table.update_incremental()
-        except DeltaError:
-            return None  # opened again, and the error (if any) is the fresh open's
-        return _loaded(table, path)
-
-    def _keep(self, name: str, table: DeltaTable) -> None:
-        """Hand back a handle the caller is done with (see the class); two are kept per table,
-        what an operation holding one while it reads the table through another needs."""
-        path = self.path(name)
-        loaded = getattr(table, "_iris_commit", None)
-        seen = _commit_file(path, table.version())
-        if seen is None or loaded is None:
-            return
-        if loaded[0] == seen[0] and loaded != seen:
-            return  # the commit it loaded was replaced meanwhile: a table made again
-        # A handle at a newer version than it loaded made that commit itself (a write through
-        # it), just now: that commit is the one now in the log.
-        with self._kept_lock:
-            kept = self._kept.setdefault(path, [])
-            if len(kept) < KEPT_HANDLES and all(t is not table for t, _ in kept):
-                kept.append((table, seen))
 
     def properties(self, name: str) -> dict[str, str]:
         """The table's properties (Delta configuration), e.g. the split it was created with."""
-        table = self._table(name)
-        properties = self._configuration(table)
-        self._keep(name, table)
-        return properties
+        return self._configuration(self._table(name))
 
     @staticmethod
     def _configuration(table: DeltaTable) -> dict[str, str]:
@@ -342,7 +266,7 @@ class DeltaTableStore:
         delta_properties = {k: v for k, v in (properties or {}).items() if k.startswith("delta.")}
         own_properties = {k: v for k, v in (properties or {}).items() if k not in delta_properties}
         if self.exists(name):
-            table = self._table(name)
+            table = DeltaTable(str(path))
             self._check_layout(name, table, schema, partition_by)
             self._add_new_columns(name, table, schema)
         else:
@@ -355,7 +279,6 @@ class DeltaTableStore:
                 name=name,
                 configuration=delta_properties or None,
             )
-            _loaded(table, path)
         missing = {k: v for k, v in own_properties.items() if k not in self._configuration(table)}
         if missing and table.version() == 0:
             table.alter.set_table_properties(missing, raise_if_not_exists=False)
@@ -373,7 +296,6 @@ class DeltaTableStore:
                 table.alter.add_constraint({constraint: expression})
             except DeltaError as exc:
                 raise TableError(f"{name}: cannot add constraint {constraint} ({exc})") from exc
-        self._keep(name, table)
 
     def _add_new_columns(self, name: str, table: DeltaTable, schema: pa.Schema) -> None:
         """Add the schema's nullable columns a table made by an older release does not have."""
@@ -530,7 +452,6 @@ class DeltaTableStore:
             except DeltaError as exc:
                 raise self._rejected(name, "merge", table, exc) from exc
             else:
-                self._keep(name, table)
                 return {**merged, "deduplicated": deduplicated}
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -648,7 +569,6 @@ class DeltaTableStore:
             except DeltaError as exc:
                 raise self._rejected(name, action, table, exc) from exc
             else:
-                self._keep(name, table)
                 return int(table.version())  # this commit's (the handle follows its own writes)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -657,9 +577,9 @@ class DeltaTableStore:
         ``tags`` (this write, landed after all); None when there is none."""
         table = self._table(name)
         newer = int(table.version()) - version
-        commits = table.history(limit=newer) if newer > 0 else []  # newest first
-        self._keep(name, table)
-        for commit in commits:
+        if newer <= 0:
+            return None
+        for commit in table.history(limit=newer):  # newest first
             if all(str(commit.get(k)) == v for k, v in tags.items()):
                 return int(commit["version"])
         return None
@@ -686,38 +606,30 @@ class DeltaTableStore:
 
     def commit_tags(self, name: str) -> list[dict[str, str]]:
         """The ``iris.*`` tags of each commit, newest first (commits without tags give {})."""
-        table = self._table(name)
-        history = table.history()
-        self._keep(name, table)
         return [
-            {k: str(v) for k, v in commit.items() if k.startswith(TAG_PREFIX)} for commit in history
+            {k: str(v) for k, v in commit.items() if k.startswith(TAG_PREFIX)}
+            for commit in self._table(name).history()
         ]
 
     def append(self, name: str, data: TableData) -> int:
         table = self._table(name)
         source = self._conform(name, self._schema(table), data)
         if source.num_rows == 0:
-            self._keep(name, table)
             return int(table.version())
         self._write(name, "append", table, lambda: write_deltalake(table, source, mode="append"))
-        self._keep(name, table)
         return int(table.version())  # this commit's, whatever another writer committed since
 
     # --- reading ---------------------------------------------------------------------------
     def _query(self, name: str, sql: str, table: DeltaTable | None = None) -> pa.Table:
         """``sql`` over the table as ``tbl``: ``table`` when the caller has it open already (a
         version of it, say), else its current version."""
-        opened = table is None
-        table = self._table(name) if opened else table
+        table = self._table(name) if table is None else table
         try:
             reader = QueryBuilder(_READ_CONFIG).register("tbl", table).execute(sql)
-            result = pa.table(reader)
+            return pa.table(reader)
         except Exception as exc:
             # DataFusion planning errors (unknown column, bad predicate) are not DeltaErrors.
             raise TableError(f"query on {name} failed: {exc}") from exc
-        if opened:
-            self._keep(name, table)
-        return result
 
     def read(
         self,
@@ -748,8 +660,6 @@ class DeltaTableStore:
         if keys:
             sql += " ORDER BY " + ", ".join(sql_identifier(k) for k in keys)
         result = self._query(name, sql, table=table)
-        if version is None:
-            self._keep(name, table)
         if not columns:
             return pd.DataFrame(index=pd.RangeIndex(result.num_rows))
         arrays = [
@@ -758,9 +668,7 @@ class DeltaTableStore:
         return pa.Table.from_arrays(arrays, names=columns).to_pandas()
 
     def version(self, name: str) -> int:
-        table = self._table(name)
-        self._keep(name, table)
-        return int(table.version())
+        return int(self._table(name).version())
 
     def count(self, name: str, predicate: str | None = None) -> int:
         sql = "SELECT COUNT(*) AS n FROM tbl"
@@ -776,7 +684,6 @@ class DeltaTableStore:
         c = sql_identifier(column)
         sql = f"SELECT DISTINCT {c} AS v FROM tbl WHERE {c} IS NOT NULL"
         values = self._query(name, sql, table=table)
-        self._keep(name, table)
         return [str(v) for v in sorted(values.column("v").to_pylist())]
 
     def aggregate(self, name: str, select: str, predicate: str | None = None) -> dict[str, Any]:
@@ -812,10 +719,7 @@ class DeltaTableStore:
         commits first (another day's run replacing files this would rewrite), it is given up and
         None returned; the next run compacts.
         """
-        table = self._table(name)
-        files = len(table.file_uris())
-        self._keep(name, table)
-        if files <= max_files:
+        if len(self._table(name).file_uris()) <= max_files:
             return None
         try:
             return self._compact(name)
@@ -832,10 +736,8 @@ class DeltaTableStore:
     def _compact(self, name: str) -> dict[str, Any]:
         table = self._table(name)
         try:
-            metrics = dict(table.optimize.compact())
+            return dict(table.optimize.compact())
         except CommitFailedError:
             raise
         except DeltaError as exc:
             raise TableError(f"compacting {name} failed: {exc}") from exc
-        self._keep(name, table)
-        return metrics

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 
 from iris_assets.core.schema import (
     FEATURE_COLUMNS,
@@ -363,30 +364,39 @@ def test_a_table_made_again_at_the_same_versions_reads_as_the_new_table(store):
     assert sorted(store.read(FEATURES)["flower_id"]) == [5, 6, 7]
 
 
-def test_a_table_made_again_during_an_operation_is_not_served_from_its_handle_after(
-    store, monkeypatch
+@pytest.mark.parametrize("operation", ["read", "append"])
+def test_a_table_made_again_during_an_operation_is_what_the_next_operations_see(
+    store, monkeypatch, operation
 ):
-    """Another writer deletes the table and makes it again while an operation of the store
-    holds a handle: the handle is of the old table, and is not kept for the next operations
-    (they read the new table, not the old one's rows with the new one's later commits)."""
+    """Another writer deletes the table and makes it again (and commits to it) while an
+    operation of the store is under way: every later operation of the store reads what a fresh
+    open of the table reads, never the old table's rows with the new one's commits (a store
+    that kept the handle of that operation and brought it up to date would)."""
     store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
     store.append(FEATURES, features([1, 2, 3]))
     assert store.count(FEATURES) == 3
-    kept = DeltaTableStore._keep
+    checked = DeltaTableStore._schema
     other = DeltaTableStore(store.warehouse)
 
-    def made_again_meanwhile(self, name, table):
-        monkeypatch.setattr(DeltaTableStore, "_keep", kept)
+    def made_again_meanwhile(table):
+        schema = checked(table)
+        monkeypatch.setattr(DeltaTableStore, "_schema", staticmethod(checked))
         shutil.rmtree(store.path(FEATURES))
         other.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
         other.append(FEATURES, features([7, 8, 9]))
         other.append(FEATURES, features([10]))
-        return kept(self, name, table)
+        return schema
 
-    monkeypatch.setattr(DeltaTableStore, "_keep", made_again_meanwhile)
-    store.version(FEATURES)  # the operation during which it happens
-    assert store.version(FEATURES) == other.version(FEATURES)
-    assert sorted(store.read(FEATURES)["flower_id"]) == [7, 8, 9, 10]
+    monkeypatch.setattr(DeltaTableStore, "_schema", staticmethod(made_again_meanwhile))
+    try:  # the operation itself may fail: the files it was reading were deleted under it
+        store.read(FEATURES) if operation == "read" else store.append(FEATURES, features([50]))
+    except TableError as error:
+        assert "not found" in str(error), error
+    for _ in range(2):
+        fresh = DeltaTable(str(store.path(FEATURES)))
+        assert store.version(FEATURES) == fresh.version()
+        assert sorted(store.read(FEATURES)["flower_id"]) == sorted(fresh.to_pandas()["flower_id"])
+        other.append(FEATURES, features([99]))
 
 
 def test_a_table_made_again_whose_commit_file_has_the_old_ones_inode_size_and_mtime(store):
