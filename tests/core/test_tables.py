@@ -305,8 +305,8 @@ def test_a_tagged_replace_told_it_conflicted_after_it_landed_returns_its_commit(
 
 
 def test_a_store_sees_what_other_writers_committed_since_its_last_look(store):
-    """A store keeps the handles it is done with for its next operations: each of them still
-    reads the table's latest version, whoever committed it."""
+    """Each operation of a store reads the table's latest version, whoever committed it (a
+    store that kept its handles between operations would have to bring them up to date)."""
     store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
     other = DeltaTableStore(store.warehouse)
     store.append(FEATURES, features([1]))
@@ -329,7 +329,7 @@ def test_a_table_deleted_and_made_again_behind_a_stores_back_reads_as_the_new_ta
     """deltalake brings a handle up to date by reading the commits after its own from whatever
     table is at the path now: on a table made again that mixes the old table's files and schema
     with the new one's commits. The store sees the new table alone, however many commits it has
-    (fewer, as many as or more than the old one)."""
+    (fewer, as many as or more than the old one): it opens the table for each operation."""
     store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
     for n in range(1, 4):
         store.append(FEATURES, features([n]))
@@ -351,8 +351,8 @@ def test_a_table_deleted_and_made_again_behind_a_stores_back_reads_as_the_new_ta
 
 
 def test_a_table_made_again_at_the_same_versions_reads_as_the_new_table(store):
-    """The same number of commits, made again after the store last looked: the commit its kept
-    handle is at is another file now, and the store opens the table again."""
+    """The same number of commits, made again after the store last looked: the store reads the
+    new table, not the old one's snapshot with the new one's later commits."""
     store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
     store.append(FEATURES, features([1, 2]))
     assert store.count(FEATURES) == 2
@@ -403,7 +403,7 @@ def test_a_table_made_again_whose_commit_file_has_the_old_ones_inode_size_and_mt
     """Where file times are coarse (whole seconds on ext3, FAT, many network mounts), a table
     made again within the second can have commit files that look like the old ones to ``stat``
     (Linux hands a freed inode out again at once, same-shaped commits have the same size): the
-    store tells commits apart by what they hold."""
+    store still reads the new table (a guard on the commit file's stat would not)."""
     import os
 
     store.ensure_table(FEATURES, FEATURE_TABLE_SCHEMA)
