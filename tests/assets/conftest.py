@@ -38,8 +38,7 @@ def champion_template(tmp_path_factory, mlflow_db_template) -> Path:
     """A home and Dagster instance after the real steps trained version 1 and it was aliased
     champion directly, made as the ``settings`` fixture makes a test's home."""
     from iris_assets.core.registry import ModelRegistry
-    from iris_assets.settings import CHAMPION_ALIAS, load_settings
-    from tests.conftest import SETTINGS_VARS, free_port
+    from iris_assets.settings import CHAMPION_ALIAS
     from tests.databricks.serverless_env import locked
 
     root = session_folder(tmp_path_factory) / "champion"
@@ -49,15 +48,9 @@ def champion_template(tmp_path_factory, mlflow_db_template) -> Path:
         shutil.rmtree(root, ignore_errors=True)
         (root / INSTANCE).mkdir(parents=True)
         with pytest.MonkeyPatch.context() as env:
-            for name in SETTINGS_VARS:
-                env.delenv(name, raising=False)
-            env.setenv("IRIS_HOME", str(root / HOME))
-            env.setenv("IRIS_SERVING_PORT", str(free_port()))
-            settings = load_settings()
+            settings = template_settings(env, root / HOME)
             settings.env_home.mkdir(parents=True)
             shutil.copy(mlflow_db_template, settings.mlflow_db)
-            for key, value in settings.step_env().items():
-                env.setenv(key, value)
             with dg.instance_for_test(temp_dir=str(root / INSTANCE)) as instance:
                 defs = build_definitions(settings)
                 result = materialize(defs, instance, "iris_features", "challenger_model")
@@ -74,9 +67,7 @@ def judged_day_templates(tmp_path_factory, champion_template):
     of ``tests.assets.test_monitoring_retraining``: ``score`` scored ``rows`` flowers of its
     ``DAY`` and ``label_and_judge`` landed 60 labels as scored and judged them. Made by the first
     worker that needs it, from a copy of the champion's."""
-    from iris_assets.settings import load_settings
     from tests.assets.test_monitoring_retraining import DAY, label_and_judge, score
-    from tests.conftest import SETTINGS_VARS, free_port
     from tests.databricks.serverless_env import locked
 
     def template(rows: int) -> Path:
@@ -91,13 +82,8 @@ def judged_day_templates(tmp_path_factory, champion_template):
                 rehomed((champion_template / RUNS).read_text(), champion_template, root)
             )
             with pytest.MonkeyPatch.context() as env:
-                for name in (*SETTINGS_VARS, "IRIS_NOTIFY_URL"):
-                    env.delenv(name, raising=False)
-                env.setenv("IRIS_HOME", str(root / HOME))
-                env.setenv("IRIS_SERVING_PORT", str(free_port()))
-                settings = load_settings()
-                for key, value in settings.step_env().items():
-                    env.setenv(key, value)
+                env.delenv("IRIS_NOTIFY_URL", raising=False)  # as the tests it stands for do
+                settings = template_settings(env, root / HOME)
                 with new_instance(root / INSTANCE, preload=runs) as instance:
                     graph = (build_definitions(settings), instance)
                     label_and_judge(graph, settings, score(graph, settings, DAY, rows), 60, 0.0)
@@ -106,6 +92,22 @@ def judged_day_templates(tmp_path_factory, champion_template):
         return root
 
     return template
+
+
+def template_settings(env: pytest.MonkeyPatch, home: Path):
+    """The settings of a template's ``home``, set in ``env`` as the ``settings`` fixture sets a
+    test's (its own serving port, the step environment)."""
+    from iris_assets.settings import load_settings
+    from tests.conftest import SETTINGS_VARS, free_port
+
+    for name in SETTINGS_VARS:
+        env.delenv(name, raising=False)
+    env.setenv("IRIS_HOME", str(home))
+    env.setenv("IRIS_SERVING_PORT", str(free_port()))
+    settings = load_settings()
+    for key, value in settings.step_env().items():
+        env.setenv(key, value)
+    return settings
 
 
 def export_runs(instance: dg.DagsterInstance) -> str:
