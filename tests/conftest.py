@@ -184,10 +184,24 @@ def runs_environment_venv_tests(config: pytest.Config) -> bool:
 TEST_GC_THRESHOLDS = (20_000, 20, 20)
 
 
+def interrupt_as_in_a_terminal() -> None:
+    """SIGINT as an interactive shell gives it, even when the suite was started in the background.
+
+    A shell starts a background job (``make test &``, ``nohup make test &``) with SIGINT ignored,
+    and Dagster copies SIGINT's disposition onto SIGTERM when it executes a run in this process
+    (``setup_interrupt_handlers``, "for k8s"). From then on every process a test starts (a Pipes
+    step, the shared Spark JVM) inherited an ignored SIGTERM across ``exec`` and outlived its
+    ``terminate()``: in the background, the suite's terminate tests failed after 30 s.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.hookimpl(trylast=True)  # after pytest's own configure made config._tmp_path_factory
 def pytest_configure(config):
     """The controlling process starts ``prebuild`` (the session's wheel and the environment
     venv) in the background when the session runs the tests that need them."""
+    interrupt_as_in_a_terminal()
     # Registered here too, so that a run without xdist (``-p no:xdist``) still accepts the
     # marks ``pytest_collection_modifyitems`` sets under ``--strict-markers``.
     config.addinivalue_line("markers", "xdist_group(name): tests xdist runs on one worker")
