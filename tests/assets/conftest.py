@@ -6,8 +6,9 @@ costs seconds of CPU, and dozens of tests start from one, so it is trained once 
 that each test then gets its own copy of: a test may change its home and instance as it likes.
 A test's instance is in memory (``tests.conftest.new_instance``), holding the template's runs
 and events, or, for a test marked ``sqlite_instance``, a copy of the template's sqlite files.
-Twenty retraining tests start one step further, from the champion with a scored and judged
-day (``judged_day``): that is a template too, made from the champion's by the real runs.
+Most retraining tests start one or two runs further, from the champion with a day scored
+(``scored_day``) or scored and judged (``judged_day``): those are templates too, made from the
+champion's by the real runs.
 What the preload does not carry: the run records' ``start_time`` and ``end_time`` (None) and
 their create and update times (the load's); the project reads only ``create_timestamp``, of
 runs still in flight, which a preloaded run never is.
@@ -29,8 +30,13 @@ HOME = "iris-home"  # under a test's tmp_path, as the ``settings`` fixture makes
 INSTANCE = "dagster"
 RUNS = "dagster-runs.json"  # the template instance's runs and events, as Dagster serializes them
 TRAINER = "tess"  # who trained ``trained_home``'s version 1
-# The fixtures of a test that starts from a scored and judged day, and its flowers (``judged_day``).
-JUDGED_DAYS = {"judged_day": 120, "judged_day_of_150": 150}
+# The fixtures of a test that starts from a scored (and judged) day: (its flowers, judged).
+DAY_TEMPLATES = {
+    "scored_day": (120, False),
+    "scored_day_of_150": (150, False),
+    "judged_day": (120, True),
+    "judged_day_of_150": (150, True),
+}
 
 
 @pytest.fixture(scope="session")
@@ -62,31 +68,33 @@ def champion_template(tmp_path_factory, mlflow_db_template) -> Path:
 
 
 @pytest.fixture(scope="session")
-def judged_day_templates(tmp_path_factory, champion_template):
-    """``template(rows)``: a home and instance (as ``champion_template``'s) after the real runs
-    of ``tests.assets.test_monitoring_retraining``: ``score`` scored ``rows`` flowers of its
-    ``DAY`` and ``label_and_judge`` landed 60 labels as scored and judged them. Made by the first
-    worker that needs it, from a copy of the champion's."""
-    from tests.assets.test_monitoring_retraining import DAY, label_and_judge, score
+def day_templates(tmp_path_factory, champion_template):
+    """``template(rows, judged)``: a home and instance (as ``champion_template``'s) after the
+    real runs of ``tests.assets.test_monitoring_retraining``: ``score`` scored ``rows`` flowers of
+    its ``DAY``, then, if ``judged``, ``label_and_judge`` landed 60 labels as scored and judged
+    them (in a copy of the scored template). Made by the first worker that needs it."""
+    from tests.assets.test_monitoring_retraining import DAY, label_and_judge, score, scored_rows
     from tests.databricks.serverless_env import locked
 
-    def template(rows: int) -> Path:
-        root = session_folder(tmp_path_factory) / f"judged-day-{rows}"
+    def template(rows: int, judged: bool) -> Path:
+        start = template(rows, judged=False) if judged else champion_template
+        root = session_folder(tmp_path_factory) / f"{'judged' if judged else 'scored'}-day-{rows}"
         with locked(root.with_suffix(".lock")):
             if (root / ".complete").exists():
                 return root
             shutil.rmtree(root, ignore_errors=True)
-            shutil.copytree(champion_template / HOME, root / HOME)
-            rehome(root, champion_template, root)
-            runs = import_runs(
-                rehomed((champion_template / RUNS).read_text(), champion_template, root)
-            )
+            shutil.copytree(start / HOME, root / HOME)
+            rehome(root, start, root)
+            runs = import_runs(rehomed((start / RUNS).read_text(), start, root))
             with pytest.MonkeyPatch.context() as env:
                 env.delenv("IRIS_NOTIFY_URL", raising=False)  # as the tests it stands for do
                 settings = template_settings(env, root / HOME)
                 with new_instance(root / INSTANCE, preload=runs) as instance:
                     graph = (build_definitions(settings), instance)
-                    label_and_judge(graph, settings, score(graph, settings, DAY, rows), 60, 0.0)
+                    if judged:
+                        label_and_judge(graph, settings, scored_rows(settings), 60, 0.0)
+                    else:
+                        score(graph, settings, DAY, rows)
                     (root / RUNS).write_text(export_runs(instance))
             (root / ".complete").touch()
         return root
@@ -182,10 +190,10 @@ def textual(declared: str) -> bool:
 def graph(request, settings, tmp_path):
     """The real definitions for this test's settings, with a throwaway Dagster instance (for a
     test that asks for ``champion``, a copy of the instance the champion was trained in; for one
-    that asks for a judged day, a copy of that template's)."""
+    that asks for a scored or judged day, a copy of that template's)."""
     on_disk = request.node.get_closest_marker(SQLITE_INSTANCE) is not None
-    judged = [rows for name, rows in JUDGED_DAYS.items() if name in request.fixturenames]
-    if "champion" not in request.fixturenames and not judged:
+    days = [day for name, day in DAY_TEMPLATES.items() if name in request.fixturenames]
+    if "champion" not in request.fixturenames and not days:
         if on_disk:
             template = request.getfixturevalue("dagster_instance_template")
             with sqlite_instance(template, tmp_path / INSTANCE) as instance:
@@ -194,9 +202,9 @@ def graph(request, settings, tmp_path):
         with new_instance(tmp_path / INSTANCE) as instance:
             yield build_definitions(settings), instance
         return
-    if judged:
-        assert len(judged) == 1 and not on_disk, "one judged day, on an in-memory instance"
-        template = request.getfixturevalue("judged_day_templates")(judged[0])
+    if days:
+        assert len(days) == 1 and not on_disk, "one day template, on an in-memory instance"
+        template = request.getfixturevalue("day_templates")(*days[0])
     else:
         template = request.getfixturevalue("champion_template")
     assert settings.home == tmp_path / HOME, "the template's layout is the settings fixture's"
@@ -226,11 +234,25 @@ def champion(settings, graph):
 
 
 @pytest.fixture
+def scored_day(champion):
+    """The champion, then ``DAY``'s 120 flowers scored: what ``score(graph, settings, DAY)``
+    leaves (``tests.assets.test_monitoring_retraining``; its rows are ``scored_rows(settings)``),
+    in a copy of a template made by that run (``day_templates``, ``graph``)."""
+    return champion
+
+
+@pytest.fixture
+def scored_day_of_150(champion):
+    """As ``scored_day``, with 150 flowers scored (``score(..., rows=150)``)."""
+    return champion
+
+
+@pytest.fixture
 def judged_day(champion):
     """The champion, then ``DAY``'s 120 flowers scored and 60 of them labelled as scored and
     judged: what ``label_and_judge(graph, settings, score(graph, settings, DAY), rows=60,
     drop=0.0)`` leaves (``tests.assets.test_monitoring_retraining``), in a copy of a template
-    made by those runs (``judged_day_templates``, ``graph``)."""
+    made by those runs (``day_templates``, ``graph``)."""
     return champion
 
 

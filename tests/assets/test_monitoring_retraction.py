@@ -14,7 +14,7 @@ import pytest
 from iris_assets.steps.performance import labelled_flowers_path
 from iris_assets.steps.stores import table_store
 from tests.assets.helpers import materialization_metadata, materialize, step_failure_messages
-from tests.assets.test_monitoring_retraining import score
+from tests.assets.test_monitoring_retraining import scored_rows
 
 DAY = "2026-11-24"
 
@@ -54,9 +54,9 @@ def labelled_rows(settings):
 
 
 @pytest.fixture
-def labelled(settings, graph, champion):
+def labelled(settings, graph, champion, scored_day):
     """120 scored flowers; batches A and B (40 labels each) landed, judged and ingested."""
-    scored = score(graph, settings, DAY, rows=120).sort_values("flower_id")
+    scored = scored_rows(settings).sort_values("flower_id")
     ids = scored["flower_id"].tolist()
     labels = pd.DataFrame({"flower_id": ids[:80], "species": scored["prediction"].iloc[:80]})
     a = land(settings, labels.iloc[:40], "batch-20261125T000000000000Z-aaaaaaaa.parquet")

@@ -20,8 +20,14 @@ def score(graph, settings, day, rows=120, drift=False, seed=1):
     )
     result = run_job(defs, instance, "inference_job", partition_key=day)
     assert result.success, step_failure_messages(result)
-    store = table_store(settings)
-    return store.read(settings.inference_table, predicate=f"observed_date = '{day}'")
+    return scored_rows(settings, day)
+
+
+def scored_rows(settings, day=DAY):
+    """What ``score`` returns: ``day``'s rows of the inference table."""
+    return table_store(settings).read(
+        settings.inference_table, predicate=f"observed_date = '{day}'"
+    )
 
 
 def label_and_judge(graph, settings, scored, rows, drop, day=DAY):
@@ -87,8 +93,8 @@ def test_new_labels_start_a_training_run_that_stops_at_the_gate(settings, graph,
     assert getattr(decision, "job_name", None) != "promotion_job"
 
 
-def test_decay_is_a_reason_to_retrain(settings, graph, champion):
-    scored = score(graph, settings, DAY)
+def test_decay_is_a_reason_to_retrain(settings, graph, champion, scored_day):
+    scored = scored_rows(settings)
     label_and_judge(graph, settings, scored, rows=40, drop=0.6)
     request = retraining_tick(graph)
     assert isinstance(request, dg.RunRequest)
@@ -118,11 +124,11 @@ def test_three_drifting_days_in_a_row_are_a_reason_to_retrain(settings, graph, c
     )
 
 
-def test_one_piece_of_evidence_starts_one_retrain(settings, graph, champion):
+def test_one_piece_of_evidence_starts_one_retrain(settings, graph, champion, scored_day):
     """Decay on DAY with 60 new labels: one retrain. Once it ingested the labels, the labels
     trigger drops out, but the decay of DAY is the same evidence: no second retrain."""
     defs, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.6)
+    label_and_judge(graph, settings, scored_rows(settings), rows=60, drop=0.6)
     request, cursor = retraining_tick(graph, with_cursor=True)
     assert isinstance(request, dg.RunRequest), request
     assert "decay on" in request.tags["iris/retrain_reason"]

@@ -11,7 +11,12 @@ from iris_assets.assets.retraining import MAX_ATTEMPTS
 from iris_assets.core.registry import ModelRegistry
 from tests.assets.helpers import run_job
 from tests.assets.test_monitoring_retraction import labelled_rows
-from tests.assets.test_monitoring_retraining import DAY, label_and_judge, retraining_tick, score
+from tests.assets.test_monitoring_retraining import (
+    label_and_judge,
+    retraining_tick,
+    score,
+    scored_rows,
+)
 
 
 def start_and_end(graph, request, ending: str):
@@ -81,10 +86,10 @@ def test_a_retrain_that_keeps_failing_is_asked_for_three_times_then_named_on_the
 
 
 def test_a_retrain_whose_challenger_failed_evaluation_is_not_asked_for_again(
-    settings, graph, champion
+    settings, graph, champion, scored_day
 ):
     defs, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.6)
+    label_and_judge(graph, settings, scored_rows(settings), rows=60, drop=0.6)
     request, cursor = retraining_tick(graph, with_cursor=True)
     assert isinstance(request, dg.RunRequest) and "decay on" in request.tags["iris/retrain_reason"]
     impossible = {"evaluation_report": {"config": {"min_accuracy": 1.01}}}

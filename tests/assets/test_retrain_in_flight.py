@@ -8,7 +8,11 @@ import dagster as dg
 import pytest
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
-from tests.assets.test_monitoring_retraining import label_and_judge, retraining_tick, score
+from tests.assets.test_monitoring_retraining import (
+    label_and_judge,
+    retraining_tick,
+    scored_rows,
+)
 
 DAY = "2026-11-24"
 
@@ -25,10 +29,10 @@ def _launched(defs, instance, request, status, by_sensor=True):
 
 @pytest.mark.parametrize("by_sensor", [True, False], ids=["sensor-run", "hand-run"])
 def test_a_second_retrain_waits_while_a_training_run_is_in_flight(
-    settings, graph, champion, by_sensor
+    settings, graph, champion, scored_day_of_150, by_sensor
 ):
     defs, instance = graph
-    scored = score(graph, settings, DAY, rows=150)
+    scored = scored_rows(settings)
     label_and_judge(graph, settings, scored.iloc[:75], rows=60, drop=0.0)
     first, cursor = retraining_tick(graph, with_cursor=True)
     assert isinstance(first, dg.RunRequest), first
@@ -47,12 +51,12 @@ def test_a_second_retrain_waits_while_a_training_run_is_in_flight(
 
 
 def test_a_run_that_never_starts_says_how_long_it_waited_and_how_to_unblock(
-    settings, graph, champion
+    settings, graph, champion, scored_day_of_150
 ):
     """Review 13b: a run stuck before it starts (a queue no daemon drains) blocks every tick;
     the skip must tell a person what to do, not only that the sensor waits."""
     defs, instance = graph
-    scored = score(graph, settings, DAY, rows=150)
+    scored = scored_rows(settings)
     label_and_judge(graph, settings, scored.iloc[:75], rows=60, drop=0.0)
     # Created and never launched (QUEUED needs a code location origin, so NOT_STARTED here).
     status = DagsterRunStatus.NOT_STARTED

@@ -25,7 +25,7 @@ from tests.assets.test_monitoring_retraction import (  # noqa: F401
     judge,
     labelled,
 )
-from tests.assets.test_monitoring_retraining import label_and_judge, score
+from tests.assets.test_monitoring_retraining import label_and_judge, score, scored_rows
 from tests.databricks.fake_workspace import HOST, TOKEN, FakeWorkspace
 
 
@@ -78,11 +78,10 @@ def source_path(request) -> str | None:
 
 
 def test_new_labels_reported_by_model_performance_start_a_retrain_reading_the_volume(
-    settings, graph, champion, databricks
+    settings, graph, champion, judged_day, databricks
 ):
     on_databricks, workspace, resources = databricks
     fake = workspace["fake"]
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
     publish(settings, on_databricks, fake)
 
     request, cursor = tick(graph, resources)
@@ -99,10 +98,10 @@ def test_new_labels_reported_by_model_performance_start_a_retrain_reading_the_vo
 
 
 def test_fewer_new_labels_than_the_threshold_start_nothing_on_databricks(
-    settings, graph, champion, databricks
+    settings, graph, champion, scored_day, databricks
 ):
     on_databricks, workspace, resources = databricks
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=20, drop=0.0)
+    label_and_judge(graph, settings, scored_rows(settings), rows=20, drop=0.0)
     publish(settings, on_databricks, workspace["fake"])
     outcome, cursor = tick(graph, resources)
     assert isinstance(outcome, dg.SkipReason) and "no trigger" in outcome.skip_message
@@ -110,11 +109,10 @@ def test_fewer_new_labels_than_the_threshold_start_nothing_on_databricks(
 
 
 def test_a_missing_or_unreadable_volume_file_is_a_skip_that_keeps_the_evidence(
-    settings, graph, champion, databricks
+    settings, graph, champion, judged_day, databricks
 ):
     on_databricks, workspace, resources = databricks
     fake = workspace["fake"]
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
 
     missing, cursor = tick(graph, resources)  # the file is not on the volume
     assert isinstance(missing, dg.SkipReason), missing
@@ -139,9 +137,10 @@ def test_a_missing_or_unreadable_volume_file_is_a_skip_that_keeps_the_evidence(
     assert source_path(request) == volume_file(on_databricks)
 
 
-def test_a_landing_volume_that_does_not_exist_is_a_skip_too(settings, graph, champion, databricks):
+def test_a_landing_volume_that_does_not_exist_is_a_skip_too(
+    settings, graph, champion, judged_day, databricks
+):
     on_databricks, workspace, resources = databricks
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
     workspace["fake"] = dataclasses.replace(workspace["fake"], volumes=[])
     outcome, cursor = tick(graph, resources)
     assert isinstance(outcome, dg.SkipReason), outcome
@@ -198,12 +197,11 @@ def test_without_any_labels_a_drift_retrain_on_databricks_needs_no_volume_file(
 
 
 def test_only_an_ingest_of_the_volume_file_the_report_wrote_spends_its_evidence(
-    settings, graph, champion, databricks
+    settings, graph, champion, judged_day, databricks
 ):
     on_databricks, workspace, resources = databricks
     fake = workspace["fake"]
     _, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
     publish(settings, on_databricks, fake)
     written = hashlib.sha256(fake.local(volume_file(on_databricks)).read_bytes()).hexdigest()
 

@@ -14,7 +14,7 @@ from tests.assets.test_monitoring_retraction import (  # noqa: F401
     labelled,
     land,
 )
-from tests.assets.test_monitoring_retraining import score
+from tests.assets.test_monitoring_retraining import scored_rows
 from tests.assets.test_monitoring_retraining_evidence import run_like_the_sensor, tick
 
 
@@ -72,9 +72,11 @@ def test_the_reported_evidence_equals_a_read_of_the_same_tables(settings, graph,
     )
 
 
-def test_the_sample_names_at_most_ten_ids_however_many_are_new(settings, graph, champion):
+def test_the_sample_names_at_most_ten_ids_however_many_are_new(
+    settings, graph, champion, scored_day
+):
     _, instance = graph
-    scored = score(graph, settings, DAY, rows=120)
+    scored = scored_rows(settings)
     land(
         settings,
         scored[["flower_id"]].assign(species=scored["prediction"]),
@@ -87,8 +89,8 @@ def test_the_sample_names_at_most_ten_ids_however_many_are_new(settings, graph, 
     assert len(reported["new_labels_hash"]) == 16
 
 
-def test_evidence_an_ingest_took_in_since_is_not_a_trigger(settings, graph, champion):
-    scored = score(graph, settings, DAY, rows=120)
+def test_evidence_an_ingest_took_in_since_is_not_a_trigger(settings, graph, champion, scored_day):
+    scored = scored_rows(settings)
     land(
         settings,
         scored[["flower_id"]].assign(species=scored["prediction"]).iloc[:60],
@@ -105,9 +107,9 @@ def test_evidence_an_ingest_took_in_since_is_not_a_trigger(settings, graph, cham
 
 
 def test_a_retrain_spends_its_evidence_before_the_next_model_performance_run(
-    settings, graph, champion
+    settings, graph, champion, scored_day
 ):
-    scored = score(graph, settings, DAY, rows=120)
+    scored = scored_rows(settings)
     land(
         settings,
         scored[["flower_id"]].assign(species=scored["prediction"]).iloc[:60],

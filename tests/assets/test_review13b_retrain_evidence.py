@@ -13,13 +13,19 @@ from tests.assets.test_monitoring_retraction import (  # noqa: F401
     labelled_rows,
     land,
 )
-from tests.assets.test_monitoring_retraining import label_and_judge, retraining_tick, score
+from tests.assets.test_monitoring_retraining import (
+    label_and_judge,
+    retraining_tick,
+    scored_rows,
+)
 from tests.assets.test_monitoring_retraining_evidence import run_like_the_sensor, tick
 
 
-def test_a_retrain_that_failed_before_its_ingest_is_requested_again(settings, graph, champion):
+def test_a_retrain_that_failed_before_its_ingest_is_requested_again(
+    settings, graph, champion, scored_day_of_150
+):
     defs, instance = graph
-    scored = score(graph, settings, DAY, rows=150)
+    scored = scored_rows(settings)
     label_and_judge(graph, settings, scored.iloc[:75], rows=60, drop=0.0)
     first, cursor = retraining_tick(graph, with_cursor=True)
     assert isinstance(first, dg.RunRequest), first
@@ -35,8 +41,10 @@ def test_a_retrain_that_failed_before_its_ingest_is_requested_again(settings, gr
     assert again.run_key != first.run_key, "the daemon would skip a spent run key"
 
 
-def test_flowers_labelled_again_after_their_retraction_are_new_evidence(settings, graph, champion):
-    scored = score(graph, settings, DAY, rows=120).sort_values("flower_id")
+def test_flowers_labelled_again_after_their_retraction_are_new_evidence(
+    settings, graph, champion, scored_day
+):
+    scored = scored_rows(settings).sort_values("flower_id")
     labels = scored[["flower_id"]].assign(species=scored["prediction"]).iloc[:60]
     batch = land(settings, labels, "batch-20261125T000000000000Z-aaaaaaaa.parquet")
     judge(graph)

@@ -6,17 +6,17 @@ import dagster as dg
 import pandas as pd
 
 from iris_assets.steps.performance import labelled_flowers_path
-from tests.assets.test_monitoring_retraction import DAY, ingest, judge, land
-from tests.assets.test_monitoring_retraining import score
+from tests.assets.test_monitoring_retraction import ingest, judge, land
+from tests.assets.test_monitoring_retraining import scored_rows
 from tests.assets.test_monitoring_retraining_evidence import tick
 
 BATCH = "batch-20261125T000000000000Z-aaaaaaaa.parquet"
 
 
 def test_flowers_landed_again_under_the_same_batch_name_after_their_retraction_retrain(
-    settings, graph, champion
+    settings, graph, champion, scored_day_of_150
 ):
-    scored = score(graph, settings, DAY, rows=150).sort_values("flower_id")
+    scored = scored_rows(settings).sort_values("flower_id")
     labels = pd.DataFrame(
         {"flower_id": scored["flower_id"].iloc[:60], "species": scored["prediction"].iloc[:60]}
     )

@@ -12,7 +12,7 @@ import dagster as dg
 
 from iris_assets.steps.stores import table_store
 from tests.assets.test_monitoring_retraction import judge
-from tests.assets.test_monitoring_retraining import label_and_judge, score
+from tests.assets.test_monitoring_retraining import label_and_judge, score, scored_rows
 from tests.assets.test_monitoring_retraining_evidence import tick
 from tests.assets.test_retraining_databricks import (  # noqa: F401
     databricks,
@@ -43,10 +43,10 @@ def store_again(instance, record, **changed) -> None:
 
 
 def reports_stored_out_of_order(graph, settings):
-    """Day 1 reports 30 new labelled flowers, then day 2 (computed later) 70; day 1's report is
-    stored last. Returns (day 1's record, day 2's)."""
+    """On ``scored_day`` (DAY_1 scored): day 1 reports 30 new labelled flowers, then day 2
+    (computed later) 70; day 1's report is stored last. Returns (day 1's record, day 2's)."""
     _, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY_1), rows=30, drop=0.0, day=DAY_1)
+    label_and_judge(graph, settings, scored_rows(settings, DAY_1), rows=30, drop=0.0, day=DAY_1)
     first = latest(instance)
     scored = score(graph, settings, DAY_2, seed=2)
     label_and_judge(graph, settings, scored, rows=40, drop=0.0, day=DAY_2)
@@ -57,7 +57,9 @@ def reports_stored_out_of_order(graph, settings):
     return first, second
 
 
-def test_the_report_computed_last_wins_over_the_one_stored_last(settings, graph, champion):
+def test_the_report_computed_last_wins_over_the_one_stored_last(
+    settings, graph, champion, scored_day
+):
     _, instance = graph
     first, second = reports_stored_out_of_order(graph, settings)
     values = {k: v.value for k, v in second.asset_materialization.metadata.items()}
@@ -75,12 +77,13 @@ def test_the_report_computed_last_wins_over_the_one_stored_last(settings, graph,
     assert isinstance(again, dg.SkipReason) and "no new evidence" in again.skip_message
 
 
-def test_a_report_stored_before_the_latest_began_reading_never_wins(settings, graph, champion):
+def test_a_report_stored_before_the_latest_began_reading_never_wins(
+    settings, graph, champion, judged_day
+):
     """However high its versions: it read older tables, or a labels table since recreated
     (whose versions started again). A guard on the fix's window: taking the highest versions
     of all recent reports would keep acting on the stand-in."""
-    _, instance = graph
-    label_and_judge(graph, settings, score(graph, settings, DAY_1), rows=60, drop=0.0, day=DAY_1)
+    _, instance = graph  # judged_day: DAY_1 scored, 60 labels judged
     report = latest(instance)
     store_again(
         instance,
@@ -101,6 +104,7 @@ def test_the_freshest_report_is_taken_on_databricks_too(
     settings,
     graph,
     champion,
+    scored_day,
     databricks,  # noqa: F811
 ):
     on_databricks, workspace, resources = databricks

@@ -13,8 +13,8 @@ import dagster as dg
 import pandas as pd
 
 from iris_assets.steps.performance import labelled_flowers_path
-from tests.assets.test_monitoring_retraction import DAY, ingest, judge, land
-from tests.assets.test_monitoring_retraining import score
+from tests.assets.test_monitoring_retraction import ingest, judge, land
+from tests.assets.test_monitoring_retraining import scored_rows
 from tests.assets.test_monitoring_retraining_evidence import run_like_the_sensor, tick
 from tests.assets.test_retraining_databricks import (  # noqa: F401
     databricks,
@@ -27,15 +27,18 @@ from tests.assets.test_retraining_databricks import tick as databricks_tick
 BATCH = "batch-20261125T000000000000Z-aaaaaaaa.parquet"
 
 
-def sixty(graph, settings) -> pd.DataFrame:
-    scored = score(graph, settings, DAY, rows=150).sort_values("flower_id")
+def sixty(settings) -> pd.DataFrame:
+    """60 of ``scored_day_of_150``'s flowers, labelled as scored."""
+    scored = scored_rows(settings).sort_values("flower_id")
     return pd.DataFrame(
         {"flower_id": scored["flower_id"].iloc[:60], "species": scored["prediction"].iloc[:60]}
     )
 
 
-def test_the_relanded_batch_starts_one_run_however_often_it_is_reported(settings, graph, champion):
-    labels = sixty(graph, settings)
+def test_the_relanded_batch_starts_one_run_however_often_it_is_reported(
+    settings, graph, champion, scored_day_of_150
+):
+    labels = sixty(settings)
     batch = land(settings, labels, BATCH)
     judge(graph)
     first, cursor = tick(graph)
@@ -68,8 +71,10 @@ def test_the_relanded_batch_starts_one_run_however_often_it_is_reported(settings
     assert isinstance(done, dg.SkipReason) and done.skip_message.startswith("no trigger"), done
 
 
-def test_a_removal_by_a_training_run_started_by_hand_counts_too(settings, graph, champion):
-    labels = sixty(graph, settings)
+def test_a_removal_by_a_training_run_started_by_hand_counts_too(
+    settings, graph, champion, scored_day_of_150
+):
+    labels = sixty(settings)
     batch = land(settings, labels, BATCH)
     judge(graph)
     first, cursor = tick(graph)
@@ -93,6 +98,7 @@ def test_the_relanded_batch_retrains_on_databricks_from_the_serverless_ingests_r
     settings,
     graph,
     champion,
+    scored_day_of_150,
     databricks,  # noqa: F811
 ):
     """The serverless ingest of the volume file reports through Pipes; here the local ingest
@@ -115,7 +121,7 @@ def test_the_relanded_batch_retrains_on_databricks_from_the_serverless_ingests_r
             dg.AssetMaterialization("iris_features", metadata=metadata)
         )
 
-    labels = sixty(graph, settings)
+    labels = sixty(settings)
     batch = land(settings, labels, BATCH)
     judge(graph)
     publish(settings, on_databricks, fake)

@@ -12,16 +12,21 @@ import pytest
 
 from iris_assets.assets.retraining import SUBMIT_GRACE_SECONDS
 from iris_assets.core.registry import ModelRegistry
-from tests.assets.test_monitoring_retraining import DAY, label_and_judge, retraining_tick, score
+from tests.assets.test_monitoring_retraining import (
+    DAY,
+    label_and_judge,
+    retraining_tick,
+    scored_rows,
+)
 from tests.assets.test_retrain_attempts import run_with
 
 
 def test_deleting_an_answered_retrain_run_does_not_retrain_the_same_evidence(
-    settings, graph, champion
+    settings, graph, champion, scored_day
 ):
     defs, instance = graph
     # 40 labels, 60% of them wrong: a decay, and fewer than the 50 new labels that trigger alone.
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=40, drop=0.6)
+    label_and_judge(graph, settings, scored_rows(settings), rows=40, drop=0.6)
     request, cursor = retraining_tick(graph, with_cursor=True)
     assert isinstance(request, dg.RunRequest), request
     assert request.tags["iris/retrain_reason"].startswith(f"decay on {DAY}")

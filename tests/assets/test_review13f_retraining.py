@@ -10,7 +10,12 @@ import pandas as pd
 from iris_assets.core.registry import ModelRegistry
 from iris_assets.steps.performance import labelled_flowers_path
 from tests.assets.test_monitoring_retraction import DAY, ingest, judge, labelled_rows, land
-from tests.assets.test_monitoring_retraining import label_and_judge, retraining_tick, score
+from tests.assets.test_monitoring_retraining import (
+    label_and_judge,
+    retraining_tick,
+    score,
+    scored_rows,
+)
 from tests.assets.test_retrain_attempts import run_with, start_and_end
 
 PERFORMANCE = dg.AssetKey("model_performance")
@@ -35,14 +40,14 @@ def store_again(instance, record) -> None:
 
 
 def test_a_late_report_after_a_removing_retrain_does_not_retrain_the_same_flowers(
-    settings, graph, champion
+    settings, graph, champion, scored_day_of_150
 ):
     """labels_files_sensor judges a day whenever a batch lands, so a model_performance run can
     read the tables, then store its report after a retrain's ingest committed. Without the
     removal suffix its labels key is the spent ``labels:<hash>``; with it, the retrain's own
     removal of retracted rows makes the stale report's key look new."""
     _, instance = graph
-    scored = score(graph, settings, DAY, rows=150).sort_values("flower_id")
+    scored = scored_rows(settings).sort_values("flower_id")
     ids, species = scored["flower_id"].tolist(), scored["prediction"].tolist()
     first = pd.DataFrame({"flower_id": ids[:40], "species": species[:40]})
     batch_a = land(settings, first, BATCH_A)

@@ -1,0 +1,67 @@
+"""The day templates (tests/assets/conftest.py) hold what the runs they stand for leave."""
+
+import dagster as dg
+
+from tests.conftest import new_instance
+
+INFERENCE_COLUMNS = ["flower_id", "prediction", "probability", "model_version"]
+LABEL_COLUMNS = ["flower_id", "species", "correct", "label_file"]
+
+
+def held_like_the_runs_left(settings, graph, root, tmp_path, columns, asset):
+    """The tables' ``columns`` and ``asset``'s latest materialization (its numbers) in this
+    test's home and instance are the template ``root``'s, but for times and run ids."""
+    from iris_assets.core.tables import DeltaTableStore
+    from iris_assets.settings import load_settings
+    from tests.assets.conftest import HOME, RUNS, import_runs
+    from tests.assets.test_monitoring_retraining import DAY
+
+    theirs = load_settings({"IRIS_HOME": str(root / HOME)})
+    for name, wanted in columns.items():
+        mine = DeltaTableStore(settings.warehouse).read(name, wanted, order_by="flower_id")
+        held = DeltaTableStore(theirs.warehouse).read(name, wanted, order_by="flower_id")
+        if "label_file" in wanted:  # named by when it landed: only the count of files is alike
+            assert mine["label_file"].nunique() == held["label_file"].nunique() == 1
+            mine, held = mine.drop(columns="label_file"), held.drop(columns="label_file")
+        assert len(mine) > 0 and mine.equals(held), name
+    key = dg.AssetKey(asset)
+    [mine] = graph[1].fetch_materializations(key, limit=1).records
+    with new_instance(tmp_path / "theirs", preload=import_runs((root / RUNS).read_text())) as i:
+        [held] = i.fetch_materializations(key, limit=1).records
+    assert mine.partition_key == held.partition_key == DAY
+    timeless = [k for k in mine.asset_materialization.metadata if "_at" not in k and "run" not in k]
+    assert set(mine.asset_materialization.metadata) == set(held.asset_materialization.metadata)
+    numbers = 0
+    for name in timeless:
+        ours = mine.asset_materialization.metadata[name].value
+        if isinstance(ours, int | float) and not isinstance(ours, bool):
+            assert ours == held.asset_materialization.metadata[name].value, name
+            numbers += 1
+    assert numbers >= 5, f"only {numbers} numbers compared of {sorted(timeless)}"
+
+
+def test_a_scored_day_template_holds_what_its_run_leaves(
+    settings, graph, champion, day_templates, tmp_path
+):
+    """``scored_day`` stands for ``score(graph, settings, DAY)`` on the champion, and
+    ``scored_rows`` is what that returns."""
+    from tests.assets.test_monitoring_retraining import DAY, score, scored_rows
+
+    scored = score(graph, settings, DAY)
+    assert scored.equals(scored_rows(settings)) and len(scored) == 120
+    root = day_templates(120, judged=False)
+    columns = {settings.inference_table: INFERENCE_COLUMNS}
+    held_like_the_runs_left(settings, graph, root, tmp_path, columns, "inference_table")
+
+
+def test_a_judged_day_template_holds_what_its_runs_leave(
+    settings, graph, champion, day_templates, tmp_path
+):
+    """``judged_day`` stands for ``label_and_judge(graph, settings, score(graph, settings, DAY),
+    rows=60, drop=0.0)`` on the champion (tests/assets/conftest.py)."""
+    from tests.assets.test_monitoring_retraining import DAY, label_and_judge, score
+
+    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
+    root = day_templates(120, judged=True)
+    columns = {settings.inference_table: INFERENCE_COLUMNS, settings.labels_table: LABEL_COLUMNS}
+    held_like_the_runs_left(settings, graph, root, tmp_path, columns, "model_performance")
