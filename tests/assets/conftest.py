@@ -7,8 +7,8 @@ that each test then gets its own copy of: a test may change its home and instanc
 A test's instance is in memory (``tests.conftest.new_instance``), holding the template's runs
 and events, or, for a test marked ``sqlite_instance``, a copy of the template's sqlite files.
 Most retraining tests start one or two runs further, from the champion with a day scored
-(``scored_day``) or scored and judged (``judged_day``): those are templates too, made from the
-champion's by the real runs.
+(``scored_day_of_120``) or scored and judged (``judged_day``): those are templates too, made
+from the champion's by the real runs.
 What the preload does not carry: the run records' ``start_time`` and ``end_time`` (None) and
 their create and update times (the load's); the project reads only ``create_timestamp``, of
 runs still in flight, which a preloaded run never is.
@@ -32,7 +32,7 @@ RUNS = "dagster-runs.json"  # the template instance's runs and events, as Dagste
 TRAINER = "tess"  # who trained ``trained_home``'s version 1
 # The fixtures of a test that starts from a scored (and judged) day: (its flowers, judged).
 DAY_TEMPLATES = {
-    "scored_day": (120, False),
+    "scored_day_of_120": (120, False),
     "scored_day_of_150": (150, False),
     "judged_day": (120, True),
     "judged_day_of_150": (150, True),
@@ -193,6 +193,10 @@ def graph(request, settings, tmp_path):
     that asks for a scored or judged day, a copy of that template's)."""
     on_disk = request.node.get_closest_marker(SQLITE_INSTANCE) is not None
     days = [day for name, day in DAY_TEMPLATES.items() if name in request.fixturenames]
+    for name in DAY_TEMPLATES.keys() & set(request.fixturenames):
+        # A file's own fixture of the same name would get a template it does not stand for.
+        [*_, chosen] = request.node._fixtureinfo.name2fixturedefs[name]
+        assert chosen.baseid == "tests/assets", f"{chosen.baseid} overrides the template {name}"
     if "champion" not in request.fixturenames and not days:
         if on_disk:
             template = request.getfixturevalue("dagster_instance_template")
@@ -234,7 +238,7 @@ def champion(settings, graph):
 
 
 @pytest.fixture
-def scored_day(champion):
+def scored_day_of_120(champion):
     """The champion, then ``DAY``'s 120 flowers scored: what ``score(graph, settings, DAY)``
     leaves (``tests.assets.test_monitoring_retraining``; its rows are ``scored_rows(settings)``),
     in a copy of a template made by that run (``day_templates``, ``graph``)."""
@@ -243,7 +247,7 @@ def scored_day(champion):
 
 @pytest.fixture
 def scored_day_of_150(champion):
-    """As ``scored_day``, with 150 flowers scored (``score(..., rows=150)``)."""
+    """As ``scored_day_of_120``, with 150 flowers scored (``score(..., rows=150)``)."""
     return champion
 
 

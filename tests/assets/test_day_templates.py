@@ -43,7 +43,7 @@ def held_like_the_runs_left(settings, graph, root, tmp_path, columns, asset):
 def test_a_scored_day_template_holds_what_its_run_leaves(
     settings, graph, champion, day_templates, tmp_path
 ):
-    """``scored_day`` stands for ``score(graph, settings, DAY)`` on the champion, and
+    """``scored_day_of_120`` stands for ``score(graph, settings, DAY)`` on the champion, and
     ``scored_rows`` is what that returns."""
     from tests.assets.test_monitoring_retraining import DAY, score, scored_rows
 

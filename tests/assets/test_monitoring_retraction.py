@@ -54,7 +54,7 @@ def labelled_rows(settings):
 
 
 @pytest.fixture
-def labelled(settings, graph, champion, scored_day):
+def labelled(settings, graph, champion, scored_day_of_120):
     """120 scored flowers; batches A and B (40 labels each) landed, judged and ingested."""
     scored = scored_rows(settings).sort_values("flower_id")
     ids = scored["flower_id"].tolist()

@@ -93,7 +93,7 @@ def test_new_labels_start_a_training_run_that_stops_at_the_gate(settings, graph,
     assert getattr(decision, "job_name", None) != "promotion_job"
 
 
-def test_decay_is_a_reason_to_retrain(settings, graph, champion, scored_day):
+def test_decay_is_a_reason_to_retrain(settings, graph, champion, scored_day_of_120):
     scored = scored_rows(settings)
     label_and_judge(graph, settings, scored, rows=40, drop=0.6)
     request = retraining_tick(graph)
@@ -124,7 +124,7 @@ def test_three_drifting_days_in_a_row_are_a_reason_to_retrain(settings, graph, c
     )
 
 
-def test_one_piece_of_evidence_starts_one_retrain(settings, graph, champion, scored_day):
+def test_one_piece_of_evidence_starts_one_retrain(settings, graph, champion, scored_day_of_120):
     """Decay on DAY with 60 new labels: one retrain. Once it ingested the labels, the labels
     trigger drops out, but the decay of DAY is the same evidence: no second retrain."""
     defs, instance = graph

@@ -86,7 +86,7 @@ def test_a_retrain_that_keeps_failing_is_asked_for_three_times_then_named_on_the
 
 
 def test_a_retrain_whose_challenger_failed_evaluation_is_not_asked_for_again(
-    settings, graph, champion, scored_day
+    settings, graph, champion, scored_day_of_120
 ):
     defs, instance = graph
     label_and_judge(graph, settings, scored_rows(settings), rows=60, drop=0.6)

@@ -98,7 +98,7 @@ def test_new_labels_reported_by_model_performance_start_a_retrain_reading_the_vo
 
 
 def test_fewer_new_labels_than_the_threshold_start_nothing_on_databricks(
-    settings, graph, champion, scored_day, databricks
+    settings, graph, champion, scored_day_of_120, databricks
 ):
     on_databricks, workspace, resources = databricks
     label_and_judge(graph, settings, scored_rows(settings), rows=20, drop=0.0)

@@ -73,7 +73,7 @@ def test_the_reported_evidence_equals_a_read_of_the_same_tables(settings, graph,
 
 
 def test_the_sample_names_at_most_ten_ids_however_many_are_new(
-    settings, graph, champion, scored_day
+    settings, graph, champion, scored_day_of_120
 ):
     _, instance = graph
     scored = scored_rows(settings)
@@ -89,7 +89,9 @@ def test_the_sample_names_at_most_ten_ids_however_many_are_new(
     assert len(reported["new_labels_hash"]) == 16
 
 
-def test_evidence_an_ingest_took_in_since_is_not_a_trigger(settings, graph, champion, scored_day):
+def test_evidence_an_ingest_took_in_since_is_not_a_trigger(
+    settings, graph, champion, scored_day_of_120
+):
     scored = scored_rows(settings)
     land(
         settings,
@@ -107,7 +109,7 @@ def test_evidence_an_ingest_took_in_since_is_not_a_trigger(settings, graph, cham
 
 
 def test_a_retrain_spends_its_evidence_before_the_next_model_performance_run(
-    settings, graph, champion, scored_day
+    settings, graph, champion, scored_day_of_120
 ):
     scored = scored_rows(settings)
     land(

@@ -42,7 +42,7 @@ def test_a_retrain_that_failed_before_its_ingest_is_requested_again(
 
 
 def test_flowers_labelled_again_after_their_retraction_are_new_evidence(
-    settings, graph, champion, scored_day
+    settings, graph, champion, scored_day_of_120
 ):
     scored = scored_rows(settings).sort_values("flower_id")
     labels = scored[["flower_id"]].assign(species=scored["prediction"]).iloc[:60]

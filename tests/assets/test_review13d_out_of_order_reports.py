@@ -43,7 +43,7 @@ def store_again(instance, record, **changed) -> None:
 
 
 def reports_stored_out_of_order(graph, settings):
-    """On ``scored_day`` (DAY_1 scored): day 1 reports 30 new labelled flowers, then day 2
+    """On ``scored_day_of_120`` (DAY_1 scored): day 1 reports 30 new labelled flowers, then day 2
     (computed later) 70; day 1's report is stored last. Returns (day 1's record, day 2's)."""
     _, instance = graph
     label_and_judge(graph, settings, scored_rows(settings, DAY_1), rows=30, drop=0.0, day=DAY_1)
@@ -58,7 +58,7 @@ def reports_stored_out_of_order(graph, settings):
 
 
 def test_the_report_computed_last_wins_over_the_one_stored_last(
-    settings, graph, champion, scored_day
+    settings, graph, champion, scored_day_of_120
 ):
     _, instance = graph
     first, second = reports_stored_out_of_order(graph, settings)
@@ -104,7 +104,7 @@ def test_the_freshest_report_is_taken_on_databricks_too(
     settings,
     graph,
     champion,
-    scored_day,
+    scored_day_of_120,
     databricks,  # noqa: F811
 ):
     on_databricks, workspace, resources = databricks

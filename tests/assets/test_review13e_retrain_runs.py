@@ -22,7 +22,7 @@ from tests.assets.test_retrain_attempts import run_with
 
 
 def test_deleting_an_answered_retrain_run_does_not_retrain_the_same_evidence(
-    settings, graph, champion, scored_day
+    settings, graph, champion, scored_day_of_120
 ):
     defs, instance = graph
     # 40 labels, 60% of them wrong: a decay, and fewer than the 50 new labels that trigger alone.
