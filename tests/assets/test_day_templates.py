@@ -1,6 +1,7 @@
 """The day templates (tests/assets/conftest.py) hold what the runs they stand for leave."""
 
 import dagster as dg
+import pytest
 
 from tests.conftest import new_instance
 
@@ -40,28 +41,35 @@ def held_like_the_runs_left(settings, graph, root, tmp_path, columns, asset):
     assert numbers >= 5, f"only {numbers} numbers compared of {sorted(timeless)}"
 
 
+@pytest.mark.parametrize("rows", [120, 150])
 def test_a_scored_day_template_holds_what_its_run_leaves(
-    settings, graph, champion, day_templates, tmp_path
+    settings, graph, champion, day_templates, tmp_path, rows
 ):
-    """``scored_day_of_120`` stands for ``score(graph, settings, DAY)`` on the champion, and
-    ``scored_rows`` is what that returns."""
+    """``scored_day_of_{rows}`` stands for ``score(graph, settings, DAY, rows)`` on the
+    champion, and its ``scored_rows`` are, row for row and in order, what that returns: tests
+    slice them (``scored.iloc[:75]``), so their order is part of what a template holds."""
+    from iris_assets.settings import load_settings
+    from tests.assets.conftest import HOME
     from tests.assets.test_monitoring_retraining import DAY, score, scored_rows
 
-    scored = score(graph, settings, DAY)
-    assert scored.equals(scored_rows(settings)) and len(scored) == 120
-    root = day_templates(120, judged=False)
+    scored = score(graph, settings, DAY, rows)
+    root = day_templates(rows, judged=False)
+    held = scored_rows(load_settings({"IRIS_HOME": str(root / HOME)}))
+    runs_own = ["predicted_at", "run_id"]  # when and by which run: the template's own
+    assert len(scored) == rows and scored.drop(columns=runs_own).equals(held.drop(columns=runs_own))
     columns = {settings.inference_table: INFERENCE_COLUMNS}
     held_like_the_runs_left(settings, graph, root, tmp_path, columns, "inference_table")
 
 
+@pytest.mark.parametrize("rows", [120, 150])
 def test_a_judged_day_template_holds_what_its_runs_leave(
-    settings, graph, champion, day_templates, tmp_path
+    settings, graph, champion, day_templates, tmp_path, rows
 ):
-    """``judged_day`` stands for ``label_and_judge(graph, settings, score(graph, settings, DAY),
-    rows=60, drop=0.0)`` on the champion (tests/assets/conftest.py)."""
+    """The judged templates stand for ``label_and_judge(graph, settings, score(graph,
+    settings, DAY, rows), rows=60, drop=0.0)`` on the champion (tests/assets/conftest.py)."""
     from tests.assets.test_monitoring_retraining import DAY, label_and_judge, score
 
-    label_and_judge(graph, settings, score(graph, settings, DAY), rows=60, drop=0.0)
-    root = day_templates(120, judged=True)
+    label_and_judge(graph, settings, score(graph, settings, DAY, rows), rows=60, drop=0.0)
+    root = day_templates(rows, judged=True)
     columns = {settings.inference_table: INFERENCE_COLUMNS, settings.labels_table: LABEL_COLUMNS}
     held_like_the_runs_left(settings, graph, root, tmp_path, columns, "model_performance")
