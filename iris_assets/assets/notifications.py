@@ -294,6 +294,19 @@ def delivery_line(message: dict, delivery) -> str:
     return line
 
 
+class OpenedOnFirstUse:
+    """The registry, opened when a message first asks it something: a tick with nothing new to
+    tell (every tick of a fresh home) opens none, and so makes none."""
+
+    def __init__(self, open_registry):
+        self._open, self._registry = open_registry, None
+
+    def __getattr__(self, name: str):
+        if self._registry is None:
+            self._registry = self._open()
+        return getattr(self._registry, name)
+
+
 @dg.sensor(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -311,7 +324,8 @@ def notification_sensor(
     known = json.loads(context.cursor) if context.cursor else {}
     cursor, started = dict(known), time.monotonic()
     told, failed, held_back, unrecorded = 0, [], 0, []
-    for stream, storage_id, message in pending(context.instance, known, notifier, registry.get()):
+    models = OpenedOnFirstUse(registry.get)
+    for stream, storage_id, message in pending(context.instance, known, notifier, models):
         if message is not None:
             spent = time.monotonic() - started
             if told >= MESSAGES_PER_TICK or spent >= TICK_BUDGET_SECONDS:

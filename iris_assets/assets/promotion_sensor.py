@@ -255,4 +255,12 @@ def lifecycle_decision(
 def champion_approval_sensor(
     context: dg.SensorEvaluationContext, registry: ModelRegistryResource, serving: ServingBackend
 ):
-    return lifecycle_decision(registry.get(), context.instance, registry.settings.get(), serving)
+    from iris_assets.core.registry import no_registry_yet
+
+    settings = registry.settings.get()
+    if no_registry_yet(settings):  # no champion, no challenger: nothing to promote or serve
+        return dg.SkipReason(
+            f"no registry yet at {settings.mlflow_db}: materialize challenger_model (or run "
+            "`iris demo`) to register the first version"
+        )
+    return lifecycle_decision(registry.get(), context.instance, settings, serving)

@@ -795,10 +795,11 @@ def retraining_sensor(
     step_runner: StepRunner,
     notifier: NotifierResource,
 ):
+    from iris_assets.core.registry import no_registry_yet
     from iris_assets.steps.performance import labelled_flowers_path
 
     current = settings.get()
-    if not current.is_databricks and not current.mlflow_db.exists():
+    if no_registry_yet(current):
         return dg.SkipReason("no registry yet: retraining starts once a champion serves")
     models = registry.get()
     if models.champion() is None:
