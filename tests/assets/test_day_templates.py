@@ -5,26 +5,54 @@ import pytest
 
 from tests.conftest import new_instance
 
-INFERENCE_COLUMNS = ["flower_id", "prediction", "probability", "model_version"]
-LABEL_COLUMNS = ["flower_id", "species", "correct", "label_file"]
+# The column naming the run that wrote a row: each home's own, as are the times rows were
+# written (``*_at`` but ``observed_at``, when a flower was seen).
+RUN_COLUMNS = ("run_id",)
 
 
-def held_like_the_runs_left(settings, graph, root, tmp_path, columns, asset):
-    """The tables' ``columns`` and ``asset``'s latest materialization (its numbers) in this
-    test's home and instance are the template ``root``'s, but for times and run ids."""
+def tables(warehouse):
+    """Every Delta table under ``warehouse``, by its ``catalog.schema.table`` name."""
+    return {
+        ".".join(log.parent.relative_to(warehouse).parts) for log in warehouse.rglob("_delta_log")
+    }
+
+
+def rows_alike(mine, held, what):
+    """The same rows in the same order, but for the columns each home writes for itself (a
+    label file is named by when it landed: only how many there are is alike)."""
+    assert list(mine.columns) == list(held.columns), what
+    own = [c for c in mine.columns if c in RUN_COLUMNS or c.endswith("_at") and c != "observed_at"]
+    if "label_file" in mine.columns:
+        assert mine["label_file"].nunique() == held["label_file"].nunique(), what
+        own.append("label_file")
+    assert mine.drop(columns=own).equals(held.drop(columns=own)), what
+
+
+def held_like_the_runs_left(settings, graph, root, tmp_path, asset):
+    """Every table (its rows, in the order a read returns them), the labelled flowers'
+    export, and ``asset``'s latest materialization (its numbers) in this test's home and
+    instance are the template ``root``'s, but for times and run ids."""
+    import pandas as pd
+
     from iris_assets.core.tables import DeltaTableStore
     from iris_assets.settings import load_settings
+    from iris_assets.steps.performance import labelled_flowers_path
     from tests.assets.conftest import HOME, RUNS, import_runs
     from tests.assets.test_monitoring_retraining import DAY
 
     theirs = load_settings({"IRIS_HOME": str(root / HOME)})
-    for name, wanted in columns.items():
-        mine = DeltaTableStore(settings.warehouse).read(name, wanted, order_by="flower_id")
-        held = DeltaTableStore(theirs.warehouse).read(name, wanted, order_by="flower_id")
-        if "label_file" in wanted:  # named by when it landed: only the count of files is alike
-            assert mine["label_file"].nunique() == held["label_file"].nunique() == 1
-            mine, held = mine.drop(columns="label_file"), held.drop(columns="label_file")
-        assert len(mine) > 0 and mine.equals(held), name
+    names = tables(settings.warehouse)
+    assert names == tables(theirs.warehouse) and settings.inference_table in names
+    for name in sorted(names):
+        mine = DeltaTableStore(settings.warehouse).read(name)
+        held = DeltaTableStore(theirs.warehouse).read(name)
+        assert name != settings.inference_table or len(mine) > 0
+        rows_alike(mine, held, name)
+    export = labelled_flowers_path(settings)
+    assert export.exists() == labelled_flowers_path(theirs).exists()
+    if export.exists():
+        mine, held = (pd.read_parquet(labelled_flowers_path(s)) for s in (settings, theirs))
+        rows_alike(mine, held, export.name)
     key = dg.AssetKey(asset)
     [mine] = graph[1].fetch_materializations(key, limit=1).records
     with new_instance(tmp_path / "theirs", preload=import_runs((root / RUNS).read_text())) as i:
@@ -57,8 +85,7 @@ def test_a_scored_day_template_holds_what_its_run_leaves(
     held = scored_rows(load_settings({"IRIS_HOME": str(root / HOME)}))
     runs_own = ["predicted_at", "run_id"]  # when and by which run: the template's own
     assert len(scored) == rows and scored.drop(columns=runs_own).equals(held.drop(columns=runs_own))
-    columns = {settings.inference_table: INFERENCE_COLUMNS}
-    held_like_the_runs_left(settings, graph, root, tmp_path, columns, "inference_table")
+    held_like_the_runs_left(settings, graph, root, tmp_path, "inference_table")
 
 
 @pytest.mark.parametrize("rows", [120, 150])
@@ -71,5 +98,4 @@ def test_a_judged_day_template_holds_what_its_runs_leave(
 
     label_and_judge(graph, settings, score(graph, settings, DAY, rows), rows=60, drop=0.0)
     root = day_templates(rows, judged=True)
-    columns = {settings.inference_table: INFERENCE_COLUMNS, settings.labels_table: LABEL_COLUMNS}
-    held_like_the_runs_left(settings, graph, root, tmp_path, columns, "model_performance")
+    held_like_the_runs_left(settings, graph, root, tmp_path, "model_performance")

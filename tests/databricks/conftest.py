@@ -36,13 +36,16 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(autouse=True)
 def short_pipes_grace(monkeypatch):
     """Pipes readers wait 10 s for late messages from a process that never said goodbye (a killed
-    or cancelled task, one that never started); the fake's files are written synchronously, so
-    reading for one more second after the session closed is plenty here (Dagster compares whole
-    seconds: 0 means more than 0). They also sleep 1 s a loop, so a step's result reached its
-    test up to a second after its closed message; 0.05 s here. While a task runs the readers
-    still download at most once a second (their own interval); only that last second reads
-    every loop. tests/databricks on 3 workers took 55.0 s before, 41.6 s after, with busy CPU
-    60 and 56 s (2026-12-07)."""
+    or cancelled task, one that never started); the fake reports a run terminated only once its
+    task process has exited, so reading for one more second after the session closed is plenty
+    here (Dagster compares whole seconds: 0 means more than 0). Not for an interrupted Dagster
+    run: the client stops at TERMINATING, which the fake reports when it signals the task, and
+    the task may write for ``cancel_grace_seconds`` more; no test reads what a task says then.
+
+    The readers also sleep 1 s a loop, so a step's result reached its test up to a second after
+    its closed message; 0.05 s here. While a task runs they still download at most once a
+    second (their own interval); only that last second reads every loop. tests/databricks on 3
+    workers took 55.0 s before, 41.6 s after, with busy CPU 60 and 56 s (2026-12-07)."""
     monkeypatch.setattr("dagster._core.pipes.utils.WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 0)
     monkeypatch.setattr("dagster._core.pipes.utils.DEFAULT_SLEEP_INTERVAL", 0.05)
 
