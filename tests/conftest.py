@@ -60,7 +60,6 @@ SLOW_FILES_FIRST = (
     "tests/test_cli.py",
     "tests/ui/test_dev_orphans.py",
     "tests/assets/test_lifecycle.py",
-    "tests/test_dg.py",
     "tests/test_mlflow_ui.py",
     "tests/assets/test_monitoring_retraining.py",
     "tests/serving/test_serving_request_log.py",

@@ -1,14 +1,10 @@
-"""`dg`, Dagster 1.13's own command, from the project root: list, check, and `iris dev` on it."""
+"""`dg`, Dagster 1.13's own command, from the project root: list and check (`iris dev`, which
+runs `dg dev`, is tried in tests/ui/test_dev_orphans.py)."""
 
 import json
 import subprocess
-import time
 
-import pytest
-
-from tests.conftest import free_port
-from tests.processes import stop_group
-from tests.test_definitions import BIN, GRAPH_ASSETS, REPOSITORY_QUERY, ROOT, clean_env, graphql
+from tests.test_definitions import BIN, GRAPH_ASSETS, ROOT, clean_env
 
 
 def dg(tmp_path, *args: str) -> subprocess.CompletedProcess:
@@ -51,40 +47,3 @@ def test_dg_check_defs_passes(tmp_path):
     out = dg(tmp_path, "check", "defs")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "All definitions loaded successfully" in out.stdout + out.stderr
-
-
-@pytest.mark.slow
-def test_iris_dev_runs_dg_dev_once_per_home(tmp_path):
-    env, port = clean_env(tmp_path), free_port()
-    log = tmp_path / "iris-dev.log"
-    first = subprocess.Popen(
-        [str(BIN / "iris"), "dev", "--port", str(port)],
-        cwd=tmp_path,  # anywhere: iris dev runs dg from the project root
-        env=env,
-        stdout=open(log, "w"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline, repository = time.monotonic() + 120, None
-        while time.monotonic() < deadline and repository is None:
-            assert first.poll() is None, log.read_text()[-2000:]
-            try:
-                repository = graphql(port, REPOSITORY_QUERY)["repositoriesOrError"]["nodes"][0]
-            except (OSError, KeyError, TypeError, IndexError):
-                time.sleep(0.2)  # poll often: the wait ends as soon as it answers
-        assert repository, "dg dev did not answer within 120 s"
-        assert {"/".join(n["assetKey"]["path"]) for n in repository["assetNodes"]} == GRAPH_ASSETS
-
-        second = subprocess.run(
-            [str(BIN / "iris"), "dev", "--port", str(free_port())],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert second.returncode == 2
-        assert "already running" in second.stderr
-        assert f"pid {first.pid}" in second.stderr and f"127.0.0.1:{port}" in second.stderr
-    finally:
-        stop_group(first)
