@@ -17,7 +17,8 @@ It prints the median of ``--runs`` of each (after one warm-up of each that is no
 ratio demo/floor, and where the demo's time went: each Dagster run's steps as Dagster recorded
 them (from the last demo's instance) and the time outside any run. ``--profile`` also profiles
 one demo with pyinstrument (when installed; cProfile otherwise) and writes the report beside the
-results. Writes bench/results/lifecycle.md; exits non-zero when the ratio is above 2.0.
+results. Puts its run first in bench/results/lifecycle.md, earlier runs below it
+(``results_file.record``); exits non-zero when the ratio is above 2.0.
 Run it with `make bench-lifecycle`.
 """
 
@@ -34,6 +35,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from results_file import commit_of, record
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "lifecycle.md"
@@ -430,8 +433,7 @@ def main(argv=None) -> int:
         f"| CPU ratio demo / floor | {sum(cpu.values()) / low_cpu:.2f} |",
     ]
     table = "\n".join(lines)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(f"# Lifecycle benchmark\n\n{table}\n")
+    record(RESULTS, "Lifecycle benchmark", table, commit_of(ROOT))
     print("\n" + table)
     if args.profile:
         print(f"\nprofile of one demo: {PROFILE}")
