@@ -40,7 +40,9 @@ import threading
 import time
 from pathlib import Path
 
-from results_file import commit_of, record
+from results_file import record
+
+from iris_assets.version import git_version
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "batch.md"
@@ -463,7 +465,7 @@ def main(argv=None) -> int:
         *lines,
     ]
     table = "\n".join(lines)
-    record(RESULTS, "Batch inference benchmark", table, commit_of(ROOT))
+    record(RESULTS, "Batch inference benchmark", table, git_version(ROOT) or "unknown")
     print("\n" + table)
     if failures:
         print("\nMISSED: " + "; ".join(failures), file=sys.stderr)

@@ -36,7 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from results_file import commit_of, record
+from results_file import record
+
+from iris_assets.version import git_version
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "lifecycle.md"
@@ -433,7 +435,7 @@ def main(argv=None) -> int:
         f"| CPU ratio demo / floor | {sum(cpu.values()) / low_cpu:.2f} |",
     ]
     table = "\n".join(lines)
-    record(RESULTS, "Lifecycle benchmark", table, commit_of(ROOT))
+    record(RESULTS, "Lifecycle benchmark", table, git_version(ROOT) or "unknown")
     print("\n" + table)
     if args.profile:
         print(f"\nprofile of one demo: {PROFILE}")

@@ -3,32 +3,18 @@
 ``make bench-lifecycle`` and ``make bench-batch`` used to write their file whole, so each run
 erased the earlier sessions' measurements kept below it (what the issue's before-and-after
 rests on). ``record`` puts a run's section under the file's title, headed with when it ran and
-the commit it measured, and keeps everything that was there below it. The file is replaced in
-one step (a temporary file renamed over it): a run killed while writing leaves the old file.
+the code it measured (the benches pass ``iris_assets.version.git_version``: the commit, and a
+hash of uncommitted changes), and keeps everything that was there below it. The file is
+replaced in one step (a temporary file renamed over it): a run killed while writing leaves the
+old file.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-import subprocess
 import tempfile
 from pathlib import Path
-
-
-def commit_of(root: Path) -> str:
-    """The checkout's commit, ``-dirty`` when the tree has changes; ``unknown`` outside git."""
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=7"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
 def record(

@@ -3,7 +3,6 @@
 import datetime
 import importlib.util
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -55,12 +54,3 @@ def test_a_run_killed_while_writing_leaves_the_old_file_and_no_litter(tmp_path, 
         results_file.record(path, TITLE, "the new run", "abc1234", FIRST)
     assert path.read_text() == f"# {TITLE}\n\nthe old runs\n"
     assert [p.name for p in tmp_path.iterdir()] == ["lifecycle.md"]
-
-
-def test_the_commit_is_this_checkouts_and_unknown_outside_git(tmp_path):
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    commit = results_file.commit_of(ROOT)
-    assert head.startswith(commit.removesuffix("-dirty")) and len(commit) >= 7
-    assert results_file.commit_of(tmp_path) == "unknown"

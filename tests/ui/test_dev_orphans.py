@@ -36,6 +36,17 @@ def answers(port: int) -> bool:
     return repository(port) is not None
 
 
+def another_iris_dev(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """A second `iris dev` on the same home, on a port of its own: it must refuse at once."""
+    return subprocess.run(
+        [str(BIN / "iris"), "dev", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="orphans are found through /proc (Linux)")
 def test_iris_dev_runs_once_per_home_and_a_killed_ones_orphans_block_the_next_until_iris_stop(
@@ -60,13 +71,7 @@ def test_iris_dev_runs_once_per_home_and_a_killed_ones_orphans_block_the_next_un
             time.sleep(0.2)  # poll often: the wait ends as soon as it answers
         assert {"/".join(n["assetKey"]["path"]) for n in loaded["assetNodes"]} == GRAPH_ASSETS
 
-        alive = subprocess.run(
-            [str(BIN / "iris"), "dev", "--port", str(free_port())],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        alive = another_iris_dev(env)
         assert alive.returncode == 2, alive.stdout[-2000:] + alive.stderr[-2000:]
         assert "already running" in alive.stderr
         assert f"pid {first.pid}" in alive.stderr and f"127.0.0.1:{port}" in alive.stderr
@@ -77,13 +82,7 @@ def test_iris_dev_runs_once_per_home_and_a_killed_ones_orphans_block_the_next_un
         orphans = dev_processes(home)
         assert orphans and first.pid not in orphans
 
-        second = subprocess.run(
-            [str(BIN / "iris"), "dev", "--port", str(free_port())],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        second = another_iris_dev(env)
         assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
         assert "still run" in second.stderr and "iris stop" in second.stderr
         assert any(f"pid {pid}" in second.stderr for pid in orphans)
