@@ -62,6 +62,18 @@ def probe(tmp_path, monkeypatch):
     return run
 
 
+@pytest.fixture
+def own_workers(monkeypatch):
+    """This test's workers, apart from the pytest worker's own: a test that kills or forgets
+    its worker would otherwise leave every later step of this process a fresh worker that
+    imports the steps' libraries again (about 3 CPU s)."""
+    mine: dict = {}
+    monkeypatch.setattr(WarmWorker, "_workers", mine)
+    yield mine
+    for worker in list(mine.values()):
+        worker.stop()
+
+
 def test_a_warm_step_runs_as_main_in_its_own_process_with_the_env_and_cwd_it_was_given(
     probe, tmp_path
 ):
@@ -111,7 +123,7 @@ def test_terminating_a_warm_step_ends_it_with_sigterm(probe):
     assert process.wait(timeout=30) == -signal.SIGTERM
 
 
-def test_a_killed_worker_is_replaced_and_the_step_still_runs(probe):
+def test_a_killed_worker_is_replaced_and_the_step_still_runs(probe, own_workers):
     probe()
     worker = WarmWorker.for_python(sys.executable)
     worker.process.kill()
@@ -225,13 +237,39 @@ def test_a_forked_worker_reaped_behind_its_back_reads_as_ended(monkeypatch):
     assert _ForkedWorker(999_999).wait() == 0
 
 
-def test_a_worker_forked_by_prestart_runs_steps_like_a_cold_process_and_ends_with_its_owner(
+DETACHED_PROBE = textwrap.dedent(
+    """
+    import json, os, sys, time
+    fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+    with open("detached.json", "w") as out:
+        json.dump({"pid": os.getpid(), "sid": os.getsid(0), "argv": sys.argv[1:],
+                   "fds": fds}, out)
+    print("to the log", flush=True)
+    while os.path.exists("owner-running"):
+        time.sleep(0.05)
+    with open("after-owner.json", "w") as out:
+        json.dump({"ppid": os.getppid()}, out)
+    """
+)
+
+
+def test_a_prestarted_worker_forks_steps_like_cold_processes_and_detached_programs_outliving_it(
     tmp_path,
 ):
+    """One owner (each preloads every step's libraries, about 5 CPU s) for both of what a
+    prestarted worker does: steps forked like cold processes, then a detached program that
+    outlives the owner in a session of its own, holding none of the owner's descriptors; the
+    worker itself ends with its owner."""
     (tmp_path / "warm_probe.py").write_text(PROBE)
+    (tmp_path / "detached_probe.py").write_text(DETACHED_PROBE)
     owner = textwrap.dedent(
         """
-        import json, os, sys
+        import json, os, sys, time
+        # Open before the worker is forked from here: it must not reach the detached program.
+        read_end, write_end = os.pipe()
+        os.dup2(read_end, 50)
+        os.dup2(write_end, 51)
+        open("owner-running", "w").close()
         from iris_assets.resources import warm_steps
 
         warm_steps.prestart()
@@ -242,8 +280,16 @@ def test_a_worker_forked_by_prestart_runs_steps_like_a_cold_process_and_ends_wit
             env = {**os.environ, "PROBE_OUT": out, "PROBE_VALUE": value}
             assert warm_steps.launch_step(sys.executable, "warm_probe", env).wait(60) == 0
             reports.append(json.load(open(out)))
+        with open("program.log", "ab") as log:
+            pid = warm_steps.launch_detached(
+                sys.executable, "detached_probe", ["--flag", "value"], dict(os.environ),
+                os.getcwd(), log.fileno())
+        while not os.path.exists("detached.json"):
+            time.sleep(0.05)
         print(json.dumps({"forked": type(worker.process).__name__, "worker": worker.process.pid,
-                          "owner": os.getpid(), "reports": reports}))
+                          "owner": os.getpid(), "reports": reports, "pid": pid,
+                          "pipe": [50, 51]}))
+        os.unlink("owner-running")
         """
     )
     out = subprocess.run(
@@ -256,61 +302,10 @@ def test_a_worker_forked_by_prestart_runs_steps_like_a_cold_process_and_ends_wit
     assert (first["env"], second["env"]) == ("first", "second")
     assert first["main"] == "__main__" and first["leftover"] is None and second["leftover"] is None
     assert len({first["pid"], second["pid"], result["worker"], result["owner"]}) == 4
-    deadline = time.monotonic() + 30
-    while os.path.exists(f"/proc/{result['worker']}") and time.monotonic() < deadline:
-        time.sleep(0.1)  # the worker notices its owner is gone within a second
-    assert not os.path.exists(f"/proc/{result['worker']}")
 
-
-def test_a_detached_program_outlives_its_owner_in_a_session_of_its_own_holding_no_owner_fds(
-    tmp_path,
-):
-    (tmp_path / "detached_probe.py").write_text(
-        textwrap.dedent(
-            """
-            import json, os, sys, time
-            fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
-            with open("detached.json", "w") as out:
-                json.dump({"pid": os.getpid(), "sid": os.getsid(0), "argv": sys.argv[1:],
-                           "fds": fds}, out)
-            print("to the log", flush=True)
-            while os.path.exists("owner-running"):
-                time.sleep(0.05)
-            with open("after-owner.json", "w") as out:
-                json.dump({"ppid": os.getppid()}, out)
-            """
-        )
-    )
-    owner = textwrap.dedent(
-        """
-        import json, os, sys, time
-        # Open before the worker is forked from here: it must not reach the detached program.
-        read_end, write_end = os.pipe()
-        os.dup2(read_end, 50)
-        os.dup2(write_end, 51)
-        open("owner-running", "w").close()
-        from iris_assets.resources import warm_steps
-
-        warm_steps.prestart()
-        with open("program.log", "ab") as log:
-            pid = warm_steps.launch_detached(
-                sys.executable, "detached_probe", ["--flag", "value"], dict(os.environ),
-                os.getcwd(), log.fileno())
-        while not os.path.exists("detached.json"):
-            time.sleep(0.05)
-        worker = warm_steps.WarmWorker.for_python(sys.executable).process.pid
-        print(json.dumps({"pid": pid, "owner": os.getpid(), "worker": worker,
-                          "pipe": [50, 51]}))
-        os.unlink("owner-running")
-        """
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", owner], cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout.strip().splitlines()[-1])
     report = json.loads((tmp_path / "detached.json").read_text())
     assert report["pid"] == result["pid"] not in (result["owner"], result["worker"])
+    assert report["pid"] not in (first["pid"], second["pid"])
     assert report["sid"] == report["pid"]  # its own session: the owner's Ctrl-C is not its
     assert report["argv"] == ["--flag", "value"]
     assert not set(result["pipe"]) & set(report["fds"])
@@ -322,12 +317,15 @@ def test_a_detached_program_outlives_its_owner_in_a_session_of_its_own_holding_n
     assert after["ppid"] not in (result["owner"], result["worker"])
     assert (tmp_path / "program.log").read_text() == "to the log\n"
 
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{result['worker']}") and time.monotonic() < deadline:
+        time.sleep(0.1)  # the worker notices its owner is gone within a second
+    assert not os.path.exists(f"/proc/{result['worker']}")
 
-def test_without_a_warm_worker_nothing_is_launched_detached(tmp_path, monkeypatch):
+
+def test_without_a_warm_worker_nothing_is_launched_detached(tmp_path, monkeypatch, own_workers):
     from iris_assets.resources.warm_steps import launch_detached
 
-    for worker in list(WarmWorker._workers.values()):
-        WarmWorker.forget(worker)
     with open(tmp_path / "log", "ab") as log:
         assert (
             launch_detached(sys.executable, "json.tool", [], os.environ, ".", log.fileno()) is None
