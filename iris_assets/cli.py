@@ -285,13 +285,13 @@ def cmd_label(args) -> int:
 
 
 def simulate_labels_for(args, settings, day: str) -> int:
+    if not 0.0 <= args.accuracy_drop <= 1.0:
+        raise CliError("--accuracy-drop is a share of labels, between 0 and 1")
     from iris_assets.core.labels import labelled_ids, simulate_labels
     from iris_assets.core.landing import LandingArea
     from iris_assets.core.schema import FEATURE_COLUMNS, PRIMARY_KEY
     from iris_assets.steps.stores import table_store
 
-    if not 0.0 <= args.accuracy_drop <= 1.0:
-        raise CliError("--accuracy-drop is a share of labels, between 0 and 1")
     store = table_store(settings)
     if not store.exists(settings.inference_table):
         raise CliError(
@@ -323,8 +323,7 @@ def simulate_labels_for(args, settings, day: str) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from iris_assets.core.landing import LandingArea, simulate_flowers
-
+    # The arguments are checked before pandas and deltalake are imported: a refusal is instant.
     batch_rows(args.rows)
     settings = load_settings()
     day = observed_day(args.date)
@@ -334,6 +333,8 @@ def cmd_simulate(args) -> int:
         return simulate_labels_for(args, settings, day)
     if args.accuracy_drop:
         raise CliError("--accuracy-drop applies to --labels only")
+    from iris_assets.core.landing import LandingArea, simulate_flowers
+
     rows = 100 if args.rows is None else args.rows
     frame = simulate_flowers(rows, day, seed=args.seed, drift=args.drift)
     path = LandingArea(settings.landing_dir).write_batch(frame, day)
