@@ -9,7 +9,9 @@ fresh interpreter has, in the pytest worker's process group as a ``Popen`` child
 through a ``Popen``-like handle (pid, poll, wait, send_signal, kill, returncode), so tests that
 SIGTERM or SIGKILL it and check how it exited do just that. It still loads its model itself.
 Tests whose subject is start-up (``ServingProcess``, ``iris serve``) start cold processes, and so
-does ``_start_server(cold=True)`` or ``IRIS_WARM_STEPS=0``.
+does ``_start_server(cold=True)`` or ``IRIS_WARM_STEPS=0``; ``warm_launcher`` hands the same
+worker to a ``ServingProcess`` whose start is not the test's subject, as the orchestrator's warm
+worker is handed to the ``serving_endpoint`` asset's.
 """
 
 from __future__ import annotations
@@ -214,8 +216,26 @@ _warm_worker: WarmWorker | None = None
 
 
 def _fork_server(argv: list[str], env: dict[str, str], cwd: Path, log: int) -> WarmStep | None:
-    """The server forked from this pytest worker's warm worker (started on the first call), or
-    None to start it cold: warm steps off, or the worker cannot be reached even after a restart."""
+    """The server forked from this pytest worker's warm worker, or None to start it cold."""
+    # What a Popen child would have: this process's stdin, the log as stdout and stderr.
+    return _fork(SERVER_MODULE, argv, env, cwd, lambda: [_inherited_stdin(), *_twice(log)])
+
+
+def _twice(log: int) -> list[int]:
+    return [os.dup(log), os.dup(log)]
+
+
+def _fork(
+    module: str,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    stdio: Callable[[], list[int]],
+    detach: bool = False,
+) -> WarmStep | None:
+    """``module`` forked from this pytest worker's warm worker (started on the first call), or
+    None: warm steps off, or the worker cannot be reached even after a restart. ``stdio`` makes
+    the three descriptors each attempt hands over (and the launch closes)."""
     global _warm_worker
     if not warm_steps_enabled(env):
         return None
@@ -226,10 +246,8 @@ def _fork_server(argv: list[str], env: dict[str, str], cwd: Path, log: int) -> W
             # Its own worker, not the registry's one for this process: tests of warm steps
             # stop, kill and count that one.
             _warm_worker = WarmWorker(sys.executable)
-        # What a Popen child would have: this process's stdin, the log as stdout and stderr.
-        stdio = [_inherited_stdin(), os.dup(log), os.dup(log)]
         try:
-            return _warm_worker.launch(SERVER_MODULE, env, str(cwd), argv=argv, stdio=stdio)
+            return _warm_worker.launch(module, env, str(cwd), argv, stdio(), detach)
         except WorkerUnavailable:
             _warm_worker.stop()
             _warm_worker = None
@@ -286,6 +304,22 @@ def start_server(registry: Registry, tmp_path: Path) -> Iterator[Callable[..., R
     yield start
     for running in started:
         _stop_server(running)
+
+
+@pytest.fixture
+def warm_launcher() -> Callable[[str, list[str], dict[str, str], str, int], int | None]:
+    """A ``ServingProcess`` launcher forking the server detached from this pytest worker's warm
+    worker, as ``resources.warm_steps.launch_detached`` does from the orchestrator's: its pid, or
+    None to start it cold."""
+
+    def launch(module: str, argv: list[str], env: dict[str, str], cwd: str, log: int):
+        def stdio() -> list[int]:
+            return [os.open(os.devnull, os.O_RDONLY), *_twice(log)]
+
+        forked = _fork(module, argv, env, Path(cwd), stdio, detach=True)
+        return None if forked is None else forked.pid
+
+    return launch
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ class Answer:
 
 
 def test_three_promotions_under_load_fail_no_request(
-    registry: Registry, tmp_path: Path, unused_port: int
+    registry: Registry, tmp_path: Path, unused_port: int, warm_launcher
 ) -> None:
     X = registry.X[list(FEATURE_COLUMNS)]
     expected = {v: registry.estimators[v].predict(X) for v in VERSIONS}
@@ -43,7 +43,8 @@ def test_three_promotions_under_load_fail_no_request(
     body = json.dumps({"dataframe_records": X.iloc[rows].to_dict(orient="records")}).encode()
     answers = {v: expected[v][rows].tolist() for v in VERSIONS}
 
-    serving = ServingProcess(tmp_path / "serving", "127.0.0.1", unused_port)
+    # Forked from a warm worker, as the asset's server is: its start is not this test's subject.
+    serving = ServingProcess(tmp_path / "serving", "127.0.0.1", unused_port, launcher=warm_launcher)
     url = serving.ensure_serving(registry.model_name, "1", env=registry.env(), timeout=60)
     pid = serving.status()["pid"]
 
