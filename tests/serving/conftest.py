@@ -2,8 +2,9 @@
 model, and real server subprocesses on free ports.
 
 A server costs ~4-5 CPU s to start cold, nearly all of it importing MLflow, scikit-learn, pandas
-and pyarrow. So each pytest worker keeps one warm worker (``resources.warm_steps``, the demo's
-mechanism) that has imported them and forks ``python -m iris_assets.serving.server`` per test:
+and pyarrow. So the servers are forked from the pytest worker's warm worker, the one its steps
+fork from (``resources.warm_steps``, the demo's mechanism), which has imported them and forks
+``python -m iris_assets.serving.server`` per test:
 a process of its own with the test's argv, env, cwd and stdout/stderr, the signal dispositions a
 fresh interpreter has, in the pytest worker's process group as a ``Popen`` child would be, seen
 through a ``Popen``-like handle (pid, poll, wait, send_signal, kill, returncode), so tests that
@@ -212,9 +213,6 @@ def _start_server(
     raise AssertionError(f"server did not become healthy in 180 s:\n{server.log_text()}")
 
 
-_warm_worker: WarmWorker | None = None
-
-
 def _fork_server(argv: list[str], env: dict[str, str], cwd: Path, log: int) -> WarmStep | None:
     """The server forked from this pytest worker's warm worker, or None to start it cold."""
     # What a Popen child would have: this process's stdin, the log as stdout and stderr.
@@ -233,24 +231,18 @@ def _fork(
     stdio: Callable[[], list[int]],
     detach: bool = False,
 ) -> WarmStep | None:
-    """``module`` forked from this pytest worker's warm worker (started on the first call), or
-    None: warm steps off, or the worker cannot be reached even after a restart. ``stdio`` makes
-    the three descriptors each attempt hands over (and the launch closes)."""
-    global _warm_worker
+    """``module`` forked from this pytest worker's warm worker, the one its steps fork from (so
+    MLflow and scikit-learn are imported once per worker, not once for steps and once for
+    servers), or None: warm steps off, or no worker can be reached even after a restart.
+    ``stdio`` makes the three descriptors each attempt hands over (and the launch closes)."""
     if not warm_steps_enabled(env):
         return None
     for _ in range(2):
-        if _warm_worker is None or _warm_worker.process.poll() is not None:
-            if _warm_worker is not None:
-                _warm_worker.stop()
-            # Its own worker, not the registry's one for this process: tests of warm steps
-            # stop, kill and count that one.
-            _warm_worker = WarmWorker(sys.executable)
+        worker = WarmWorker.for_python(sys.executable)
         try:
-            return _warm_worker.launch(module, env, str(cwd), argv, stdio(), detach)
+            return worker.launch(module, env, str(cwd), argv, stdio(), detach)
         except WorkerUnavailable:
-            _warm_worker.stop()
-            _warm_worker = None
+            WarmWorker.forget(worker)
     return None
 
 
@@ -259,13 +251,6 @@ def _inherited_stdin() -> int:
         return os.dup(0)
     except OSError:  # closed: Popen's child would have none either; /dev/null is the closest
         return os.open(os.devnull, os.O_RDONLY)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _stop_warm_worker() -> Iterator[None]:
-    yield
-    if _warm_worker is not None:
-        _warm_worker.stop()
 
 
 def _stop_server(server: RunningServer) -> None:
