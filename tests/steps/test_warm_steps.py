@@ -245,7 +245,8 @@ DETACHED_PROBE = textwrap.dedent(
         json.dump({"pid": os.getpid(), "sid": os.getsid(0), "argv": sys.argv[1:],
                    "fds": fds}, out)
     print("to the log", flush=True)
-    while os.path.exists("owner-running"):
+    owner = int(open("owner-running").read())
+    while os.path.exists(f"/proc/{owner}"):  # until the owner has exited and been reaped
         time.sleep(0.05)
     with open("after-owner.json", "w") as out:
         json.dump({"ppid": os.getppid()}, out)
@@ -269,7 +270,8 @@ def test_a_prestarted_worker_forks_steps_like_cold_processes_and_detached_progra
         read_end, write_end = os.pipe()
         os.dup2(read_end, 50)
         os.dup2(write_end, 51)
-        open("owner-running", "w").close()
+        with open("owner-running", "w") as running:
+            running.write(str(os.getpid()))
         from iris_assets.resources import warm_steps
 
         warm_steps.prestart()
@@ -289,7 +291,8 @@ def test_a_prestarted_worker_forks_steps_like_cold_processes_and_detached_progra
         print(json.dumps({"forked": type(worker.process).__name__, "worker": worker.process.pid,
                           "owner": os.getpid(), "reports": reports, "pid": pid,
                           "pipe": [50, 51]}))
-        os.unlink("owner-running")
+        sys.stdout.flush()
+        os._exit(0)  # no atexit hook stops the worker: it must notice its owner is gone itself
         """
     )
     out = subprocess.run(
