@@ -17,6 +17,7 @@ worker is handed to the ``serving_endpoint`` asset's.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import shutil
@@ -42,6 +43,7 @@ from iris_assets.resources.warm_steps import (
     WarmStep,
     WarmWorker,
     WorkerUnavailable,
+    launch_detached,
     warm_steps_enabled,
 )
 
@@ -214,33 +216,18 @@ def _start_server(
 
 
 def _fork_server(argv: list[str], env: dict[str, str], cwd: Path, log: int) -> WarmStep | None:
-    """The server forked from this pytest worker's warm worker, or None to start it cold."""
-    # What a Popen child would have: this process's stdin, the log as stdout and stderr.
-    return _fork(SERVER_MODULE, argv, env, cwd, lambda: [_inherited_stdin(), *_twice(log)])
-
-
-def _twice(log: int) -> list[int]:
-    return [os.dup(log), os.dup(log)]
-
-
-def _fork(
-    module: str,
-    argv: list[str],
-    env: dict[str, str],
-    cwd: Path,
-    stdio: Callable[[], list[int]],
-    detach: bool = False,
-) -> WarmStep | None:
-    """``module`` forked from this pytest worker's warm worker, the one its steps fork from (so
+    """The server forked from this pytest worker's warm worker, the one its steps fork from (so
     MLflow and scikit-learn are imported once per worker, not once for steps and once for
-    servers), or None: warm steps off, or no worker can be reached even after a restart.
-    ``stdio`` makes the three descriptors each attempt hands over (and the launch closes)."""
+    servers), or None to start it cold: warm steps off, or no worker can be reached even after a
+    restart."""
     if not warm_steps_enabled(env):
         return None
     for _ in range(2):
         worker = WarmWorker.for_python(sys.executable)
+        # What a Popen child would have: this process's stdin, the log as stdout and stderr.
+        stdio = [_inherited_stdin(), os.dup(log), os.dup(log)]
         try:
-            return worker.launch(module, env, str(cwd), argv, stdio(), detach)
+            return worker.launch(SERVER_MODULE, env, str(cwd), argv=argv, stdio=stdio)
         except WorkerUnavailable:
             WarmWorker.forget(worker)
     return None
@@ -293,18 +280,12 @@ def start_server(registry: Registry, tmp_path: Path) -> Iterator[Callable[..., R
 
 @pytest.fixture
 def warm_launcher() -> Callable[[str, list[str], dict[str, str], str, int], int | None]:
-    """A ``ServingProcess`` launcher forking the server detached from this pytest worker's warm
-    worker, as ``resources.warm_steps.launch_detached`` does from the orchestrator's: its pid, or
-    None to start it cold."""
-
-    def launch(module: str, argv: list[str], env: dict[str, str], cwd: str, log: int):
-        def stdio() -> list[int]:
-            return [os.open(os.devnull, os.O_RDONLY), *_twice(log)]
-
-        forked = _fork(module, argv, env, Path(cwd), stdio, detach=True)
-        return None if forked is None else forked.pid
-
-    return launch
+    """The ``serving_endpoint`` asset's launcher (``launch_detached``: the server forked detached
+    from this process's warm worker, or None to start it cold), with that worker started if this
+    pytest worker has none yet."""
+    if warm_steps_enabled(os.environ):
+        WarmWorker.for_python(sys.executable)
+    return functools.partial(launch_detached, sys.executable)
 
 
 @pytest.fixture
