@@ -249,3 +249,36 @@ def test_simulate_labels_needs_scored_flowers_and_a_share(env):
     assert out.returncode == 2 and "between 0 and 1" in out.stderr
     out = iris(env, "simulate", "--rows", "5", "--accuracy-drop", "0.2")
     assert out.returncode == 2 and "--labels only" in out.stderr
+
+
+# Every way `iris simulate` refuses its arguments, each decided before any table is read.
+SIMULATE_REFUSALS = (
+    ["--rows", "0"],
+    ["--rows", "10000001", "--labels"],
+    ["--date", "26/11/2026", "--labels"],
+    ["--labels", "--accuracy-drop", "1.5"],
+    ["--rows", "5", "--accuracy-drop", "0.2"],
+    ["--labels", "--drift"],
+)
+
+
+def test_a_refused_simulate_imports_neither_pandas_nor_deltalake(env):
+    """A refusal is instant: the arguments are checked before the data libraries load."""
+    program = (
+        "import json, sys\n"
+        "from iris_assets import cli\n"
+        "codes = [cli.main(['simulate', *args]) for args in json.loads(sys.argv[1])]\n"
+        "heavy = ('pandas', 'numpy', 'pyarrow', 'deltalake')\n"
+        "print(json.dumps({'codes': codes, 'loaded': [m for m in heavy if m in sys.modules]}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", program, json.dumps(SIMULATE_REFUSALS)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout) == {"codes": [2] * len(SIMULATE_REFUSALS), "loaded": []}
+    assert out.stderr.count("iris simulate: ") == len(SIMULATE_REFUSALS), out.stderr
+    assert not (Path(env["IRIS_HOME"]) / "dev" / "landing").exists()

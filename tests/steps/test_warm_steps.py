@@ -128,9 +128,12 @@ def test_a_killed_worker_is_replaced_and_the_step_still_runs(probe, own_workers)
     worker = WarmWorker.for_python(sys.executable)
     worker.process.kill()
     worker.process.wait()
-    returncode, report = probe(value="after the worker died")
-    assert returncode == 0 and report["env"] == "after the worker died"
-    assert WarmWorker.for_python(sys.executable) is not worker
+    process, out = probe(value="after the worker died", wait=False)
+    assert isinstance(process, WarmStep), "the step after the kill ran cold"
+    assert process.wait(timeout=60) == 0
+    assert json.loads(out.read_text())["env"] == "after the worker died"
+    replacement = WarmWorker.for_python(sys.executable)
+    assert replacement is not worker and replacement.process.poll() is None
 
 
 def test_warm_steps_can_be_turned_off(probe, monkeypatch):
