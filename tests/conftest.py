@@ -239,6 +239,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_worker_with_every_library():
+    """This process's warm worker, which the steps of its in-process runs fork from
+    (``WarmWorker.for_python``), started at its first test with every step's libraries
+    (``--preload all``): it loads them over the session anyway, one step's at a time. The files
+    that need such a worker fork from this one instead of starting their own (about 4 CPU s
+    each). Not where the orchestrator's libraries are missing (the env-5 run of the core tests)."""
+    try:
+        from iris_assets.resources.warm_steps import WarmWorker, warm_steps_enabled
+    except ModuleNotFoundError as missing:
+        if missing.name != "dagster":
+            raise
+        return
+    if warm_steps_enabled():
+        WarmWorker.for_python(sys.executable, preload_all=True)
+
+
 @pytest.fixture(scope="session")
 def mlflow_db_template(tmp_path_factory) -> Path:
     """A migrated registry, made by the first worker that needs it; tests only copy it."""

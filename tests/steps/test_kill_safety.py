@@ -23,14 +23,12 @@ from tests.conftest import ROOT
 DAY = "2026-11-22"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def worker():
-    """A warm worker with every step's libraries loaded: the runs are forked from it, as the
-    local steps are, so each costs a fork instead of importing scikit-learn and deltalake."""
-    worker = WarmWorker(sys.executable, preload_all=True)
-    yield worker
-    worker.stop()
-    worker.process.wait()
+    """This process's warm worker, with every step's libraries loaded (tests/conftest.py): the
+    runs are forked from it, as the local steps are, so each costs a fork instead of importing
+    scikit-learn and deltalake. The tests kill the runs, never the worker."""
+    return WarmWorker.for_python(sys.executable, preload_all=True)
 
 
 def run_child(worker, home, marker, mode, failpoint=None):

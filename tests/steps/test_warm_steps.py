@@ -340,11 +340,12 @@ def test_without_a_warm_worker_nothing_is_launched_detached(tmp_path, monkeypatc
 
 GIT_PROBE = textwrap.dedent(
     """
-    import json, os
+    import json, os, sys
+    inherited = sorted(m for m in ("mlflow", "sklearn", "deltalake", "git") if m in sys.modules)
     import git
 
     with open(os.environ["PROBE_OUT"], "w") as out:
-        json.dump({"git": git.cmd.Git.GIT_PYTHON_GIT_EXECUTABLE}, out)
+        json.dump({"git": git.cmd.Git.GIT_PYTHON_GIT_EXECUTABLE, "inherited": inherited}, out)
     """
 )
 
@@ -358,13 +359,15 @@ def test_a_step_forked_from_a_worker_with_every_library_finds_its_own_git(tmp_pa
     fake_git.chmod(0o755)
     (tmp_path / "git_probe.py").write_text(GIT_PROBE)
     out = tmp_path / "report.json"
-    worker = WarmWorker(sys.executable, preload_all=True)
-    try:
-        env = {**os.environ, "PROBE_OUT": str(out), "GIT_PYTHON_GIT_EXECUTABLE": str(fake_git)}
-        assert worker.launch("git_probe", env, str(tmp_path)).wait(timeout=120) == 0
-    finally:
-        worker.stop()
-    assert json.loads(out.read_text()) == {"git": str(fake_git)}
+    # This process's worker (tests/conftest.py), which has also forked this process's steps.
+    worker = WarmWorker.for_python(sys.executable, preload_all=True)
+    env = {**os.environ, "PROBE_OUT": str(out), "GIT_PYTHON_GIT_EXECUTABLE": str(fake_git)}
+    assert worker.launch("git_probe", env, str(tmp_path)).wait(timeout=120) == 0
+    # Every library but GitPython was there before the step imported anything.
+    assert json.loads(out.read_text()) == {
+        "git": str(fake_git),
+        "inherited": ["deltalake", "mlflow", "sklearn"],
+    }
     assert "version" in (tmp_path / "fake-git.calls").read_text()
 
 
