@@ -239,13 +239,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# The folders whose tests fork local steps or servers from this process's warm worker.
+STEP_FOLDERS = ("tests/assets/", "tests/steps/", "tests/serving/")
+
+
 @pytest.fixture(scope="session", autouse=True)
-def warm_worker_with_every_library():
+def warm_worker_with_every_library(request):
     """This process's warm worker, which the steps of its in-process runs fork from
     (``WarmWorker.for_python``), started at its first test with every step's libraries
-    (``--preload all``): it loads them over the session anyway, one step's at a time. The files
-    that need such a worker fork from this one instead of starting their own (about 4 CPU s
-    each). Not where the orchestrator's libraries are missing (the env-5 run of the core tests)."""
+    (``--preload all``) when the session runs tests that fork steps: over the whole suite it
+    loads them all anyway, one step's at a time. The files that need such a worker fork from
+    this one instead of starting their own (about 4 CPU s each). Not where the orchestrator's
+    libraries are missing (the env-5 run of the core tests)."""
+    if not any(item.nodeid.startswith(STEP_FOLDERS) for item in request.session.items):
+        return
     try:
         from iris_assets.resources.warm_steps import WarmWorker, warm_steps_enabled
     except ModuleNotFoundError as missing:

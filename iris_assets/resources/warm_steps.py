@@ -152,6 +152,7 @@ class WarmWorker:
         preload_steps: Sequence[str] = (),
     ):
         self.python = python
+        self.preload_all = preload_all  # started with every step's libraries (``--preload all``)
         self._folder = tempfile.TemporaryDirectory(prefix="iris-warm-")
         self.address = str(Path(self._folder.name) / "worker.sock")
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:

@@ -128,12 +128,13 @@ def test_a_killed_worker_is_replaced_and_the_step_still_runs(probe, own_workers)
     worker = WarmWorker.for_python(sys.executable)
     worker.process.kill()
     worker.process.wait()
+    replacement = WarmWorker.for_python(sys.executable)  # itself, not through a retry
+    assert replacement is not worker and replacement.process.poll() is None
     process, out = probe(value="after the worker died", wait=False)
     assert isinstance(process, WarmStep), "the step after the kill ran cold"
     assert process.wait(timeout=60) == 0
     assert json.loads(out.read_text())["env"] == "after the worker died"
-    replacement = WarmWorker.for_python(sys.executable)
-    assert replacement is not worker and replacement.process.poll() is None
+    assert WarmWorker.for_python(sys.executable) is replacement
 
 
 def test_warm_steps_can_be_turned_off(probe, monkeypatch):
@@ -359,10 +360,16 @@ def test_a_step_forked_from_a_worker_with_every_library_finds_its_own_git(tmp_pa
     fake_git.chmod(0o755)
     (tmp_path / "git_probe.py").write_text(GIT_PROBE)
     out = tmp_path / "report.json"
-    # This process's worker (tests/conftest.py), which has also forked this process's steps.
-    worker = WarmWorker.for_python(sys.executable, preload_all=True)
+    # This process's worker (tests/conftest.py), which has also forked this process's steps;
+    # one of its own if that one was replaced meanwhile by a worker without every library.
+    shared = WarmWorker.for_python(sys.executable, preload_all=True)
+    worker = shared if shared.preload_all else WarmWorker(sys.executable, preload_all=True)
     env = {**os.environ, "PROBE_OUT": str(out), "GIT_PYTHON_GIT_EXECUTABLE": str(fake_git)}
-    assert worker.launch("git_probe", env, str(tmp_path)).wait(timeout=120) == 0
+    try:
+        assert worker.launch("git_probe", env, str(tmp_path)).wait(timeout=120) == 0
+    finally:
+        if worker is not shared:
+            worker.stop()
     # Every library but GitPython was there before the step imported anything.
     assert json.loads(out.read_text()) == {
         "git": str(fake_git),
