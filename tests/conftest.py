@@ -249,16 +249,12 @@ def warm_worker_with_every_library(request):
     (``WarmWorker.for_python``), started at its first test with every step's libraries
     (``--preload all``) when the session runs tests that fork steps: over the whole suite it
     loads them all anyway, one step's at a time. The files that need such a worker fork from
-    this one instead of starting their own (about 4 CPU s each). Not where the orchestrator's
-    libraries are missing (the env-5 run of the core tests)."""
+    this one instead of starting their own (about 4 CPU s each). So not in the env-5 run of
+    the core tests, which has no orchestrator's libraries to import it with."""
     if not any(item.nodeid.startswith(STEP_FOLDERS) for item in request.session.items):
         return
-    try:
-        from iris_assets.resources.warm_steps import WarmWorker, warm_steps_enabled
-    except ModuleNotFoundError as missing:
-        if missing.name != "dagster":
-            raise
-        return
+    from iris_assets.resources.warm_steps import WarmWorker, warm_steps_enabled
+
     if warm_steps_enabled():
         WarmWorker.for_python(sys.executable, preload_all=True)
 
